@@ -1,0 +1,108 @@
+# lethe: top-level build.
+#
+#   make            build build/liblethe.a and build/lethe
+#   make demo       set up (packages, models) and run the main job on sample photos
+#   make test       set up and run every test (unit, parity, CLI, fuzz smoke, ASan+UBSan)
+#   make check      the tests without the set-up step (for developers)
+#   make san        build with ASan+UBSan into build-san/
+#   make bench      benchmarks against face-api.js on tfjs (see bench/README.md)
+#   make fuzz       build libFuzzer targets (clang) into build-fuzz/
+#
+# Variables: BUILD (output folder), SAN=1 (sanitizers), CC, CFLAGS, LDFLAGS.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DLETHE_DEFAULT_MODELS='"$(abspath models)"'
+STD     := -std=c11 -pthread -fvisibility=hidden
+LIBS    := -ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread
+
+ifeq ($(SAN),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(sort $(wildcard programs/*.c))
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all lib cli tests demo test check san bench fuzz clean setup models ref
+
+all: lib cli tests
+
+lib: $(BUILD)/liblethe.a
+cli: $(BUILD)/lethe
+tests: $(TEST_BIN) $(BUILD)/tests/fuzz_replay
+
+$(BUILD)/liblethe.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
+
+$(BUILD)/lethe: $(CLI_OBJ) $(BUILD)/liblethe.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblethe.a $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liblethe.a tests/test.h
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
+
+$(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/liblethe.a
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
+
+# --- set-up: system packages, model weights, reference harness ----------
+setup:
+	./scripts/setup.sh
+
+models:
+	./scripts/fetch-models.sh
+
+# --- the two README commands --------------------------------------------
+demo: setup
+	$(MAKE) all
+	./scripts/demo.sh
+
+test: setup
+	$(MAKE) check
+
+check: all
+	./tests/run.sh
+
+san:
+	$(MAKE) BUILD=build-san SAN=1 OPT=-O1 all
+
+bench: all
+	./bench/run.sh
+
+fuzz:
+	./tests/fuzz/build.sh
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,109 @@
+/*
+ * test.h: the tiny assertion kit every test file uses. A test file defines
+ * test functions, lists them in main() with RUN(), and ends with
+ * return test_summary(); which prints "N passed, N failed" (and skipped).
+ *
+ * CHECK(cond)         record a failure (with file:line) and go on
+ * CHECK_EQ_INT(a, b)  integer equality with both values printed
+ * CHECK_NEAR(a, b, t) |a - b| <= t
+ * SKIP(why)           mark the current test skipped, visibly, and return
+ */
+#ifndef LETHE_TEST_H
+#define LETHE_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int test_passed, test_failed, test_skipped;
+static int test_cur_failed, test_cur_skipped;
+static const char *test_cur_name;
+
+#define CHECK(cond)                                                               \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s\n", __FILE__, __LINE__,        \
+                    test_cur_name, #cond);                                        \
+            test_cur_failed++;                                                    \
+        }                                                                         \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                        \
+    do {                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                       \
+        if (a_ != b_) {                                                           \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s == %s (%lld vs %lld)\n",      \
+                    __FILE__, __LINE__, test_cur_name, #a, #b, a_, b_);           \
+            test_cur_failed++;                                                    \
+        }                                                                         \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                     \
+    do {                                                                          \
+        double a_ = (double)(a), b_ = (double)(b);                                \
+        if (!(fabs(a_ - b_) <= (double)(tol))) {                                  \
+            fprintf(stderr, "  FAIL %s:%d in %s: |%s - %s| <= %g (%.9g vs %.9g)\n", \
+                    __FILE__, __LINE__, test_cur_name, #a, #b, (double)(tol), a_, b_); \
+            test_cur_failed++;                                                    \
+        }                                                                         \
+    } while (0)
+
+#define SKIP(why)                                                                 \
+    do {                                                                          \
+        fprintf(stderr, "  SKIP %s: %s\n", test_cur_name, why);                   \
+        test_cur_skipped = 1;                                                     \
+        return;                                                                   \
+    } while (0)
+
+#define RUN(fn)                                                                   \
+    do {                                                                          \
+        test_cur_name = #fn;                                                      \
+        test_cur_failed = 0;                                                      \
+        test_cur_skipped = 0;                                                     \
+        fn();                                                                     \
+        if (test_cur_failed) {                                                    \
+            test_failed++;                                                        \
+            fprintf(stderr, "not ok %s\n", #fn);                                  \
+        } else if (test_cur_skipped) {                                            \
+            test_skipped++;                                                       \
+        } else {                                                                  \
+            test_passed++;                                                        \
+            fprintf(stderr, "ok %s\n", #fn);                                      \
+        }                                                                         \
+    } while (0)
+
+static inline int test_summary(void)
+{
+    printf("%d passed, %d failed, %d skipped\n", test_passed, test_failed, test_skipped);
+    return test_failed ? 1 : 0;
+}
+
+/* The shared test data folder (../shared/data from the repo root), or NULL. */
+static inline const char *test_data_dir(void)
+{
+    static const char *dirs[] = {"../shared/data", "../../shared/data"};
+    const char *env = getenv("LETHE_TEST_DATA");
+    struct stat st;
+    if (env && stat(env, &st) == 0)
+        return env;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if (stat(dirs[i], &st) == 0 && S_ISDIR(st.st_mode))
+            return dirs[i];
+    return NULL;
+}
+
+/* The model folder for tests ($LETHE_MODELS or ./models), or NULL if absent. */
+static inline const char *test_models_dir(void)
+{
+    const char *env = getenv("LETHE_MODELS");
+    struct stat st;
+    if (env && stat(env, &st) == 0)
+        return env;
+    if (stat("models/face_recognition_model.bin", &st) == 0)
+        return "models";
+    return NULL;
+}
+
+#endif
