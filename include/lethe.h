@@ -9,8 +9,8 @@
  *   4. Descriptor utilities
  *
  * Conventions: every function that can fail returns an int status
- * (LETHE_OK == 0). Handles are opaque; every *_open/*_load has a matching
- * *_close/*_free that accepts NULL. Memory returned through an out-pointer is
+ * (LETHE_OK == 0). Handles are opaque; every open or load function has a
+ * matching close or free that accepts NULL. Memory returned through an out-pointer is
  * owned by the caller and released with the free function named beside it.
  * The library never prints and never exits.
  */

@@ -7,6 +7,7 @@
 #ifndef LETHE_FACE_PREP_H
 #define LETHE_FACE_PREP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* RGB8 -> float32, same layout. */
