@@ -173,6 +173,9 @@ LETHE_API void lethe_engine_close(lethe_engine *engine);
  * with respect to concurrent calls failing on the same engine. */
 LETHE_API const char *lethe_engine_errmsg(const lethe_engine *engine);
 
+/* The number of worker threads (the caller included). */
+LETHE_API int lethe_engine_threads(const lethe_engine *engine);
+
 /* Name of the SIMD kernel set in use ("avx512", "avx2", "scalar"). */
 LETHE_API const char *lethe_engine_kernels(const lethe_engine *engine);
 
@@ -191,6 +194,9 @@ typedef struct lethe_face {
 /* Flags for lethe_engine_analyze. */
 #define LETHE_WANT_LANDMARKS  1u
 #define LETHE_WANT_DESCRIPTOR 2u /* implies landmarks */
+/* Run on the calling thread only, without the engine's workers: for callers
+ * that analyse several images at once, one per thread. */
+#define LETHE_SINGLE_THREAD   256u
 
 /*
  * Find every face in img, largest score first, and compute what flags ask

@@ -1,0 +1,556 @@
+/*
+ * cmd_face.c: lethe detect, lethe embed and lethe compare.
+ *
+ * A batch of images is spread over worker threads, one image per worker at a
+ * time (decode + detect + landmarks + describe), and printed in input order
+ * as soon as each result and all before it are ready. An image that cannot
+ * be read is reported (as {"image", "error"} with --json) and the batch goes
+ * on; the exit status is then 1.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void face_opts_init(face_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    lethe_engine_options_init(&o->engine);
+}
+
+static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    long x;
+    errno = 0;
+    x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        cli_error("%s expects a whole number from %d to %d, not '%s'", flag, lo, hi, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_float(const char *flag, const char *v, double lo, double hi, float *out)
+{
+    char *end;
+    double x;
+    errno = 0;
+    x = strtod(v, &end);
+    if (errno || *end || end == v || !(x > lo && x < hi)) {
+        cli_error("%s expects a number between %g and %g, not '%s'", flag, lo, hi, v);
+        return -1;
+    }
+    *out = (float)x;
+    return 1;
+}
+
+int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    static const char *valued[] = {"--detector", "--threads", "--models", "--min-score",
+                                   "--min-face-size", "--align", "--precision",
+                                   "--input-size"};
+
+    if (!strcmp(a, "--json")) {
+        o->json = 1;
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+        if (strcmp(a, valued[k]))
+            continue;
+        if (!v) {
+            cli_error("%s needs a value", a);
+            return -1;
+        }
+        (*i)++;
+        if (!strcmp(a, "--detector")) {
+            if (!strcmp(v, "ssd"))
+                o->engine.detector = LETHE_DETECTOR_SSD;
+            else if (!strcmp(v, "tiny"))
+                o->engine.detector = LETHE_DETECTOR_TINY;
+            else {
+                cli_error("--detector is ssd or tiny, not '%s'", v);
+                return -1;
+            }
+            return 1;
+        }
+        if (!strcmp(a, "--align")) {
+            if (!strcmp(v, "similarity"))
+                o->engine.align = LETHE_ALIGN_SIMILARITY;
+            else if (!strcmp(v, "box"))
+                o->engine.align = LETHE_ALIGN_BOX;
+            else {
+                cli_error("--align is similarity or box, not '%s'", v);
+                return -1;
+            }
+            return 1;
+        }
+        if (!strcmp(a, "--precision")) {
+            if (!strcmp(v, "default"))
+                o->engine.precision = LETHE_PRECISION_DEFAULT;
+            else if (!strcmp(v, "fp32"))
+                o->engine.precision = LETHE_PRECISION_FP32;
+            else {
+                cli_error("--precision is default or fp32, not '%s'", v);
+                return -1;
+            }
+            return 1;
+        }
+        if (!strcmp(a, "--models")) {
+            o->engine.model_dir = v;
+            return 1;
+        }
+        if (!strcmp(a, "--threads")) {
+            if (parse_int(a, v, 0, 1024, &o->threads) < 0)
+                return -1;
+            o->engine.threads = o->threads;
+            return 1;
+        }
+        if (!strcmp(a, "--min-score"))
+            return parse_float(a, v, 0, 1, &o->engine.min_score);
+        if (!strcmp(a, "--min-face-size"))
+            return parse_int(a, v, 0, 1 << 20, &o->engine.min_face_size);
+        if (!strcmp(a, "--input-size"))
+            return parse_int(a, v, 32, 2048, &o->engine.tiny_input_size);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The batch runner                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct item {
+    const char *path;
+    int status;           /* LETHE_OK or the failure */
+    char error[512];
+    int width, height;    /* original pixels */
+    lethe_face *faces;
+    int count;
+    float chip_desc[LETHE_DESCRIPTOR_DIM];
+    int done;
+} item;
+
+typedef struct batch {
+    face_opts *o;
+    lethe_engine *engine;
+    unsigned flags;
+    item *items;
+    int n;
+    int next;             /* next item to take */
+    int parallel;         /* images analysed one per thread */
+    pthread_mutex_t lock;
+    pthread_cond_t ready;
+} batch;
+
+static void analyse_one(batch *b, item *it)
+{
+    lethe_image *img = NULL;
+    lethe_image_options io;
+    char msg[400];
+    int rc;
+
+    lethe_image_options_init(&io);
+    rc = lethe_image_load(it->path, &io, &img, msg, sizeof(msg));
+    if (rc != LETHE_OK) {
+        it->status = rc;
+        snprintf(it->error, sizeof(it->error), "%s", msg);
+        return;
+    }
+    it->width = img->orig_width > 0 ? img->orig_width : img->width;
+    it->height = img->orig_height > 0 ? img->orig_height : img->height;
+    if (b->o->chip) {
+        rc = lethe_engine_describe_chip(b->engine, img, it->chip_desc);
+    } else {
+        unsigned flags = b->flags | (b->parallel ? LETHE_SINGLE_THREAD : 0);
+        rc = lethe_engine_analyze(b->engine, img, flags, &it->faces, &it->count);
+    }
+    if (rc != LETHE_OK) {
+        it->status = rc;
+        snprintf(it->error, sizeof(it->error), "%s", lethe_engine_errmsg(b->engine));
+    }
+    lethe_image_free(img);
+}
+
+static void *worker(void *arg)
+{
+    batch *b = arg;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        int i = b->next < b->n ? b->next++ : -1;
+        pthread_mutex_unlock(&b->lock);
+        if (i < 0)
+            return NULL;
+        analyse_one(b, &b->items[i]);
+        pthread_mutex_lock(&b->lock);
+        b->items[i].done = 1;
+        pthread_cond_broadcast(&b->ready);
+        pthread_mutex_unlock(&b->lock);
+    }
+}
+
+static void put_floats(FILE *f, const float *v, int n, const char *fmt)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            fputc(',', f);
+        fprintf(f, fmt, (double)v[i]);
+    }
+    fputc(']', f);
+}
+
+static void print_item(const batch *b, const item *it)
+{
+    FILE *f = stdout;
+    int want_desc = (b->flags & LETHE_WANT_DESCRIPTOR) != 0;
+
+    if (!b->o->json) {
+        if (it->status != LETHE_OK) {
+            fprintf(stderr, "lethe: %s\n", it->error);
+            return;
+        }
+        if (b->o->chip) {
+            fprintf(f, "%s: chip %dx%d\n  embedding ", it->path, it->width, it->height);
+            put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.6f");
+            fputc('\n', f);
+            return;
+        }
+        fprintf(f, "%s: %dx%d, %d face%s\n", it->path, it->width, it->height, it->count,
+                it->count == 1 ? "" : "s");
+        for (int i = 0; i < it->count; i++) {
+            const lethe_face *fc = &it->faces[i];
+            fprintf(f, "  face %d: box %.1f,%.1f %.1fx%.1f score %.3f\n", i + 1,
+                    (double)fc->box[0], (double)fc->box[1], (double)fc->box[2],
+                    (double)fc->box[3], (double)fc->score);
+            if (want_desc && fc->has_descriptor) {
+                fputs("    embedding ", f);
+                put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.6f");
+                fputc('\n', f);
+            }
+        }
+        return;
+    }
+    fputs("{\"image\":", f);
+    json_put_string(f, it->path);
+    if (it->status != LETHE_OK) {
+        fputs(",\"error\":", f);
+        json_put_string(f, it->error);
+        fputs("}\n", f);
+        return;
+    }
+    fprintf(f, ",\"width\":%d,\"height\":%d,\"faces\":[", it->width, it->height);
+    if (b->o->chip) {
+        fprintf(f, "{\"box\":[0,0,%d,%d],\"score\":1,\"embedding\":", it->width, it->height);
+        put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.9g");
+        fputc('}', f);
+    }
+    for (int i = 0; i < it->count; i++) {
+        const lethe_face *fc = &it->faces[i];
+        if (i)
+            fputc(',', f);
+        fputs("{\"box\":", f);
+        put_floats(f, fc->box, 4, "%.3f");
+        fprintf(f, ",\"score\":%.6f,\"landmarks\":[", (double)fc->score);
+        for (int k = 0; k < LETHE_LANDMARKS; k++)
+            fprintf(f, "%s[%.3f,%.3f]", k ? "," : "", (double)fc->landmarks[k][0],
+                    (double)fc->landmarks[k][1]);
+        fputc(']', f);
+        if (want_desc && fc->has_descriptor) {
+            fputs(",\"embedding\":", f);
+            put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
+        }
+        fputc('}', f);
+    }
+    fputs("]}\n", f);
+}
+
+/* Analyse paths[0..n) and print; returns the exit status. */
+static int run_batch(face_opts *o, unsigned flags, char **paths, int n)
+{
+    lethe_engine *engine = NULL;
+    batch b;
+    pthread_t *threads = NULL;
+    int nthreads, failed = 0, rc;
+
+    rc = lethe_engine_open(&engine, &o->engine);
+    if (rc != LETHE_OK) {
+        cli_error("%s", lethe_engine_errmsg(engine));
+        lethe_engine_close(engine);
+        return CLI_EXIT_FAILED;
+    }
+    memset(&b, 0, sizeof(b));
+    b.o = o;
+    b.engine = engine;
+    b.flags = flags;
+    b.n = n;
+    b.items = calloc((size_t)n, sizeof(item));
+    nthreads = lethe_engine_threads(engine);
+    if (nthreads > n)
+        nthreads = n;
+    /* Several images: one per thread. One image: its layers use the pool. */
+    b.parallel = nthreads > 1;
+    if (!b.parallel)
+        nthreads = 1;
+    threads = calloc((size_t)nthreads, sizeof(pthread_t));
+    if (!b.items || !threads) {
+        cli_error("out of memory");
+        free(b.items);
+        free(threads);
+        lethe_engine_close(engine);
+        return CLI_EXIT_FAILED;
+    }
+    for (int i = 0; i < n; i++) {
+        b.items[i].path = paths[i];
+        b.items[i].status = LETHE_OK;
+    }
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.ready, NULL);
+    int started = 0;
+    for (int t = 0; t < nthreads; t++)
+        if (pthread_create(&threads[t], NULL, worker, &b) == 0)
+            started++;
+    if (started == 0)
+        worker(&b);
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&b.lock);
+        while (!b.items[i].done)
+            pthread_cond_wait(&b.ready, &b.lock);
+        pthread_mutex_unlock(&b.lock);
+        print_item(&b, &b.items[i]);
+        fflush(stdout);
+        if (b.items[i].status != LETHE_OK)
+            failed++;
+        lethe_faces_free(b.items[i].faces);
+        b.items[i].faces = NULL;
+    }
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    pthread_mutex_destroy(&b.lock);
+    pthread_cond_destroy(&b.ready);
+    free(b.items);
+    free(threads);
+    lethe_engine_close(engine);
+    if (failed && !o->json)
+        cli_error("%d of %d image%s could not be processed", failed, n, n == 1 ? "" : "s");
+    return failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+static const char common_help[] =
+    "  --json               one JSON object per image per line on standard output\n"
+    "  --detector ssd|tiny  face detector (default ssd: SSD MobileNet v1)\n"
+    "  --min-score S        detection score threshold in (0, 1) (default 0.5)\n"
+    "  --min-face-size N    ignore faces smaller than N pixels (default 0)\n"
+    "  --input-size N       tiny detector input side, multiple of 32 (default 416)\n"
+    "  --threads N          worker threads (default: one per core)\n"
+    "  --models DIR         model weights folder (default $LETHE_MODELS, then the\n"
+    "                       folder fetched at build time)\n";
+
+/* Parse a face command's arguments; returns the first path index or -1/-2. */
+static int parse_face_args(face_opts *o, int argc, char **argv, int allow_chip,
+                           void (*help)(FILE *), int *first)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || !a[1])
+            break;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help(stdout);
+            return -1;
+        }
+        if (allow_chip && !strcmp(a, "--chip")) {
+            o->chip = 1;
+            continue;
+        }
+        int r = face_opts_parse(o, argc, argv, &i);
+        if (r < 0)
+            return -2;
+        if (r == 0) {
+            cli_error("unknown option '%s' for %s (see 'lethe %s --help')", a, argv[0],
+                      argv[0]);
+            return -2;
+        }
+    }
+    *first = i;
+    return 0;
+}
+
+static void detect_help(FILE *f)
+{
+    fprintf(f,
+            "usage: lethe detect [OPTIONS] IMAGE...\n"
+            "\n"
+            "Find every face in each photo (JPEG, PNG or WebP; EXIF orientation is\n"
+            "honoured) with its score, box and 68 landmarks, in original pixels.\n"
+            "\n"
+            "Options:\n%s"
+            "\n"
+            "JSON lines: {\"image\", \"width\", \"height\", \"faces\": [{\"box\": [x, y, w, h],\n"
+            "\"score\", \"landmarks\": [[x, y] x 68]}]}, or {\"image\", \"error\"}.\n"
+            "Exit status: 0 if every image was read, 1 if any failed, 2 on bad usage.\n",
+            common_help);
+}
+
+static void embed_help(FILE *f)
+{
+    fprintf(f,
+            "usage: lethe embed [OPTIONS] IMAGE...\n"
+            "\n"
+            "Compute the 128-D descriptor of every face in each photo (detect, landmarks,\n"
+            "align, describe), or of each image as a whole with --chip.\n"
+            "\n"
+            "Options:\n"
+            "  --chip               each input already is a face chip: no detection;\n"
+            "                       resized to 150x150 if it is not that size\n"
+            "  --align similarity|box\n"
+            "                       face chip: dlib-style similarity alignment (default)\n"
+            "                       or face-api.js's axis-aligned box\n"
+            "  --precision default|fp32\n"
+            "                       fp32 forces full single precision in every layer\n"
+            "%s"
+            "\n"
+            "JSON lines as for 'lethe detect', each face with \"embedding\": [128 floats].\n"
+            "Exit status: 0 if every image was read, 1 if any failed, 2 on bad usage.\n",
+            common_help);
+}
+
+static void compare_help(FILE *f)
+{
+    fprintf(f,
+            "usage: lethe compare [OPTIONS] IMAGE_A IMAGE_B\n"
+            "\n"
+            "Compare the largest-scoring face of two photos (or two chips with --chip):\n"
+            "prints the Euclidean distance between their descriptors and whether it is\n"
+            "below the calibrated same-person threshold (%.3f).\n"
+            "\n"
+            "Options:\n"
+            "  --chip               both inputs already are face chips\n"
+            "  --align similarity|box, --precision default|fp32 as for 'lethe embed'\n"
+            "%s"
+            "\n"
+            "JSON: {\"a\", \"b\", \"distance\", \"threshold\", \"same\": true|false}.\n"
+            "Exit status: 0 when compared (same or not), 1 if an image failed or has no\n"
+            "face, 2 on bad usage.\n",
+            (double)lethe_descriptor_threshold(), common_help);
+}
+
+int cmd_detect(int argc, char **argv)
+{
+    face_opts o;
+    int first, r;
+    face_opts_init(&o);
+    r = parse_face_args(&o, argc, argv, 0, detect_help, &first);
+    if (r == -1)
+        return CLI_EXIT_OK;
+    if (r < 0)
+        return CLI_EXIT_USAGE;
+    if (first >= argc) {
+        cli_error("detect needs at least one IMAGE (see 'lethe detect --help')");
+        return CLI_EXIT_USAGE;
+    }
+    return run_batch(&o, LETHE_WANT_LANDMARKS, argv + first, argc - first);
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    face_opts o;
+    int first, r;
+    face_opts_init(&o);
+    r = parse_face_args(&o, argc, argv, 1, embed_help, &first);
+    if (r == -1)
+        return CLI_EXIT_OK;
+    if (r < 0)
+        return CLI_EXIT_USAGE;
+    if (first >= argc) {
+        cli_error("embed needs at least one IMAGE (see 'lethe embed --help')");
+        return CLI_EXIT_USAGE;
+    }
+    return run_batch(&o, LETHE_WANT_DESCRIPTOR, argv + first, argc - first);
+}
+
+/* The descriptor of the best face of one image (or the chip). */
+static int describe_for_compare(face_opts *o, lethe_engine *e, const char *path, float *desc)
+{
+    lethe_image *img = NULL;
+    char msg[400];
+    int rc = lethe_image_load(path, NULL, &img, msg, sizeof(msg));
+    if (rc != LETHE_OK) {
+        cli_error("%s", msg);
+        return rc;
+    }
+    if (o->chip) {
+        rc = lethe_engine_describe_chip(e, img, desc);
+        if (rc != LETHE_OK)
+            cli_error("%s: %s", path, lethe_engine_errmsg(e));
+    } else {
+        lethe_face *faces = NULL;
+        int n = 0;
+        rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &n);
+        if (rc != LETHE_OK) {
+            cli_error("%s: %s", path, lethe_engine_errmsg(e));
+        } else if (n == 0) {
+            cli_error("%s: no face found", path);
+            rc = LETHE_ERR_NO_FACE;
+        } else {
+            memcpy(desc, faces[0].descriptor, sizeof(faces[0].descriptor));
+        }
+        lethe_faces_free(faces);
+    }
+    lethe_image_free(img);
+    return rc;
+}
+
+int cmd_compare(int argc, char **argv)
+{
+    face_opts o;
+    lethe_engine *e = NULL;
+    float a[LETHE_DESCRIPTOR_DIM], b[LETHE_DESCRIPTOR_DIM];
+    int first, r, rc;
+
+    face_opts_init(&o);
+    r = parse_face_args(&o, argc, argv, 1, compare_help, &first);
+    if (r == -1)
+        return CLI_EXIT_OK;
+    if (r < 0)
+        return CLI_EXIT_USAGE;
+    if (argc - first != 2) {
+        cli_error("compare needs exactly two images (see 'lethe compare --help')");
+        return CLI_EXIT_USAGE;
+    }
+    rc = lethe_engine_open(&e, &o.engine);
+    if (rc != LETHE_OK) {
+        cli_error("%s", lethe_engine_errmsg(e));
+        lethe_engine_close(e);
+        return CLI_EXIT_FAILED;
+    }
+    rc = describe_for_compare(&o, e, argv[first], a);
+    if (rc == LETHE_OK)
+        rc = describe_for_compare(&o, e, argv[first + 1], b);
+    lethe_engine_close(e);
+    if (rc != LETHE_OK)
+        return CLI_EXIT_FAILED;
+    float d = lethe_descriptor_distance(a, b), t = lethe_descriptor_threshold();
+    if (o.json) {
+        fputs("{\"a\":", stdout);
+        json_put_string(stdout, argv[first]);
+        fputs(",\"b\":", stdout);
+        json_put_string(stdout, argv[first + 1]);
+        printf(",\"distance\":%.6f,\"threshold\":%.6f,\"same\":%s}\n", (double)d, (double)t,
+               d < t ? "true" : "false");
+    } else {
+        printf("distance %.4f (threshold %.4f): %s\n", (double)d, (double)t,
+               d < t ? "same person" : "different people");
+    }
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,119 @@
+/*
+ * lethe.c: the lethe command-line program: dispatches subcommands and prints
+ * help. Each subcommand lives in its own cmd_*.c file.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"detect", cmd_detect, "find faces and their 68 landmarks in photos"},
+    {"embed", cmd_embed, "compute 128-D face descriptors"},
+    {"compare", cmd_compare, "tell whether two photos show the same person"},
+};
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("lethe: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void json_put_string(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        unsigned char c = *p;
+        int n = 0;
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            p++;
+            continue;
+        }
+        if (c < 0x20) {
+            fprintf(f, "\\u%04x", c);
+            p++;
+            continue;
+        }
+        if (c < 0x80) {
+            fputc(c, f);
+            p++;
+            continue;
+        }
+        /* Pass valid UTF-8 sequences through; escape stray bytes. */
+        if ((c & 0xE0) == 0xC0 && c >= 0xC2)
+            n = 1;
+        else if ((c & 0xF0) == 0xE0)
+            n = 2;
+        else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
+            n = 3;
+        int ok = n > 0;
+        for (int k = 1; ok && k <= n; k++)
+            ok = (p[k] & 0xC0) == 0x80;
+        if (ok) {
+            fwrite(p, 1, (size_t)n + 1, f);
+            p += n + 1;
+        } else {
+            fprintf(f, "\\u%04x", c);
+            p++;
+        }
+    }
+    fputc('"', f);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: lethe COMMAND [OPTIONS] [ARGS]\n"
+            "\n"
+            "lethe detects, describes and compares faces; every photo's provenance and\n"
+            "consent travel with it (catalog commands come in later versions).\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "  %-10s %s\n  %-10s %s\n"
+            "\n"
+            "Run 'lethe COMMAND --help' for a command's options. See docs/lethe.1.md.\n",
+            "version", "print the version", "help", "this text");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        if (argc > 2) {
+            for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (!strcmp(argv[2], commands[i].name)) {
+                    char *args[] = {argv[2], "--help", NULL};
+                    return commands[i].fn(2, args);
+                }
+        }
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("lethe %s\n", lethe_version());
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try 'lethe help')", argv[1]);
+    return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian 12 machine (run as root, or with the
+# packages already present): system packages, the model weights, and the
+# face-api.js reference harness used by the tests and benchmarks.
+# Idempotent and quick once done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES="build-essential pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev
+libsodium-dev libsqlite3-dev zlib1g-dev clang libclang-rt-14-dev valgrind openssl"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# node and npm may come from elsewhere than Debian (e.g. NodeSource): only
+# install Debian's when the commands are absent.
+command -v node >/dev/null || missing="$missing nodejs"
+command -v npm >/dev/null || missing="$missing npm"
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing packages:$missing (run as root, or apt-get install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+./scripts/fetch-models.sh
+if [ -x scripts/setup-ref.sh ]; then
+    ./scripts/setup-ref.sh
+fi

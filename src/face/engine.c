@@ -1,0 +1,391 @@
+/*
+ * engine.c: the public face engine (lethe.h section 3): loads the four
+ * networks, owns the worker pool, and runs detect -> landmarks -> align ->
+ * describe on an image.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "face/align.h"
+#include "face/detect.h"
+#include "face/nets.h"
+#include "face/prep.h"
+#include "util/util.h"
+
+#ifndef LETHE_DEFAULT_MODELS
+#define LETHE_DEFAULT_MODELS "/usr/local/share/lethe/models"
+#endif
+
+struct lethe_engine {
+    lethe_engine_options opt;
+    char *model_dir;
+    ssd_net *ssd;
+    tiny_net *tiny;
+    lm68 *lm;
+    resnet *rn;
+    nn_pool *pool;
+    pthread_mutex_t err_lock;
+    char errmsg[512];
+};
+
+void lethe_engine_options_init(lethe_engine_options *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+    opt->detector = LETHE_DETECTOR_SSD;
+    opt->precision = LETHE_PRECISION_DEFAULT;
+    opt->align = LETHE_ALIGN_SIMILARITY;
+    opt->threads = 0;
+    opt->min_score = 0.5f;
+    opt->min_face_size = 0;
+    opt->tiny_input_size = 416;
+    opt->max_faces = 100;
+}
+
+static int engine_fail(lethe_engine *e, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int engine_fail(lethe_engine *e, int status, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&e->err_lock);
+    va_start(ap, fmt);
+    vsnprintf(e->errmsg, sizeof(e->errmsg), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&e->err_lock);
+    return status;
+}
+
+static int check_options(lethe_engine *e, const lethe_engine_options *o)
+{
+    if (o->detector != LETHE_DETECTOR_SSD && o->detector != LETHE_DETECTOR_TINY)
+        return engine_fail(e, LETHE_ERR_ARG, "unknown detector %d", o->detector);
+    if (o->precision != LETHE_PRECISION_DEFAULT && o->precision != LETHE_PRECISION_FP32)
+        return engine_fail(e, LETHE_ERR_ARG, "unknown precision %d", o->precision);
+    if (o->align != LETHE_ALIGN_SIMILARITY && o->align != LETHE_ALIGN_BOX)
+        return engine_fail(e, LETHE_ERR_ARG, "unknown alignment %d", o->align);
+    if (!(o->min_score > 0 && o->min_score < 1))
+        return engine_fail(e, LETHE_ERR_ARG, "min_score must be in (0, 1), not %g",
+                           (double)o->min_score);
+    if (o->min_face_size < 0 || o->max_faces < 1 || o->threads < 0 || o->threads > 1024)
+        return engine_fail(e, LETHE_ERR_ARG, "invalid min_face_size, max_faces or threads");
+    if (o->detector == LETHE_DETECTOR_TINY && tiny_output_cells(o->tiny_input_size) == 0)
+        return engine_fail(e, LETHE_ERR_ARG,
+                           "tiny detector input size must be a multiple of 32 up to %d, not %d",
+                           TINY_MAX_INPUT_SIZE, o->tiny_input_size);
+    return LETHE_OK;
+}
+
+int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
+{
+    lethe_engine *e;
+    lethe_engine_options defaults;
+    const char *dir;
+    char msg[512];
+    int rc;
+
+    *out = NULL;
+    if (!opt) {
+        lethe_engine_options_init(&defaults);
+        opt = &defaults;
+    }
+    e = lethe_calloc(1, sizeof(*e));
+    if (!e)
+        return LETHE_ERR_NOMEM;
+    pthread_mutex_init(&e->err_lock, NULL);
+    *out = e;
+    e->opt = *opt;
+    rc = check_options(e, opt);
+    if (rc != LETHE_OK)
+        return rc;
+    dir = opt->model_dir;
+    if (!dir || !*dir)
+        dir = getenv("LETHE_MODELS");
+    if (!dir || !*dir)
+        dir = LETHE_DEFAULT_MODELS;
+    e->model_dir = lethe_strdup(dir);
+    e->opt.model_dir = e->model_dir;
+    if (!e->model_dir)
+        return engine_fail(e, LETHE_ERR_NOMEM, "out of memory");
+    nn_init();
+    if (opt->detector == LETHE_DETECTOR_SSD)
+        rc = ssd_net_load(dir, &e->ssd, msg, sizeof(msg));
+    else
+        rc = tiny_net_load(dir, &e->tiny, msg, sizeof(msg));
+    if (rc == LETHE_OK)
+        rc = lm68_load(dir, &e->lm, msg, sizeof(msg));
+    if (rc == LETHE_OK)
+        rc = resnet_load(dir, &e->rn, msg, sizeof(msg));
+    if (rc != LETHE_OK)
+        return engine_fail(e, rc, "%s", msg);
+    if (nn_pool_create(&e->pool, opt->threads) != 0)
+        return engine_fail(e, LETHE_ERR_NOMEM, "cannot start worker threads");
+    return LETHE_OK;
+}
+
+void lethe_engine_close(lethe_engine *e)
+{
+    if (!e)
+        return;
+    nn_pool_destroy(e->pool);
+    ssd_net_free(e->ssd);
+    tiny_net_free(e->tiny);
+    lm68_free(e->lm);
+    resnet_free(e->rn);
+    lethe_free(e->model_dir);
+    pthread_mutex_destroy(&e->err_lock);
+    lethe_free(e);
+}
+
+const char *lethe_engine_errmsg(const lethe_engine *e)
+{
+    if (!e)
+        return "out of memory";
+    return e->errmsg[0] ? e->errmsg : "no error";
+}
+
+const char *lethe_engine_kernels(const lethe_engine *e)
+{
+    (void)e;
+    return nn_isa_name(nn_isa_current());
+}
+
+void lethe_faces_free(lethe_face *faces) { lethe_free(faces); }
+
+/* Copy the w x h region at (x, y) of an RGB8 image (inside it). */
+static uint8_t *crop_rgb(const lethe_image *img, int x, int y, int w, int h)
+{
+    uint8_t *out = lethe_malloc((size_t)w * h * 3);
+    if (!out)
+        return NULL;
+    for (int r = 0; r < h; r++)
+        memcpy(out + (size_t)r * w * 3, img->rgb + (((size_t)(y + r) * img->width) + x) * 3,
+               (size_t)w * 3);
+    return out;
+}
+
+/* Landmarks for one detection: crop the box as extractFaceTensors does. */
+static int face_landmarks(lethe_engine *e, const lethe_image *img, const face_det *d,
+                          lethe_face *f, nn_pool *pool)
+{
+    /* Box.clipAtImageBorders then floor */
+    double x = d->x > 0 ? d->x : 0, y = d->y > 0 ? d->y : 0;
+    double r = d->x + d->w, b = d->y + d->h;
+    double w = r - x, h = b - y;
+    if (w > img->width - x)
+        w = img->width - x;
+    if (h > img->height - y)
+        h = img->height - y;
+    int bx = (int)x, by = (int)y, bw = (int)w, bh = (int)h;
+    if (bw <= 0 || bh <= 0)
+        return LETHE_ERR_NO_FACE;
+    uint8_t *crop = crop_rgb(img, bx, by, bw, bh);
+    if (!crop)
+        return LETHE_ERR_NOMEM;
+    int rc = lm68_detect_rgb(e->lm, crop, bw, bh, f->landmarks, pool);
+    lethe_free(crop);
+    if (rc != LETHE_OK)
+        return rc;
+    for (int i = 0; i < 68; i++) {
+        f->landmarks[i][0] += (float)bx;
+        f->landmarks[i][1] += (float)by;
+    }
+    f->has_landmarks = 1;
+    return LETHE_OK;
+}
+
+static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *f, nn_pool *pool)
+{
+    int rc;
+    if (e->opt.align == LETHE_ALIGN_BOX) {
+        int box[4];
+        if (!align_box_faceapi((const float(*)[2])f->landmarks, img->width, img->height, box))
+            return LETHE_ERR_NO_FACE;
+        uint8_t *crop = crop_rgb(img, box[0], box[1], box[2], box[3]);
+        if (!crop)
+            return LETHE_ERR_NOMEM;
+        rc = resnet_describe_rgb(e->rn, crop, box[2], box[3], f->descriptor, pool);
+        lethe_free(crop);
+    } else {
+        double m[4];
+        uint8_t *chip = lethe_malloc(ALIGN_CHIP_SIZE * ALIGN_CHIP_SIZE * 3);
+        if (!chip)
+            return LETHE_ERR_NOMEM;
+        if (!align_chip_transform((const float(*)[2])f->landmarks, ALIGN_CHIP_SIZE,
+                                  ALIGN_PADDING, m)) {
+            lethe_free(chip);
+            return LETHE_ERR_NO_FACE;
+        }
+        align_extract_chip(img->rgb, img->width, img->height, m, ALIGN_CHIP_SIZE, chip);
+        rc = resnet_describe_rgb(e->rn, chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE, f->descriptor,
+                                 pool);
+        lethe_free(chip);
+    }
+    if (rc == LETHE_OK)
+        f->has_descriptor = 1;
+    return rc;
+}
+
+/* Map from decoded pixels to original pixels (reduced-scale decoding). */
+static void to_original(const lethe_image *img, lethe_face *f)
+{
+    if (img->orig_width <= 0 || img->orig_height <= 0 ||
+        (img->orig_width == img->width && img->orig_height == img->height))
+        return;
+    float sx = (float)img->orig_width / (float)img->width;
+    float sy = (float)img->orig_height / (float)img->height;
+    f->box[0] *= sx;
+    f->box[1] *= sy;
+    f->box[2] *= sx;
+    f->box[3] *= sy;
+    for (int i = 0; i < 68; i++) {
+        f->landmarks[i][0] *= sx;
+        f->landmarks[i][1] *= sy;
+    }
+}
+
+int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags,
+                         lethe_face **faces, int *count)
+{
+    face_det *dets = NULL;
+    lethe_face *out = NULL;
+    int n = 0, kept = 0, rc;
+
+    *faces = NULL;
+    *count = 0;
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+        return engine_fail(e, LETHE_ERR_ARG, "no image");
+    nn_pool *pool = (flags & LETHE_SINGLE_THREAD) ? NULL : e->pool;
+    if (flags & LETHE_WANT_DESCRIPTOR)
+        flags |= LETHE_WANT_LANDMARKS;
+    if (e->ssd)
+        rc = ssd_net_detect(e->ssd, img->rgb, img->width, img->height, e->opt.min_score,
+                            e->opt.max_faces, &dets, &n, pool);
+    else
+        rc = tiny_net_detect(e->tiny, img->rgb, img->width, img->height,
+                             e->opt.tiny_input_size, e->opt.min_score, e->opt.max_faces, &dets,
+                             &n, pool);
+    if (rc != LETHE_OK)
+        return engine_fail(e, rc, "face detection failed: %s", lethe_strerror(rc));
+    if (n == 0)
+        return LETHE_OK;
+    out = lethe_calloc((size_t)n, sizeof(*out));
+    if (!out) {
+        lethe_free(dets);
+        return engine_fail(e, LETHE_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        const face_det *d = &dets[i];
+        lethe_face *f = &out[kept];
+        if (e->opt.min_face_size > 0 &&
+            (d->w < (float)e->opt.min_face_size || d->h < (float)e->opt.min_face_size))
+            continue;
+        memset(f, 0, sizeof(*f));
+        f->box[0] = d->x;
+        f->box[1] = d->y;
+        f->box[2] = d->w;
+        f->box[3] = d->h;
+        f->score = d->score;
+        if (flags & LETHE_WANT_LANDMARKS) {
+            rc = face_landmarks(e, img, d, f, pool);
+            if (rc == LETHE_ERR_NO_FACE)
+                continue; /* a box entirely outside the image */
+            if (rc != LETHE_OK)
+                goto fail;
+        }
+        if (flags & LETHE_WANT_DESCRIPTOR) {
+            rc = face_descriptor(e, img, f, pool);
+            if (rc == LETHE_ERR_NO_FACE)
+                continue;
+            if (rc != LETHE_OK)
+                goto fail;
+        }
+        to_original(img, f);
+        kept++;
+    }
+    lethe_free(dets);
+    if (kept == 0) {
+        lethe_free(out);
+        return LETHE_OK;
+    }
+    *faces = out;
+    *count = kept;
+    return LETHE_OK;
+fail:
+    lethe_free(dets);
+    lethe_free(out);
+    return engine_fail(e, rc, "face analysis failed: %s", lethe_strerror(rc));
+}
+
+int lethe_engine_threads(const lethe_engine *e) { return nn_pool_size(e->pool); }
+
+int lethe_engine_describe_chip(lethe_engine *e, const lethe_image *chip, float *descriptor)
+{
+    if (!chip || !chip->rgb || chip->width <= 0 || chip->height <= 0)
+        return engine_fail(e, LETHE_ERR_ARG, "no image");
+    int rc = resnet_describe_rgb(e->rn, chip->rgb, chip->width, chip->height, descriptor,
+                                 e->pool);
+    if (rc != LETHE_OK)
+        return engine_fail(e, rc, "describe failed: %s", lethe_strerror(rc));
+    return LETHE_OK;
+}
+
+typedef struct chips_job {
+    lethe_engine *e;
+    const lethe_image *const *chips;
+    float *out;
+    int *status;
+} chips_job;
+
+static void chips_task(void *arg, int i, int worker)
+{
+    chips_job *j = arg;
+    const lethe_image *c = j->chips[i];
+    (void)worker;
+    if (!c || !c->rgb || c->width <= 0 || c->height <= 0) {
+        j->status[i] = LETHE_ERR_ARG;
+        return;
+    }
+    j->status[i] = resnet_describe_rgb(j->e->rn, c->rgb, c->width, c->height,
+                                       j->out + (size_t)i * LETHE_DESCRIPTOR_DIM, NULL);
+}
+
+int lethe_engine_describe_chips(lethe_engine *e, const lethe_image *const *chips, int n,
+                                float *descriptors)
+{
+    int *status, rc = LETHE_OK;
+    if (n <= 0)
+        return LETHE_OK;
+    status = lethe_calloc((size_t)n, sizeof(int));
+    if (!status)
+        return engine_fail(e, LETHE_ERR_NOMEM, "out of memory");
+    chips_job job = {e, chips, descriptors, status};
+    /* One chip per worker: whole networks in parallel beat splitting layers. */
+    nn_pool_run(e->pool, n, chips_task, &job);
+    for (int i = 0; i < n; i++) {
+        if (status[i] != LETHE_OK) {
+            rc = engine_fail(e, status[i], "chip %d: %s", i, lethe_strerror(status[i]));
+            break;
+        }
+    }
+    lethe_free(status);
+    return rc;
+}
+
+float lethe_descriptor_distance(const float *a, const float *b)
+{
+    float s = 0;
+    for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++) {
+        float d = a[i] - b[i];
+        s += d * d;
+    }
+    return sqrtf(s);
+}
+
+/* Calibrated on LFW View 1 (pairsDevTrain), see docs/model-card.md. */
+#define LETHE_SAME_PERSON_THRESHOLD 0.6f
+
+float lethe_descriptor_threshold(void) { return LETHE_SAME_PERSON_THRESHOLD; }
