@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# build.sh: build the libFuzzer targets (clang, ASan + UBSan) into build-fuzz/
+# and optionally run each one for a while on a scratch copy of its corpus.
+#
+#   tests/fuzz/build.sh                 build build-fuzz/fuzz_image, fuzz_weights
+#   tests/fuzz/build.sh --run 30        ... then fuzz each target for 30 s
+#   tests/fuzz/build.sh --run 300 image ... only the named target(s)
+#
+# Environment: CC (default clang), OUT (default build-fuzz), FUZZ_FLAGS (extra
+# libFuzzer flags for --run, e.g. "-jobs=2 -workers=2").
+#
+# New inputs that libFuzzer finds go to build-fuzz/corpus/<target>/ (never
+# into the committed corpus); crashes go to build-fuzz/artifacts/<target>/.
+# Copy a crasher into tests/fuzz/corpus/<target>/ once it is fixed, so that
+# `make test` replays it from then on. Exits non-zero if a run found a crash.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+
+CC=${CC:-clang}
+# make exports CC=cc; libFuzzer needs clang.
+case "$CC" in cc | gcc | gcc-*) CC=clang ;; esac
+OUT=${OUT:-build-fuzz}
+RUN_SECONDS=
+TARGETS=
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --run)
+        [ $# -ge 2 ] || { echo "build.sh: --run needs a number of seconds" >&2; exit 2; }
+        RUN_SECONDS=$2
+        shift 2
+        ;;
+    -h | --help)
+        sed -n '2,16p' "$0"
+        exit 0
+        ;;
+    image | weights)
+        TARGETS="$TARGETS $1"
+        shift
+        ;;
+    *)
+        echo "build.sh: unknown argument $1 (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+TARGETS=${TARGETS:-image weights}
+
+if ! command -v "$CC" >/dev/null 2>&1; then
+    echo "build.sh: $CC not found; libFuzzer needs clang (apt-get install clang)" >&2
+    exit 1
+fi
+
+# Only the library parts the targets reach are built: this keeps the build
+# quick and independent of unrelated subsystems (add folders here when a
+# target starts to need them).
+SRC_DIRS="src/util src/image src/model"
+# shellcheck disable=SC2054  # the commas belong to -fsanitize=
+CFLAGS=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc
+        -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+        -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter)
+LIBS=(-ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread)
+
+mkdir -p "$OUT/obj"
+rm -f "$OUT/liblethe-fuzz.a"
+objs=()
+for dir in $SRC_DIRS; do
+    for src in "$dir"/*.c; do
+        [ -e "$src" ] || continue
+        obj="$OUT/obj/${src//\//_}"
+        obj="${obj%.c}.o"
+        # Instrumented for coverage, but main() comes from libFuzzer.
+        if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
+            [ -n "$(find include src -name '*.h' -newer "$obj" | head -n 1)" ]; then
+            echo "  CC $src"
+            "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
+        fi
+        objs+=("$obj")
+    done
+done
+ar rcs "$OUT/liblethe-fuzz.a" "${objs[@]}"
+
+for t in $TARGETS; do
+    echo "  LINK $OUT/fuzz_$t"
+    "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer -DLETHE_LIBFUZZER -DLETHE_FUZZ_TARGET="$t" \
+        tests/fuzz/replay.c tests/fuzz/targets.c "$OUT/liblethe-fuzz.a" "${LIBS[@]}" \
+        -o "$OUT/fuzz_$t"
+done
+
+[ -n "$RUN_SECONDS" ] || exit 0
+
+status=0
+for t in $TARGETS; do
+    corpus="$OUT/corpus/$t"
+    artifacts="$OUT/artifacts/$t"
+    rm -rf "$corpus"
+    mkdir -p "$corpus" "$artifacts"
+    cp -R tests/fuzz/corpus/"$t"/. "$corpus"/
+    case "$t" in
+    image) max_len=65536 ;;
+    *) max_len=16384 ;;
+    esac
+    echo "== fuzz_$t for ${RUN_SECONDS}s (corpus $corpus, crashes in $artifacts)"
+    # shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags
+    if ! "$OUT/fuzz_$t" -max_total_time="$RUN_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$artifacts/" \
+        ${FUZZ_FLAGS:-} "$corpus"; then
+        echo "== fuzz_$t FOUND A PROBLEM: see $artifacts" >&2
+        status=1
+    fi
+done
+exit $status
