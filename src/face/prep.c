@@ -93,3 +93,29 @@ void prep_div_sub(float *x, size_t n, float div, float sub)
     for (size_t i = 0; i < n; i++)
         x[i] = x[i] / div - sub;
 }
+
+void prep_shrink_rgb8(const uint8_t *in, int w, int h, uint8_t *out, int ow, int oh)
+{
+    double sx = (double)w / ow, sy = (double)h / oh;
+
+    for (int y = 0; y < oh; y++) {
+        double y0 = y * sy, y1 = y0 + sy;
+        for (int x = 0; x < ow; x++) {
+            double x0 = x * sx, x1 = x0 + sx, acc[3] = {0, 0, 0}, area = 0;
+            for (int yy = (int)y0; yy < h && yy < y1; yy++) {
+                double wy = fmin(y1, yy + 1) - fmax(y0, yy);
+                for (int xx = (int)x0; xx < w && xx < x1; xx++) {
+                    double wgt = wy * (fmin(x1, xx + 1) - fmax(x0, xx));
+                    const uint8_t *p = in + ((size_t)yy * w + xx) * 3;
+                    acc[0] += wgt * p[0];
+                    acc[1] += wgt * p[1];
+                    acc[2] += wgt * p[2];
+                    area += wgt;
+                }
+            }
+            uint8_t *o = out + ((size_t)y * ow + x) * 3;
+            for (int c = 0; c < 3; c++)
+                o[c] = (uint8_t)lrint(area > 0 ? acc[c] / area : 0);
+        }
+    }
+}

@@ -30,4 +30,8 @@ void prep_normalize(float *x, int w, int h, const float mean[3], float div);
 /* x = x / div - sub, in place (SSD: tf.sub(tf.div(x, 127.5), 1)). */
 void prep_div_sub(float *x, size_t n, float div, float sub);
 
+/* Shrink (or copy) an RGB8 image to ow x oh by averaging the source area
+ * each output pixel covers (no aliasing). ow <= w and oh <= h. */
+void prep_shrink_rgb8(const uint8_t *in, int w, int h, uint8_t *out, int ow, int oh);
+
 #endif

@@ -1,0 +1,275 @@
+/*
+ * eval_lfw.c: LFW verification accuracy of the whole lethe pipeline
+ * (detect, landmarks, align, describe) under the LFW protocols.
+ *
+ *   eval_lfw [--view1 | --view2] [--align similarity|box] [--detector ssd|tiny]
+ *            [--min-score S] [--threads N] [--lfw DIR] [--json]
+ *
+ * View 1: the threshold is chosen on pairsDevTrain and tested on
+ * pairsDevTest. View 2: 10-fold cross-validation over pairs.txt, each fold
+ * tested at the threshold that is best on the other nine. Every pair counts:
+ * a photo in which no face is found makes its pairs errors. The best-scoring
+ * face of each photo is used.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lethe.h"
+
+typedef struct photo {
+    char path[512];
+    float desc[LETHE_DESCRIPTOR_DIM];
+    int ok;
+} photo;
+
+typedef struct pair {
+    int a, b, same, fold;
+} pair;
+
+static photo *photos;
+static int nphotos, cap_photos;
+static pair *pairs;
+static int npairs, cap_pairs;
+static const char *lfw = "../shared/data/lfw";
+
+static int photo_index(const char *name, int num)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/images/%s/%s_%04d.jpg", lfw, name, name, num);
+    for (int i = nphotos - 1; i >= 0 && i >= nphotos - 4000; i--)
+        if (!strcmp(photos[i].path, path))
+            return i;
+    for (int i = 0; i < nphotos; i++)
+        if (!strcmp(photos[i].path, path))
+            return i;
+    if (nphotos == cap_photos) {
+        cap_photos = cap_photos ? cap_photos * 2 : 1024;
+        photos = realloc(photos, (size_t)cap_photos * sizeof(*photos));
+    }
+    memset(&photos[nphotos], 0, sizeof(photo));
+    snprintf(photos[nphotos].path, sizeof(photos[nphotos].path), "%s", path);
+    return nphotos++;
+}
+
+static void add_pair(int a, int b, int same, int fold)
+{
+    if (npairs == cap_pairs) {
+        cap_pairs = cap_pairs ? cap_pairs * 2 : 1024;
+        pairs = realloc(pairs, (size_t)cap_pairs * sizeof(*pairs));
+    }
+    pairs[npairs++] = (pair){a, b, same, fold};
+}
+
+/* Read a pairs file; lines of 3 fields are same-person pairs, 4 different. */
+static int read_pairs(const char *file, int fold_size, int fold_base, int has_header)
+{
+    char line[512], n1[200], n2[200];
+    int i1, i2, k = 0;
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        perror(file);
+        return 0;
+    }
+    if (has_header && !fgets(line, sizeof(line), f)) {
+        fclose(f);
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        int fold = fold_size ? fold_base + k / fold_size : fold_base;
+        if (sscanf(line, "%199s %d %199s %d", n1, &i1, n2, &i2) == 4) {
+            add_pair(photo_index(n1, i1), photo_index(n2, i2), 0, fold);
+            k++;
+        } else if (sscanf(line, "%199s %d %d", n1, &i1, &i2) == 3) {
+            add_pair(photo_index(n1, i1), photo_index(n1, i2), 1, fold);
+            k++;
+        }
+    }
+    fclose(f);
+    return k;
+}
+
+typedef struct job {
+    lethe_engine *e;
+    int next, done;
+    pthread_mutex_t lock;
+} job;
+
+static void *work(void *arg)
+{
+    job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        int i = j->next < nphotos ? j->next++ : -1;
+        pthread_mutex_unlock(&j->lock);
+        if (i < 0)
+            return NULL;
+        lethe_image *img = NULL;
+        lethe_face *faces = NULL;
+        int n = 0;
+        char msg[256];
+        if (lethe_image_load(photos[i].path, NULL, &img, msg, sizeof(msg)) == LETHE_OK &&
+            lethe_engine_analyze(j->e, img, LETHE_WANT_DESCRIPTOR | LETHE_SINGLE_THREAD, &faces,
+                                 &n) == LETHE_OK &&
+            n > 0) {
+            memcpy(photos[i].desc, faces[0].descriptor, sizeof(photos[i].desc));
+            photos[i].ok = 1;
+        }
+        lethe_faces_free(faces);
+        lethe_image_free(img);
+        pthread_mutex_lock(&j->lock);
+        j->done++;
+        if (j->done % 500 == 0)
+            fprintf(stderr, "\r%d/%d photos", j->done, nphotos);
+        pthread_mutex_unlock(&j->lock);
+    }
+}
+
+static float pair_dist(const pair *p)
+{
+    if (!photos[p->a].ok || !photos[p->b].ok)
+        return -1;
+    return lethe_descriptor_distance(photos[p->a].desc, photos[p->b].desc);
+}
+
+/* Correct decisions among pairs in folds selected by mask at threshold t. */
+static int correct_at(float t, int fold, int include)
+{
+    int c = 0;
+    for (int i = 0; i < npairs; i++) {
+        if ((pairs[i].fold == fold) != include)
+            continue;
+        float d = pair_dist(&pairs[i]);
+        if (d < 0)
+            continue; /* no face: an error whatever the threshold */
+        if ((d < t) == pairs[i].same)
+            c++;
+    }
+    return c;
+}
+
+static float best_threshold(int fold)
+{
+    float best_t = 0.6f;
+    int best = -1;
+    for (float t = 0.30f; t <= 0.90f; t += 0.0025f) {
+        int c = correct_at(t, fold, 0);
+        if (c > best) {
+            best = c;
+            best_t = t;
+        }
+    }
+    return best_t;
+}
+
+int main(int argc, char **argv)
+{
+    lethe_engine_options o;
+    int view = 1, json = 0;
+    lethe_engine_options_init(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(a, "--view1"))
+            view = 1;
+        else if (!strcmp(a, "--view2"))
+            view = 2;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--align") && ++i)
+            o.align = !strcmp(v, "box") ? LETHE_ALIGN_BOX : LETHE_ALIGN_SIMILARITY;
+        else if (!strcmp(a, "--detector") && ++i)
+            o.detector = !strcmp(v, "tiny") ? LETHE_DETECTOR_TINY : LETHE_DETECTOR_SSD;
+        else if (!strcmp(a, "--min-score") && ++i)
+            o.min_score = (float)atof(v);
+        else if (!strcmp(a, "--threads") && ++i)
+            o.threads = atoi(v);
+        else if (!strcmp(a, "--lfw") && ++i)
+            lfw = v;
+        else {
+            fprintf(stderr, "usage: eval_lfw [--view1|--view2] [--align similarity|box] "
+                            "[--detector ssd|tiny] [--min-score S] [--threads N] [--lfw DIR] "
+                            "[--json]\n");
+            return 2;
+        }
+    }
+    char file[600];
+    if (view == 1) {
+        snprintf(file, sizeof(file), "%s/pairsDevTrain.txt", lfw);
+        if (!read_pairs(file, 0, 1, 0))
+            return 1;
+        snprintf(file, sizeof(file), "%s/pairsDevTest.txt", lfw);
+        if (!read_pairs(file, 0, 0, 0))
+            return 1;
+    } else {
+        snprintf(file, sizeof(file), "%s/pairs.txt", lfw);
+        if (!read_pairs(file, 600, 0, 1))
+            return 1;
+    }
+    lethe_engine *e = NULL;
+    if (lethe_engine_open(&e, &o) != LETHE_OK) {
+        fprintf(stderr, "eval_lfw: %s\n", lethe_engine_errmsg(e));
+        return 1;
+    }
+    job j = {e, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    int nt = lethe_engine_threads(e);
+    pthread_t th[64];
+    for (int t = 0; t < nt && t < 64; t++)
+        pthread_create(&th[t], NULL, work, &j);
+    for (int t = 0; t < nt && t < 64; t++)
+        pthread_join(th[t], NULL);
+    fprintf(stderr, "\n");
+    lethe_engine_close(e);
+
+    int noface = 0, pairs_missing = 0;
+    const char *missing_file = getenv("EVAL_LFW_MISSING");
+    FILE *mf = missing_file ? fopen(missing_file, "w") : NULL;
+    for (int i = 0; i < nphotos; i++) {
+        noface += !photos[i].ok;
+        if (mf && !photos[i].ok)
+            fprintf(mf, "%s\n", photos[i].path);
+    }
+    if (mf)
+        fclose(mf);
+    for (int i = 0; i < npairs; i++)
+        pairs_missing += pair_dist(&pairs[i]) < 0;
+
+    double acc_sum = 0, acc_sq = 0, t_sum = 0;
+    int folds = view == 1 ? 1 : 10;
+    for (int f = 0; f < folds; f++) {
+        float t = best_threshold(f);
+        int in_fold = 0;
+        for (int i = 0; i < npairs; i++)
+            in_fold += pairs[i].fold == f;
+        double acc = (double)correct_at(t, f, 1) / in_fold;
+        acc_sum += acc;
+        acc_sq += acc * acc;
+        t_sum += t;
+    }
+    double mean = acc_sum / folds, sd = folds > 1 ? sqrt(acc_sq / folds - mean * mean) : 0;
+    /* accuracy over the pairs where both faces were found, at the mean threshold */
+    float tm = (float)(t_sum / folds);
+    int c_found = 0, n_found = 0;
+    for (int i = 0; i < npairs; i++) {
+        float d = pair_dist(&pairs[i]);
+        if (d < 0)
+            continue;
+        n_found++;
+        c_found += (d < tm) == pairs[i].same;
+    }
+    if (json)
+        printf("{\"view\":%d,\"pairs\":%d,\"photos\":%d,\"no_face\":%d,\"pairs_missing\":%d,"
+               "\"accuracy\":%.5f,\"sd\":%.5f,\"threshold\":%.4f,\"accuracy_found\":%.5f}\n",
+               view, npairs, nphotos, noface, pairs_missing, mean, sd, tm,
+               (double)c_found / (n_found ? n_found : 1));
+    else
+        printf("LFW view %d: %d pairs, %d photos, no face in %d (%d pairs lost)\n"
+               "accuracy %.2f%% +- %.2f (all pairs), threshold %.4f; %.2f%% on pairs with both "
+               "faces\n",
+               view, npairs, nphotos, noface, pairs_missing, 100 * mean, 100 * sd, tm,
+               100.0 * c_found / (n_found ? n_found : 1));
+    free(photos);
+    free(pairs);
+    return 0;
+}
