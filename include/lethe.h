@@ -198,6 +198,7 @@ typedef struct lethe_face {
     float descriptor[LETHE_DESCRIPTOR_DIM];
     int has_landmarks;                  /* 1 when landmarks were computed */
     int has_descriptor;                 /* 1 when descriptor was computed */
+    int crop_w, crop_h;                 /* the region the landmarks were found in */
 } lethe_face;
 
 /* Flags for lethe_engine_analyze. */

@@ -128,7 +128,8 @@ static void center_of(const float landmarks[68][2], int from, int to, double c[2
     c[1] /= (to - from);
 }
 
-int align_box_faceapi(const float landmarks[68][2], int img_w, int img_h, int box[4])
+int align_box_faceapi(const float landmarks[68][2], int crop_w, int crop_h, int img_w,
+                      int img_h, int box[4])
 {
     double le[2], re[2], mo[2], ref[2];
     center_of(landmarks, 36, 42, le);
@@ -141,7 +142,7 @@ int align_box_faceapi(const float landmarks[68][2], int img_w, int img_h, int bo
     ref[1] = (le[1] + re[1] + mo[1]) / 3;
     double x = floor(fmax(0, ref[0] - 0.5 * size));
     double y = floor(fmax(0, ref[1] - 0.43 * size));
-    double bw = fmin(size, img_w + x), bh = fmin(size, img_h + y);
+    double bw = fmin(size, crop_w + x), bh = fmin(size, crop_h + y);
     /* clipAtImageBorders, then floor */
     double cx = fmax(x, 0), cy = fmax(y, 0);
     double cw = fmin(x + bw - cx, img_w - cx), ch = fmin(y + bh - cy, img_h - cy);

@@ -44,7 +44,10 @@ void align_extract_chip(const uint8_t *rgb, int w, int h, const double m[4], int
                         uint8_t *chip);
 
 /* face-api's alignDlib box: {x, y, w, h} in whole pixels, clipped like
- * extractFaceTensors (clipAtImageBorders). Returns 0 if empty. */
-int align_box_faceapi(const float landmarks[68][2], int img_w, int img_h, int box[4]);
+ * extractFaceTensors (clipAtImageBorders). face-api bounds the size by the
+ * landmark crop's size (crop_w, crop_h), a quirk kept for parity. Returns 0
+ * if empty. */
+int align_box_faceapi(const float landmarks[68][2], int crop_w, int crop_h, int img_w,
+                      int img_h, int box[4]);
 
 #endif

@@ -189,10 +189,13 @@ static int face_landmarks(lethe_engine *e, const lethe_image *img, const face_de
     lethe_free(crop);
     if (rc != LETHE_OK)
         return rc;
+    /* face-api shifts by the unfloored box corner */
     for (int i = 0; i < 68; i++) {
-        f->landmarks[i][0] += (float)bx;
-        f->landmarks[i][1] += (float)by;
+        f->landmarks[i][0] += d->x;
+        f->landmarks[i][1] += d->y;
     }
+    f->crop_w = bw;
+    f->crop_h = bh;
     f->has_landmarks = 1;
     return LETHE_OK;
 }
@@ -202,7 +205,8 @@ static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *
     int rc;
     if (e->opt.align == LETHE_ALIGN_BOX) {
         int box[4];
-        if (!align_box_faceapi((const float(*)[2])f->landmarks, img->width, img->height, box))
+        if (!align_box_faceapi((const float(*)[2])f->landmarks, f->crop_w, f->crop_h,
+                               img->width, img->height, box))
             return LETHE_ERR_NO_FACE;
         uint8_t *crop = crop_rgb(img, box[0], box[1], box[2], box[3]);
         if (!crop)
