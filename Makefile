@@ -36,13 +36,15 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli tests demo test check san bench fuzz clean setup models ref
+.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref
 
-all: lib cli tests
+all: lib cli tests benches tools
 
 lib: $(BUILD)/liblethe.a
 cli: $(BUILD)/lethe
 tests: $(TEST_BIN) $(BUILD)/tests/fuzz_replay
+benches: $(BENCH_BIN)
+tools: $(BUILD)/tools/make_template
 
 $(BUILD)/liblethe.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -72,6 +74,10 @@ $(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/li
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/liblethe.a
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
+
+$(BUILD)/tools/%: tools/%.c $(BUILD)/liblethe.a
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
 

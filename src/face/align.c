@@ -36,18 +36,31 @@ int align_fit_similarity(const float (*src)[2], const float (*dst)[2], int n, do
     return 1;
 }
 
+/* Landmarks the fit uses: nose, eyes and upper mouth. The brows and the
+ * lower lip move with expression (and the landmark net places them less
+ * surely), so, as dlib does, they place the template but not the fit. */
+static int fit_point(int i)
+{
+    return !(i >= 17 && i <= 26) && !(i >= 55 && i <= 59) && !(i >= 65 && i <= 67);
+}
+
 int align_chip_transform(const float landmarks[68][2], int size, float padding, double m[4])
 {
-    float dst[ALIGN_TEMPLATE_POINTS][2];
+    float src[ALIGN_TEMPLATE_POINTS][2], dst[ALIGN_TEMPLATE_POINTS][2];
     double fwd[4], det;
+    int n = 0;
 
     for (int i = 0; i < ALIGN_TEMPLATE_POINTS; i++) {
-        dst[i][0] = (align_template[i][0] + padding) / (1.0f + 2.0f * padding) * (float)size;
-        dst[i][1] = (align_template[i][1] + padding) / (1.0f + 2.0f * padding) * (float)size;
+        if (!fit_point(i + 17))
+            continue;
+        src[n][0] = landmarks[i + 17][0];
+        src[n][1] = landmarks[i + 17][1];
+        dst[n][0] = (align_template[i][0] + padding) / (1.0f + 2.0f * padding) * (float)size;
+        dst[n][1] = (align_template[i][1] + padding) / (1.0f + 2.0f * padding) * (float)size;
+        n++;
     }
     /* image -> chip, then invert to chip -> image */
-    if (!align_fit_similarity((const float(*)[2])(landmarks + 17), (const float(*)[2])dst,
-                              ALIGN_TEMPLATE_POINTS, fwd))
+    if (!align_fit_similarity((const float(*)[2])src, (const float(*)[2])dst, n, fwd))
         return 0;
     det = fwd[0] * fwd[0] + fwd[1] * fwd[1];
     if (det <= 1e-12)

@@ -28,6 +28,9 @@ struct lethe_engine {
     lm68 *lm;
     resnet *rn;
     nn_pool *pool;
+    int detect_loaded;          /* detector and landmark nets loaded (lazily) */
+    int detect_status;          /* their load status once tried */
+    pthread_mutex_t load_lock;
     pthread_mutex_t err_lock;
     char errmsg[512];
 };
@@ -79,6 +82,52 @@ static int check_options(lethe_engine *e, const lethe_engine_options *o)
     return LETHE_OK;
 }
 
+/* Fail early when a model file the engine will need is absent. */
+static int check_model_files(const char *dir, int detector, char *msg, size_t msg_len)
+{
+    const char *names[2] = {detector == LETHE_DETECTOR_SSD ? "ssd_mobilenetv1_model"
+                                                          : "tiny_face_detector_model",
+                            "face_landmark_68_model"};
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/%s-weights_manifest.json", dir, names[i]);
+        f = fopen(path, "rb");
+        if (!f)
+            return lethe_fail(msg, msg_len, LETHE_ERR_MODEL,
+                              "model file %s is missing (run scripts/fetch-models.sh, or pass "
+                              "--models DIR / set LETHE_MODELS)", path);
+        fclose(f);
+    }
+    return LETHE_OK;
+}
+
+/* Load the detector and landmark nets on first use (thread-safe). */
+static int load_detect_nets(lethe_engine *e)
+{
+    char msg[512];
+    int rc;
+
+    pthread_mutex_lock(&e->load_lock);
+    if (e->detect_loaded) {
+        rc = e->detect_status;
+        pthread_mutex_unlock(&e->load_lock);
+        return rc;
+    }
+    if (e->opt.detector == LETHE_DETECTOR_SSD)
+        rc = ssd_net_load(e->model_dir, &e->ssd, msg, sizeof(msg));
+    else
+        rc = tiny_net_load(e->model_dir, &e->tiny, msg, sizeof(msg));
+    if (rc == LETHE_OK)
+        rc = lm68_load(e->model_dir, &e->lm, msg, sizeof(msg));
+    if (rc != LETHE_OK)
+        engine_fail(e, rc, "%s", msg);
+    e->detect_status = rc;
+    e->detect_loaded = rc != LETHE_ERR_NOMEM; /* out of memory may pass */
+    pthread_mutex_unlock(&e->load_lock);
+    return rc;
+}
+
 int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
 {
     lethe_engine *e;
@@ -96,6 +145,7 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
     if (!e)
         return LETHE_ERR_NOMEM;
     pthread_mutex_init(&e->err_lock, NULL);
+    pthread_mutex_init(&e->load_lock, NULL);
     *out = e;
     e->opt = *opt;
     rc = check_options(e, opt);
@@ -111,14 +161,12 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
     if (!e->model_dir)
         return engine_fail(e, LETHE_ERR_NOMEM, "out of memory");
     nn_init();
-    if (opt->detector == LETHE_DETECTOR_SSD)
-        rc = ssd_net_load(dir, &e->ssd, msg, sizeof(msg));
-    else
-        rc = tiny_net_load(dir, &e->tiny, msg, sizeof(msg));
+    /* The descriptor net is loaded now; the detector and landmark nets when
+     * first needed (describing chips needs neither). Their files are
+     * checked now all the same, so that a damaged install fails at once. */
+    rc = resnet_load(dir, &e->rn, msg, sizeof(msg));
     if (rc == LETHE_OK)
-        rc = lm68_load(dir, &e->lm, msg, sizeof(msg));
-    if (rc == LETHE_OK)
-        rc = resnet_load(dir, &e->rn, msg, sizeof(msg));
+        rc = check_model_files(dir, opt->detector, msg, sizeof(msg));
     if (rc != LETHE_OK)
         return engine_fail(e, rc, "%s", msg);
     if (nn_pool_create(&e->pool, opt->threads) != 0)
@@ -137,6 +185,7 @@ void lethe_engine_close(lethe_engine *e)
     resnet_free(e->rn);
     lethe_free(e->model_dir);
     pthread_mutex_destroy(&e->err_lock);
+    pthread_mutex_destroy(&e->load_lock);
     lethe_free(e);
 }
 
@@ -327,6 +376,9 @@ int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags
     if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
         return engine_fail(e, LETHE_ERR_ARG, "no image");
     nn_pool *pool = (flags & LETHE_SINGLE_THREAD) ? NULL : e->pool;
+    rc = load_detect_nets(e);
+    if (rc != LETHE_OK)
+        return rc;
     if (flags & LETHE_WANT_DESCRIPTOR)
         flags |= LETHE_WANT_LANDMARKS;
     rc = run_detector(e, img->rgb, img->width, img->height, &dets, &n, pool);

@@ -1,0 +1,335 @@
+/*
+ * test_engine.c: the public face engine API (lethe.h section 3, 4) and the
+ * alignment under it: option checking, model errors, real photos, batched
+ * and single descriptors agreeing, the second look, thread safety of one
+ * engine used from several threads, allocation failures.
+ */
+#include "test.h"
+
+#include <pthread.h>
+
+#include "face/align.h"
+#include "lethe.h"
+#include "util/util.h"
+
+static void test_fit_similarity_recovers_transform(void)
+{
+    float src[10][2], dst[10][2];
+    double m[4], a = 1.7 * cos(0.3), b = 1.7 * sin(0.3);
+    for (int i = 0; i < 10; i++) {
+        src[i][0] = (float)(i * 3 % 7);
+        src[i][1] = (float)(i * i % 5);
+        dst[i][0] = (float)(a * src[i][0] - b * src[i][1] + 4);
+        dst[i][1] = (float)(b * src[i][0] + a * src[i][1] - 2);
+    }
+    CHECK(align_fit_similarity((const float(*)[2])src, (const float(*)[2])dst, 10, m));
+    CHECK_NEAR(m[0], a, 1e-5);
+    CHECK_NEAR(m[1], b, 1e-5);
+    CHECK_NEAR(m[2], 4, 1e-4);
+    CHECK_NEAR(m[3], -2, 1e-4);
+    float same[3][2] = {{1, 1}, {1, 1}, {1, 1}};
+    CHECK(!align_fit_similarity((const float(*)[2])same, (const float(*)[2])same, 3, m));
+}
+
+static void test_chip_of_template_is_identity(void)
+{
+    /* Landmarks placed exactly on the template in chip coordinates map to
+     * the identity transform. */
+    float lm[68][2] = {{0}};
+    double m[4];
+    for (int i = 0; i < ALIGN_TEMPLATE_POINTS; i++) {
+        lm[i + 17][0] = (align_template[i][0] + 0.25f) / 1.5f * 150;
+        lm[i + 17][1] = (align_template[i][1] + 0.25f) / 1.5f * 150;
+    }
+    CHECK(align_chip_transform((const float(*)[2])lm, 150, 0.25f, m));
+    CHECK_NEAR(m[0], 1, 1e-5);
+    CHECK_NEAR(m[1], 0, 1e-5);
+    CHECK_NEAR(m[2], 0, 1e-3);
+    CHECK_NEAR(m[3], 0, 1e-3);
+    /* The template is level and spans [0, 1]. */
+    float minx = 1, maxx = 0;
+    for (int i = 0; i < ALIGN_TEMPLATE_POINTS; i++) {
+        minx = fminf(minx, align_template[i][0]);
+        maxx = fmaxf(maxx, align_template[i][0]);
+    }
+    CHECK_NEAR(minx, 0, 1e-6);
+    CHECK_NEAR(maxx, 1, 1e-6);
+}
+
+static void test_extract_chip(void)
+{
+    /* A 300x300 image, left half red, right half blue, shrunk 2x into a
+     * 150 chip: colours land where the transform says, averaged at the edge. */
+    uint8_t *img = malloc(300 * 300 * 3), chip[150 * 150 * 3];
+    for (int y = 0; y < 300; y++)
+        for (int x = 0; x < 300; x++) {
+            uint8_t *p = img + (y * 300 + x) * 3;
+            p[0] = x < 150 ? 255 : 0;
+            p[1] = 0;
+            p[2] = x < 150 ? 0 : 255;
+        }
+    double m[4] = {2, 0, 0, 0}; /* chip (x, y) -> image (2x, 2y) */
+    align_extract_chip(img, 300, 300, m, 150, chip);
+    CHECK_EQ_INT(chip[(75 * 150 + 10) * 3 + 0], 255);
+    CHECK_EQ_INT(chip[(75 * 150 + 140) * 3 + 2], 255);
+    CHECK(chip[(75 * 150 + 74) * 3 + 0] > 200);
+    /* outside the image is black */
+    double off[4] = {1, 0, 250, 0};
+    align_extract_chip(img, 300, 300, off, 150, chip);
+    CHECK_EQ_INT(chip[(10 * 150 + 140) * 3 + 2], 0);
+    CHECK_EQ_INT(chip[(10 * 150 + 10) * 3 + 2], 255);
+    free(img);
+}
+
+static void test_options_checked(void)
+{
+    lethe_engine_options o;
+    lethe_engine *e = NULL;
+    lethe_engine_options_init(&o);
+    o.min_score = 1.5f;
+    CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_engine_errmsg(e), "min_score") != NULL);
+    lethe_engine_close(e);
+    lethe_engine_options_init(&o);
+    o.detector = 7;
+    CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_ERR_ARG);
+    lethe_engine_close(e);
+    lethe_engine_options_init(&o);
+    o.detector = LETHE_DETECTOR_TINY;
+    o.tiny_input_size = 100;
+    CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_engine_errmsg(e), "multiple of 32") != NULL);
+    lethe_engine_close(e);
+    lethe_engine_options_init(&o);
+    o.model_dir = "/nonexistent";
+    CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_ERR_MODEL);
+    CHECK(strstr(lethe_engine_errmsg(e), "/nonexistent") != NULL);
+    lethe_engine_close(e);
+    lethe_engine_close(NULL);
+    CHECK(strcmp(lethe_strerror(LETHE_ERR_MODEL), "model file missing, truncated or tampered") == 0);
+    CHECK(strcmp(lethe_strerror(12345), "unknown status code") == 0);
+}
+
+static lethe_engine *open_engine(void)
+{
+    lethe_engine_options o;
+    lethe_engine *e = NULL;
+    lethe_engine_options_init(&o);
+    o.model_dir = test_models_dir();
+    if (lethe_engine_open(&e, &o) != LETHE_OK) {
+        fprintf(stderr, "  %s\n", lethe_engine_errmsg(e));
+        lethe_engine_close(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void test_faces_photo(void)
+{
+    char path[600];
+    const char *data = test_data_dir();
+    lethe_image *img = NULL;
+    lethe_face *faces = NULL;
+    int n = 0;
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    if (!data)
+        SKIP("../shared/data absent");
+    lethe_engine *e = open_engine();
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    snprintf(path, sizeof(path), "%s/faceapi/test-images/faces.jpg", data);
+    CHECK_EQ_INT(lethe_image_load(path, NULL, &img, NULL, 0), LETHE_OK);
+    CHECK_EQ_INT(lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 6);
+    for (int i = 0; i < n; i++) {
+        CHECK(faces[i].has_landmarks && faces[i].has_descriptor);
+        CHECK(i == 0 || faces[i].score <= faces[i - 1].score);
+        /* the eyes lie inside the box, above the mouth */
+        float ey = faces[i].landmarks[36][1], my = faces[i].landmarks[57][1];
+        CHECK(ey < my);
+        CHECK(faces[i].landmarks[36][0] > faces[i].box[0]);
+        CHECK(faces[i].landmarks[45][0] < faces[i].box[0] + faces[i].box[2]);
+    }
+    /* different people are far apart */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            CHECK(lethe_descriptor_distance(faces[i].descriptor, faces[j].descriptor) >
+                  lethe_descriptor_threshold());
+    /* the single-threaded path gives the same answer */
+    lethe_face *again = NULL;
+    int n2 = 0;
+    CHECK_EQ_INT(lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR | LETHE_SINGLE_THREAD, &again,
+                                      &n2),
+                 LETHE_OK);
+    CHECK_EQ_INT(n2, n);
+    for (int i = 0; i < n && i < n2; i++)
+        CHECK(lethe_descriptor_distance(faces[i].descriptor, again[i].descriptor) < 1e-5f);
+    lethe_faces_free(again);
+    lethe_faces_free(faces);
+    lethe_image_free(img);
+    lethe_engine_close(e);
+}
+
+static void test_no_face(void)
+{
+    lethe_image *img = NULL;
+    lethe_face *faces = (lethe_face *)1;
+    int n = -1;
+    uint8_t grey[64 * 48 * 3];
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    memset(grey, 128, sizeof(grey));
+    lethe_engine *e = open_engine();
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    CHECK_EQ_INT(lethe_image_from_rgb(grey, 64, 48, &img), LETHE_OK);
+    CHECK_EQ_INT(lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 0);
+    CHECK(faces == NULL);
+    lethe_image_free(img);
+    lethe_engine_close(e);
+}
+
+static void test_second_look(void)
+{
+    /* A face filling the frame: the first pass of SSD misses this LFW photo
+     * (it scores 0.23), the second look finds it; single_pass does not. */
+    char path[600];
+    const char *data = test_data_dir();
+    lethe_image *img = NULL;
+    lethe_face *faces = NULL;
+    int n = 0;
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    if (!data)
+        SKIP("../shared/data absent");
+    snprintf(path, sizeof(path), "%s/lfw/images/Aaron_Patterson/Aaron_Patterson_0001.jpg", data);
+    CHECK_EQ_INT(lethe_image_load(path, NULL, &img, NULL, 0), LETHE_OK);
+    lethe_engine *e = open_engine();
+    CHECK(e && img);
+    if (!e || !img) {
+        lethe_engine_close(e);
+        lethe_image_free(img);
+        return;
+    }
+    CHECK_EQ_INT(lethe_engine_analyze(e, img, LETHE_WANT_LANDMARKS, &faces, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        /* the box is in the photo's pixels, around its middle */
+        CHECK(faces[0].box[0] > 40 && faces[0].box[0] < 125);
+        CHECK(faces[0].box[2] > 50 && faces[0].box[2] < 200);
+    }
+    lethe_faces_free(faces);
+    lethe_engine_close(e);
+
+    lethe_engine_options o;
+    lethe_engine_options_init(&o);
+    o.model_dir = test_models_dir();
+    o.single_pass = 1;
+    CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_OK);
+    CHECK_EQ_INT(lethe_engine_analyze(e, img, LETHE_WANT_LANDMARKS, &faces, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 0);
+    lethe_engine_close(e);
+    lethe_image_free(img);
+}
+
+typedef struct {
+    lethe_engine *e;
+    lethe_image *chip;
+    float out[128];
+    int rc;
+} thread_arg;
+
+static void *describe_thread(void *p)
+{
+    thread_arg *a = p;
+    for (int k = 0; k < 3 && a->rc == LETHE_OK; k++)
+        a->rc = lethe_engine_describe_chip(a->e, a->chip, a->out);
+    return NULL;
+}
+
+static void test_chips_batch_and_threads(void)
+{
+    enum { N = 6 };
+    lethe_image *chips[N];
+    float batch[N * 128], one[128];
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    lethe_engine *e = open_engine();
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    for (int i = 0; i < N; i++) {
+        /* synthetic chips of several sizes (resized to 150 when needed) */
+        int w = 150 + (i % 3) * 17, h = 150 - (i % 2) * 30;
+        uint8_t *px = malloc((size_t)w * h * 3);
+        for (int k = 0; k < w * h * 3; k++)
+            px[k] = (uint8_t)((k * (i + 3) * 2654435761u) >> 24);
+        CHECK_EQ_INT(lethe_image_from_rgb(px, w, h, &chips[i]), LETHE_OK);
+        free(px);
+    }
+    CHECK_EQ_INT(lethe_engine_describe_chips(e, (const lethe_image *const *)chips, N, batch),
+                 LETHE_OK);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ_INT(lethe_engine_describe_chip(e, chips[i], one), LETHE_OK);
+        CHECK(lethe_descriptor_distance(one, batch + i * 128) < 1e-5f);
+    }
+    /* one engine, several threads at once */
+    thread_arg args[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        args[t].e = e;
+        args[t].chip = chips[t];
+        args[t].rc = LETHE_OK;
+        pthread_create(&th[t], NULL, describe_thread, &args[t]);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        CHECK_EQ_INT(args[t].rc, LETHE_OK);
+        CHECK(lethe_descriptor_distance(args[t].out, batch + t * 128) < 1e-5f);
+    }
+    CHECK(lethe_descriptor_distance(batch, batch) == 0.0f);
+    CHECK(lethe_descriptor_threshold() > 0.3f && lethe_descriptor_threshold() < 0.9f);
+    for (int i = 0; i < N; i++)
+        lethe_image_free(chips[i]);
+    lethe_engine_close(e);
+}
+
+static void test_open_alloc_failures(void)
+{
+    /* Every k-th allocation failing during open: a clean error, no leak. */
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    lethe_engine_options o;
+    lethe_engine_options_init(&o);
+    o.model_dir = test_models_dir();
+    o.threads = 2;
+    int failures = 0;
+    for (long k = 0; k < 400; k += 13) {
+        lethe_engine *e = NULL;
+        lethe_alloc_fail_after(k);
+        int rc = lethe_engine_open(&e, &o);
+        lethe_alloc_fail_after(-1);
+        CHECK(rc == LETHE_OK || rc == LETHE_ERR_NOMEM || rc == LETHE_ERR_MODEL);
+        failures += rc != LETHE_OK;
+        lethe_engine_close(e);
+    }
+    CHECK(failures > 0);
+}
+
+int main(void)
+{
+    RUN(test_fit_similarity_recovers_transform);
+    RUN(test_chip_of_template_is_identity);
+    RUN(test_extract_chip);
+    RUN(test_options_checked);
+    RUN(test_faces_photo);
+    RUN(test_no_face);
+    RUN(test_second_look);
+    RUN(test_chips_batch_and_threads);
+    RUN(test_open_alloc_failures);
+    return test_summary();
+}
