@@ -68,6 +68,19 @@ int nn_out_size(int in, int k, int stride, nn_pad pad);
 int nn_pad_before(int in, int k, int stride, nn_pad pad);
 
 /*
+ * How a dense convolution is computed. GEMM sums every output in the
+ * reference's order (only fp32 rounding differs); Winograd F(2x2, 3x3) does
+ * 2.25x fewer multiplications for 3x3 stride-1 layers, with rounding a few
+ * times larger, and keeps 16/9 the weights in memory. AUTO takes whichever
+ * is faster for the input size.
+ */
+typedef enum nn_algo {
+    NN_ALGO_AUTO = 0,    /* the default */
+    NN_ALGO_GEMM = 1,    /* direct, row or im2col GEMM only */
+    NN_ALGO_WINOGRAD = 2 /* Winograd wherever it applies (else GEMM) */
+} nn_algo;
+
+/*
  * Dense 2-D convolution, fused with a per-output-channel affine and an
  * activation:  y[c] = act(scale[c] * sum(x * w) + shift[c] (+ residual)).
  */
@@ -81,12 +94,16 @@ typedef struct nn_conv {
     float *scale;     /* [cout], owned; all ones if created with NULL */
     float *shift;     /* [cout], owned; all zeros if created with NULL */
     void *packed;     /* kernel-private packed weights, owned */
+    nn_algo algo;     /* NN_ALGO_AUTO after init; see nn_conv_set_algo */
 } nn_conv;
 
 /* Copy w/scale/shift (scale, shift may be NULL) and pack. 0 or -1 (no memory). */
 int nn_conv_init(nn_conv *c, int kh, int kw, int cin, int cout, int stride, nn_pad pad,
                  nn_act act, const float *w, const float *scale, const float *shift);
 void nn_conv_free(nn_conv *c); /* frees members; c itself is the caller's */
+/* Choose the algorithm (before the layer is shared between threads).
+ * Returns 0, or -1 when out of memory (the layer is then unchanged). */
+int nn_conv_set_algo(nn_conv *c, nn_algo algo);
 void nn_conv_out_hw(const nn_conv *c, int h, int w, int *oh, int *ow);
 /* Bytes of scratch memory nn_conv_forward needs for an h x w input (may be 0). */
 size_t nn_conv_scratch_size(const nn_conv *c, int h, int w, const nn_pool *pool);

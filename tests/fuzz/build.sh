@@ -108,6 +108,10 @@ for t in $TARGETS; do
         ${FUZZ_FLAGS:-} "$corpus"; then
         echo "== fuzz_$t FOUND A PROBLEM: see $artifacts" >&2
         status=1
+        fuzz_failed=$((${fuzz_failed:-0} + 1))
+    else
+        fuzz_passed=$((${fuzz_passed:-0} + 1))
     fi
 done
+echo "${fuzz_passed:-0} passed, ${fuzz_failed:-0} failed, 0 skipped"
 exit $status
