@@ -41,7 +41,7 @@ static void test_chip_of_template_is_identity(void)
         lm[i + 17][0] = (align_template[i][0] + 0.25f) / 1.5f * 150;
         lm[i + 17][1] = (align_template[i][1] + 0.25f) / 1.5f * 150;
     }
-    CHECK(align_chip_transform((const float(*)[2])lm, 150, 0.25f, m));
+    CHECK(align_chip_transform((const float(*)[2])lm, 150, 0.25f, 0.0f, m));
     CHECK_NEAR(m[0], 1, 1e-5);
     CHECK_NEAR(m[1], 0, 1e-5);
     CHECK_NEAR(m[2], 0, 1e-3);

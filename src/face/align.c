@@ -44,7 +44,8 @@ static int fit_point(int i)
     return !(i >= 17 && i <= 26) && !(i >= 55 && i <= 59) && !(i >= 65 && i <= 67);
 }
 
-int align_chip_transform(const float landmarks[68][2], int size, float padding, double m[4])
+int align_chip_transform(const float landmarks[68][2], int size, float padding, float shift,
+                         double m[4])
 {
     float src[ALIGN_TEMPLATE_POINTS][2], dst[ALIGN_TEMPLATE_POINTS][2];
     double fwd[4], det;
@@ -56,7 +57,8 @@ int align_chip_transform(const float landmarks[68][2], int size, float padding, 
         src[n][0] = landmarks[i + 17][0];
         src[n][1] = landmarks[i + 17][1];
         dst[n][0] = (align_template[i][0] + padding) / (1.0f + 2.0f * padding) * (float)size;
-        dst[n][1] = (align_template[i][1] + padding) / (1.0f + 2.0f * padding) * (float)size;
+        dst[n][1] = ((align_template[i][1] + padding) / (1.0f + 2.0f * padding) + shift) *
+                    (float)size;
         n++;
     }
     /* image -> chip, then invert to chip -> image */

@@ -18,7 +18,6 @@
 
 #define ALIGN_TEMPLATE_POINTS 51 /* landmarks 17..67 */
 #define ALIGN_CHIP_SIZE 150
-#define ALIGN_PADDING 0.25f
 
 /* The template, normalised so its bounding box is [0, 1] x [0, 1]. */
 extern const float align_template[ALIGN_TEMPLATE_POINTS][2];
@@ -30,11 +29,18 @@ extern const float align_template[ALIGN_TEMPLATE_POINTS][2];
  */
 int align_fit_similarity(const float (*src)[2], const float (*dst)[2], int n, double m[4]);
 
+/* Where the template sits in the chip: its [0, 1] box grows by `padding` on
+ * each side, and moves down by `shift` (a fraction of the chip's side).
+ * Chosen on LFW View 1 (pairsDevTrain) with tools/tune_align.c. */
+#define ALIGN_PADDING_DEFAULT 0.25f
+#define ALIGN_SHIFT_DEFAULT 0.0f
+
 /*
- * The transform from chip pixels to image pixels for a size x size chip with
- * the given padding: image = [a -b; b a] chip + t. Returns 0 if degenerate.
+ * The transform from chip pixels to image pixels for a size x size chip:
+ * image = [a -b; b a] chip + t. Returns 0 if degenerate.
  */
-int align_chip_transform(const float landmarks[68][2], int size, float padding, double m[4]);
+int align_chip_transform(const float landmarks[68][2], int size, float padding, float shift,
+                         double m[4]);
 
 /*
  * Sample a size x size RGB8 chip from an image through m (chip -> image).

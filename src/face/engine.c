@@ -32,6 +32,12 @@ struct lethe_engine {
     int detect_status;          /* their load status once tried */
     pthread_mutex_t load_lock;
     pthread_mutex_t err_lock;
+    /* Working memory for the descriptor net, reused across calls: fresh
+     * multi-megabyte buffers would cost a page fault per 4 KiB each time. */
+    pthread_mutex_t work_lock;
+    size_t work_size;
+    void *work_free[16];
+    int nwork_free;
     char errmsg[512];
 };
 
@@ -146,6 +152,7 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
         return LETHE_ERR_NOMEM;
     pthread_mutex_init(&e->err_lock, NULL);
     pthread_mutex_init(&e->load_lock, NULL);
+    pthread_mutex_init(&e->work_lock, NULL);
     *out = e;
     e->opt = *opt;
     rc = check_options(e, opt);
@@ -164,13 +171,14 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
     /* The descriptor net is loaded now; the detector and landmark nets when
      * first needed (describing chips needs neither). Their files are
      * checked now all the same, so that a damaged install fails at once. */
-    rc = resnet_load(dir, &e->rn, msg, sizeof(msg));
+    rc = resnet_load(dir, opt->precision == LETHE_PRECISION_FP32, &e->rn, msg, sizeof(msg));
     if (rc == LETHE_OK)
         rc = check_model_files(dir, opt->detector, msg, sizeof(msg));
     if (rc != LETHE_OK)
         return engine_fail(e, rc, "%s", msg);
     if (nn_pool_create(&e->pool, opt->threads) != 0)
         return engine_fail(e, LETHE_ERR_NOMEM, "cannot start worker threads");
+    e->work_size = resnet_work_size(e->rn, e->pool);
     return LETHE_OK;
 }
 
@@ -184,8 +192,11 @@ void lethe_engine_close(lethe_engine *e)
     lm68_free(e->lm);
     resnet_free(e->rn);
     lethe_free(e->model_dir);
+    for (int i = 0; i < e->nwork_free; i++)
+        lethe_free_aligned(e->work_free[i]);
     pthread_mutex_destroy(&e->err_lock);
     pthread_mutex_destroy(&e->load_lock);
+    pthread_mutex_destroy(&e->work_lock);
     lethe_free(e);
 }
 
@@ -203,6 +214,42 @@ const char *lethe_engine_kernels(const lethe_engine *e)
 }
 
 void lethe_faces_free(lethe_face *faces) { lethe_free(faces); }
+
+/* Take a descriptor working buffer (NULL when memory runs out). */
+static void *work_get(lethe_engine *e)
+{
+    void *w = NULL;
+    pthread_mutex_lock(&e->work_lock);
+    if (e->nwork_free > 0)
+        w = e->work_free[--e->nwork_free];
+    pthread_mutex_unlock(&e->work_lock);
+    return w ? w : lethe_malloc_aligned(e->work_size);
+}
+
+static void work_put(lethe_engine *e, void *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&e->work_lock);
+    if (e->nwork_free < (int)LETHE_ARRAY_LEN(e->work_free)) {
+        e->work_free[e->nwork_free++] = w;
+        w = NULL;
+    }
+    pthread_mutex_unlock(&e->work_lock);
+    lethe_free_aligned(w);
+}
+
+/* Describe RGB8 pixels with pooled working memory. */
+static int describe(lethe_engine *e, const uint8_t *rgb, int w, int h, float *desc,
+                    nn_pool *pool)
+{
+    void *work = work_get(e);
+    if (!work)
+        return LETHE_ERR_NOMEM;
+    int rc = resnet_describe_rgb(e->rn, rgb, w, h, desc, pool, work);
+    work_put(e, work);
+    return rc;
+}
 
 /* Copy the w x h region at (x, y) of an RGB8 image (inside it). */
 static uint8_t *crop_rgb(const lethe_image *img, int x, int y, int w, int h)
@@ -260,7 +307,7 @@ static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *
         uint8_t *crop = crop_rgb(img, box[0], box[1], box[2], box[3]);
         if (!crop)
             return LETHE_ERR_NOMEM;
-        rc = resnet_describe_rgb(e->rn, crop, box[2], box[3], f->descriptor, pool);
+        rc = describe(e, crop, box[2], box[3], f->descriptor, pool);
         lethe_free(crop);
     } else {
         double m[4];
@@ -268,13 +315,12 @@ static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *
         if (!chip)
             return LETHE_ERR_NOMEM;
         if (!align_chip_transform((const float(*)[2])f->landmarks, ALIGN_CHIP_SIZE,
-                                  ALIGN_PADDING, m)) {
+                                  ALIGN_PADDING_DEFAULT, ALIGN_SHIFT_DEFAULT, m)) {
             lethe_free(chip);
             return LETHE_ERR_NO_FACE;
         }
         align_extract_chip(img->rgb, img->width, img->height, m, ALIGN_CHIP_SIZE, chip);
-        rc = resnet_describe_rgb(e->rn, chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE, f->descriptor,
-                                 pool);
+        rc = describe(e, chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE, f->descriptor, pool);
         lethe_free(chip);
     }
     if (rc == LETHE_OK)
@@ -445,8 +491,7 @@ int lethe_engine_describe_chip(lethe_engine *e, const lethe_image *chip, float *
 {
     if (!chip || !chip->rgb || chip->width <= 0 || chip->height <= 0)
         return engine_fail(e, LETHE_ERR_ARG, "no image");
-    int rc = resnet_describe_rgb(e->rn, chip->rgb, chip->width, chip->height, descriptor,
-                                 e->pool);
+    int rc = describe(e, chip->rgb, chip->width, chip->height, descriptor, e->pool);
     if (rc != LETHE_OK)
         return engine_fail(e, rc, "describe failed: %s", lethe_strerror(rc));
     return LETHE_OK;
@@ -468,8 +513,8 @@ static void chips_task(void *arg, int i, int worker)
         j->status[i] = LETHE_ERR_ARG;
         return;
     }
-    j->status[i] = resnet_describe_rgb(j->e->rn, c->rgb, c->width, c->height,
-                                       j->out + (size_t)i * LETHE_DESCRIPTOR_DIM, NULL);
+    j->status[i] = describe(j->e, c->rgb, c->width, c->height,
+                            j->out + (size_t)i * LETHE_DESCRIPTOR_DIM, NULL);
 }
 
 int lethe_engine_describe_chips(lethe_engine *e, const lethe_image *const *chips, int n,

@@ -17,18 +17,24 @@
 
 typedef struct resnet resnet;
 
-/* Load face_recognition_model from model_dir (digest-checked). */
-int resnet_load(const char *model_dir, resnet **out, char *msg, size_t msg_len);
+/* Load face_recognition_model from model_dir (digest-checked). exact = 1
+ * keeps every convolution in the reference summation order (no Winograd),
+ * for LETHE_PRECISION_FP32. */
+int resnet_load(const char *model_dir, int exact, resnet **out, char *msg, size_t msg_len);
 void resnet_free(resnet *net);
 size_t resnet_scratch_size(const resnet *net, const nn_pool *pool);
 /* input: 150x150x3 floats already normalised ((rgb - mean) / 255);
  * writes 128 floats. */
 void resnet_forward(const resnet *net, const float *input, float *descriptor, void *scratch,
                     nn_pool *pool);
+/* Bytes of working memory resnet_describe_rgb needs with this pool (or any
+ * smaller one, NULL included). */
+size_t resnet_work_size(const resnet *net, const nn_pool *pool);
 /* The whole face-api computeFaceDescriptor on RGB8 pixels: pad to square
- * (centred), resize to 150 if needed, normalise, forward. */
+ * (centred), resize to 150 if needed, normalise, forward. work holds
+ * resnet_work_size() bytes, 64-byte aligned (NULL: allocated here). */
 int resnet_describe_rgb(const resnet *net, const uint8_t *rgb, int w, int h, float *descriptor,
-                        nn_pool *pool);
+                        nn_pool *pool, void *work);
 
 typedef struct lm68 lm68;
 

@@ -86,7 +86,7 @@ void resnet_free(resnet *net)
     lethe_free_aligned(net);
 }
 
-int resnet_load(const char *model_dir, resnet **out, char *msg, size_t msg_len)
+int resnet_load(const char *model_dir, int exact, resnet **out, char *msg, size_t msg_len)
 {
     lethe_weights *w = NULL;
     resnet *net;
@@ -121,6 +121,11 @@ int resnet_load(const char *model_dir, resnet **out, char *msg, size_t msg_len)
         /* The ReLU comes after the residual add. */
         rc = load_conv(w, prefix, 3, b->cout, b->cout, 1, NN_PAD_SAME, NN_ACT_RELU, &b->c2, msg,
                        msg_len);
+    }
+    for (int i = 0; i < NBLOCKS && rc == LETHE_OK && exact; i++) {
+        if (nn_conv_set_algo(&net->b[i].c1, NN_ALGO_GEMM) != 0 ||
+            nn_conv_set_algo(&net->b[i].c2, NN_ALGO_GEMM) != 0)
+            rc = lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "out of memory");
     }
     if (rc == LETHE_OK) {
         fc = lethe_weights_expect(w, "fc", 2, (int[]){256, 128}, msg, msg_len);
@@ -241,32 +246,47 @@ void resnet_forward(const resnet *net, const float *input, float *descriptor, vo
     nn_fc(mean, 256, net->fc, NULL, 128, descriptor);
 }
 
-int resnet_describe_rgb(const resnet *net, const uint8_t *rgb, int w, int h, float *descriptor,
-                        nn_pool *pool)
+size_t resnet_work_size(const resnet *net, const nn_pool *pool)
 {
-    int side = LETHE_MAX(w, h);
-    size_t n_src = (size_t)w * h * 3, n_sq = (size_t)side * side * 3;
-    size_t scratch_size = resnet_scratch_size(net, pool);
-    float *src = lethe_malloc_aligned((n_src + n_sq + 150 * 150 * 3) * sizeof(float));
-    void *scratch = lethe_malloc_aligned(scratch_size);
-    float *sq, *in;
+    size_t s = resnet_scratch_size(net, pool), t = resnet_scratch_size(net, NULL);
+    return LETHE_MAX(s, t) + (size_t)RESNET_INPUT * RESNET_INPUT * 3 * sizeof(float);
+}
 
-    if (!src || !scratch) {
-        lethe_free_aligned(src);
-        lethe_free_aligned(scratch);
-        return LETHE_ERR_NOMEM;
+int resnet_describe_rgb(const resnet *net, const uint8_t *rgb, int w, int h, float *descriptor,
+                        nn_pool *pool, void *work)
+{
+    size_t n_in = (size_t)RESNET_INPUT * RESNET_INPUT * 3;
+    size_t work_size = resnet_work_size(net, pool);
+    void *own = NULL;
+    float *in;
+
+    if (!work) {
+        own = work = lethe_malloc_aligned(work_size);
+        if (!work)
+            return LETHE_ERR_NOMEM;
     }
-    sq = src + n_src;
-    in = sq + n_sq;
-    prep_rgb_to_float(rgb, w, h, src);
-    prep_pad_to_square(src, w, h, 3, 1, sq, NULL, NULL);
-    if (side != 150)
-        prep_resize_bilinear(sq, side, side, 3, in, 150, 150);
-    else
-        memcpy(in, sq, n_sq * sizeof(float));
-    prep_normalize(in, 150, 150, face_mean_rgb, 255.0f);
-    resnet_forward(net, in, descriptor, scratch, pool);
-    lethe_free_aligned(src);
-    lethe_free_aligned(scratch);
+    /* the input tensor sits at the end of the working memory */
+    in = (float *)((char *)work + work_size - n_in * sizeof(float));
+    if (w == RESNET_INPUT && h == RESNET_INPUT) {
+        prep_rgb_to_float(rgb, w, h, in);
+    } else {
+        int side = LETHE_MAX(w, h);
+        size_t n_src = (size_t)w * h * 3, n_sq = (size_t)side * side * 3;
+        float *src = lethe_malloc_aligned((n_src + n_sq) * sizeof(float));
+        if (!src) {
+            lethe_free_aligned(own);
+            return LETHE_ERR_NOMEM;
+        }
+        prep_rgb_to_float(rgb, w, h, src);
+        prep_pad_to_square(src, w, h, 3, 1, src + n_src, NULL, NULL);
+        if (side != RESNET_INPUT)
+            prep_resize_bilinear(src + n_src, side, side, 3, in, RESNET_INPUT, RESNET_INPUT);
+        else
+            memcpy(in, src + n_src, n_in * sizeof(float));
+        lethe_free_aligned(src);
+    }
+    prep_normalize(in, RESNET_INPUT, RESNET_INPUT, face_mean_rgb, 255.0f);
+    resnet_forward(net, in, descriptor, work, pool);
+    lethe_free_aligned(own);
     return LETHE_OK;
 }

@@ -83,25 +83,26 @@ void nn_ref_maxpool(const float *in, int h, int w, int c, int k, int stride, nn_
     int pt = nn_pad_before(h, k, stride, pad);
     int pl = nn_pad_before(w, k, stride, pad);
 
+    /* Channels innermost, so that the compiler vectorises the max. */
     for (int oy = 0; oy < oh; oy++)
-        for (int ox = 0; ox < ow; ox++)
-            for (int ch = 0; ch < c; ch++) {
-                float m = -FLT_MAX; /* padding never wins (TF ignores it) */
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = oy * stride - pt + ky;
-                    if (iy < 0 || iy >= h)
+        for (int ox = 0; ox < ow; ox++) {
+            float *o = out + ((size_t)oy * ow + ox) * c;
+            for (int ch = 0; ch < c; ch++)
+                o[ch] = -FLT_MAX; /* padding never wins (TF ignores it) */
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * stride - pt + ky;
+                if (iy < 0 || iy >= h)
+                    continue;
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ox * stride - pl + kx;
+                    if (ix < 0 || ix >= w)
                         continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        int ix = ox * stride - pl + kx;
-                        if (ix < 0 || ix >= w)
-                            continue;
-                        float v = in[((size_t)iy * w + ix) * c + ch];
-                        if (v > m)
-                            m = v;
-                    }
+                    const float *p = in + ((size_t)iy * w + ix) * c;
+                    for (int ch = 0; ch < c; ch++)
+                        o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
                 }
-                out[((size_t)oy * ow + ox) * c + ch] = m;
             }
+        }
 }
 
 void nn_ref_avgpool(const float *in, int h, int w, int c, int k, int stride, nn_pad pad,
