@@ -8,8 +8,8 @@
  * View 1: the threshold is chosen on pairsDevTrain and tested on
  * pairsDevTest. View 2: 10-fold cross-validation over pairs.txt, each fold
  * tested at the threshold that is best on the other nine. Every pair counts:
- * a photo in which no face is found makes its pairs errors. The best-scoring
- * face of each photo is used.
+ * a photo in which no face is found makes its pairs errors. The
+ * largest face of each photo is used (LFW labels the face in the middle).
  */
 #include <math.h>
 #include <pthread.h>
@@ -120,8 +120,13 @@ static void *work(void *arg)
             lethe_engine_analyze(j->e, img, want | LETHE_SINGLE_THREAD, &faces, &n) ==
                 LETHE_OK &&
             n > 0) {
-            memcpy(photos[i].desc, faces[0].descriptor, sizeof(photos[i].desc));
-            memcpy(photos[i].landmarks, faces[0].landmarks, sizeof(photos[i].landmarks));
+            /* LFW labels the face in the middle of the photo: take the largest */
+            int best = 0;
+            for (int k = 1; k < n; k++)
+                if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3])
+                    best = k;
+            memcpy(photos[i].desc, faces[best].descriptor, sizeof(photos[i].desc));
+            memcpy(photos[i].landmarks, faces[best].landmarks, sizeof(photos[i].landmarks));
             photos[i].ok = 1;
         }
         lethe_faces_free(faces);
@@ -192,8 +197,8 @@ static double accuracy_at_best(int fold, float *t_out)
  */
 static void tune_alignment(lethe_engine *e, int view)
 {
-    static const float paddings[] = {0.25f, 0.30f, 0.35f, 0.40f};
-    static const float shifts[] = {0.0f, -0.03f, 0.03f};
+    static const float paddings[] = {0.25f, 0.30f};
+    static const float shifts[] = {0.0f, -0.03f};
     lethe_image **chips = calloc((size_t)nphotos, sizeof(*chips));
     float *desc = malloc((size_t)nphotos * LETHE_DESCRIPTOR_DIM * sizeof(float));
     uint8_t *px = malloc(ALIGN_CHIP_SIZE * ALIGN_CHIP_SIZE * 3);
@@ -217,11 +222,36 @@ static void tune_alignment(lethe_engine *e, int view)
                     continue;
                 memcpy(photos[i].desc, desc + (size_t)k * LETHE_DESCRIPTOR_DIM,
                        sizeof(photos[i].desc));
-                lethe_image_free(chips[k++]);
+                k++;
             }
             float t;
             double acc = accuracy_at_best(0, &t);
             printf("padding %.2f shift %+.2f: %s accuracy %.2f%% at threshold %.4f\n",
+                   (double)paddings[pi], (double)shifts[si], view == 1 ? "DevTest" : "fold 1",
+                   100 * acc, (double)t);
+            /* the same with each chip's mirror image averaged in */
+            for (int k = 0; k < n; k++) {
+                lethe_image *c = chips[k];
+                for (int y = 0; y < c->height; y++)
+                    for (int x = 0; x < c->width / 2; x++)
+                        for (int ch = 0; ch < 3; ch++) {
+                            uint8_t *a = c->rgb + ((size_t)y * c->width + x) * 3 + ch;
+                            uint8_t *b = c->rgb + ((size_t)y * c->width + c->width - 1 - x) * 3 + ch;
+                            uint8_t tmp = *a;
+                            *a = *b;
+                            *b = tmp;
+                        }
+            }
+            lethe_engine_describe_chips(e, (const lethe_image *const *)chips, n, desc);
+            for (int i = 0, k = 0; i < nphotos; i++) {
+                if (!photos[i].ok)
+                    continue;
+                for (int d = 0; d < LETHE_DESCRIPTOR_DIM; d++)
+                    photos[i].desc[d] = 0.5f * (photos[i].desc[d] + desc[(size_t)k * LETHE_DESCRIPTOR_DIM + d]);
+                lethe_image_free(chips[k++]);
+            }
+            acc = accuracy_at_best(0, &t);
+            printf("padding %.2f shift %+.2f with mirror: %s accuracy %.2f%% at threshold %.4f\n",
                    (double)paddings[pi], (double)shifts[si], view == 1 ? "DevTest" : "fold 1",
                    100 * acc, (double)t);
             fflush(stdout);
@@ -282,14 +312,40 @@ int main(int argc, char **argv)
         fprintf(stderr, "eval_lfw: %s\n", lethe_engine_errmsg(e));
         return 1;
     }
-    job j = {e, 0, 0, PTHREAD_MUTEX_INITIALIZER};
-    int nt = lethe_engine_threads(e);
-    pthread_t th[64];
-    for (int t = 0; t < nt && t < 64; t++)
-        pthread_create(&th[t], NULL, work, &j);
-    for (int t = 0; t < nt && t < 64; t++)
-        pthread_join(th[t], NULL);
-    fprintf(stderr, "\n");
+    /* --tune with EVAL_LFW_CACHE: landmarks found once, kept in a file */
+    const char *cache = tune ? getenv("EVAL_LFW_CACHE") : NULL;
+    FILE *cf = cache ? fopen(cache, "rb") : NULL;
+    int cached = 0;
+    if (cf) {
+        int n = 0;
+        cached = fread(&n, sizeof(n), 1, cf) == 1 && n == nphotos;
+        for (int i = 0; cached && i < nphotos; i++) {
+            cached = fread(&photos[i].ok, sizeof(int), 1, cf) == 1 &&
+                     fread(photos[i].landmarks, sizeof(photos[i].landmarks), 1, cf) == 1;
+            if (cached && photos[i].ok)
+                cached = lethe_image_load(photos[i].path, NULL, &photos[i].img, NULL, 0) == 0;
+        }
+        fclose(cf);
+    }
+    if (!cached) {
+        job j = {e, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+        int nt = lethe_engine_threads(e);
+        pthread_t th[64];
+        for (int t = 0; t < nt && t < 64; t++)
+            pthread_create(&th[t], NULL, work, &j);
+        for (int t = 0; t < nt && t < 64; t++)
+            pthread_join(th[t], NULL);
+        fprintf(stderr, "\n");
+        cf = cache ? fopen(cache, "wb") : NULL;
+        if (cf) {
+            fwrite(&nphotos, sizeof(nphotos), 1, cf);
+            for (int i = 0; i < nphotos; i++) {
+                fwrite(&photos[i].ok, sizeof(int), 1, cf);
+                fwrite(photos[i].landmarks, sizeof(photos[i].landmarks), 1, cf);
+            }
+            fclose(cf);
+        }
+    }
     if (tune)
         tune_alignment(e, view);
     lethe_engine_close(e);
@@ -307,6 +363,19 @@ int main(int argc, char **argv)
     for (int i = 0; i < npairs; i++)
         pairs_missing += pair_dist(&pairs[i]) < 0;
 
+    const char *errors_file = getenv("EVAL_LFW_ERRORS");
+    if (errors_file) {
+        FILE *ef = fopen(errors_file, "w");
+        float t0 = best_threshold(0);
+        for (int i = 0; ef && i < npairs; i++) {
+            float d = pair_dist(&pairs[i]);
+            if (d < 0 || (d < t0) != pairs[i].same)
+                fprintf(ef, "%s %.4f %s %s\n", pairs[i].same ? "same" : "diff", (double)d,
+                        photos[pairs[i].a].path, photos[pairs[i].b].path);
+        }
+        if (ef)
+            fclose(ef);
+    }
     double acc_sum = 0, acc_sq = 0, t_sum = 0;
     int folds = view == 1 ? 1 : 10;
     for (int f = 0; f < folds; f++) {

@@ -430,7 +430,7 @@ static void compare_help(FILE *f)
     fprintf(f,
             "usage: lethe compare [OPTIONS] IMAGE_A IMAGE_B\n"
             "\n"
-            "Compare the largest-scoring face of two photos (or two chips with --chip):\n"
+            "Compare the largest face of two photos (or two chips with --chip):\n"
             "prints the Euclidean distance between their descriptors and whether it is\n"
             "below the calibrated same-person threshold (%.3f).\n"
             "\n"
@@ -479,7 +479,7 @@ int cmd_embed(int argc, char **argv)
     return run_batch(&o, LETHE_WANT_DESCRIPTOR, argv + first, argc - first);
 }
 
-/* The descriptor of the best face of one image (or the chip). */
+/* The descriptor of the largest face of one image (or of the chip). */
 static int describe_for_compare(face_opts *o, lethe_engine *e, const char *path, float *desc)
 {
     lethe_image *img = NULL;
@@ -503,7 +503,11 @@ static int describe_for_compare(face_opts *o, lethe_engine *e, const char *path,
             cli_error("%s: no face found", path);
             rc = LETHE_ERR_NO_FACE;
         } else {
-            memcpy(desc, faces[0].descriptor, sizeof(faces[0].descriptor));
+            int best = 0; /* the largest face */
+            for (int k = 1; k < n; k++)
+                if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3])
+                    best = k;
+            memcpy(desc, faces[best].descriptor, sizeof(faces[best].descriptor));
         }
         lethe_faces_free(faces);
     }

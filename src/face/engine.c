@@ -14,6 +14,7 @@
 #include "face/detect.h"
 #include "face/nets.h"
 #include "face/prep.h"
+#include "util/bufcache.h"
 #include "util/util.h"
 
 #ifndef LETHE_DEFAULT_MODELS
@@ -32,12 +33,8 @@ struct lethe_engine {
     int detect_status;          /* their load status once tried */
     pthread_mutex_t load_lock;
     pthread_mutex_t err_lock;
-    /* Working memory for the descriptor net, reused across calls: fresh
-     * multi-megabyte buffers would cost a page fault per 4 KiB each time. */
-    pthread_mutex_t work_lock;
+    lethe_bufcache work;        /* the descriptor net's working memory */
     size_t work_size;
-    void *work_free[16];
-    int nwork_free;
     char errmsg[512];
 };
 
@@ -152,7 +149,7 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
         return LETHE_ERR_NOMEM;
     pthread_mutex_init(&e->err_lock, NULL);
     pthread_mutex_init(&e->load_lock, NULL);
-    pthread_mutex_init(&e->work_lock, NULL);
+    lethe_bufcache_init(&e->work);
     *out = e;
     e->opt = *opt;
     rc = check_options(e, opt);
@@ -192,11 +189,9 @@ void lethe_engine_close(lethe_engine *e)
     lm68_free(e->lm);
     resnet_free(e->rn);
     lethe_free(e->model_dir);
-    for (int i = 0; i < e->nwork_free; i++)
-        lethe_free_aligned(e->work_free[i]);
+    lethe_bufcache_destroy(&e->work);
     pthread_mutex_destroy(&e->err_lock);
     pthread_mutex_destroy(&e->load_lock);
-    pthread_mutex_destroy(&e->work_lock);
     lethe_free(e);
 }
 
@@ -215,39 +210,16 @@ const char *lethe_engine_kernels(const lethe_engine *e)
 
 void lethe_faces_free(lethe_face *faces) { lethe_free(faces); }
 
-/* Take a descriptor working buffer (NULL when memory runs out). */
-static void *work_get(lethe_engine *e)
-{
-    void *w = NULL;
-    pthread_mutex_lock(&e->work_lock);
-    if (e->nwork_free > 0)
-        w = e->work_free[--e->nwork_free];
-    pthread_mutex_unlock(&e->work_lock);
-    return w ? w : lethe_malloc_aligned(e->work_size);
-}
-
-static void work_put(lethe_engine *e, void *w)
-{
-    if (!w)
-        return;
-    pthread_mutex_lock(&e->work_lock);
-    if (e->nwork_free < (int)LETHE_ARRAY_LEN(e->work_free)) {
-        e->work_free[e->nwork_free++] = w;
-        w = NULL;
-    }
-    pthread_mutex_unlock(&e->work_lock);
-    lethe_free_aligned(w);
-}
-
-/* Describe RGB8 pixels with pooled working memory. */
+/* Describe RGB8 pixels with reused working memory. */
 static int describe(lethe_engine *e, const uint8_t *rgb, int w, int h, float *desc,
                     nn_pool *pool)
 {
-    void *work = work_get(e);
+    size_t size;
+    void *work = lethe_bufcache_get(&e->work, e->work_size, &size);
     if (!work)
         return LETHE_ERR_NOMEM;
     int rc = resnet_describe_rgb(e->rn, rgb, w, h, desc, pool, work);
-    work_put(e, work);
+    lethe_bufcache_put(&e->work, work, size);
     return rc;
 }
 

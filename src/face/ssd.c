@@ -23,6 +23,7 @@
 #include "face/detect.h"
 #include "face/prep.h"
 #include "model/model.h"
+#include "util/bufcache.h"
 #include "util/util.h"
 
 #define SSD_PAIRS 13
@@ -54,6 +55,7 @@ struct ssd_net {
     const nn_conv *conv_list[SSD_MAX_CONVS];
     int conv_in_side[SSD_MAX_CONVS];
     int nconv;
+    lethe_bufcache *arenas;         /* per-pass memory, reused (mutable) */
 };
 
 int ssd_num_anchors(void)
@@ -291,6 +293,12 @@ int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len
     net = lethe_calloc(1, sizeof(*net));
     if (!net)
         return lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "ssd: no memory");
+    net->arenas = lethe_malloc(sizeof(*net->arenas));
+    if (!net->arenas) {
+        lethe_free(net);
+        return lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "ssd: no memory");
+    }
+    lethe_bufcache_init(net->arenas);
     rc = lethe_weights_load(model_dir, "ssd_mobilenetv1_model", 1, &w, msg, msg_len);
     if (rc == LETHE_OK)
         rc = load_layers(net, w, msg, msg_len);
@@ -320,6 +328,10 @@ void ssd_net_free(ssd_net *net)
         nn_conv_free(&net->cls[hd]);
     }
     lethe_free(net->anchors);
+    if (net->arenas) {
+        lethe_bufcache_destroy(net->arenas);
+        lethe_free(net->arenas);
+    }
     lethe_free(net);
 }
 
@@ -407,7 +419,8 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
     total += align64((size_t)32 * 32 * 512 * sizeof(float));
     total += align64((size_t)SSD_NUM_ANCHORS * 7 * sizeof(float));
     total += align64(scratch_bytes);
-    ar.base = lethe_malloc_aligned(total);
+    size_t got;
+    ar.base = lethe_bufcache_get(net->arenas, total, &got);
     if (!ar.base)
         return LETHE_ERR_NOMEM;
     ar.size = total;
@@ -459,7 +472,7 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
 
     assert(ar.used <= ar.size);
     decode_boxes(net->anchors, enc, cls, SSD_NUM_ANCHORS, boxes, scores);
-    lethe_free_aligned(ar.base);
+    lethe_bufcache_put(net->arenas, ar.base, got);
     return LETHE_OK;
 }
 
