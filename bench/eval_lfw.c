@@ -9,7 +9,7 @@
  * pairsDevTest. View 2: 10-fold cross-validation over pairs.txt, each fold
  * tested at the threshold that is best on the other nine. Every pair counts:
  * a photo in which no face is found makes its pairs errors. The
- * largest face of each photo is used (LFW labels the face in the middle).
+ * face nearest the middle of each photo is used (LFW labels that one).
  */
 #include <math.h>
 #include <pthread.h>
@@ -120,11 +120,17 @@ static void *work(void *arg)
             lethe_engine_analyze(j->e, img, want | LETHE_SINGLE_THREAD, &faces, &n) ==
                 LETHE_OK &&
             n > 0) {
-            /* LFW labels the face in the middle of the photo: take the largest */
+            /* LFW labels the face in the middle of the photo */
             int best = 0;
-            for (int k = 1; k < n; k++)
-                if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3])
+            float best_d = 1e30f;
+            for (int k = 0; k < n; k++) {
+                float dx = faces[k].box[0] + faces[k].box[2] / 2 - img->width / 2.0f;
+                float dy = faces[k].box[1] + faces[k].box[3] / 2 - img->height / 2.0f;
+                if (dx * dx + dy * dy < best_d) {
+                    best_d = dx * dx + dy * dy;
                     best = k;
+                }
+            }
             memcpy(photos[i].desc, faces[best].descriptor, sizeof(photos[i].desc));
             memcpy(photos[i].landmarks, faces[best].landmarks, sizeof(photos[i].landmarks));
             photos[i].ok = 1;

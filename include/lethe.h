@@ -154,15 +154,18 @@ typedef struct lethe_engine_options {
     int min_face_size;      /* ignore faces smaller than this many pixels (0) */
     int tiny_input_size;    /* tiny detector input side, multiple of 32 (416) */
     int max_faces;          /* at most this many faces per image (100) */
-    int single_pass;        /* 1: no second look (see below) when the first
-                               detection pass finds no face (0) */
+    int single_pass;        /* 1: never take the second look (see below) (0) */
 } lethe_engine_options;
 
 /*
- * The second look: when a photo yields no face, the detector looks again at
- * the photo shrunk to half size in the middle of a black canvas. SSD
- * MobileNet v1 misses many faces that fill most of the frame (about one LFW
- * photo in ten); the second look finds nearly all of them.
+ * The second look: when a photo yields no large face (none spanning a
+ * quarter of its shorter side), the detector looks again at the photo shrunk
+ * to half size in the middle of a black canvas, and the two passes' faces
+ * are merged. SSD MobileNet v1 misses many faces that fill most of the frame
+ * (about one LFW photo in ten); the second look finds nearly all of them.
+ * It costs a second detector pass on photos of small faces only. When both
+ * SSD passes find nothing, the tiny detector, run at about the photo's own
+ * size, has the last word: it finds some faces SSD scores near zero.
  */
 
 /* Fill *opt with defaults. */

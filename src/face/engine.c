@@ -88,10 +88,9 @@ static int check_options(lethe_engine *e, const lethe_engine_options *o)
 /* Fail early when a model file the engine will need is absent. */
 static int check_model_files(const char *dir, int detector, char *msg, size_t msg_len)
 {
-    const char *names[2] = {detector == LETHE_DETECTOR_SSD ? "ssd_mobilenetv1_model"
-                                                          : "tiny_face_detector_model",
-                            "face_landmark_68_model"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[3] = {"tiny_face_detector_model", "face_landmark_68_model",
+                            "ssd_mobilenetv1_model"};
+    for (int i = 0; i < (detector == LETHE_DETECTOR_SSD ? 3 : 2); i++) {
         char path[4096];
         FILE *f;
         snprintf(path, sizeof(path), "%s/%s-weights_manifest.json", dir, names[i]);
@@ -117,10 +116,10 @@ static int load_detect_nets(lethe_engine *e)
         pthread_mutex_unlock(&e->load_lock);
         return rc;
     }
-    if (e->opt.detector == LETHE_DETECTOR_SSD)
+    /* The tiny detector is also SSD's last resort (see lethe_engine_analyze). */
+    rc = tiny_net_load(e->model_dir, &e->tiny, msg, sizeof(msg));
+    if (rc == LETHE_OK && e->opt.detector == LETHE_DETECTOR_SSD)
         rc = ssd_net_load(e->model_dir, &e->ssd, msg, sizeof(msg));
-    else
-        rc = tiny_net_load(e->model_dir, &e->tiny, msg, sizeof(msg));
     if (rc == LETHE_OK)
         rc = lm68_load(e->model_dir, &e->lm, msg, sizeof(msg));
     if (rc != LETHE_OK)
@@ -303,7 +302,7 @@ static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *
 static int run_detector(lethe_engine *e, const uint8_t *rgb, int w, int h, face_det **dets,
                         int *n, nn_pool *pool)
 {
-    if (e->ssd)
+    if (e->opt.detector == LETHE_DETECTOR_SSD)
         return ssd_net_detect(e->ssd, rgb, w, h, e->opt.min_score, e->opt.max_faces, dets, n,
                               pool);
     return tiny_net_detect(e->tiny, rgb, w, h, e->opt.tiny_input_size, e->opt.min_score,
@@ -314,9 +313,10 @@ static int run_detector(lethe_engine *e, const uint8_t *rgb, int w, int h, face_
  * The second look. SSD MobileNet v1 misses many faces that fill most of the
  * picture (about one LFW photo in ten at score 0.5, as face-api.js does);
  * shown the same picture at half size in the middle of a black canvas, it
- * finds nearly all of them. So when the first pass finds nothing, look again
- * that way (the picture first shrunk to at most 512 pixels a side, which
- * loses nothing: the detector sees 512 x 512 in all).
+ * finds nearly all of them. So when the first pass finds no large face (one
+ * spanning a quarter of the shorter side), look again that way (the picture
+ * first shrunk to at most 256 pixels a side inside a 512 canvas, which loses
+ * nothing: the detector sees 512 x 512 in all) and merge the two.
  */
 static int detect_second_look(lethe_engine *e, const lethe_image *img, face_det **dets, int *n,
                               nn_pool *pool)
@@ -364,6 +364,58 @@ static int detect_second_look(lethe_engine *e, const lethe_image *img, face_det 
     return LETHE_OK;
 }
 
+/* Whether a detection spans at least a quarter of the photo's shorter side. */
+static int has_large_face(const lethe_image *img, const face_det *d, int n)
+{
+    float side = (float)LETHE_MIN(img->width, img->height) / 4.0f;
+    for (int i = 0; i < n; i++)
+        if (d[i].w >= side && d[i].h >= side)
+            return 1;
+    return 0;
+}
+
+static float det_iou(const face_det *a, const face_det *b)
+{
+    float x0 = fmaxf(a->x, b->x), y0 = fmaxf(a->y, b->y);
+    float x1 = fminf(a->x + a->w, b->x + b->w), y1 = fminf(a->y + a->h, b->y + b->h);
+    float inter = fmaxf(0, x1 - x0) * fmaxf(0, y1 - y0);
+    float uni = a->w * a->h + b->w * b->h - inter;
+    return uni > 0 ? inter / uni : 0;
+}
+
+static int by_score_desc(const void *a, const void *b)
+{
+    float x = ((const face_det *)a)->score, y = ((const face_det *)b)->score;
+    return (x < y) - (x > y);
+}
+
+/* Add the second look's detections to the first's: a face both found
+ * (IoU > 0.5) is kept once, with the better score; best first, at most max. */
+static int merge_detections(face_det **dets, int *n, const face_det *more, int m, int max)
+{
+    face_det *all;
+    int k = 0;
+    if (m == 0)
+        return LETHE_OK;
+    all = lethe_malloc((size_t)(*n + m) * sizeof(*all));
+    if (!all)
+        return LETHE_ERR_NOMEM;
+    memcpy(all, *dets, (size_t)*n * sizeof(*all));
+    memcpy(all + *n, more, (size_t)m * sizeof(*all));
+    qsort(all, (size_t)(*n + m), sizeof(*all), by_score_desc);
+    for (int i = 0; i < *n + m && k < max; i++) {
+        int dup = 0;
+        for (int j = 0; j < k && !dup; j++)
+            dup = det_iou(&all[i], &all[j]) > 0.5f;
+        if (!dup)
+            all[k++] = all[i];
+    }
+    lethe_free(*dets);
+    *dets = all;
+    *n = k;
+    return LETHE_OK;
+}
+
 /* Map from decoded pixels to original pixels (reduced-scale decoding). */
 static void to_original(const lethe_image *img, lethe_face *f)
 {
@@ -400,10 +452,23 @@ int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags
     if (flags & LETHE_WANT_DESCRIPTOR)
         flags |= LETHE_WANT_LANDMARKS;
     rc = run_detector(e, img->rgb, img->width, img->height, &dets, &n, pool);
-    if (rc == LETHE_OK && n == 0 && !e->opt.single_pass) {
+    if (rc == LETHE_OK && !e->opt.single_pass && !has_large_face(img, dets, n)) {
+        face_det *more = NULL;
+        int m = 0;
+        rc = detect_second_look(e, img, &more, &m, pool);
+        if (rc == LETHE_OK)
+            rc = merge_detections(&dets, &n, more, m, e->opt.max_faces);
+        lethe_free(more);
+    }
+    if (rc == LETHE_OK && n == 0 && !e->opt.single_pass && e->opt.detector == LETHE_DETECTOR_SSD) {
+        /* Last resort: the tiny detector at about the photo's own size
+         * finds some faces SSD scores near zero (blurred, tilted, occluded). */
+        int side = LETHE_MAX(img->width, img->height);
+        int size = LETHE_MIN(LETHE_MAX((side + 16) / 32 * 32, 128), 608);
         lethe_free(dets);
         dets = NULL;
-        rc = detect_second_look(e, img, &dets, &n, pool);
+        rc = tiny_net_detect(e->tiny, img->rgb, img->width, img->height, size,
+                             e->opt.min_score, e->opt.max_faces, &dets, &n, pool);
     }
     if (rc != LETHE_OK)
         return engine_fail(e, rc, "face detection failed: %s", lethe_strerror(rc));
