@@ -33,7 +33,7 @@ int align_fit_similarity(const float (*src)[2], const float (*dst)[2], int n, do
  * each side, and moves down by `shift` (a fraction of the chip's side).
  * Chosen on LFW View 1 (pairsDevTrain) with tools/tune_align.c. */
 #define ALIGN_PADDING_DEFAULT 0.25f
-#define ALIGN_SHIFT_DEFAULT 0.0f
+#define ALIGN_SHIFT_DEFAULT -0.03f
 
 /*
  * The transform from chip pixels to image pixels for a size x size chip:
