@@ -13,7 +13,9 @@
  *   iou40   IoU >= 0.4
  *   centre  each box's centre lies inside the other box (scale-tolerant)
  * A truth box matched is a hit; a detection left unmatched is a false
- * positive (the labels cover every face, small ones included).
+ * positive (the labels cover every face, small ones included). Three
+ * detectors are reported: the SSD pass alone, the tiny one alone, and the
+ * whole engine ("lethe": SSD, second look, tiny as last resort).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,8 +127,31 @@ typedef struct options {
     int tiny_size, threads, verbose;
 } options;
 
+static void add_tally(tally *to, const tally *s)
+{
+    to->truths += s->truths, to->hits_iou += s->hits_iou;
+    to->hits_centre += s->hits_centre, to->dets += s->dets;
+    to->fp_iou += s->fp_iou, to->fp_centre += s->fp_centre, to->ms += s->ms;
+}
+
+/* The whole engine's detection (second look and last resort included). */
+static int engine_detect(lethe_engine *e, const lethe_image *im, face_det **out, int *n)
+{
+    lethe_face *f = NULL;
+    int rc = lethe_engine_analyze(e, im, 0, &f, n);
+    *out = NULL;
+    if (rc != LETHE_OK || *n == 0)
+        return rc;
+    *out = lethe_malloc((size_t)*n * sizeof(face_det));
+    for (int i = 0; *out && i < *n; i++)
+        (*out)[i] = (face_det){f[i].box[0], f[i].box[1], f[i].box[2], f[i].box[3], f[i].score};
+    lethe_faces_free(f);
+    return *out ? LETHE_OK : LETHE_ERR_NOMEM;
+}
+
 static int eval_xml(const char *xml_path, const options *o, const ssd_net *ssd,
-                    const tiny_net *tiny, nn_pool *pool, tally *ts, tally *tt, int *images)
+                    const tiny_net *tiny, lethe_engine *engine, nn_pool *pool, tally *ts,
+                    tally *tt, tally *te, int *images)
 {
     uint8_t *text;
     size_t len;
@@ -178,27 +203,31 @@ static int eval_xml(const char *xml_path, const options *o, const ssd_net *ssd,
             rc = tiny_net_detect(tiny, im->rgb, im->width, im->height, o->tiny_size, o->min_score,
                                  0, &dt, &nti, pool);
         double t2 = now_ms();
+        face_det *de = NULL;
+        int ne = 0;
+        if (rc == LETHE_OK)
+            rc = engine_detect(engine, im, &de, &ne);
+        double t3 = now_ms();
         if (rc != LETHE_OK) {
             fprintf(stderr, "eval_detect: %s: %s\n", path, lethe_strerror(rc));
         } else {
-            tally s1 = {0}, s2 = {0};
+            tally s1 = {0}, s2 = {0}, s3 = {0};
             score_image(t, nt, ds, ns, &s1, t1 - t0);
             score_image(t, nt, dt, nti, &s2, t2 - t1);
+            score_image(t, nt, de, ne, &s3, t3 - t2);
+            add_tally(te, &s3);
             if (o->verbose)
                 printf("%-28s %4dx%-4d truth %2d | ssd %2d det, %2d/%2d hit | tiny %2d det, "
                        "%2d/%2d hit (iou40/centre)\n",
                        buf, im->width, im->height, nt, ns, s1.hits_iou, s1.hits_centre, nti,
                        s2.hits_iou, s2.hits_centre);
-            ts->truths += s1.truths, ts->hits_iou += s1.hits_iou;
-            ts->hits_centre += s1.hits_centre, ts->dets += s1.dets;
-            ts->fp_iou += s1.fp_iou, ts->fp_centre += s1.fp_centre, ts->ms += s1.ms;
-            tt->truths += s2.truths, tt->hits_iou += s2.hits_iou;
-            tt->hits_centre += s2.hits_centre, tt->dets += s2.dets;
-            tt->fp_iou += s2.fp_iou, tt->fp_centre += s2.fp_centre, tt->ms += s2.ms;
+            add_tally(ts, &s1);
+            add_tally(tt, &s2);
             (*images)++;
         }
         lethe_free(ds);
         lethe_free(dt);
+        lethe_free(de);
         lethe_image_free(im);
     }
     lethe_free(text);
@@ -263,10 +292,20 @@ int main(int argc, char **argv)
         xmls[nxml++] = defaults[0];
         xmls[nxml++] = defaults[1];
     }
-    tally ts = {0}, tt = {0};
+    lethe_engine *engine = NULL;
+    lethe_engine_options eo;
+    lethe_engine_options_init(&eo);
+    eo.model_dir = o.models;
+    eo.min_score = o.min_score;
+    eo.threads = o.threads;
+    if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
+        fprintf(stderr, "eval_detect: %s\n", lethe_engine_errmsg(engine));
+        return 1;
+    }
+    tally ts = {0}, tt = {0}, te = {0};
     int images = 0, rc = 0;
     for (int i = 0; i < nxml; i++)
-        if (eval_xml(xmls[i], &o, ssd, tiny, pool, &ts, &tt, &images) != 0)
+        if (eval_xml(xmls[i], &o, ssd, tiny, engine, pool, &ts, &tt, &te, &images) != 0)
             rc = 1;
 
     printf("dlib faces: %d images, min score %.2f, matching one-to-one by IoU >= 0.4 (iou40) "
@@ -276,6 +315,23 @@ int main(int argc, char **argv)
     char name[32];
     snprintf(name, sizeof(name), "tiny@%d", o.tiny_size);
     report(name, &tt, images);
+    report("lethe", &te, images);
+    /* a photo with no human face: every detection is a false positive */
+    char dogs[1200];
+    snprintf(dogs, sizeof(dogs), "%s/dogs.jpg", o.data);
+    lethe_image *im = NULL;
+    if (lethe_image_load(dogs, NULL, &im, msg, sizeof(msg)) == LETHE_OK) {
+        face_det *d = NULL;
+        int ns = 0, ne = 0;
+        ssd_net_detect(ssd, im->rgb, im->width, im->height, o.min_score, 100, &d, &ns, pool);
+        lethe_free(d);
+        d = NULL;
+        engine_detect(engine, im, &d, &ne);
+        lethe_free(d);
+        printf("dogs.jpg (no human face): ssd %d detections, lethe %d\n", ns, ne);
+        lethe_image_free(im);
+    }
+    lethe_engine_close(engine);
 
     nn_pool_destroy(pool);
     ssd_net_free(ssd);
