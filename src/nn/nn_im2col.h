@@ -1,16 +1,33 @@
 /*
- * nn_im2col.h: the im2col gather, shared by the ISA files. Each includes it
- * after defining
- *     static inline void im2col_copy(float *dst, const float *src, size_t n);
- *     static inline void im2col_zero(float *dst, size_t n);
- * with its own vector width, so the short copies (a kernel row of taps is
- * kw * cin floats, 21 for the ResNet's first layer) compile to a few vector
- * moves instead of library calls.
+ * nn_im2col.h: the im2col gather, shared by the ISA files, written in the
+ * vector primitives of nn_int.h (V, W, wv_*) so that the short copies (a
+ * kernel row of taps is kw * cin floats, 21 for the ResNet's first layer)
+ * compile to a few vector moves instead of library calls.
  */
 #ifndef LETHE_NN_IM2COL_H
 #define LETHE_NN_IM2COL_H
 
 #include "nn/nn_int.h"
+
+/*
+ * Masked stores are slow on Zen 4, so tails are stored as whole vectors:
+ * the spill past n lands where the gather writes next (the rows are
+ * written in address order) or in the block's slack (NN_IM2COL_SLACK).
+ */
+static inline void im2col_copy(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + W <= n; i += W)
+        wv_store(dst + i, wv_load(src + i));
+    if (i < n)
+        wv_store(dst + i, wv_load_n(src + i, (int)(n - i)));
+}
+
+static inline void im2col_zero(float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i += W)
+        wv_store(dst + i, wv_zero());
+}
 
 /* Rows [r0, r1) of A (output pixels), K = kh * kw * cin floats each,
  * lda apart, into buf; taps outside the image are zeros. */

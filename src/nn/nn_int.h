@@ -91,6 +91,20 @@ typedef struct nn_wino {
     nn_act act;
 } nn_wino;
 
+/*
+ * The bodies shared by the ISA files (nn_im2col.h, nn_winograd.h,
+ * nn_depthwise.h) are written in vector primitives that each ISA file
+ * defines before including them: V, a vector of W floats; VM, a lane mask;
+ *   V wv_zero(void), V wv_load(const float *), void wv_store(float *, V),
+ *   V wv_add(V, V), V wv_sub(V, V), V wv_fmadd(V a, V b, V c) (a * b + c),
+ *   V act_ps(V, nn_act),
+ *   VM wv_mask(int n) (the first n lanes, all of them for n >= W),
+ *   V wv_load_m(const float *, VM), void wv_store_m(float *, V, VM),
+ *   V wv_load_n(const float *, int n), void wv_store_n(float *, V, int n)
+ * (masked: the lanes outside the mask are neither read nor written, and
+ * loads give zeros there; _n is _m with wv_mask(n)).
+ */
+
 /* The micro-kernels and depthwise kernel of one ISA. */
 typedef struct nn_kernels {
     int width;                            /* floats per vector */

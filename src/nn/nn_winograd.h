@@ -1,11 +1,7 @@
 /*
  * nn_winograd.h: the input and output transforms of Winograd F(2x2, 3x3),
- * shared by the ISA files, vectorised over channels. Each file includes it
- * after defining, for its vector type V of W floats:
- *   V wv_zero(void), wv_load(const float *), wv_load_n(const float *, int n),
- *   void wv_store(float *, V), void wv_store_n(float *, V, int n),
- *   V wv_add(V, V), V wv_sub(V, V), V wv_fmadd(V a, V b, V c), act_ps(V, nn_act)
- * (_n: the first n < W lanes, masked; loads give zeros beyond).
+ * shared by the ISA files, vectorised over channels and written in the
+ * vector primitives of nn_int.h (V, W, wv_*).
  *
  * With d a 4x4 input patch, g a 3x3 kernel and
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1],
