@@ -56,7 +56,7 @@ if [[ " $what " == *" ssd "* ]]; then
     echo "== SSD detection per photo: $(echo $photos | wc -w) photos, 20 timed runs after warm-up"
     node tools/ref/bench.mjs --mode ssd --n 20 $photos >"$out/peer_ssd.json" 2>/dev/null
     "$BUILD/bench/bench_detect" --n 40 $photos >"$out/lethe_ssd.json"
-    p=$(json ".ms_per_photo" <"$out/peer_ssd.json")
+    p=$(json ".ms_per_photo.mean" <"$out/peer_ssd.json")
     l=$(json ".ms_per_photo" <"$out/lethe_ssd.json")
     printf 'face-api.js: %.1f ms/photo; lethe (%s, %s threads): %.1f ms/photo; ratio %.1fx\n' \
         "$p" "$(json ".kernels" <"$out/lethe_ssd.json")" "$(json ".threads" <"$out/lethe_ssd.json")" "$l" \
