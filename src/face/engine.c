@@ -400,7 +400,8 @@ static int merge_detections(face_det **dets, int *n, const face_det *more, int m
     all = lethe_malloc((size_t)(*n + m) * sizeof(*all));
     if (!all)
         return LETHE_ERR_NOMEM;
-    memcpy(all, *dets, (size_t)*n * sizeof(*all));
+    if (*n > 0)
+        memcpy(all, *dets, (size_t)*n * sizeof(*all));
     memcpy(all + *n, more, (size_t)m * sizeof(*all));
     qsort(all, (size_t)(*n + m), sizeof(*all), by_score_desc);
     for (int i = 0; i < *n + m && k < max; i++) {
