@@ -155,6 +155,9 @@ typedef struct lethe_engine_options {
     int tiny_input_size;    /* tiny detector input side, multiple of 32 (416) */
     int max_faces;          /* at most this many faces per image (100) */
     int single_pass;        /* 1: never take the second look (see below) (0) */
+    int mirror_average;     /* with similarity alignment, average the chip's
+                               descriptor with its mirror image's (1): +0.2
+                               to +0.4 points on LFW for a 2nd descriptor */
 } lethe_engine_options;
 
 /*

@@ -61,6 +61,10 @@ int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
         o->json = 1;
         return 1;
     }
+    if (!strcmp(a, "--no-mirror")) {
+        o->engine.mirror_average = 0;
+        return 1;
+    }
     for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
         if (strcmp(a, valued[k]))
             continue;
@@ -418,6 +422,8 @@ static void embed_help(FILE *f)
             "                       or face-api.js's axis-aligned box\n"
             "  --precision default|fp32\n"
             "                       fp32 forces full single precision in every layer\n"
+            "  --no-mirror          describe each aligned chip alone (by default its\n"
+            "                       descriptor is averaged with its mirror image's)\n"
             "%s"
             "\n"
             "JSON lines as for 'lethe detect', each face with \"embedding\": [128 floats].\n"

@@ -167,6 +167,23 @@ static void test_faces_photo(void)
     for (int i = 0; i < n && i < n2; i++)
         CHECK(lethe_descriptor_distance(faces[i].descriptor, again[i].descriptor) < 1e-5f);
     lethe_faces_free(again);
+    /* Without mirror averaging: other numbers, the same faces. */
+    lethe_engine_options o;
+    lethe_engine *plain = NULL;
+    lethe_engine_options_init(&o);
+    CHECK_EQ_INT(o.mirror_average, 1);
+    o.model_dir = test_models_dir();
+    o.mirror_average = 0;
+    CHECK_EQ_INT(lethe_engine_open(&plain, &o), LETHE_OK);
+    CHECK_EQ_INT(lethe_engine_analyze(plain, img, LETHE_WANT_DESCRIPTOR, &again, &n2), LETHE_OK);
+    CHECK_EQ_INT(n2, n);
+    for (int i = 0; i < n && i < n2; i++) {
+        float d = lethe_descriptor_distance(faces[i].descriptor, again[i].descriptor);
+        CHECK(d > 1e-4f);
+        CHECK(d < 0.3f);
+    }
+    lethe_faces_free(again);
+    lethe_engine_close(plain);
     lethe_faces_free(faces);
     lethe_image_free(img);
     lethe_engine_close(e);

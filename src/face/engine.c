@@ -49,6 +49,7 @@ void lethe_engine_options_init(lethe_engine_options *opt)
     opt->min_face_size = 0;
     opt->tiny_input_size = 416;
     opt->max_faces = 100;
+    opt->mirror_average = 1;
 }
 
 static int engine_fail(lethe_engine *e, int status, const char *fmt, ...)
@@ -267,6 +268,20 @@ static int face_landmarks(lethe_engine *e, const lethe_image *img, const face_de
     return LETHE_OK;
 }
 
+/* Flip an RGB8 image left to right in place. */
+static void mirror_rgb(uint8_t *rgb, int w, int h)
+{
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = rgb + (size_t)y * w * 3;
+        for (int x = 0; x < w / 2; x++)
+            for (int c = 0; c < 3; c++) {
+                uint8_t t = row[x * 3 + c];
+                row[x * 3 + c] = row[(w - 1 - x) * 3 + c];
+                row[(w - 1 - x) * 3 + c] = t;
+            }
+    }
+}
+
 static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *f, nn_pool *pool)
 {
     int rc;
@@ -292,6 +307,15 @@ static int face_descriptor(lethe_engine *e, const lethe_image *img, lethe_face *
         }
         align_extract_chip(img->rgb, img->width, img->height, m, ALIGN_CHIP_SIZE, chip);
         rc = describe(e, chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE, f->descriptor, pool);
+        if (rc == LETHE_OK && e->opt.mirror_average) {
+            /* The same face seen in a mirror: averaging the two descriptors
+             * evens out the chip's left-right asymmetries. */
+            float mirrored[LETHE_DESCRIPTOR_DIM];
+            mirror_rgb(chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE);
+            rc = describe(e, chip, ALIGN_CHIP_SIZE, ALIGN_CHIP_SIZE, mirrored, pool);
+            for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++)
+                f->descriptor[i] = 0.5f * (f->descriptor[i] + mirrored[i]);
+        }
         lethe_free(chip);
     }
     if (rc == LETHE_OK)
