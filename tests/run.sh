@@ -13,6 +13,11 @@ BUILD=${BUILD:-build}
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1
 export LETHE_MODELS=${LETHE_MODELS:-$PWD/models}
+# With the reference harness installed, the detector parity test also runs
+# face-api.js live on every anchor (not only the committed fixture).
+if [ -f tools/ref/node_modules/@vladmandic/face-api/package.json ] && command -v node >/dev/null; then
+    export LETHE_REF=${LETHE_REF:-1}
+fi
 
 total_pass=0 total_fail=0 total_skip=0
 log_dir=$(mktemp -d)
