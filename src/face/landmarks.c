@@ -144,18 +144,12 @@ int lm68_load(const char *model_dir, lm68 **out, char *msg, size_t msg_len)
 
 size_t lm68_scratch_size(const lm68 *net, const nn_pool *pool)
 {
+    /* The 1x1 convs run at each block's output side; the first conv at 112. */
     size_t s = nn_conv_scratch_size(&net->d[0].conv0, LM68_INPUT, LM68_INPUT, pool);
-    int side = LM68_INPUT;
-    for (int i = 0; i < 4; i++) {
-        for (int j = i == 0 ? 1 : 0; j < 4; j++) {
-            int in_side = j == 0 ? side : net->d[i].side;
-            size_t t = nn_conv_scratch_size(&net->d[i].sep[j].pw, net->d[i].side,
-                                            net->d[i].side, pool);
-            (void)in_side;
-            s = LETHE_MAX(s, t);
-        }
-        side = net->d[i].side;
-    }
+    for (int i = 0; i < 4; i++)
+        for (int j = i == 0 ? 1 : 0; j < 4; j++)
+            s = LETHE_MAX(s, nn_conv_scratch_size(&net->d[i].sep[j].pw, net->d[i].side,
+                                                  net->d[i].side, pool));
     s = (s + 63) & ~(size_t)63;
     return s + LM_BUFS * (size_t)LM_ACT * sizeof(float);
 }
