@@ -17,7 +17,7 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DLETHE_DEFAULT_MODELS='"$(abspath models)"'
 STD     := -std=c11 -pthread -fvisibility=hidden
-LIBS    := -ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread
+LIBS    := -lsqlite3 -ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread
 
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -42,7 +42,7 @@ all: lib cli tests benches tools
 
 lib: $(BUILD)/liblethe.a
 cli: $(BUILD)/lethe
-tests: $(TEST_BIN) $(BUILD)/tests/fuzz_replay
+tests: $(TEST_BIN) $(BUILD)/tests/fuzz_replay $(BUILD)/tests/scan
 benches: $(BENCH_BIN)
 tools: $(BUILD)/tools/make_template
 
@@ -68,6 +68,10 @@ $(BUILD)/lethe: $(CLI_OBJ) $(BUILD)/liblethe.a
 $(BUILD)/tests/%: tests/%.c $(BUILD)/liblethe.a tests/test.h
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
+
+$(BUILD)/tests/scan: tests/scan.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $<
 
 $(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a
 	@mkdir -p $(@D)

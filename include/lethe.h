@@ -7,6 +7,7 @@
  *   2. Images (decode with limits, EXIF orientation)
  *   3. The face engine (detect, landmarks, align, describe)
  *   4. Descriptor utilities
+ *   5. The store (catalog, ingest, search, lookup, log, policy)
  *
  * Conventions: every function that can fail returns an int status
  * (LETHE_OK == 0). Handles are opaque; every open or load function has a
@@ -59,7 +60,9 @@ LETHE_API const char *lethe_version(void);
     X(ERR_ARG, 7, "invalid argument")                                         \
     X(ERR_NOT_FOUND, 8, "not found")                                          \
     X(ERR_INTERNAL, 9, "internal error")                                      \
-    X(ERR_NO_FACE, 10, "no face found")
+    X(ERR_NO_FACE, 10, "no face found")                                       \
+    X(ERR_STORE, 11, "store missing, damaged or of another version")          \
+    X(ERR_POLICY, 12, "refused by the consent policy")
 
 enum lethe_status {
 #define LETHE_STATUS_ENUM_(name, value, text) LETHE_##name = value,
@@ -250,6 +253,224 @@ LETHE_API float lethe_descriptor_distance(const float *a, const float *b);
 
 /* The calibrated same-person threshold: distance below means "same". */
 LETHE_API float lethe_descriptor_threshold(void);
+
+/* ------------------------------------------------------------------ */
+/* 5. The store                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A store is a directory holding the catalog (SQLite: photos, provenance,
+ * faces, templates, the audit log), the descriptor index (a derived file,
+ * rebuilt from the catalog whenever it lags behind) and the consent policy
+ * (a text file). Photos are identified by the SHA-256 of their bytes; the
+ * photo itself is never copied into the store, only its provenance, its
+ * face boxes and, where the policy allows, one 128-D template per face.
+ */
+typedef struct lethe_store lethe_store;
+
+#define LETHE_STORE_FORMAT 1
+
+/* Flags for lethe_store_open. */
+#define LETHE_STORE_CREATE   1u  /* create the directory and catalog if absent */
+#define LETHE_STORE_READONLY 2u  /* never write (the index is not rebuilt) */
+
+/*
+ * Open the store in directory dir. As with lethe_engine_open, *out is set even
+ * on failure (unless memory ran out) so lethe_store_errmsg() can explain;
+ * close it either way. A store of another format version is refused with
+ * LETHE_ERR_STORE.
+ */
+LETHE_API int lethe_store_open(const char *dir, unsigned flags, lethe_store **out);
+LETHE_API void lethe_store_close(lethe_store *store);
+LETHE_API const char *lethe_store_errmsg(const lethe_store *store);
+/* The store's directory, as given to lethe_store_open. */
+LETHE_API const char *lethe_store_path(const lethe_store *store);
+
+/* Where a photo came from and on what basis it may be processed. Every field
+ * may be NULL or "" (not given). */
+typedef struct lethe_provenance {
+    const char *path;         /* the file it was read from (made absolute) */
+    const char *photo_id;     /* the source's own id for the photo */
+    const char *url;
+    const char *uploader;     /* the account that published it */
+    const char *source;       /* the collection: a site, a dataset */
+    const char *license;
+    const char *jurisdiction; /* ISO 3166-1 alpha-2 or 3166-2: GB, DE, US-IL */
+    const char *consent;      /* explicit | public-license | none | withdrawn;
+                                 not given counts as none */
+    const char *collected_at; /* ISO 8601 date or date-time */
+} lethe_provenance;
+
+/* Manifests: the rows of a CSV (with a header) or JSON Lines file listing
+ * photos (column "path", relative to the manifest's folder) or descriptors
+ * ("embedding": 128 numbers) with their provenance columns: photo_id, url,
+ * uploader, source, license, jurisdiction, consent, collected_at. */
+typedef struct lethe_manifest lethe_manifest;
+
+typedef struct lethe_manifest_row {
+    size_t line;               /* where the record starts (1-based) */
+    const char *file;          /* the photo's path, resolved ("" for descriptors) */
+    lethe_provenance prov;     /* jurisdiction and consent canonical */
+    const float *embedding;    /* descriptor manifests: 128 floats; else NULL */
+} lethe_manifest_row;          /* valid until the next lethe_manifest_next */
+
+#define LETHE_MANIFEST_DESCRIPTORS 1u /* rows carry an embedding, no path */
+#define LETHE_MANIFEST_PROVENANCE 2u  /* provenance only (a sidecar): no path */
+
+/* Open a manifest; a file that cannot be a manifest at all (unreadable, no
+ * header, no path column) fails here with a message. */
+LETHE_API int lethe_manifest_open(const char *file, unsigned flags, lethe_manifest **out,
+                                  char *msg, size_t msg_len);
+/*
+ * The next row: 1 and *row filled; 0 at the end; -1 for a bad row, skipped
+ * (msg says "line N: why"; call again for the next); -2 when reading failed
+ * (msg says why; stop).
+ */
+LETHE_API int lethe_manifest_next(lethe_manifest *m, lethe_manifest_row *row, char *msg,
+                                  size_t msg_len);
+/* Columns the manifest has that lethe does not know (so callers can warn). */
+LETHE_API size_t lethe_manifest_unknown_columns(const lethe_manifest *m,
+                                                const char *const **names);
+LETHE_API void lethe_manifest_close(lethe_manifest *m);
+
+/* Ingest: photos (decoded, detected, described in parallel) or descriptors
+ * computed elsewhere, each with provenance, committed in batches. */
+typedef struct lethe_ingest lethe_ingest;
+
+typedef struct lethe_ingest_stats {
+    uint64_t seen;          /* photos or descriptor rows offered */
+    uint64_t added;         /* photos new to the store */
+    uint64_t duplicates;    /* photos already held (perhaps under new provenance) */
+    uint64_t provenance;    /* provenance records added */
+    uint64_t faces;         /* faces found in added photos */
+    uint64_t templates;     /* templates stored */
+    uint64_t refused;       /* photos whose templates the policy refused */
+    uint64_t withdrawn;     /* templates dropped because consent was withdrawn */
+    uint64_t no_face;       /* analysed photos with no face */
+    uint64_t errors;        /* inputs that failed (reported through on_error) */
+    uint64_t bytes;         /* bytes of photos read */
+} lethe_ingest_stats;
+
+/* Called for every input that fails; line is the manifest line or 0. */
+typedef void (*lethe_ingest_error_fn)(void *ctx, const char *input, size_t line,
+                                      const char *message);
+
+typedef struct lethe_ingest_options {
+    lethe_engine *engine;   /* required to ingest photos; NULL for descriptors */
+    const char *actor;      /* who ingests (recorded in the log); NULL: "" */
+    int threads;            /* photos analysed at once; 0 = engine's threads */
+    int batch_photos;       /* commit at least every N photos (256) */
+    double batch_seconds;   /* ... and at least every T seconds (2.0) */
+    lethe_ingest_error_fn on_error;
+    void *ctx;
+} lethe_ingest_options;
+
+LETHE_API void lethe_ingest_options_init(lethe_ingest_options *opt);
+LETHE_API int lethe_ingest_begin(lethe_store *store, const lethe_ingest_options *opt,
+                                 lethe_ingest **out);
+/*
+ * Offer one photo file. Returns LETHE_OK when the photo was taken in (its
+ * outcome, errors included, arrives later through the stats and on_error);
+ * a status only for failures that end the ingest (the store cannot be
+ * written). line is the manifest line for error messages, or 0.
+ */
+LETHE_API int lethe_ingest_photo(lethe_ingest *ing, const char *file,
+                                 const lethe_provenance *prov, size_t line);
+/* Offer one descriptor computed elsewhere; the "photo" is identified by the
+ * hash of the descriptor. The policy applies as for photos. */
+LETHE_API int lethe_ingest_descriptor(lethe_ingest *ing, const float *descriptor,
+                                      const lethe_provenance *prov, size_t line);
+/* Counts so far (for progress), thread-safe with respect to the workers. */
+LETHE_API void lethe_ingest_progress(lethe_ingest *ing, lethe_ingest_stats *stats);
+/* Wait for the photos in flight, commit, and free ing; *stats (may be NULL)
+ * receives the totals. Returns the first fatal status, if any. */
+LETHE_API int lethe_ingest_end(lethe_ingest *ing, lethe_ingest_stats *stats);
+
+/* A search result: a face, its distance and its photo's provenance. */
+typedef struct lethe_match {
+    float distance;               /* Euclidean, in descriptor space */
+    int query;                    /* which query this answers */
+    int64_t face;                 /* the face's id in the store */
+    char photo[65];               /* SHA-256 of the photo's bytes, hex */
+    float box[4];                 /* x, y, w, h in the photo's pixels */
+    int provenance_count;         /* records held for the photo */
+    lethe_provenance prov;        /* the first of them (strings owned by the
+                                     result array) */
+} lethe_match;
+
+typedef struct lethe_search_options {
+    const char *purpose;    /* required: why the search is made (logged) */
+    const char *actor;      /* who makes it (logged) */
+    int top_k;              /* results per query (10) */
+    float threshold;        /* only matches at most this far (default: no limit) */
+    int threads;            /* 0 = one per core */
+} lethe_search_options;
+
+LETHE_API void lethe_search_options_init(lethe_search_options *opt);
+/*
+ * Exact 1:N search: for each of nq descriptors, the top_k nearest templates
+ * (the true nearest, not an approximation) at most threshold away, nearest
+ * first. Each query is logged (time, actor, purpose, a keyed hash of the
+ * query, result count) before its results are returned. *matches is one
+ * array for all queries (lethe_matches_free), *count its length.
+ */
+LETHE_API int lethe_search(lethe_store *store, const float *queries, int nq,
+                           const lethe_search_options *opt, lethe_match **matches,
+                           size_t *count);
+LETHE_API void lethe_matches_free(lethe_match *matches, size_t count);
+
+/* Lookup without a face: what does the store hold for this account, link,
+ * id or file? */
+enum lethe_lookup_kind {
+    LETHE_LOOKUP_UPLOADER = 0,
+    LETHE_LOOKUP_URL = 1,
+    LETHE_LOOKUP_PHOTO_ID = 2,   /* the source's photo id, or the SHA-256 hex */
+    LETHE_LOOKUP_FILE = 3        /* a file whose bytes are hashed */
+};
+/*
+ * Writes a JSON document (malloc'd, free with lethe_free_string) describing
+ * every photo found: {"photos": [{"photo", "templates", "faces", "status",
+ * "provenance": [{...}]}]}. The lookup is logged with a keyed hash of the
+ * value, never the value itself.
+ */
+LETHE_API int lethe_lookup(lethe_store *store, int kind, const char *value,
+                           const char *actor, char **json);
+
+/* The audit log: a hash chain in the catalog, anchored by the head file. */
+/* Every entry as JSON Lines (malloc'd; lethe_free_string). */
+LETHE_API int lethe_log_export(lethe_store *store, char **jsonl);
+/*
+ * Check the chain. Returns LETHE_OK when intact; otherwise LETHE_ERR_FORMAT,
+ * *first_bad set to the sequence number of the first entry that fails and
+ * lethe_store_errmsg() saying why. *entries receives the count.
+ */
+LETHE_API int lethe_log_verify(lethe_store *store, uint64_t *entries, uint64_t *first_bad);
+
+/* The consent policy: its text, a replacement, and a single decision. */
+LETHE_API int lethe_policy_get(lethe_store *store, char **text);
+/*
+ * Set what `key` (default, EEA, a country or subdivision) allows: consents is
+ * a comma-separated list of bases, "" to refuse all. Templates already held
+ * that the new policy refuses are dropped (*dropped counts them); dry_run
+ * only counts.
+ */
+LETHE_API int lethe_policy_set(lethe_store *store, const char *key, const char *consents,
+                               const char *actor, int dry_run, uint64_t *dropped);
+/* 1 if a template may be computed for (jurisdiction, consent), 0 if not, <0
+ * on a bad argument; *rule names the rule that decided (valid until the
+ * policy changes or the store is closed). */
+LETHE_API int lethe_policy_check(lethe_store *store, const char *jurisdiction,
+                                 const char *consent, const char **rule);
+
+/* The datasheet as JSON (lethe_free_string), and rendered ("md", "html"). */
+LETHE_API int lethe_datasheet(lethe_store *store, const char *format, char **out);
+
+/* A canonical digest (hex) of the store's logical content: photos,
+ * provenance, faces, templates; not the log. Equal for stores holding the
+ * same data, whatever their history. */
+LETHE_API int lethe_store_digest(lethe_store *store, char hex[65]);
+
+LETHE_API void lethe_free_string(char *s);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_store.h"
 
 static const struct {
     const char *name;
@@ -16,6 +17,14 @@ static const struct {
     {"detect", cmd_detect, "find faces and their 68 landmarks in photos"},
     {"embed", cmd_embed, "compute 128-D face descriptors"},
     {"compare", cmd_compare, "tell whether two photos show the same person"},
+    {"init", cmd_init, "create a store"},
+    {"ingest", cmd_ingest, "add photos or descriptors with their provenance"},
+    {"search", cmd_search, "1:N search by face or descriptor (logged, with a purpose)"},
+    {"lookup", cmd_lookup, "is my photo or account in the store? (no face needed)"},
+    {"log", cmd_log, "the tamper-evident audit log; 'log verify' checks it"},
+    {"policy", cmd_policy, "the consent policy: show, set, check"},
+    {"datasheet", cmd_datasheet, "photos, consent and searches, for auditors"},
+    {"digest", cmd_digest, "canonical digest of the store's content"},
 };
 
 void cli_error(const char *fmt, ...)
@@ -77,8 +86,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: lethe COMMAND [OPTIONS] [ARGS]\n"
             "\n"
-            "lethe detects, describes and compares faces; every photo's provenance and\n"
-            "consent travel with it (catalog commands come in later versions).\n"
+            "lethe is a face recognition database: it detects, describes, stores and\n"
+            "searches faces, and every photo's provenance and consent travel with it.\n"
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

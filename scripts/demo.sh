@@ -19,3 +19,52 @@ echo "== lethe compare samples/sample1.jpg samples/sample1.jpg"
 "$LETHE" compare samples/sample1.jpg samples/sample1.jpg
 echo "== lethe compare samples/sample2.jpg samples/sample4.jpg"
 "$LETHE" compare samples/sample2.jpg samples/sample4.jpg || true
+
+# ---------------------------------------------------------------- the store
+# A store built from the same photos with a manifest that mixes
+# jurisdictions and consent bases, as a photo site's export would.
+STORE=${DEMO_STORE:-build/demo-store}
+rm -rf "$STORE"
+mkdir -p build
+MANIFEST=build/demo-manifest.csv
+cat >"$MANIFEST" <<CSV
+path,photo_id,url,uploader,source,license,jurisdiction,consent,collected_at
+$PWD/samples/sample1.jpg,p1,https://photos.example/p/1,alice,examplr,CC-BY-4.0,GB,explicit,2024-05-01
+$PWD/samples/sample2.jpg,p2,https://photos.example/p/2,bob,examplr,CC-BY-4.0,US-IL,public-license,2024-05-02
+$PWD/samples/sample3.jpg,p3,https://photos.example/p/3,carol,examplr,CC-BY-SA-4.0,US-CA,public-license,2024-05-03
+$PWD/samples/sample4.jpg,p4,https://photos.example/p/4,dave,scraped,unknown,DE,none,2024-05-04
+$PWD/samples/sample5.jpg,p5,https://photos.example/p/5,erin,examplr,CC-BY-4.0,FR,withdrawn,2024-05-05
+$PWD/samples/sample6.jpg,p6,https://photos.example/p/6,alice,examplr,CC-BY-4.0,DE,explicit,2024-05-06
+CSV
+export LETHE_ACTOR=demo
+echo
+echo "== lethe init --store $STORE"
+"$LETHE" init --store "$STORE"
+echo
+echo "== lethe policy show (the shipped consent policy)"
+"$LETHE" policy show --store "$STORE"
+echo "== lethe policy set US-CA explicit,public-license (the operator relaxes California)"
+"$LETHE" policy set --store "$STORE" US-CA explicit,public-license
+echo
+echo "== the manifest: 6 photos, 5 jurisdictions, 4 consent bases"
+cat "$MANIFEST"
+echo
+echo "== lethe ingest --manifest $MANIFEST"
+"$LETHE" ingest --store "$STORE" --manifest "$MANIFEST"
+echo
+echo "== lethe search --purpose 'demo: who is in sample1.jpg' --top 5 samples/sample1.jpg"
+"$LETHE" search --store "$STORE" --purpose "demo: who is in sample1.jpg" --top 5 samples/sample1.jpg
+echo
+echo "== lethe lookup --uploader bob (no face needed; bob's photo is US-IL: catalogued, no template)"
+"$LETHE" lookup --store "$STORE" --uploader bob
+echo
+echo "== lethe log"
+"$LETHE" log --store "$STORE"
+echo "== lethe log verify"
+"$LETHE" log verify --store "$STORE"
+echo
+echo "== lethe datasheet (also --format html or json)"
+"$LETHE" datasheet --store "$STORE"
+"$LETHE" datasheet --store "$STORE" --format html -o build/demo-datasheet.html
+echo
+echo "The store is in $STORE; the HTML datasheet is build/demo-datasheet.html."

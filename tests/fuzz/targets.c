@@ -6,18 +6,34 @@
  *
  *   image    lethe_image_decode, at full and reduced scale, 16 Mpx cap
  *   weights  lethe_weights_parse on "manifest JSON" NUL "shard bytes"
+ *   manifest_csv    the manifest reader, CSV; from memory and from a stream
+ *                   read in 16-byte chunks, which must agree
+ *   manifest_jsonl  the same for JSON Lines
+ *   policy   policy_parse; what parses must format, re-parse and re-format
+ *            to the same text; jurisdiction and consent parsing
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "catalog/datasheet.h"
+#include "catalog/manifest.h"
 #include "lethe.h"
 #include "model/model.h"
+#include "policy/policy.h"
+#include "util/util.h"
 
 typedef int (*lethe_fuzz_fn)(const uint8_t *data, size_t size);
 
 int lethe_fuzz_image(const uint8_t *data, size_t size);
 int lethe_fuzz_weights(const uint8_t *data, size_t size);
+int lethe_fuzz_manifest_csv(const uint8_t *data, size_t size);
+int lethe_fuzz_manifest_jsonl(const uint8_t *data, size_t size);
+int lethe_fuzz_policy(const uint8_t *data, size_t size);
+int lethe_fuzz_datasheet(const uint8_t *data, size_t size);
 lethe_fuzz_fn lethe_fuzz_find(const char *name);
 const char *lethe_fuzz_names(void);
 
@@ -101,12 +117,275 @@ int lethe_fuzz_weights(const uint8_t *data, size_t size)
     return 0;
 }
 
+
+/* What one manifest reading produced, folded into a few numbers. */
+typedef struct manifest_digest {
+    int open_status;       /* manifest_open_* */
+    int fatal;             /* reading ended in MANIFEST_FATAL */
+    unsigned rows, bad;    /* MANIFEST_ROW, MANIFEST_BAD_ROW */
+    uint64_t hash;         /* FNV-1a over every row and message */
+} manifest_digest;
+
+static void fnv(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        *h = (*h ^ b[i]) * 1099511628211ull;
+}
+
+static void fnv_str(uint64_t *h, const char *s)
+{
+    if (!s)
+        __builtin_trap(); /* row strings are never NULL */
+    fnv(h, s, strlen(s) + 1);
+}
+
+/* Read everything, checking the row contract, into d. */
+static void manifest_drain(manifest *m, manifest_digest *d)
+{
+    manifest_row r;
+    char err[512];
+    size_t last_line = 0;
+
+    for (unsigned guard = 0; guard < 1000000; guard++) {
+        int st = manifest_next(m, &r, err, sizeof(err));
+        size_t line;
+        fnv(&d->hash, &st, sizeof(st));
+        if (st == MANIFEST_END)
+            return;
+        if (st == MANIFEST_FATAL) {
+            d->fatal = 1;
+            return;
+        }
+        if (st == MANIFEST_ROW) {
+            char canon[JURISDICTION_MAX];
+            d->rows++;
+            line = r.line;
+            fnv_str(&d->hash, r.path);
+            fnv_str(&d->hash, r.resolved);
+            fnv_str(&d->hash, r.photo_id);
+            fnv_str(&d->hash, r.url);
+            fnv_str(&d->hash, r.uploader);
+            fnv_str(&d->hash, r.source);
+            fnv_str(&d->hash, r.license);
+            fnv_str(&d->hash, r.collected_at);
+            fnv_str(&d->hash, r.jurisdiction);
+            fnv(&d->hash, &r.consent, sizeof(r.consent));
+            if (r.consent != 0 && !consent_name(r.consent))
+                __builtin_trap();
+            if (jurisdiction_parse(r.jurisdiction, canon, NULL, 0) != LETHE_OK ||
+                strcmp(canon, r.jurisdiction) != 0)
+                __builtin_trap(); /* must be canonical */
+            if (r.collected_at[0] && !manifest_valid_timestamp(r.collected_at))
+                __builtin_trap();
+            if (r.has_embedding) {
+                for (int i = 0; i < MANIFEST_DIM; i++)
+                    if (!isfinite(r.embedding[i]))
+                        __builtin_trap();
+                fnv(&d->hash, r.embedding, sizeof(r.embedding));
+            }
+        } else if (st == MANIFEST_BAD_ROW) {
+            char *end;
+            d->bad++;
+            if (strncmp(err, "line ", 5) != 0)
+                __builtin_trap(); /* every row error names its line */
+            line = strtoul(err + 5, &end, 10);
+            if (end[0] != ':')
+                __builtin_trap();
+            fnv_str(&d->hash, err);
+        } else {
+            __builtin_trap();
+        }
+        if (line <= last_line)
+            __builtin_trap(); /* records start on strictly later lines */
+        last_line = line;
+    }
+    __builtin_trap(); /* a reader that never ends */
+}
+
+static void manifest_run(const uint8_t *data, size_t size, const manifest_options *opt,
+                         int via_stream, manifest_digest *d)
+{
+    manifest *m = NULL;
+    char err[512];
+    FILE *f = NULL;
+
+    memset(d, 0, sizeof(*d));
+    d->hash = 1469598103934665603ull;
+    if (via_stream) {
+        f = fmemopen((void *)(uintptr_t)data, size, "rb");
+        if (!f) {
+            d->open_status = -1;
+            return;
+        }
+        d->open_status = manifest_open_stream(f, NULL, opt, &m, err, sizeof(err));
+    } else {
+        d->open_status = manifest_open_mem(data, size, opt, &m, err, sizeof(err));
+    }
+    if (d->open_status != LETHE_OK) {
+        if (m != NULL || err[0] == '\0')
+            __builtin_trap(); /* a failure leaves nothing and explains itself */
+        fnv_str(&d->hash, err);
+    } else {
+        const char *const *names;
+        size_t n;
+        manifest_drain(m, d);
+        n = manifest_unknown_columns(m, &names);
+        if (n > MANIFEST_MAX_UNKNOWN)
+            __builtin_trap();
+        for (size_t i = 0; i < n; i++)
+            fnv_str(&d->hash, names[i]);
+    }
+    manifest_close(m);
+    if (f)
+        fclose(f);
+}
+
+static int digest_failed(const manifest_digest *d)
+{
+    return d->open_status == -1 || d->open_status == LETHE_ERR_NOMEM || d->fatal;
+}
+
+/* Photo and descriptor mode; the default record limit from memory, and a
+ * small one (to reach the over-long paths) from memory and from a stream
+ * in 16-byte chunks, which must agree exactly. */
+static int fuzz_manifest(const uint8_t *data, size_t size, int format)
+{
+    static const int modes[] = {MANIFEST_PHOTOS, MANIFEST_DESCRIPTORS};
+
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        manifest_options opt;
+        manifest_digest mem, stream;
+
+        manifest_options_init(&opt);
+        opt.mode = modes[i];
+        opt.format = format;
+        opt.base_dir = "/base";
+        manifest_run(data, size, &opt, 0, &mem);
+        opt.max_record = 200;
+        opt.io_chunk = 16;
+        manifest_run(data, size, &opt, 0, &mem);
+        if (size == 0)
+            continue; /* fmemopen may refuse an empty buffer */
+        manifest_run(data, size, &opt, 1, &stream);
+        if (digest_failed(&mem) || digest_failed(&stream))
+            continue; /* an injected allocation failure: nothing to compare */
+        if (mem.open_status != stream.open_status || mem.rows != stream.rows ||
+            mem.bad != stream.bad || mem.hash != stream.hash)
+            __builtin_trap(); /* streaming must not change the result */
+    }
+    return 0;
+}
+
+int lethe_fuzz_manifest_csv(const uint8_t *data, size_t size)
+{
+    return fuzz_manifest(data, size, MANIFEST_CSV);
+}
+
+int lethe_fuzz_manifest_jsonl(const uint8_t *data, size_t size)
+{
+    return fuzz_manifest(data, size, MANIFEST_JSONL);
+}
+
+int lethe_fuzz_policy(const uint8_t *data, size_t size)
+{
+    static const char *const places[] = {"", "US-IL", "us-ca", "DE-BY", "FR", "GB-SCT",
+                                         "NO", "JP", "UK", "x"};
+    policy *p = NULL, *q = NULL;
+    char err[512], *text = NULL, *again = NULL, word[40];
+    size_t n = size < sizeof(word) - 1 ? size : sizeof(word) - 1;
+    unsigned mask;
+    int st;
+
+    /* The first bytes as a word for the small parsers. */
+    memcpy(word, size ? (const char *)data : "", n);
+    word[n] = '\0';
+    {
+        char canon[JURISDICTION_MAX], country[3];
+        if (jurisdiction_parse(word, canon, err, sizeof(err)) == LETHE_OK && canon[0]) {
+            memcpy(country, canon, 2);
+            country[2] = '\0';
+            if (strlen(canon) != strlen(word) || !jurisdiction_is_country(country))
+                __builtin_trap();
+        }
+        if (consent_mask_parse(word, &mask, err, sizeof(err)) == LETHE_OK &&
+            (mask & ~CONSENT_ALL))
+            __builtin_trap();
+        (void)consent_parse(word);
+    }
+
+    st = policy_parse(size ? (const char *)data : "", size, &p, err, sizeof(err));
+    if (st != LETHE_OK) {
+        if (p != NULL || err[0] == '\0')
+            __builtin_trap();
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
+        for (int bit = 0; bit <= 8; bit++) {
+            const char *rule = NULL;
+            int ok = policy_allows(p, places[i], bit, &rule);
+            if (!rule || (ok && bit == CONSENT_WITHDRAWN))
+                __builtin_trap();
+        }
+    text = policy_format(p);
+    if (!text)
+        goto out; /* out of memory (injected) */
+    st = policy_parse(text, strlen(text), &q, err, sizeof(err));
+    if (st == LETHE_ERR_NOMEM)
+        goto out;
+    if (st != LETHE_OK || policy_rule_count(q) != policy_rule_count(p))
+        __builtin_trap(); /* the canonical text must parse back */
+    again = policy_format(q);
+    if (again && strcmp(text, again) != 0)
+        __builtin_trap(); /* ... to the same policy */
+    for (size_t i = 0; i < policy_rule_count(p); i++) {
+        const char *key;
+        unsigned m1, m2;
+        if (policy_rule_at(p, i, &key, &m1) != LETHE_OK || !policy_get(q, key, &m2) || m1 != m2)
+            __builtin_trap();
+    }
+out:
+    lethe_free(again);
+    lethe_free(text);
+    policy_free(q);
+    policy_free(p);
+    return 0;
+}
+
+/* The datasheet renderer reads JSON made by the catalog; a hostile one (a
+ * key holding markup) must never produce a live tag or a link. */
+int lethe_fuzz_datasheet(const uint8_t *data, size_t size)
+{
+    static const char *const formats[] = {"md", "html", "json"};
+    char err[512];
+    for (size_t f = 0; f < 3; f++) {
+        char *out = NULL;
+        int rc = datasheet_render((const char *)data, size, formats[f], &out, err, sizeof(err));
+        if (rc != 0) {
+            if (out != NULL)
+                __builtin_trap();
+            continue;
+        }
+        if (!out)
+            __builtin_trap();
+        if (f == 1 && (strstr(out, "<script") || strstr(out, "http://") ||
+                       strstr(out, "https://")))
+            __builtin_trap();
+        free(out);
+    }
+    return 0;
+}
+
 static const struct {
     const char *name;
     lethe_fuzz_fn fn;
 } fuzz_targets[] = {
     {"image", lethe_fuzz_image},
     {"weights", lethe_fuzz_weights},
+    {"manifest_csv", lethe_fuzz_manifest_csv},
+    {"manifest_jsonl", lethe_fuzz_manifest_jsonl},
+    {"policy", lethe_fuzz_policy},
+    {"datasheet", lethe_fuzz_datasheet},
 };
 
 /* The target called name, or NULL. */
@@ -119,4 +398,7 @@ lethe_fuzz_fn lethe_fuzz_find(const char *name)
 }
 
 /* The target names, for usage messages. */
-const char *lethe_fuzz_names(void) { return "image, weights"; }
+const char *lethe_fuzz_names(void)
+{
+    return "image, weights, manifest_csv, manifest_jsonl, policy";
+}

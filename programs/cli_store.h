@@ -1,0 +1,43 @@
+/*
+ * cli_store.h: what the store commands share: the --store/--actor/--json
+ * options, flag parsing, opening the store, and the human-readable printers
+ * of the library's JSON reports.
+ */
+#ifndef LETHE_CLI_STORE_H
+#define LETHE_CLI_STORE_H
+
+#include "lethe.h"
+
+typedef struct cli_common {
+    const char *store;
+    const char *actor;
+    int json;
+} cli_common;
+
+extern const char cli_common_help[];
+
+void cli_common_init(cli_common *c);
+/* --store, --actor, --json at argv[*i]: 1 taken, 0 not ours, -1 bad. */
+int cli_common_parse(cli_common *c, int argc, char **argv, int *i);
+/* The value of "--flag V" or "--flag=V" at argv[*i], or NULL if argv[*i]
+ * is another flag; a missing value prints an error and sets *bad. */
+const char *cli_flag_value(int argc, char **argv, int *i, const char *flag, int *bad);
+int cli_wants_help(int argc, char **argv);
+int cli_unknown_option(const char *cmd, const char *arg);
+/* Open c->store (message printed on failure). */
+lethe_store *cli_open_store(const cli_common *c, unsigned flags);
+
+/* Human-readable forms of lethe_lookup's JSON and the log's JSON Lines. */
+void cli_print_lookup(const char *json, const char *value);
+void cli_print_log(const char *jsonl, int json, int head_only);
+
+int cmd_init(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_lookup(int argc, char **argv);
+int cmd_log(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_datasheet(int argc, char **argv);
+int cmd_digest(int argc, char **argv);
+
+#endif

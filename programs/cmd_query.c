@@ -1,0 +1,751 @@
+/*
+ * cmd_query.c: search, lookup, log, policy, datasheet and digest.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_store.h"
+
+/* ---------------------------------------------------- descriptor input */
+
+/* Parse "[n, n, ... 128 numbers]" at *p; advances *p. 0 ok, -1 bad. */
+static int parse_vec(const char **p, float *out)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s != '[')
+        return -1;
+    s++;
+    for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || errno || !isfinite(v))
+            return -1;
+        out[i] = (float)v;
+        s = end;
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+            s++;
+        if (i < LETHE_DESCRIPTOR_DIM - 1) {
+            if (*s != ',')
+                return -1;
+            s++;
+        }
+    }
+    if (*s != ']')
+        return -1;
+    *p = s + 1;
+    return 0;
+}
+
+typedef struct qlist {
+    float *v;
+    int n, cap;
+    char **label; /* what each query came from */
+} qlist;
+
+static int ql_add(qlist *q, const float *v, const char *label)
+{
+    if (q->n == q->cap) {
+        int nc = q->cap ? q->cap * 2 : 16;
+        float *t = realloc(q->v, (size_t)nc * LETHE_DESCRIPTOR_DIM * sizeof(float));
+        char **l = t ? realloc(q->label, (size_t)nc * sizeof(char *)) : NULL;
+        if (!t || !l) {
+            if (t)
+                q->v = t;
+            return -1;
+        }
+        q->v = t;
+        q->label = l;
+        q->cap = nc;
+    }
+    memcpy(q->v + (size_t)q->n * LETHE_DESCRIPTOR_DIM, v, LETHE_DESCRIPTOR_DIM * sizeof(float));
+    q->label[q->n] = strdup(label);
+    if (!q->label[q->n])
+        return -1;
+    q->n++;
+    return 0;
+}
+
+static void ql_free(qlist *q)
+{
+    for (int i = 0; i < q->n; i++)
+        free(q->label[i]);
+    free(q->label);
+    free(q->v);
+}
+
+/* A line of --queries: a bare array, or objects whose "embedding" or
+ * "descriptor" keys hold arrays (lethe embed --json output works). */
+static int parse_query_line(qlist *q, const char *line, const char *file, size_t lineno)
+{
+    float v[LETHE_DESCRIPTOR_DIM];
+    char label[512];
+    const char *p = line;
+    int found = 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[') {
+        snprintf(label, sizeof(label), "%s:%zu", file, lineno);
+        if (parse_vec(&p, v) < 0)
+            return -1;
+        return ql_add(q, v, label) < 0 ? -2 : 1;
+    }
+    for (const char *k = line; (k = strstr(k, "\"")) != NULL; k++) {
+        const char *after = NULL;
+        if (!strncmp(k, "\"embedding\"", 11))
+            after = k + 11;
+        else if (!strncmp(k, "\"descriptor\"", 12))
+            after = k + 12;
+        if (!after)
+            continue;
+        while (*after == ' ')
+            after++;
+        if (*after != ':')
+            continue;
+        after++;
+        snprintf(label, sizeof(label), "%s:%zu#%d", file, lineno, found);
+        if (parse_vec(&after, v) < 0)
+            return -1;
+        if (ql_add(q, v, label) < 0)
+            return -2;
+        found++;
+        k = after - 1;
+    }
+    return found;
+}
+
+/* ---------------------------------------------------------------- search */
+
+static void search_help(void)
+{
+    printf(
+        "usage: lethe search --purpose TEXT [OPTIONS] IMAGE\n"
+        "       lethe search --purpose TEXT [OPTIONS] --descriptor '[128 numbers]'\n"
+        "       lethe search --purpose TEXT [OPTIONS] --queries FILE\n"
+        "\n"
+        "1:N search: the faces in the store nearest to a face, with their photos'\n"
+        "provenance. Search is exact: the true top K, not an approximation. Every\n"
+        "query is recorded in the audit log with the actor, the purpose, a keyed hash\n"
+        "of the query (never the image or the descriptor) and the number of results.\n"
+        "\n"
+        "  --purpose TEXT     why this search is made (required; logged)\n"
+        "  --top K            results per query (default 10)\n"
+        "  --threshold T      only faces at most T away (default: no limit; the\n"
+        "                     same-person threshold is %.2f, marked in the output)\n"
+        "  --all-faces        search every face of IMAGE (default: the largest)\n"
+        "  --descriptor JSON  a descriptor: a JSON array of 128 numbers\n"
+        "  --queries FILE     JSON Lines: arrays, or objects with \"embedding\" arrays\n"
+        "                     (the output of 'lethe embed --json'); '-' reads stdin\n"
+        "  --threads N        threads (default: one per core)\n"
+        "  --models DIR       model folder, for IMAGE\n"
+        "%s"
+        "\n"
+        "--json prints one line per query: {\"query\", \"source\", \"matches\": [{\"distance\",\n"
+        "\"same\", \"photo\", \"face\", \"box\", \"path\", \"photo_id\", \"url\", \"uploader\",\n"
+        "\"source\", \"license\", \"jurisdiction\", \"consent\", \"collected_at\",\n"
+        "\"provenance_count\"}]}.\n",
+        (double)lethe_descriptor_threshold(), cli_common_help);
+}
+
+static void print_match_json(const lethe_match *m)
+{
+    printf("{\"distance\":%.6f,\"same\":%s,\"photo\":\"%s\",\"face\":%lld,", (double)m->distance,
+           m->distance <= lethe_descriptor_threshold() ? "true" : "false", m->photo,
+           (long long)m->face);
+    if (isnan(m->box[0]))
+        printf("\"box\":null");
+    else
+        printf("\"box\":[%.1f,%.1f,%.1f,%.1f]", (double)m->box[0], (double)m->box[1],
+               (double)m->box[2], (double)m->box[3]);
+    const char *names[] = {"path", "photo_id", "url", "uploader", "source", "license",
+                           "jurisdiction", "consent", "collected_at"};
+    const char *vals[] = {m->prov.path, m->prov.photo_id, m->prov.url, m->prov.uploader,
+                          m->prov.source, m->prov.license, m->prov.jurisdiction,
+                          m->prov.consent, m->prov.collected_at};
+    for (int i = 0; i < 9; i++) {
+        printf(",\"%s\":", names[i]);
+        json_put_string(stdout, vals[i] ? vals[i] : "");
+    }
+    printf(",\"provenance_count\":%d}", m->provenance_count);
+}
+
+static const char *or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+int cmd_search(int argc, char **argv)
+{
+    cli_common c;
+    lethe_search_options so;
+    const char *image = NULL, *desc = NULL, *queries = NULL, *models = NULL;
+    int all_faces = 0, threads = 0;
+    qlist q = {0};
+    int status = CLI_EXIT_OK;
+
+    cli_common_init(&c);
+    lethe_search_options_init(&so);
+    if (cli_wants_help(argc, argv)) {
+        search_help();
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&c, argc, argv, &i);
+        const char *v;
+        char *end;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad)))
+            so.purpose = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--top", &bad))) {
+            long k = strtol(v, &end, 10);
+            if (*end || k < 1 || k > 10000) {
+                cli_error("search: --top: '%s' is not a number from 1 to 10000", v);
+                return CLI_EXIT_USAGE;
+            }
+            so.top_k = (int)k;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--threshold", &bad))) {
+            double t = strtod(v, &end);
+            if (*end || !(t >= 0) || !isfinite(t)) {
+                cli_error("search: --threshold: '%s' is not a non-negative number", v);
+                return CLI_EXIT_USAGE;
+            }
+            so.threshold = (float)t;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
+            long t = strtol(v, &end, 10);
+            if (*end || t < 0 || t > 1024) {
+                cli_error("search: --threads: '%s' is not a number from 0 to 1024", v);
+                return CLI_EXIT_USAGE;
+            }
+            threads = (int)t;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--descriptor", &bad)))
+            desc = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--queries", &bad)))
+            queries = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
+            models = v;
+        else if (!strcmp(argv[i], "--all-faces"))
+            all_faces = 1;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("search", argv[i]);
+        else if (image) {
+            cli_error("search: one IMAGE at a time (use --queries for many)");
+            return CLI_EXIT_USAGE;
+        } else
+            image = argv[i];
+    }
+    if (!so.purpose || !*so.purpose) {
+        cli_error("search: --purpose TEXT is required: every search is logged with why it "
+                  "was made");
+        return CLI_EXIT_USAGE;
+    }
+    if ((image != NULL) + (desc != NULL) + (queries != NULL) != 1) {
+        cli_error("search: give exactly one of IMAGE, --descriptor JSON, --queries FILE");
+        return CLI_EXIT_USAGE;
+    }
+    so.actor = c.actor;
+    so.threads = threads;
+
+    if (desc) {
+        float v[LETHE_DESCRIPTOR_DIM];
+        const char *p = desc;
+        if (parse_vec(&p, v) < 0) {
+            cli_error("search: --descriptor: not a JSON array of %d numbers",
+                      LETHE_DESCRIPTOR_DIM);
+            return CLI_EXIT_USAGE;
+        }
+        if (ql_add(&q, v, "descriptor") < 0)
+            goto oom;
+    } else if (queries) {
+        FILE *f = strcmp(queries, "-") ? fopen(queries, "r") : stdin;
+        char *line = NULL;
+        size_t cap = 0, lineno = 0;
+        ssize_t len;
+        if (!f) {
+            cli_error("search: %s: %s", queries, strerror(errno));
+            return CLI_EXIT_FAILED;
+        }
+        while ((len = getline(&line, &cap, f)) >= 0) {
+            lineno++;
+            if (len <= 1)
+                continue;
+            int r = parse_query_line(&q, line, queries, lineno);
+            if (r == -2) {
+                free(line);
+                goto oom;
+            }
+            if (r <= 0) {
+                cli_error("search: %s: line %zu: no descriptor (128 numbers) found", queries,
+                          lineno);
+                status = CLI_EXIT_FAILED;
+            }
+        }
+        free(line);
+        if (f != stdin)
+            fclose(f);
+    } else {
+        lethe_engine_options eo;
+        lethe_engine *e = NULL;
+        lethe_image *img = NULL;
+        lethe_face *faces = NULL;
+        int nf = 0;
+        char msg[512];
+        lethe_engine_options_init(&eo);
+        eo.model_dir = models;
+        eo.threads = threads;
+        if (lethe_image_load(image, NULL, &img, msg, sizeof(msg)) != LETHE_OK) {
+            cli_error("search: %s: %s", image, msg);
+            return CLI_EXIT_FAILED;
+        }
+        if (lethe_engine_open(&e, &eo) != LETHE_OK ||
+            lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &nf) != LETHE_OK) {
+            cli_error("search: %s: %s", image, lethe_engine_errmsg(e));
+            lethe_engine_close(e);
+            lethe_image_free(img);
+            return CLI_EXIT_FAILED;
+        }
+        lethe_image_free(img);
+        lethe_engine_close(e);
+        if (nf == 0) {
+            cli_error("search: %s: no face found", image);
+            return CLI_EXIT_FAILED;
+        }
+        int largest = 0;
+        for (int i = 1; i < nf; i++)
+            if (faces[i].box[2] * faces[i].box[3] > faces[largest].box[2] * faces[largest].box[3])
+                largest = i;
+        for (int i = 0; i < nf; i++) {
+            if (!all_faces && i != largest)
+                continue;
+            char label[4200];
+            snprintf(label, sizeof(label), "%s [%.0f,%.0f,%.0f,%.0f]", image,
+                     (double)faces[i].box[0], (double)faces[i].box[1], (double)faces[i].box[2],
+                     (double)faces[i].box[3]);
+            if (ql_add(&q, faces[i].descriptor, label) < 0) {
+                lethe_faces_free(faces);
+                goto oom;
+            }
+        }
+        lethe_faces_free(faces);
+    }
+    if (q.n == 0) {
+        cli_error("search: nothing to search for");
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+
+    lethe_store *s = cli_open_store(&c, 0);
+    lethe_match *m = NULL;
+    size_t nm = 0;
+    if (!s) {
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+    if (lethe_search(s, q.v, q.n, &so, &m, &nm) != LETHE_OK) {
+        cli_error("search: %s", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+    size_t at = 0;
+    for (int qi = 0; qi < q.n; qi++) {
+        size_t from = at;
+        while (at < nm && m[at].query == qi)
+            at++;
+        if (c.json) {
+            printf("{\"query\":%d,\"source\":", qi);
+            json_put_string(stdout, q.label[qi]);
+            printf(",\"matches\":[");
+            for (size_t k = from; k < at; k++) {
+                if (k > from)
+                    putchar(',');
+                print_match_json(&m[k]);
+            }
+            printf("]}\n");
+            continue;
+        }
+        printf("%s%s: %zu match%s\n", qi ? "\n" : "", q.label[qi], at - from,
+               at - from == 1 ? "" : "es");
+        if (at > from)
+            printf("  %4s %8s %-4s %-12s %-16s %-12s %-6s %s\n", "rank", "distance", "same",
+                   "photo", "uploader", "source", "jur.", "url or path");
+        for (size_t k = from; k < at; k++) {
+            const lethe_match *r = &m[k];
+            printf("  %4zu %8.4f %-4s %-12.12s %-16.16s %-12.12s %-6s %s\n", k - from + 1,
+                   (double)r->distance,
+                   r->distance <= lethe_descriptor_threshold() ? "yes" : "no", r->photo,
+                   or_dash(r->prov.uploader), or_dash(r->prov.source),
+                   or_dash(r->prov.jurisdiction),
+                   r->prov.url && *r->prov.url ? r->prov.url : or_dash(r->prov.path));
+        }
+    }
+    lethe_matches_free(m, nm);
+    lethe_store_close(s);
+    ql_free(&q);
+    return status;
+oom:
+    cli_error("out of memory");
+    ql_free(&q);
+    return CLI_EXIT_FAILED;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+int cmd_lookup(int argc, char **argv)
+{
+    cli_common c;
+    int kind = -1, n = 0;
+    const char *value = NULL;
+    static const char *flags[] = {"--uploader", "--url", "--photo-id", "--image"};
+
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe lookup [--json] --uploader U | --url URL | --photo-id ID | "
+               "--image FILE\n\n"
+               "Is my photo, or my account, in this store? Lists the photos held for an\n"
+               "account, a link, an id (the source's photo id, or the SHA-256 lethe\n"
+               "knows the photo by) or the exact file, with every provenance record,\n"
+               "the consent basis, and whether face templates exist. No face is\n"
+               "analysed: the file given to --image is only hashed. The lookup is\n"
+               "logged with a keyed hash of what was looked up.\n\n%s"
+               "\nExit status: 0 when something was found, 1 when nothing was (or on\n"
+               "error), 2 for usage errors.\n",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&c, argc, argv, &i), taken = 0;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        for (int k = 0; k < 4 && !taken; k++) {
+            const char *v = cli_flag_value(argc, argv, &i, flags[k], &bad);
+            if (v) {
+                kind = k;
+                value = v;
+                n++;
+                taken = 1;
+            }
+        }
+        if (taken)
+            continue;
+        if (bad)
+            return CLI_EXIT_USAGE;
+        return cli_unknown_option("lookup", argv[i]);
+    }
+    if (n != 1 || !value || !*value) {
+        cli_error("lookup: give exactly one of --uploader, --url, --photo-id, --image");
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, 0);
+    char *json = NULL;
+    if (!s)
+        return CLI_EXIT_FAILED;
+    if (lethe_lookup(s, kind, value, c.actor, &json) != LETHE_OK) {
+        cli_error("lookup: %s", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        return CLI_EXIT_FAILED;
+    }
+    lethe_store_close(s);
+    int found = strstr(json, "\"photos\":[]") == NULL;
+    if (c.json)
+        fputs(json, stdout);
+    else
+        cli_print_lookup(json, value);
+    lethe_free_string(json);
+    return found ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
+/* ------------------------------------------------------------------- log */
+
+int cmd_log(int argc, char **argv)
+{
+    cli_common c;
+    const char *sub = NULL;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe log [--json]\n"
+               "       lethe log verify [--json]\n"
+               "       lethe log head\n\n"
+               "The audit log: every ingest batch, search, lookup and policy change, in\n"
+               "order, each entry chained to the previous one by a BLAKE2b hash. 'verify'\n"
+               "recomputes the chain and checks it against the head recorded in the\n"
+               "catalog and in the file log.head: exit 0 if intact, 1 naming the first\n"
+               "entry that fails. 'head' prints SEQ HASH of the last entry, to keep\n"
+               "somewhere else as an anchor.\n\n%s", cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (argv[i][0] == '-' || sub)
+            return cli_unknown_option("log", argv[i]);
+        sub = argv[i];
+    }
+    if (sub && strcmp(sub, "verify") && strcmp(sub, "head")) {
+        cli_error("log: unknown subcommand '%s' (verify, head)", sub);
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    int status = CLI_EXIT_OK;
+    if (sub && !strcmp(sub, "verify")) {
+        uint64_t n = 0, bad = 0;
+        int rc = lethe_log_verify(s, &n, &bad);
+        if (c.json) {
+            printf("{\"intact\":%s,\"entries\":%llu,\"first_bad\":", rc ? "false" : "true",
+                   (unsigned long long)n);
+            if (rc) {
+                printf("%llu,\"error\":", (unsigned long long)bad);
+                json_put_string(stdout, lethe_store_errmsg(s));
+            } else {
+                printf("null");
+            }
+            printf("}\n");
+        } else if (rc) {
+            printf("log NOT intact: %s\n", lethe_store_errmsg(s));
+        } else {
+            printf("log intact: %llu entries\n", (unsigned long long)n);
+        }
+        status = rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    } else {
+        char *jsonl = NULL;
+        if (lethe_log_export(s, &jsonl) != LETHE_OK) {
+            cli_error("log: %s", lethe_store_errmsg(s));
+            status = CLI_EXIT_FAILED;
+        } else if (sub) { /* head */
+            const char *last = jsonl, *p;
+            for (p = jsonl; (p = strchr(p, '\n')) && p[1]; p++)
+                last = p + 1;
+            cli_print_log(last, c.json, 1);
+        } else if (c.json) {
+            fputs(jsonl, stdout);
+        } else {
+            cli_print_log(jsonl, 0, 0);
+        }
+        lethe_free_string(jsonl);
+    }
+    lethe_store_close(s);
+    return status;
+}
+
+/* ---------------------------------------------------------------- policy */
+
+int cmd_policy(int argc, char **argv)
+{
+    cli_common c;
+    const char *args[8];
+    int na = 0, dry = 0;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv) || argc < 2) {
+        printf("usage: lethe policy show\n"
+               "       lethe policy set KEY BASES [--dry-run]\n"
+               "       lethe policy check JURISDICTION CONSENT\n\n"
+               "The consent policy says, per jurisdiction, on which consent bases a face\n"
+               "template may be computed. KEY is default, EEA, a country (US) or a\n"
+               "subdivision (US-IL); the most specific rule decides. BASES is a list of\n"
+               "explicit, public-license, none (comma-separated), or 'refuse'. withdrawn\n"
+               "always refuses. The shipped policy requires explicit consent for default,\n"
+               "EEA, GB, US-IL (BIPA), US-TX and US-WA.\n\n"
+               "'set' drops the templates already held that the new rule refuses (and\n"
+               "says how many; --dry-run only counts). 'check' prints allowed or refused\n"
+               "and the deciding rule; exit 0 when allowed, 1 when refused.\n\n%s",
+               cli_common_help);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (!strcmp(argv[i], "--dry-run"))
+            dry = 1;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("policy", argv[i]);
+        else if (na < 8)
+            args[na++] = argv[i];
+    }
+    const char *sub = na ? args[0] : "";
+    int need = !strcmp(sub, "show") ? 1 : !strcmp(sub, "set") ? 3 : !strcmp(sub, "check") ? 3 : -1;
+    if (need < 0) {
+        cli_error("policy: unknown subcommand '%s' (show, set, check)", sub);
+        return CLI_EXIT_USAGE;
+    }
+    if (na != need) {
+        cli_error("policy %s: expected %d argument%s (try 'lethe policy --help')", sub,
+                  need - 1, need == 2 ? "" : "s");
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, !strcmp(sub, "set") ? 0 : LETHE_STORE_READONLY);
+    int status = CLI_EXIT_OK;
+    if (!s)
+        return CLI_EXIT_FAILED;
+    if (!strcmp(sub, "show")) {
+        char *text = NULL;
+        if (lethe_policy_get(s, &text) != LETHE_OK) {
+            cli_error("policy: %s", lethe_store_errmsg(s));
+            status = CLI_EXIT_FAILED;
+        } else if (c.json) {
+            printf("{\"policy\":");
+            json_put_string(stdout, text);
+            printf("}\n");
+        } else {
+            fputs(text, stdout);
+        }
+        lethe_free_string(text);
+    } else if (!strcmp(sub, "set")) {
+        uint64_t dropped = 0;
+        const char *bases = !strcmp(args[2], "refuse") ? "" : args[2];
+        int rc = lethe_policy_set(s, args[1], bases, c.actor, dry, &dropped);
+        if (rc != LETHE_OK) {
+            cli_error("policy set: %s", lethe_store_errmsg(s));
+            status = rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+        } else if (c.json) {
+            printf("{\"key\":");
+            json_put_string(stdout, args[1]);
+            printf(",\"allows\":");
+            json_put_string(stdout, bases);
+            printf(",\"dry_run\":%s,\"templates_dropped\":%llu}\n", dry ? "true" : "false",
+                   (unsigned long long)dropped);
+        } else {
+            printf("%s %s: %s; %llu template%s %s\n", dry ? "would set" : "set", args[1],
+                   *bases ? bases : "refuse", (unsigned long long)dropped,
+                   dropped == 1 ? "" : "s", dry ? "would be dropped" : "dropped");
+        }
+    } else {
+        const char *rule = NULL;
+        int r = lethe_policy_check(s, args[1], args[2], &rule);
+        if (r < 0) {
+            cli_error("policy check: %s", lethe_store_errmsg(s));
+            status = CLI_EXIT_USAGE;
+        } else {
+            if (c.json) {
+                printf("{\"jurisdiction\":");
+                json_put_string(stdout, args[1]);
+                printf(",\"consent\":");
+                json_put_string(stdout, args[2]);
+                printf(",\"allowed\":%s,\"rule\":", r ? "true" : "false");
+                json_put_string(stdout, rule ? rule : "");
+                printf("}\n");
+            } else {
+                printf("%s (rule: %s)\n", r ? "allowed" : "refused", rule ? rule : "?");
+            }
+            status = r ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+        }
+    }
+    lethe_store_close(s);
+    return status;
+}
+
+/* ------------------------------------------------------ datasheet, digest */
+
+int cmd_datasheet(int argc, char **argv)
+{
+    cli_common c;
+    const char *format = "md", *output = NULL;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe datasheet [--format md|html|json] [-o FILE]\n\n"
+               "What an auditor of a face vendor asks for: photos, faces and templates by\n"
+               "source, license, jurisdiction and consent basis; photos refused by the\n"
+               "consent policy; the policy in force; searches by purpose and actor; the\n"
+               "state of the audit log. The HTML page is one self-contained file with\n"
+               "charts (no network).\n\n"
+               "  --format F   md (default), html or json\n"
+               "  -o FILE      write to FILE instead of standard output\n%s",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&c, argc, argv, &i);
+        const char *v;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--format", &bad)))
+            format = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "-o", &bad)) ||
+                 (v = cli_flag_value(argc, argv, &i, "--output", &bad)))
+            output = v;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else
+            return cli_unknown_option("datasheet", argv[i]);
+    }
+    if (c.json)
+        format = "json";
+    if (strcmp(format, "md") && strcmp(format, "html") && strcmp(format, "json")) {
+        cli_error("datasheet: unknown format '%s' (md, html, json)", format);
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
+    char *out = NULL;
+    int status = CLI_EXIT_OK;
+    if (!s)
+        return CLI_EXIT_FAILED;
+    if (lethe_datasheet(s, format, &out) != LETHE_OK) {
+        cli_error("datasheet: %s", lethe_store_errmsg(s));
+        status = CLI_EXIT_FAILED;
+    } else {
+        FILE *f = output ? fopen(output, "w") : stdout;
+        if (!f || fputs(out, f) < 0 || (output && fclose(f) != 0)) {
+            cli_error("datasheet: %s: %s", output ? output : "stdout", strerror(errno));
+            status = CLI_EXIT_FAILED;
+        }
+    }
+    lethe_free_string(out);
+    lethe_store_close(s);
+    return status;
+}
+
+int cmd_digest(int argc, char **argv)
+{
+    cli_common c;
+    char hex[65];
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe digest [--store DIR] [--json]\n\n"
+               "A canonical BLAKE2b digest of the store's logical content: photos,\n"
+               "provenance, faces, templates and the consent policy; not the log, and\n"
+               "nothing that depends on the order things happened in. Two stores that\n"
+               "hold the same data have the same digest, whatever their history.\n\n%s",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r == 0)
+            return cli_unknown_option("digest", argv[i]);
+    }
+    lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    int rc = lethe_store_digest(s, hex);
+    if (rc != LETHE_OK)
+        cli_error("digest: %s", lethe_store_errmsg(s));
+    else if (c.json)
+        printf("{\"digest\":\"%s\"}\n", hex);
+    else
+        printf("%s\n", hex);
+    lethe_store_close(s);
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

@@ -1,0 +1,578 @@
+/*
+ * cmd_store.c: the store commands: init, ingest, search, lookup, log,
+ * policy, datasheet, digest.
+ *
+ * The store is --store DIR, else $LETHE_STORE, else ./lethe-store. The
+ * actor recorded in the log is --actor NAME, else $LETHE_ACTOR, else the
+ * login name.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_store.h"
+
+/* ---------------------------------------------------------------- init */
+
+int cmd_init(int argc, char **argv)
+{
+    cli_common c;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe init [--store DIR]\n\n"
+               "Create an empty store: the catalog, the descriptor index, the default\n"
+               "consent policy (explicit consent required everywhere; see 'lethe policy')\n"
+               "and the first entry of the audit log. An existing store is left as it is.\n\n%s",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r == 0) {
+            if (argv[i][0] == '-')
+                return cli_unknown_option("init", argv[i]);
+            c.store = argv[i];
+        }
+    }
+    struct stat sb;
+    char db[4096];
+    snprintf(db, sizeof(db), "%s/catalog.db", c.store);
+    int existed = stat(db, &sb) == 0;
+    lethe_store *s = cli_open_store(&c, LETHE_STORE_CREATE);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    if (c.json) {
+        printf("{\"store\":");
+        json_put_string(stdout, c.store);
+        printf(",\"created\":%s}\n", existed ? "false" : "true");
+    } else {
+        printf("%s store %s\n", existed ? "existing" : "created", c.store);
+    }
+    lethe_store_close(s);
+    return CLI_EXIT_OK;
+}
+
+/* -------------------------------------------------------------- ingest */
+
+typedef struct err_item {
+    char *input, *msg;
+    size_t line;
+} err_item;
+
+typedef struct ingest_cli {
+    cli_common c;
+    lethe_provenance defaults;
+    const char *manifest, *descriptors, *sidecar, *models;
+    int threads, quiet, progress;
+    err_item *errs;
+    size_t nerr, caperr;
+    uint64_t total;          /* inputs expected, for the progress bar (0 unknown) */
+    struct timespec t0, last;
+    lethe_ingest *ing;
+} ingest_cli;
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+static void on_error(void *ctx, const char *input, size_t line, const char *msg)
+{
+    ingest_cli *g = ctx;
+    if (g->progress)
+        fputs("\r\033[K", stderr);
+    if (line)
+        fprintf(stderr, "lethe: ingest: %s: line %zu: %s\n", input, line, msg);
+    else
+        fprintf(stderr, "lethe: ingest: %s: %s\n", input, msg);
+    if (g->nerr == g->caperr) {
+        size_t nc = g->caperr ? g->caperr * 2 : 16;
+        err_item *t = realloc(g->errs, nc * sizeof(*t));
+        if (!t)
+            return;
+        g->errs = t;
+        g->caperr = nc;
+    }
+    err_item *e = &g->errs[g->nerr];
+    e->input = strdup(input);
+    e->msg = strdup(msg);
+    e->line = line;
+    if (e->input && e->msg)
+        g->nerr++;
+}
+
+static void show_progress(ingest_cli *g, int final)
+{
+    lethe_ingest_stats st;
+    if (!g->progress || !g->ing)
+        return;
+    if (!final && since(&g->last) < 0.2)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &g->last);
+    lethe_ingest_progress(g->ing, &st);
+    double t = since(&g->t0), rate = t > 0 ? (double)st.seen / t : 0;
+    char eta[32] = "";
+    if (g->total && rate > 0 && st.seen <= g->total) {
+        double left = (double)(g->total - st.seen) / rate;
+        snprintf(eta, sizeof(eta), "  ETA %d:%02d", (int)left / 60, (int)left % 60);
+    }
+    int width = 24, fill = g->total ? (int)((double)width * (double)st.seen / (double)g->total) : 0;
+    if (fill > width)
+        fill = width;
+    fprintf(stderr, "\r\033[Kingest [%.*s%*s] %llu", fill, "########################",
+            width - fill, "", (unsigned long long)st.seen);
+    if (g->total)
+        fprintf(stderr, "/%llu", (unsigned long long)g->total);
+    fprintf(stderr, "  %.1f/s%s  faces %llu  refused %llu  errors %llu%s", rate, eta,
+            (unsigned long long)st.faces, (unsigned long long)st.refused,
+            (unsigned long long)st.errors, final ? "\n" : "");
+    fflush(stderr);
+}
+
+static int is_image_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+                   !strcasecmp(dot, ".png") || !strcasecmp(dot, ".webp"));
+}
+
+typedef struct pathlist {
+    char **v;
+    size_t n, cap;
+} pathlist;
+
+static int pl_add(pathlist *pl, const char *p)
+{
+    if (pl->n == pl->cap) {
+        size_t nc = pl->cap ? pl->cap * 2 : 256;
+        char **t = realloc(pl->v, nc * sizeof(*t));
+        if (!t)
+            return -1;
+        pl->v = t;
+        pl->cap = nc;
+    }
+    if (!(pl->v[pl->n] = strdup(p)))
+        return -1;
+    pl->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Folders recursively (sorted, image files only; hidden entries skipped). */
+static int collect(pathlist *pl, const char *path, int top)
+{
+    struct stat sb;
+    if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        /* files named on the command line are tried whatever their name */
+        if (top || is_image_name(path))
+            return pl_add(pl, path);
+        return 0;
+    }
+    DIR *d = opendir(path);
+    if (!d) {
+        cli_error("ingest: %s: %s", path, strerror(errno));
+        return 0;
+    }
+    pathlist sub = {0};
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t n = strlen(path) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p || (snprintf(p, n, "%s/%s", path, e->d_name), pl_add(&sub, p) < 0)) {
+            free(p);
+            closedir(d);
+            return -1;
+        }
+        free(p);
+    }
+    closedir(d);
+    qsort(sub.v, sub.n, sizeof(char *), cmp_str);
+    int rc = 0;
+    for (size_t i = 0; i < sub.n; i++) {
+        if (rc == 0)
+            rc = collect(pl, sub.v[i], 0);
+        free(sub.v[i]);
+    }
+    free(sub.v);
+    return rc;
+}
+
+/* Fill in provenance fields the row leaves empty from the command line. */
+static void merge_defaults(lethe_provenance *p, const lethe_provenance *d)
+{
+    const char **dst[] = {&p->photo_id, &p->url, &p->uploader, &p->source, &p->license,
+                          &p->jurisdiction, &p->consent, &p->collected_at};
+    const char *const src[] = {d->photo_id, d->url, d->uploader, d->source, d->license,
+                               d->jurisdiction, d->consent, d->collected_at};
+    for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+        if ((!*dst[i] || !**dst[i]) && src[i])
+            *dst[i] = src[i];
+}
+
+static uint64_t count_lines(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    uint64_t n = 0;
+    char buf[65536];
+    size_t r;
+    if (!f)
+        return 0;
+    while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+        for (size_t i = 0; i < r; i++)
+            n += buf[i] == '\n';
+    fclose(f);
+    return n;
+}
+
+static int ingest_manifest(ingest_cli *g, const char *file, unsigned flags)
+{
+    lethe_manifest *m = NULL;
+    lethe_manifest_row row;
+    char msg[1024];
+    int rc = lethe_manifest_open(file, flags, &m, msg, sizeof(msg));
+    if (rc != LETHE_OK) {
+        cli_error("ingest: %s", msg);
+        return -1;
+    }
+    const char *const *unknown;
+    size_t nu = lethe_manifest_unknown_columns(m, &unknown);
+    for (size_t i = 0; i < nu && !g->c.json; i++)
+        fprintf(stderr, "lethe: ingest: %s: ignoring unknown column \"%s\"\n", file, unknown[i]);
+    int r;
+    while ((r = lethe_manifest_next(m, &row, msg, sizeof(msg))) != 0) {
+        if (r == -1) {
+            /* msg starts with "line N: " */
+            size_t line = 0;
+            const char *why = msg;
+            if (sscanf(msg, "line %zu: ", &line) == 1 && strchr(msg, ':'))
+                why = strchr(msg, ':') + 2;
+            on_error(g, file, line, why);
+            continue;
+        }
+        if (r == -2) {
+            cli_error("ingest: %s: %s", file, msg);
+            rc = -1;
+            break;
+        }
+        merge_defaults(&row.prov, &g->defaults);
+        if (row.embedding)
+            rc = lethe_ingest_descriptor(g->ing, row.embedding, &row.prov, row.line);
+        else
+            rc = lethe_ingest_photo(g->ing, row.file, &row.prov, row.line);
+        if (rc != LETHE_OK) {
+            rc = -1;
+            break;
+        }
+        show_progress(g, 0);
+    }
+    /* line-level errors from the ingest itself name the manifest's line with
+     * the photo's path; that is what a user needs to fix the row */
+    lethe_manifest_close(m);
+    return rc;
+}
+
+/* Raw little-endian float32 descriptors, 128 per row, with a sidecar
+ * manifest (CSV or JSON Lines) giving each row's provenance in order. */
+static int ingest_raw(ingest_cli *g)
+{
+    FILE *f = fopen(g->descriptors, "rb");
+    lethe_manifest *m = NULL;
+    lethe_manifest_row row;
+    char msg[1024];
+    float v[LETHE_DESCRIPTOR_DIM];
+    int rc = 0, r;
+    struct stat sb;
+    if (!f || fstat(fileno(f), &sb) < 0) {
+        cli_error("ingest: %s: %s", g->descriptors, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    if (sb.st_size % (off_t)sizeof(v)) {
+        cli_error("ingest: %s: %lld bytes is not a whole number of 128-float descriptors "
+                  "(512 bytes each)", g->descriptors, (long long)sb.st_size);
+        fclose(f);
+        return -1;
+    }
+    g->total = (uint64_t)sb.st_size / sizeof(v);
+    if (lethe_manifest_open(g->sidecar, LETHE_MANIFEST_PROVENANCE, &m, msg, sizeof(msg)) !=
+        LETHE_OK) {
+        cli_error("ingest: sidecar %s", msg);
+        fclose(f);
+        return -1;
+    }
+    uint64_t n = 0;
+    while (fread(v, sizeof(v), 1, f) == 1) {
+        n++;
+        while ((r = lethe_manifest_next(m, &row, msg, sizeof(msg))) == -1)
+            on_error(g, g->sidecar, 0, msg);
+        if (r <= 0) {
+            cli_error("ingest: %s has fewer rows than %s has descriptors (%llu)", g->sidecar,
+                      g->descriptors, (unsigned long long)g->total);
+            rc = -1;
+            break;
+        }
+        row.prov.path = "";
+        merge_defaults(&row.prov, &g->defaults);
+        if (lethe_ingest_descriptor(g->ing, v, &row.prov, row.line) != LETHE_OK) {
+            rc = -1;
+            break;
+        }
+        show_progress(g, 0);
+    }
+    lethe_manifest_close(m);
+    fclose(f);
+    return rc;
+}
+
+static void ingest_help(void)
+{
+    printf(
+        "usage: lethe ingest [OPTIONS] PATH...\n"
+        "       lethe ingest [OPTIONS] --manifest FILE\n"
+        "       lethe ingest [OPTIONS] --descriptors FILE.jsonl\n"
+        "       lethe ingest [OPTIONS] --descriptors FILE.f32 --sidecar FILE\n"
+        "\n"
+        "Add photos to the store with their provenance. Each photo is known by the\n"
+        "SHA-256 of its bytes; one seen again under new provenance gains a record.\n"
+        "The consent policy decides, per jurisdiction and consent basis, whether face\n"
+        "templates may be computed: a refused photo is catalogued (so its owner can\n"
+        "find and erase it) but never decoded or analysed. Running the same ingest\n"
+        "again adds nothing; an interrupted one resumes where its last batch ended.\n"
+        "\n"
+        "Inputs:\n"
+        "  PATH...             photo files, or folders searched recursively for\n"
+        "                      .jpg .jpeg .png .webp files\n"
+        "  --manifest FILE     CSV with a header, or JSON Lines: path (relative to\n"
+        "                      the manifest's folder), photo_id, url, uploader, source,\n"
+        "                      license, jurisdiction, consent, collected_at\n"
+        "  --descriptors FILE  descriptors computed elsewhere in the same model space:\n"
+        "                      JSON Lines with \"embedding\" (128 numbers) and the\n"
+        "                      provenance columns, or raw little-endian float32 (.f32,\n"
+        "                      512 bytes per descriptor) with --sidecar\n"
+        "  --sidecar FILE      provenance of the raw descriptors, one row each, in order\n"
+        "\n"
+        "Provenance (for PATHs; for manifests, fills the columns a row leaves empty):\n"
+        "  --source S          the collection (a site, a dataset)\n"
+        "  --uploader U        the account that published the photos\n"
+        "  --license L\n"
+        "  --jurisdiction J    ISO 3166-1 alpha-2 or 3166-2: GB, DE, US-IL\n"
+        "  --consent BASIS     explicit, public-license, none (default), withdrawn\n"
+        "  --collected-at DATE ISO 8601 date or date-time\n"
+        "\n"
+        "Other options:\n"
+        "  --threads N         photos analysed at once (default: one per core)\n"
+        "  --models DIR        model folder (default: $LETHE_MODELS or built in)\n"
+        "  --quiet             no progress bar (it shows only on a terminal anyway)\n"
+        "%s"
+        "\n"
+        "Errors (unreadable or corrupt photos, bad manifest rows) are reported one\n"
+        "per line with the file and, for manifests, the line; the rest is ingested\n"
+        "and the exit status is 1. --json prints a summary: seen, added, duplicates,\n"
+        "provenance, faces, templates, refused, withdrawn, no_face, and errors.\n",
+        cli_common_help);
+}
+
+int cmd_ingest(int argc, char **argv)
+{
+    ingest_cli g;
+    pathlist paths = {0};
+    lethe_engine *engine = NULL;
+    lethe_store *s = NULL;
+    lethe_ingest_stats st;
+    int rc = 0, fatal = 0;
+
+    memset(&g, 0, sizeof(g));
+    cli_common_init(&g.c);
+    if (cli_wants_help(argc, argv)) {
+        ingest_help();
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&g.c, argc, argv, &i);
+        const char *v;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--manifest", &bad)))
+            g.manifest = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--descriptors", &bad)))
+            g.descriptors = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--sidecar", &bad)))
+            g.sidecar = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--source", &bad)))
+            g.defaults.source = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--uploader", &bad)))
+            g.defaults.uploader = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--license", &bad)))
+            g.defaults.license = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--jurisdiction", &bad)))
+            g.defaults.jurisdiction = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--consent", &bad)))
+            g.defaults.consent = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--collected-at", &bad)))
+            g.defaults.collected_at = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
+            g.models = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (*end || t < 0 || t > 1024) {
+                cli_error("ingest: --threads: '%s' is not a number from 0 to 1024", v);
+                return CLI_EXIT_USAGE;
+            }
+            g.threads = (int)t;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
+            g.quiet = 1;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("ingest", argv[i]);
+        else if (collect(&paths, argv[i], 1) < 0) {
+            cli_error("out of memory");
+            return CLI_EXIT_FAILED;
+        }
+    }
+    int modes = (paths.n > 0) + (g.manifest != NULL) + (g.descriptors != NULL);
+    if (modes != 1) {
+        cli_error("ingest: give photos or folders, or --manifest FILE, or --descriptors FILE "
+                  "(exactly one kind; try 'lethe ingest --help')");
+        return CLI_EXIT_USAGE;
+    }
+    if (g.sidecar && !g.descriptors) {
+        cli_error("ingest: --sidecar goes with --descriptors");
+        return CLI_EXIT_USAGE;
+    }
+    int raw = g.descriptors && !g.sidecar ? 0 : g.descriptors != NULL;
+    if (g.descriptors) {
+        const char *dot = strrchr(g.descriptors, '.');
+        if (dot && (!strcmp(dot, ".f32") || !strcmp(dot, ".bin")) && !g.sidecar) {
+            cli_error("ingest: %s looks like raw float32 descriptors: give their provenance "
+                      "with --sidecar FILE", g.descriptors);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (!(s = cli_open_store(&g.c, 0)))
+        return CLI_EXIT_FAILED;
+    /* Command-line provenance is checked once, not once per photo. */
+    if ((g.defaults.jurisdiction || g.defaults.consent) &&
+        lethe_policy_check(s, g.defaults.jurisdiction, g.defaults.consent, NULL) < 0) {
+        cli_error("ingest: %s", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        return CLI_EXIT_USAGE;
+    }
+    if (!g.descriptors) {
+        lethe_engine_options eo;
+        lethe_engine_options_init(&eo);
+        eo.model_dir = g.models;
+        eo.threads = g.threads;
+        if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
+            cli_error("%s", lethe_engine_errmsg(engine));
+            lethe_engine_close(engine);
+            lethe_store_close(s);
+            return CLI_EXIT_FAILED;
+        }
+    }
+    lethe_ingest_options io;
+    lethe_ingest_options_init(&io);
+    io.engine = engine;
+    io.actor = g.c.actor;
+    io.threads = g.threads;
+    io.on_error = on_error;
+    io.ctx = &g;
+    if (lethe_ingest_begin(s, &io, &g.ing) != LETHE_OK) {
+        cli_error("%s", lethe_store_errmsg(s));
+        lethe_engine_close(engine);
+        lethe_store_close(s);
+        return CLI_EXIT_FAILED;
+    }
+    g.progress = !g.quiet && isatty(STDERR_FILENO);
+    clock_gettime(CLOCK_MONOTONIC, &g.t0);
+    g.last = g.t0;
+    if (paths.n) {
+        g.total = paths.n;
+        lethe_provenance p = g.defaults;
+        for (size_t i = 0; i < paths.n && !fatal; i++) {
+            if (lethe_ingest_photo(g.ing, paths.v[i], &p, 0) != LETHE_OK)
+                fatal = 1;
+            show_progress(&g, 0);
+        }
+    } else if (g.manifest) {
+        g.total = count_lines(g.manifest);
+        if (g.total)
+            g.total--; /* the header, for CSV; close enough for JSON Lines */
+        fatal = ingest_manifest(&g, g.manifest, 0) < 0;
+    } else if (raw) {
+        fatal = ingest_raw(&g) < 0;
+    } else {
+        g.total = count_lines(g.descriptors);
+        fatal = ingest_manifest(&g, g.descriptors, LETHE_MANIFEST_DESCRIPTORS) < 0;
+    }
+    rc = lethe_ingest_end(g.ing, &st);
+    show_progress(&g, 1);
+    if (rc != LETHE_OK) {
+        cli_error("ingest: %s", lethe_store_errmsg(s));
+        fatal = 1;
+    }
+    double secs = since(&g.t0);
+    if (g.c.json) {
+        printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
+               "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
+               "\"no_face\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,\"complete\":%s,"
+               "\"errors\":[",
+               (unsigned long long)st.seen, (unsigned long long)st.added,
+               (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
+               (unsigned long long)st.faces, (unsigned long long)st.templates,
+               (unsigned long long)st.refused, (unsigned long long)st.withdrawn,
+               (unsigned long long)st.no_face, secs, secs > 0 ? (double)st.seen / secs : 0.0,
+               fatal ? "false" : "true");
+        for (size_t i = 0; i < g.nerr; i++) {
+            printf("%s{\"file\":", i ? "," : "");
+            json_put_string(stdout, g.errs[i].input);
+            if (g.errs[i].line)
+                printf(",\"line\":%zu", g.errs[i].line);
+            printf(",\"reason\":");
+            json_put_string(stdout, g.errs[i].msg);
+            printf("}");
+        }
+        printf("]}\n");
+    } else {
+        printf("%llu seen, %llu added, %llu duplicates, %llu provenance records, %llu faces, "
+               "%llu templates stored, %llu photos refused by policy, %llu errors (%.1f s)\n",
+               (unsigned long long)st.seen, (unsigned long long)st.added,
+               (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
+               (unsigned long long)st.faces, (unsigned long long)st.templates,
+               (unsigned long long)st.refused, (unsigned long long)g.nerr, secs);
+    }
+    for (size_t i = 0; i < g.nerr; i++) {
+        free(g.errs[i].input);
+        free(g.errs[i].msg);
+    }
+    free(g.errs);
+    for (size_t i = 0; i < paths.n; i++)
+        free(paths.v[i]);
+    free(paths.v);
+    lethe_engine_close(engine);
+    lethe_store_close(s);
+    return fatal || g.nerr ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

@@ -1,0 +1,269 @@
+/*
+ * log.c: the audit log, a hash chain in the catalog's log table.
+ *
+ * Entry n holds: time, kind (init, ingest, search, lookup, policy, ...),
+ * actor, purpose, query_hash (a hash keyed with the store's salt: never the
+ * image, the descriptor or the looked-up identifier), result count, a JSON
+ * detail of counts, prev (entry n-1's hash; 64 zeros for the first) and
+ * hash = BLAKE2b-256 over all of these, each length-prefixed. The last
+ * entry's "SEQ HASH" is kept twice: in meta.log_head, written in the same
+ * transaction as the entry, and in the file log.head beside the catalog,
+ * rewritten after each commit. Editing, deleting or reordering entries
+ * breaks the chain; cutting entries off its end no longer matches the
+ * heads. An operator who wants protection against someone able to rewrite
+ * the whole store copies `lethe log head` somewhere else from time to time.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "catalog/store.h"
+#include "util/strbuf.h"
+#include "util/util.h"
+
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+static void put_field(crypto_generichash_state *h, const char *s)
+{
+    uint64_t n = strlen(s ? s : "");
+    crypto_generichash_update(h, (const uint8_t *)&n, sizeof(n));
+    crypto_generichash_update(h, (const uint8_t *)(s ? s : ""), n);
+}
+
+static void entry_hash(int64_t seq, const char *time, const char *kind, const char *actor,
+                       const char *purpose, const char *qhash, int64_t results,
+                       const char *detail, const char *prev, char hex[65])
+{
+    crypto_generichash_state h;
+    uint8_t out[32];
+    crypto_generichash_init(&h, NULL, 0, sizeof(out));
+    put_field(&h, "lethe-log-v1");
+    crypto_generichash_update(&h, (const uint8_t *)&seq, sizeof(seq));
+    put_field(&h, time);
+    put_field(&h, kind);
+    put_field(&h, actor);
+    put_field(&h, purpose);
+    put_field(&h, qhash);
+    crypto_generichash_update(&h, (const uint8_t *)&results, sizeof(results));
+    put_field(&h, detail);
+    put_field(&h, prev);
+    crypto_generichash_final(&h, out, sizeof(out));
+    sodium_bin2hex(hex, 65, out, sizeof(out));
+}
+
+int store_log_append(lethe_store *s, const char *kind, const char *actor, const char *purpose,
+                     const char *query_hash, int64_t results, const char *detail)
+{
+    sqlite3_stmt *st;
+    char prev[65] = ZERO_HASH, hash[65], now[32], head[96];
+    int64_t seq = 1;
+    int rc = store_prepare(s, "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        seq = sqlite3_column_int64(st, 0) + 1;
+        snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    store_now(now);
+    actor = actor ? actor : "";
+    purpose = purpose ? purpose : "";
+    query_hash = query_hash ? query_hash : "";
+    detail = detail ? detail : "{}";
+    entry_hash(seq, now, kind, actor, purpose, query_hash, results, detail, prev, hash);
+    if ((rc = store_prepare(s, "INSERT INTO log(seq, time, kind, actor, purpose, query_hash, "
+                               "results, detail, prev, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            &st)))
+        return rc;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, purpose, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, query_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, results);
+    sqlite3_bind_text(st, 8, detail, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, prev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, hash, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlfail(s, "appending to the log");
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    snprintf(head, sizeof(head), "%lld %s", (long long)seq, hash);
+    if ((rc = store_prepare(s, "INSERT OR REPLACE INTO meta(key, value) VALUES ('log_head', ?)",
+                            &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, head, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlfail(s, "writing the log head");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int read_meta_head(lethe_store *s, char *out, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT value FROM meta WHERE key = 'log_head'", &st);
+    if (rc)
+        return rc;
+    out[0] = 0;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return LETHE_OK;
+}
+
+int store_log_write_head(lethe_store *s)
+{
+    char head[128];
+    int rc = read_meta_head(s, head, sizeof(head) - 1);
+    if (rc || !head[0])
+        return rc;
+    strcat(head, "\n");
+    return store_write_file(s, STORE_LOG_HEAD, head, strlen(head));
+}
+
+int lethe_log_export(lethe_store *s, char **jsonl)
+{
+    sqlite3_stmt *st;
+    strbuf b;
+    int rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
+                              "detail, prev, hash FROM log ORDER BY seq", &st);
+    *jsonl = NULL;
+    if (rc)
+        return rc;
+    sb_init(&b);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        static const char *names[] = {"seq", "time", "kind", "actor", "purpose",
+                                      "query_hash", "results", "detail", "prev", "hash"};
+        sb_putc(&b, '{');
+        for (int c = 0; c < 10; c++) {
+            sb_printf(&b, "%s\"%s\":", c ? "," : "", names[c]);
+            if (c == 0 || c == 6)
+                sb_printf(&b, "%lld", (long long)sqlite3_column_int64(st, c));
+            else if (c == 7)
+                sb_puts(&b, (const char *)sqlite3_column_text(st, c)); /* JSON already */
+            else
+                sb_json_str(&b, (const char *)sqlite3_column_text(st, c));
+        }
+        sb_puts(&b, "}\n");
+    }
+    sqlite3_finalize(st);
+    *jsonl = sb_finish(&b);
+    return *jsonl ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+}
+
+/* Parse "SEQ HASH" into its parts; 0 on success. */
+static int parse_head(const char *text, int64_t *seq, char hash[65])
+{
+    long long q;
+    char h[80];
+    if (sscanf(text, "%lld %79s", &q, h) != 2 || strlen(h) != 64 || q < 1)
+        return -1;
+    *seq = q;
+    memcpy(hash, h, 65);
+    return 0;
+}
+
+int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
+{
+    sqlite3_stmt *st;
+    char prev[65] = ZERO_HASH, want[65], meta_head[128], file_head[128] = "";
+    int64_t expect = 1, last = 0;
+    uint64_t n = 0;
+    int rc;
+    *first_bad = 0;
+    if ((rc = store_exec(s, "BEGIN")))
+        return rc;
+    if ((rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
+                               "detail, prev, hash FROM log ORDER BY seq", &st))) {
+        store_exec(s, "COMMIT");
+        return rc;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        const char *f[10];
+        for (int c = 1; c < 10; c++)
+            f[c] = sqlite3_column_type(st, c) == SQLITE_NULL
+                       ? "" : (const char *)sqlite3_column_text(st, c);
+        n++;
+        if (seq != expect) {
+            *first_bad = (uint64_t)expect;
+            rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld is missing (next is %lld)",
+                            (long long)expect, (long long)seq);
+            break;
+        }
+        if (strcmp(f[8], prev) != 0) {
+            *first_bad = (uint64_t)seq;
+            rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not follow entry %lld "
+                            "(removed, reordered or replaced)", (long long)seq,
+                            (long long)seq - 1);
+            break;
+        }
+        entry_hash(seq, f[1], f[2], f[3], f[4], f[5], sqlite3_column_int64(st, 6), f[7], f[8],
+                   want);
+        if (strcmp(want, f[9]) != 0) {
+            *first_bad = (uint64_t)seq;
+            rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld was altered (its hash does not "
+                            "match its content)", (long long)seq);
+            break;
+        }
+        memcpy(prev, f[9], 65);
+        last = seq;
+        expect = seq + 1;
+    }
+    sqlite3_finalize(st);
+    if (rc == LETHE_OK)
+        rc = read_meta_head(s, meta_head, sizeof(meta_head));
+    store_exec(s, "COMMIT");
+    if (rc == LETHE_OK) {
+        /* The heads: the catalog's must name the last entry exactly; the
+         * file's, written after each commit, may lag by a crash but must
+         * name an entry of the chain. */
+        char *path = store_file(s, STORE_LOG_HEAD);
+        FILE *f = path ? fopen(path, "r") : NULL;
+        if (f) {
+            if (!fgets(file_head, sizeof(file_head), f))
+                file_head[0] = 0;
+            fclose(f);
+        }
+        int64_t mseq = 0, fseq = 0;
+        char mhash[65], fhash[65];
+        if (!f) {
+            rc = store_fail(s, LETHE_ERR_FORMAT, "%s: %s (the log's anchor is gone)",
+                            path ? path : STORE_LOG_HEAD, strerror(errno));
+            *first_bad = (uint64_t)last + 1;
+        } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
+                   parse_head(file_head, &fseq, fhash) != 0) {
+            rc = store_fail(s, LETHE_ERR_FORMAT, "the log head is damaged");
+            *first_bad = (uint64_t)last + 1;
+        } else if (mseq > last || fseq > last) {
+            *first_bad = (uint64_t)last + 1;
+            rc = store_fail(s, LETHE_ERR_FORMAT, "log entries %lld to %lld are missing (the log "
+                            "was cut short)", (long long)last + 1,
+                            (long long)(mseq > fseq ? mseq : fseq));
+        } else if (mseq != last || strcmp(mhash, prev) != 0) {
+            *first_bad = (uint64_t)mseq;
+            rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match the catalog's "
+                            "record of the head", (long long)mseq);
+        } else {
+            /* file head: the entry it names must carry its hash */
+            sqlite3_stmt *q;
+            if ((rc = store_prepare(s, "SELECT hash FROM log WHERE seq = ?", &q)) == LETHE_OK) {
+                sqlite3_bind_int64(q, 1, fseq);
+                if (sqlite3_step(q) != SQLITE_ROW ||
+                    strcmp((const char *)sqlite3_column_text(q, 0), fhash) != 0) {
+                    *first_bad = (uint64_t)fseq;
+                    rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match %s",
+                                    (long long)fseq, STORE_LOG_HEAD);
+                }
+                sqlite3_finalize(q);
+            }
+        }
+        lethe_free(path);
+    }
+    *entries = n;
+    return rc;
+}
