@@ -524,6 +524,16 @@ static void test_kernels_match_reference(void)
             codes[i] = round == 0 ? (i % 3 ? 255 : 1) : (uint8_t)(1 + next_u64() % 255);
         for (size_t i = 0; i < NQ * IDX_DIM; i++)
             qcodes[i] = round == 0 ? (i % 2 ? 127 : -127) : (int8_t)((int)(next_u64() % 255) - 127);
+        /* Rounds 4, 5: every other row equals query (r / 2) % NQ on dims
+         * 64..127, so its distance is its first half's: where the early
+         * exit after the first half is decided. */
+        for (size_t r = 0; round >= 4 && r < NR; r += 2) {
+            uint8_t *gb = codes + NG * IDX_GROUP_HALF_BYTES + (r / 16) * IDX_GROUP_HALF_BYTES +
+                          (r % 16) * 4;
+            const int8_t *qb = qcodes + ((r / 2) % NQ) * IDX_DIM + IDX_HALF;
+            for (unsigned d = 0; d < IDX_HALF; d++)
+                gb[(d / 4) * 64 + d % 4] = (uint8_t)(qb[d] + 128);
+        }
         for (size_t r = 0; r < NR; r++) {
             const uint8_t *ga = codes + (r / 16) * IDX_GROUP_HALF_BYTES + (r % 16) * 4;
             const uint8_t *gb = ga + NG * IDX_GROUP_HALF_BYTES;
@@ -553,6 +563,39 @@ static void test_kernels_match_reference(void)
              * at the typical distance, some where only a few rows pass */
             double typical = sqrt(128.0 * 2.0 * 127.0 * 127.0 / 3.0);
             qthr[q] = round == 1 ? INFINITY : (float)(typical * (0.6 + 0.5 * uniform()));
+        }
+        if (round >= 4) {
+            /* No group bound, and each query's threshold at the median
+             * distance of the rows that equal it on dims 64..127. */
+            for (size_t i = 0; i < NG; i++)
+                gmax[i] = 0;
+            for (size_t q = 0; q < NQ; q++) {
+                int32_t d2s[NR];
+                size_t m = 0;
+                for (size_t r = 0; r < NR; r += 2) {
+                    if ((r / 2) % NQ != q)
+                        continue;
+                    const uint8_t *ga = codes + (r / 16) * IDX_GROUP_HALF_BYTES + (r % 16) * 4;
+                    int32_t d2 = 0;
+                    for (unsigned d = 0; d < IDX_HALF; d++) {
+                        int diff = (ga[(d / 4) * 64 + d % 4] - 128) - qcodes[q * IDX_DIM + d];
+                        d2 += diff * diff;
+                    }
+                    d2s[m++] = d2;
+                }
+                int32_t med = d2s[0];
+                for (size_t i = 0; i < m; i++) { /* a middle value, no sort needed */
+                    size_t below_i = 0;
+                    for (size_t j = 0; j < m; j++)
+                        below_i += d2s[j] < d2s[i];
+                    if (below_i == m / 2)
+                        med = d2s[i];
+                }
+                float t = sqrtf((float)med);
+                while (t * t < (float)med)
+                    t = nextafterf(t, INFINITY);
+                qthr[q] = t;
+            }
         }
         for (size_t nq = 1; nq <= NQ; nq++) {
             idx_scan_args a = {codes, codes + NG * IDX_GROUP_HALF_BYTES, sq, sqa, gmax, NG, 32,

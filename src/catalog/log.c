@@ -14,6 +14,7 @@
  * the whole store copies `lethe log head` somewhere else from time to time.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,11 +119,22 @@ static int read_meta_head(lethe_store *s, char *out, size_t n)
 int store_log_write_head(lethe_store *s)
 {
     char head[128];
+    /* Writers serialise on a byte-range lock of the lock file (apart from
+     * the writer flock), then write the newest committed head: the file
+     * never goes backwards. */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    while (fcntl(s->lock_fd, F_OFD_SETLKW, &fl) < 0)
+        if (errno != EINTR)
+            return store_fail(s, LETHE_ERR_IO, "%s/%s: cannot lock: %s", s->dir, STORE_LOCK,
+                              strerror(errno));
     int rc = read_meta_head(s, head, sizeof(head) - 1);
-    if (rc || !head[0])
-        return rc;
-    strcat(head, "\n");
-    return store_write_file(s, STORE_LOG_HEAD, head, strlen(head));
+    if (rc == LETHE_OK && head[0]) {
+        strcat(head, "\n");
+        rc = store_write_file(s, STORE_LOG_HEAD, head, strlen(head));
+    }
+    fl.l_type = F_UNLCK;
+    fcntl(s->lock_fd, F_OFD_SETLK, &fl);
+    return rc;
 }
 
 int lethe_log_export(lethe_store *s, char **jsonl)

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,13 +224,16 @@ void store_now(char out[32])
 int store_write_file(lethe_store *s, const char *name, const char *data, size_t len)
 {
     char *path = store_file(s, name);
-    size_t tn = strlen(name) + 8;
+    size_t tn = strlen(name) + 48;
+    static _Atomic unsigned serial;
     char *tmpname = lethe_malloc(tn);
     char *tmp = NULL;
     int rc = LETHE_ERR_NOMEM, fd = -1;
     if (!path || !tmpname)
         goto out;
-    snprintf(tmpname, tn, "%s.tmp", name);
+    /* unique: several processes and threads may write the same file */
+    snprintf(tmpname, tn, "%s.%ld.%u.tmp", name, (long)getpid(),
+             atomic_fetch_add(&serial, 1u));
     tmp = store_file(s, tmpname);
     if (!tmp)
         goto out;

@@ -2,7 +2,7 @@
  * index_search.c: exact k-nearest-neighbour search over the index.
  *
  * The scan reads only the int8 codes (128 B a row, a quarter of the fp32
- * rows). With x^ = cx / 256 and q^ = cq / 256 the fixed quantiser's
+ * row; for most rows only the first 64, see index_int.h). With x^ = cx / 256 and q^ = cq / 256 the fixed quantiser's
  * reconstructions, e_x = ||x - x^|| (stored per row, rounded up) and
  * e_q = ||q - q^||, the triangle inequality bounds the true distance:
  *
@@ -23,9 +23,10 @@
  * more rows through (index_int.h); the test above is then made in double.
  * When a pending list grows, it is pruned against the current T and, if
  * still long, reranked. At the end the workers' bounds are merged into one
- * T, surviving candidates reranked with exact distances, and the top k by
- * (reported distance, id) returned: exactly the brute-force answer,
- * whatever the kernel set, thread count or order of the scan.
+ * T, surviving candidates reranked with exact distances in order of their
+ * lower bounds (so T soon becomes the exact k-th distance and cuts the rest
+ * off), and the top k by (reported distance, id) returned: exactly the
+ * brute-force answer, whatever the kernel set, thread count or scan order.
  */
 #include <errno.h>
 #include <math.h>
@@ -37,7 +38,7 @@
 #include "util/util.h"
 
 /* Groups per kernel call: a whole block when the queries fit one call,
- * else half a block (16 KiB of codes stays in L1 across the query tiles). */
+ * else half a block (its codes stay in L1 across the query tiles). */
 #define IDX_SUBGROUPS_BATCH 8u
 /* A pending list this long (or 4k) is pruned, and reranked if still long. */
 #define IDX_PENDING_CAP 2048u

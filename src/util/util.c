@@ -5,32 +5,36 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static long alloc_countdown = -1; /* < 0: never fail */
-static long alloc_count;
+/* Relaxed atomics: the library allocates from worker threads too, and the
+ * counters must not be a data race even though only tests read them. */
+static _Atomic long alloc_countdown = -1; /* < 0: never fail */
+static _Atomic long alloc_count;
 
 static int alloc_should_fail(void)
 {
-    alloc_count++;
-    if (alloc_countdown < 0)
-        return 0;
-    if (alloc_countdown == 0)
-        return 1;
-    alloc_countdown--;
-    return 0;
+    atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
+    long c = atomic_load_explicit(&alloc_countdown, memory_order_relaxed);
+    while (c > 0) {
+        if (atomic_compare_exchange_weak_explicit(&alloc_countdown, &c, c - 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return 0;
+    }
+    return c == 0;
 }
 
 void lethe_alloc_fail_after(long countdown)
 {
-    alloc_countdown = countdown;
-    alloc_count = 0;
+    atomic_store_explicit(&alloc_countdown, countdown, memory_order_relaxed);
+    atomic_store_explicit(&alloc_count, 0, memory_order_relaxed);
 }
 
-long lethe_alloc_count(void) { return alloc_count; }
+long lethe_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
 
 void *lethe_malloc(size_t n)
 {
