@@ -3,7 +3,8 @@
 # measured in this run on this machine, reported as ratios. Run on demand
 # (`make bench`), not in CI. Needs ../shared/data (LFW) and tools/ref set up.
 #
-#   bench/run.sh [describe] [ssd] [kernels]     (default: all)
+#   bench/run.sh [describe] [ssd] [kernels] [search] [store]
+#                (default: describe ssd kernels; search and store take minutes)
 #
 # describe  256 LFW centre chips: the whole `lethe embed --chip` process
 #           (start-up, decode, 256 descriptors) against the peer's steady
@@ -13,6 +14,10 @@
 #           on the same photos (bench_detect against bench.mjs --mode ssd).
 # kernels   GFLOP/s of the convolution kernels against the machine's peak
 #           (bench_kernels).
+# search    exact search over 1,000,000 descriptors against FAISS IndexFlatL2
+#           (bench/search.sh; ~4 minutes)
+# store     LFW ingest throughput against face-api.js's pipeline, and rank-1
+#           identification (bench/lfw_store.sh; ~15 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${LETHE_TEST_DATA:-../shared/data}
@@ -67,4 +72,12 @@ fi
 if [[ " $what " == *" kernels "* ]] && [ -x "$BUILD/bench/bench_kernels" ]; then
     echo "== convolution kernels"
     "$BUILD/bench/bench_kernels"
+fi
+
+if [[ " $what " == *" search "* ]]; then
+    bench/search.sh
+fi
+
+if [[ " $what " == *" store "* ]]; then
+    bench/lfw_store.sh
 fi
