@@ -466,9 +466,13 @@ LETHE_API int lethe_policy_check(lethe_store *store, const char *jurisdiction,
 LETHE_API int lethe_datasheet(lethe_store *store, const char *format, char **out);
 
 /* A canonical digest (hex) of the store's logical content: photos,
- * provenance, faces, templates; not the log. Equal for stores holding the
- * same data, whatever their history. */
+ * provenance, faces, templates, the consent policy; not the log. Equal for
+ * stores holding the same data, whatever their history. It is kept up to
+ * date with every change (a multiset hash), so reading it is instant. */
 LETHE_API int lethe_store_digest(lethe_store *store, char hex[65]);
+/* The same, recomputed from every record; *matches (may be NULL) says
+ * whether it equals the kept one. */
+LETHE_API int lethe_store_digest_full(lethe_store *store, char hex[65], int *matches);
 
 LETHE_API void lethe_free_string(char *s);
 

@@ -721,31 +721,41 @@ int cmd_digest(int argc, char **argv)
     char hex[65];
     cli_common_init(&c);
     if (cli_wants_help(argc, argv)) {
-        printf("usage: lethe digest [--store DIR] [--json]\n\n"
-               "A canonical BLAKE2b digest of the store's logical content: photos,\n"
-               "provenance, faces, templates and the consent policy; not the log, and\n"
-               "nothing that depends on the order things happened in. Two stores that\n"
-               "hold the same data have the same digest, whatever their history.\n\n%s",
+        printf("usage: lethe digest [--store DIR] [--json] [--full]\n\n"
+               "A canonical digest of the store's logical content: photos, provenance,\n"
+               "faces, templates and the consent policy; not the log, and nothing that\n"
+               "depends on the order things happened in. Two stores that hold the same\n"
+               "data have the same digest, whatever their history. It is a multiset\n"
+               "hash kept up to date with every change; --full recomputes it from every\n"
+               "record and exits 1 if that differs from the kept one.\n\n%s",
                cli_common_help);
         return CLI_EXIT_OK;
     }
+    int full = 0, matches = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0)
             return CLI_EXIT_USAGE;
-        if (r == 0)
+        if (r > 0)
+            continue;
+        if (!strcmp(argv[i], "--full"))
+            full = 1;
+        else
             return cli_unknown_option("digest", argv[i]);
     }
     lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
     if (!s)
         return CLI_EXIT_FAILED;
-    int rc = lethe_store_digest(s, hex);
+    int rc = full ? lethe_store_digest_full(s, hex, &matches) : lethe_store_digest(s, hex);
     if (rc != LETHE_OK)
         cli_error("digest: %s", lethe_store_errmsg(s));
     else if (c.json)
-        printf("{\"digest\":\"%s\"}\n", hex);
+        printf("{\"digest\":\"%s\"%s}\n", hex,
+               full ? (matches ? ",\"matches_kept\":true" : ",\"matches_kept\":false") : "");
     else
         printf("%s\n", hex);
+    if (rc == LETHE_OK && !matches)
+        cli_error("digest: the recomputed digest differs from the kept one");
     lethe_store_close(s);
-    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    return rc || !matches ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -93,6 +93,17 @@ static int ingest_range(lethe_store *s, int from, int to, const char *jur, const
     return rc ? rc : rc2;
 }
 
+/* the kept (incremental) digest must equal the one recomputed from scratch */
+static void check_digest(lethe_store *s)
+{
+    char kept[65], full[65];
+    int matches = 0;
+    CHECK_EQ_INT(lethe_store_digest(s, kept), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_digest_full(s, full, &matches), LETHE_OK);
+    CHECK(matches);
+    CHECK(!strcmp(kept, full));
+}
+
 static void test_open_errors(void)
 {
     lethe_store *s = NULL;
@@ -229,6 +240,7 @@ static void test_policy_refuses(void)
     CHECK_EQ_INT(lethe_search(s, vecs[250], 1, &so, &m, &nm), LETHE_OK);
     CHECK_EQ_INT(nm, 0);
     lethe_matches_free(m, nm);
+    check_digest(s);
     CHECK_EQ_INT(lethe_policy_set(s, "DE", "withdrawn", "test", 0, &dropped), LETHE_ERR_ARG);
     CHECK_EQ_INT(lethe_policy_set(s, "XX", "explicit", "test", 0, &dropped), LETHE_ERR_ARG);
     lethe_store_close(s);
@@ -254,6 +266,8 @@ static void test_digest_history_independent(void)
     CHECK_EQ_INT(lethe_store_digest(a, h1), LETHE_OK);
     CHECK_EQ_INT(lethe_store_digest(b, h2), LETHE_OK);
     CHECK(!strcmp(h1, h2));
+    check_digest(a);
+    check_digest(b);
     /* one more provenance changes it */
     CHECK_EQ_INT(ingest_range(b, 0, 1, "US", "public-license", &st), LETHE_OK);
     CHECK_EQ_INT(st.provenance, 1);
@@ -298,6 +312,7 @@ static void test_withdrawal_drops(void)
     CHECK(json && strstr(json, "\"status\":\"withdrawn\""));
     CHECK(json && strstr(json, "\"templates\":0"));
     lethe_free_string(json);
+    check_digest(s);
     lethe_store_close(s);
 }
 

@@ -477,6 +477,8 @@ static int record(lethe_ingest *g, job *j)
         return rc;
     /* Provenance that arrived while it was analysed may withdraw consent. */
     int allowed = photo_eligible(g, photo, j->provs);
+    if (photo && (rc = store_dg(g->s, photo, -1)))
+        return rc;
     if (photo) {
         /* re-analysis of a refused photo that a new basis allows */
         sqlite3_bind_int64(g->del_faces, 1, photo);
@@ -515,7 +517,7 @@ static int record(lethe_ingest *g, job *j)
     if (j->nfaces == 0)
         COUNT(g, no_face, 1);
     g->batch_photos++;
-    return LETHE_OK;
+    return store_dg(g->s, photo, 1);
 }
 
 /* Take finished jobs; wait for at least one when `wait` and some are out. */
@@ -647,25 +649,24 @@ static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *
         return rc;
     if (found) {
         COUNT(g, duplicates, 1);
-        if (!strcmp(prov->f[P_CONSENT], "withdrawn")) {
-            if ((rc = add_prov(g, photo, prov, &added)))
-                return rc;
-            if (!strcmp(status, "analysed"))
-                return drop_templates(g, photo, "withdrawn");
-            if (!strcmp(status, "refused")) {
-                sqlite3_bind_text(g->set_status, 1, "withdrawn", -1, SQLITE_STATIC);
-                sqlite3_bind_int64(g->set_status, 2, photo);
-                return step_done(g, g->set_status, "updating a photo");
-            }
-            return LETHE_OK;
-        }
-        if (strcmp(status, "analysed") != 0 && photo_eligible(g, photo, prov) &&
-            !strcmp(kind, "photo")) {
+        if (strcmp(status, "analysed") != 0 && strcmp(prov->f[P_CONSENT], "withdrawn") != 0 &&
+            photo_eligible(g, photo, prov) && !strcmp(kind, "photo")) {
             *need_analysis = 1; /* provenance added with the results */
             *photo_out = photo;
             return LETHE_OK;
         }
-        return add_prov(g, photo, prov, &added);
+        if ((rc = store_dg(g->s, photo, -1)) || (rc = add_prov(g, photo, prov, &added)))
+            return rc;
+        if (!strcmp(prov->f[P_CONSENT], "withdrawn")) {
+            if (!strcmp(status, "analysed")) {
+                rc = drop_templates(g, photo, "withdrawn");
+            } else if (!strcmp(status, "refused")) {
+                sqlite3_bind_text(g->set_status, 1, "withdrawn", -1, SQLITE_STATIC);
+                sqlite3_bind_int64(g->set_status, 2, photo);
+                rc = step_done(g, g->set_status, "updating a photo");
+            }
+        }
+        return rc ? rc : store_dg(g->s, photo, 1);
     }
     if (photo_eligible(g, 0, prov)) {
         *need_analysis = 1;
@@ -679,7 +680,9 @@ static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *
     COUNT(g, added, 1);
     COUNT(g, refused, 1);
     g->batch_photos++;
-    return add_prov(g, photo, prov, &added);
+    if ((rc = add_prov(g, photo, prov, &added)))
+        return rc;
+    return store_dg(g->s, photo, 1);
 }
 
 static int looks_like_image(const uint8_t *b, size_t n)
@@ -839,6 +842,8 @@ int lethe_ingest_descriptor(lethe_ingest *g, const float *desc, const lethe_prov
             rc = add_prov(g, photo, p, &added);
         if (rc == LETHE_OK)
             rc = insert_face(g, photo, 0, NULL, 0, desc);
+        if (rc == LETHE_OK)
+            rc = store_dg(g->s, photo, 1);
         if (rc == LETHE_OK) {
             COUNT(g, added, 1);
             COUNT(g, faces, 1);

@@ -127,14 +127,29 @@ int store_prepare(lethe_store *s, const char *sql, sqlite3_stmt **st)
 
 int store_begin(lethe_store *s)
 {
-    return store_exec(s, "BEGIN IMMEDIATE");
+    int rc = store_exec(s, "BEGIN IMMEDIATE");
+    if (rc == LETHE_OK) {
+        s->dig_dirty = 0;
+        if ((rc = dg_load(s, s->dig)) != LETHE_OK)
+            store_rollback(s);
+    }
+    return rc;
+}
+
+int store_dg(lethe_store *s, int64_t photo, int sign)
+{
+    s->dig_dirty = 1;
+    return dg_photo(s, s->dig, photo, sign);
 }
 
 int store_commit(lethe_store *s)
 {
-    int rc = store_exec(s, "COMMIT");
+    int rc = s->dig_dirty ? dg_save(s, s->dig) : LETHE_OK;
+    if (rc == LETHE_OK)
+        rc = store_exec(s, "COMMIT");
     if (rc != LETHE_OK)
         return rc;
+    s->dig_dirty = 0;
     return store_log_write_head(s);
 }
 
@@ -384,6 +399,8 @@ static int apply_policy(lethe_store *s, const policy *p, int dry_run, uint64_t *
         }
         sqlite3_reset(fc);
         if (!dry_run) {
+            if ((rc = store_dg(s, photo, -1)))
+                goto out;
             sqlite3_bind_int64(upd, 1, photo);
             sqlite3_bind_int64(clr, 1, photo);
             if (sqlite3_step(upd) != SQLITE_DONE || sqlite3_step(clr) != SQLITE_DONE) {
@@ -392,6 +409,8 @@ static int apply_policy(lethe_store *s, const policy *p, int dry_run, uint64_t *
             }
             sqlite3_reset(upd);
             sqlite3_reset(clr);
+            if ((rc = store_dg(s, photo, 1)))
+                goto out;
         }
     }
     rc = rc == SQLITE_DONE ? LETHE_OK : store_sqlfail(s, "reading photos");
@@ -673,6 +692,8 @@ static int create_store(lethe_store *s)
         }
     }
     memcpy(s->salt, salt, sizeof(salt));
+    memset(s->dig, 0, sizeof(s->dig));
+    s->dig_dirty = 1; /* the empty store's state, saved with the rest */
     if (rc == LETHE_OK)
         rc = store_log_append(s, "init", "", "", "", 0, "{\"format\":1}");
     if (rc == LETHE_OK && policy_default(&p) != 0)
@@ -707,7 +728,22 @@ static int check_store(lethe_store *s)
     if (sodium_hex2bin(s->salt, sizeof(s->salt), hex, strlen(hex), NULL, &len, NULL) != 0 ||
         len != sizeof(s->salt))
         return store_fail(s, LETHE_ERR_STORE, "%s: meta.salt is damaged", s->dir);
-    return LETHE_OK;
+    if (dg_load(s, s->dig) != LETHE_OK) {
+        /* a store from before the kept digest: compute it once */
+        if (s->flags & LETHE_STORE_READONLY)
+            return store_fail(s, LETHE_ERR_STORE, "%s: the digest state is missing (open the "
+                              "store writable once to compute it)", s->dir);
+        if ((rc = store_exec(s, "BEGIN IMMEDIATE")))
+            return rc;
+        rc = dg_full(s, s->dig);
+        if (rc == LETHE_OK)
+            rc = dg_save(s, s->dig);
+        if (rc == LETHE_OK)
+            rc = store_exec(s, "COMMIT");
+        else
+            store_rollback(s);
+    }
+    return rc;
 }
 
 int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
@@ -828,88 +864,4 @@ const char *lethe_store_path(const lethe_store *s)
 void lethe_free_string(char *str)
 {
     lethe_free(str);
-}
-
-/* ---------------------------------------------------------------- digest */
-
-static void hash_text(crypto_generichash_state *h, const unsigned char *t)
-{
-    const char *s = t ? (const char *)t : "";
-    uint64_t n = strlen(s);
-    crypto_generichash_update(h, (const uint8_t *)&n, sizeof(n));
-    crypto_generichash_update(h, (const uint8_t *)s, n);
-}
-
-static void hash_col(crypto_generichash_state *h, sqlite3_stmt *st, int col)
-{
-    int t = sqlite3_column_type(st, col);
-    uint8_t tag = (uint8_t)t;
-    crypto_generichash_update(h, &tag, 1);
-    if (t == SQLITE_INTEGER) {
-        int64_t v = sqlite3_column_int64(st, col);
-        crypto_generichash_update(h, (const uint8_t *)&v, sizeof(v));
-    } else if (t == SQLITE_FLOAT) {
-        double v = sqlite3_column_double(st, col);
-        crypto_generichash_update(h, (const uint8_t *)&v, sizeof(v));
-    } else if (t == SQLITE_TEXT) {
-        hash_text(h, sqlite3_column_text(st, col));
-    } else if (t == SQLITE_BLOB) {
-        uint64_t n = (uint64_t)sqlite3_column_bytes(st, col);
-        crypto_generichash_update(h, (const uint8_t *)&n, sizeof(n));
-        crypto_generichash_update(h, sqlite3_column_blob(st, col), n);
-    }
-}
-
-/* Hash every row of a query, every column, in order. */
-static int hash_query(lethe_store *s, crypto_generichash_state *h, const char *label,
-                      const char *sql)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st), step;
-    if (rc)
-        return rc;
-    hash_text(h, (const unsigned char *)label);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW)
-        for (int c = 0; c < sqlite3_column_count(st); c++)
-            hash_col(h, st, c);
-    sqlite3_finalize(st);
-    return step == SQLITE_DONE ? LETHE_OK : store_sqlfail(s, "digest");
-}
-
-int lethe_store_digest(lethe_store *s, char hex[65])
-{
-    crypto_generichash_state h;
-    uint8_t out[32];
-    int rc;
-    /* Logical content only: no row ids, no insertion times, nothing whose
-     * value depends on the order things happened in. */
-    crypto_generichash_init(&h, NULL, 0, sizeof(out));
-    hash_text(&h, (const unsigned char *)"lethe-digest-v1");
-    if ((rc = store_exec(s, "BEGIN")))
-        return rc;
-    rc = hash_query(s, &h, "photos",
-                    "SELECT sha256, kind, bytes, width, height, status FROM photos "
-                    "ORDER BY sha256");
-    if (!rc)
-        rc = hash_query(s, &h, "provenance",
-                        "SELECT p.sha256, v.path, v.photo_id, v.url, v.uploader, v.source, "
-                        "v.license, v.jurisdiction, v.consent, v.collected_at FROM provenance v "
-                        "JOIN photos p ON p.id = v.photo ORDER BY 1,2,3,4,5,6,7,8,9,10");
-    if (!rc)
-        rc = hash_query(s, &h, "faces",
-                        "SELECT p.sha256, f.ord, f.x, f.y, f.w, f.h, f.score, f.descriptor "
-                        "FROM faces f JOIN photos p ON p.id = f.photo ORDER BY 1, 2");
-    if (!rc)
-        rc = hash_query(s, &h, "policy", "SELECT NULL");
-    if (!rc) {
-        char *pol = policy_format(s->pol);
-        hash_text(&h, (const unsigned char *)(pol ? pol : ""));
-        lethe_free(pol);
-    }
-    store_exec(s, "COMMIT");
-    if (rc)
-        return rc;
-    crypto_generichash_final(&h, out, sizeof(out));
-    sodium_bin2hex(hex, 65, out, sizeof(out));
-    return LETHE_OK;
 }

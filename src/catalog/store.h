@@ -32,6 +32,8 @@
 #define STORE_LOG_HEAD "log.head"
 #define STORE_LOCK "lock"
 
+#define DIGEST_LANES 1024 /* 16-bit lanes of the multiset hash (digest.c) */
+
 struct lethe_store {
     char *dir;
     unsigned flags;
@@ -41,6 +43,8 @@ struct lethe_store {
     int lock_fd;          /* the store's lock file */
     int locked;           /* we hold LOCK_EX on it */
     uint8_t salt[32];     /* keys the hashes of queries and identifiers */
+    uint16_t dig[DIGEST_LANES]; /* the digest state inside a transaction */
+    int dig_dirty;        /* changed since store_begin: saved at commit */
     char err[1024];
 };
 
@@ -100,6 +104,16 @@ int store_log_write_head(lethe_store *s);
  */
 int store_photo_eligible(const policy *p, const char *const *jurisdictions,
                          const char *const *consents, int n);
+
+/* The incremental digest (digest.c). store_dg folds photo's records out
+ * (sign -1) or in (+1) of s->dig; call it before and after changing any of
+ * a photo's rows, inside the transaction. */
+int store_dg(lethe_store *s, int64_t photo, int sign);
+int dg_photo(lethe_store *s, uint16_t *state, int64_t photo, int sign);
+int dg_full(lethe_store *s, uint16_t *state);
+int dg_load(lethe_store *s, uint16_t *state);
+int dg_save(lethe_store *s, const uint16_t *state);
+void dg_final(lethe_store *s, const uint16_t *state, char hex[65]);
 
 /* Write a file atomically (temp file in the same folder, fsync, rename). */
 int store_write_file(lethe_store *s, const char *name, const char *data, size_t len);

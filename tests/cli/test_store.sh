@@ -86,6 +86,7 @@ same "second run adds nothing" "$(jnum "$tmp/out" added)" 0
 same "second run sees 6 duplicates" "$(jnum "$tmp/out" duplicates)" 6
 same "second run adds no provenance" "$(jnum "$tmp/out" provenance)" 0
 same "digest unchanged by the second run" "$("$LETHE" digest --store "$S")" "$d1"
+expect "kept digest equals the recomputed one" 0 "$LETHE" digest --store "$S" --full
 
 # the US-IL photo: no descriptor anywhere in the store
 "$LETHE" embed --json "$SAMPLES/sample2.jpg" >"$tmp/il.jsonl" 2>/dev/null
@@ -138,6 +139,8 @@ if [ "${w:-0}" -ge 1 ]; then ok "withdrawal dropped $w templates"; else bad "wit
 expect "withdrawn photo no longer found" 0 "$LETHE" search --store "$S" --purpose t --json --queries "$tmp/de.jsonl"
 lacks "withdrawn photo not in results" "$tmp/out" "sample6.jpg"
 [ -x "$SCAN" ] && expect "withdrawn descriptors gone from every file" 0 "$SCAN" "$S" --descriptors "$tmp/de.jsonl"
+
+expect "digest after withdrawals and policy changes" 0 "$LETHE" digest --store "$S" --full
 
 # --- lookup -------------------------------------------------------------
 expect "lookup by uploader" 0 "$LETHE" lookup --store "$S" --uploader bob
@@ -301,6 +304,7 @@ kill_test() { # NAME ARGS...: kill an ingest at 20 random moments, then finish
     "$LETHE" ingest --store "$K" --quiet "$@" >/dev/null 2>&1
     same "$name: re-run after kills ends where a clean run does" "$("$LETHE" digest --store "$K")" "$("$LETHE" digest --store "$C")"
     expect "$name: log verifies at the end" 0 "$LETHE" log verify --store "$K"
+    expect "$name: kept digest equals the recomputed one" 0 "$LETHE" digest --store "$K" --full
 }
 if [ -d "$DATA/lfw/images" ]; then
     ls -d "$DATA"/lfw/images/A* | head -n 60 >"$tmp/dirs"
