@@ -8,6 +8,7 @@
  *   3. The face engine (detect, landmarks, align, describe)
  *   4. Descriptor utilities
  *   5. The store (catalog, ingest, search, lookup, log, policy)
+ *   6. Forgetting (erasure, opt-outs, receipts)
  *
  * Conventions: every function that can fail returns an int status
  * (LETHE_OK == 0). Handles are opaque; every open or load function has a
@@ -349,6 +350,8 @@ typedef struct lethe_ingest_stats {
     uint64_t no_face;       /* analysed photos with no face */
     uint64_t errors;        /* inputs that failed (reported through on_error) */
     uint64_t bytes;         /* bytes of photos read */
+    uint64_t opted_out;     /* photos skipped by a standing opt-out */
+    uint64_t opted_out_faces; /* faces not stored because a face opt-out matched */
 } lethe_ingest_stats;
 
 /* Called for every input that fails; line is the manifest line or 0. */
@@ -473,6 +476,66 @@ LETHE_API int lethe_store_digest(lethe_store *store, char hex[65]);
 /* The same, recomputed from every record; *matches (may be NULL) says
  * whether it equals the kept one. */
 LETHE_API int lethe_store_digest_full(lethe_store *store, char hex[65], int *matches);
+
+/* ------------------------------------------------------------------ */
+/* 6. Forgetting                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * What to forget. Every field may be NULL/0; those given must all hold (the
+ * provenance ones for one and the same provenance record). Photo selectors
+ * erase whole photos: the photo, all its provenance records, faces and
+ * templates. The face selector erases faces (and their templates) whose
+ * template is within face_threshold of any of the n_faces descriptors; the
+ * photos and their other faces stay.
+ */
+typedef struct lethe_selector {
+    const char *photo_id;         /* the source's photo id, or the SHA-256 hex */
+    const char *url;
+    const char *uploader;
+    const char *source;
+    const char *jurisdiction;     /* a country includes its subdivisions */
+    const char *collected_before; /* ISO 8601; photos with no date are kept */
+    const char *image;            /* a file: that exact photo (hashed) */
+    const float *faces;           /* n_faces x 128 descriptors of one person */
+    int n_faces;
+    float face_threshold;         /* 0: lethe_forget_face_threshold() */
+} lethe_selector;
+
+typedef struct lethe_forget_result {
+    uint64_t photos, provenance, faces, templates; /* erased (or, dry run, would be) */
+    char digest_before[65], digest_after[65];
+} lethe_forget_result;
+
+#define LETHE_FORGET_DRY_RUN 1u /* count and list, change nothing */
+#define LETHE_FORGET_OPTOUT 2u  /* also refuse such photos and faces from now on */
+
+/* The default face threshold for erasure (0.55: below the 0.6 match
+ * threshold, so as to erase the person and leave others; see the manual). */
+LETHE_API float lethe_forget_face_threshold(void);
+
+/*
+ * Erase what sel selects, completely: when this returns, no search, lookup
+ * or datasheet shows it and no file of the store holds any byte of it. All
+ * or nothing. *receipt (lethe_free_string) is the signed JSON receipt; with
+ * LETHE_FORGET_DRY_RUN it is NULL and nothing changes. *matched (may be
+ * NULL) lists the photos touched, as JSON. The log records the erasure by
+ * the receipt's hash.
+ */
+LETHE_API int lethe_forget(lethe_store *store, const lethe_selector *sel, unsigned flags,
+                           const char *actor, lethe_forget_result *result, char **receipt,
+                           char **matched);
+/* Check a receipt's Ed25519 signature; store_key_hex (may be NULL) must be
+ * the key that signed it. LETHE_OK or LETHE_ERR_FORMAT with msg saying why. */
+LETHE_API int lethe_receipt_verify(const char *receipt, size_t len, const char *store_key_hex,
+                                   char *msg, size_t msg_len);
+/* The store's public signing key, hex. */
+LETHE_API int lethe_store_public_key(lethe_store *store, char hex[65]);
+/* The standing opt-outs, as JSON (no personal data: what kinds of selector
+ * each holds, when, and its receipt's hash). */
+LETHE_API int lethe_optout_list(lethe_store *store, char **json);
+/* Withdraw an opt-out (its face descriptors are erased with it). */
+LETHE_API int lethe_optout_remove(lethe_store *store, int64_t id, const char *actor);
 
 LETHE_API void lethe_free_string(char *s);
 

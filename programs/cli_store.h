@@ -39,5 +39,8 @@ int cmd_log(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_datasheet(int argc, char **argv);
 int cmd_digest(int argc, char **argv);
+int cmd_forget(int argc, char **argv);
+int cmd_optout(int argc, char **argv);
+int cmd_receipt(int argc, char **argv);
 
 #endif

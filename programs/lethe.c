@@ -25,6 +25,9 @@ static const struct {
     {"policy", cmd_policy, "the consent policy: show, set, check"},
     {"datasheet", cmd_datasheet, "photos, consent and searches, for auditors"},
     {"digest", cmd_digest, "canonical digest of the store's content"},
+    {"forget", cmd_forget, "erase photos or a person's faces, completely, with a receipt"},
+    {"optout", cmd_optout, "erase and keep out of future ingests"},
+    {"receipt", cmd_receipt, "verify an erasure receipt"},
 };
 
 void cli_error(const char *fmt, ...)

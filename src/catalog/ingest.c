@@ -41,6 +41,16 @@ typedef struct prov_rec {
 
 enum { P_PATH, P_PHOTO_ID, P_URL, P_UPLOADER, P_SOURCE, P_LICENSE, P_JUR, P_CONSENT, P_AT };
 
+/* A standing opt-out: keyed hashes ("" when not part of it), and for a
+ * face opt-out the person's descriptors. */
+typedef struct optout {
+    char h[6][65]; /* photo_id, url, uploader, source, jurisdiction, sha */
+    char collected_before[40];
+    float threshold;
+    float *faces;
+    int nfaces;
+} optout;
+
 typedef struct job {
     uint8_t sha[32];
     uint8_t *bytes;
@@ -84,6 +94,9 @@ struct lethe_ingest {
     lethe_ingest_stats total;
     pthread_mutex_t stats_mu;
     int failed;                  /* a fatal status ended the ingest */
+    /* standing opt-outs, loaded at the start */
+    struct optout *optouts;
+    size_t noptouts;
     /* statements */
     sqlite3_stmt *q_photo, *ins_photo, *ins_prov, *ins_face, *q_provs, *q_faces_t,
         *clr_faces, *set_status, *del_faces, *upd_photo;
@@ -267,12 +280,13 @@ static int commit_batch(lethe_ingest *g)
     sb_init(&d);
     sb_printf(&d, "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
                   "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-                  "\"no_face\":%llu,\"errors\":%llu}",
+                  "\"no_face\":%llu,\"errors\":%llu,\"opted_out\":%llu}",
               (unsigned long long)g->batch.seen, (unsigned long long)g->batch.added,
               (unsigned long long)g->batch.duplicates, (unsigned long long)g->batch.provenance,
               (unsigned long long)g->batch.faces, (unsigned long long)g->batch.templates,
               (unsigned long long)g->batch.refused, (unsigned long long)g->batch.withdrawn,
-              (unsigned long long)g->batch.no_face, (unsigned long long)g->batch.errors);
+              (unsigned long long)g->batch.no_face, (unsigned long long)g->batch.errors,
+              (unsigned long long)g->batch.opted_out);
     detail = sb_finish(&d);
     if (!detail)
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
@@ -440,6 +454,125 @@ static int photo_eligible(lethe_ingest *g, int64_t photo, const prov_rec *extra)
     return store_photo_eligible(g->s->pol, jur, con, n);
 }
 
+/* ------------------------------------------------------------ opt-outs */
+
+static int load_optouts(lethe_ingest *g)
+{
+    lethe_store *s = g->s;
+    sqlite3_stmt *st = NULL, *fs = NULL;
+    int rc;
+    size_t n = 0;
+    if ((rc = store_prepare(s, "SELECT COUNT(*) FROM optouts", &st)))
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (!n)
+        return LETHE_OK;
+    if (!(g->optouts = lethe_calloc(n, sizeof(*g->optouts))))
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if ((rc = store_prepare(s, "SELECT id, photo_id_h, url_h, uploader_h, source_h, "
+                               "jurisdiction_h, sha_h, collected_before, face_threshold "
+                               "FROM optouts ORDER BY id", &st)) ||
+        (rc = store_prepare(s, "SELECT descriptor FROM optout_faces WHERE optout = ?", &fs))) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    while (rc == LETHE_OK && g->noptouts < n && sqlite3_step(st) == SQLITE_ROW) {
+        optout *o = &g->optouts[g->noptouts++];
+        for (int k = 0; k < 6; k++)
+            snprintf(o->h[k], sizeof(o->h[k]), "%s", (const char *)sqlite3_column_text(st, 1 + k));
+        snprintf(o->collected_before, sizeof(o->collected_before), "%s",
+                 (const char *)sqlite3_column_text(st, 7));
+        o->threshold = (float)sqlite3_column_double(st, 8);
+        sqlite3_bind_int64(fs, 1, sqlite3_column_int64(st, 0));
+        while (sqlite3_step(fs) == SQLITE_ROW) {
+            float *t = lethe_realloc(o->faces, (size_t)(o->nfaces + 1) * IDX_DIM * sizeof(float));
+            if (!t) {
+                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            o->faces = t;
+            memcpy(o->faces + (size_t)o->nfaces * IDX_DIM, sqlite3_column_blob(fs, 0),
+                   IDX_DIM * sizeof(float));
+            o->nfaces++;
+        }
+        sqlite3_reset(fs);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(fs);
+    return rc;
+}
+
+static void free_optouts(lethe_ingest *g)
+{
+    for (size_t i = 0; i < g->noptouts; i++) {
+        if (g->optouts[i].faces)
+            sodium_memzero(g->optouts[i].faces,
+                           (size_t)g->optouts[i].nfaces * IDX_DIM * sizeof(float));
+        lethe_free(g->optouts[i].faces);
+    }
+    lethe_free(g->optouts);
+    g->optouts = NULL;
+    g->noptouts = 0;
+}
+
+static int hash_is(lethe_ingest *g, const char *want, const void *v, size_t n)
+{
+    char h[65];
+    if (!want[0])
+        return 1;
+    store_keyed_hash(g->s, v, n, h);
+    return !strcmp(h, want);
+}
+
+/* Do the non-face conditions of opt-out o hold for this photo and record? */
+static int optout_conds(lethe_ingest *g, const optout *o, const uint8_t sha[32], const prov_rec *p)
+{
+    if (!hash_is(g, o->h[5], sha, 32))
+        return 0;
+    const char *f[4] = {p->f[P_PHOTO_ID], p->f[P_URL], p->f[P_UPLOADER], p->f[P_SOURCE]};
+    for (int k = 0; k < 4; k++)
+        if (o->h[k][0] && (!*f[k] || !hash_is(g, o->h[k], f[k], strlen(f[k]))))
+            return 0;
+    if (o->h[4][0]) {
+        const char *j = p->f[P_JUR];
+        char country[3] = {j[0], j[0] ? j[1] : 0, 0};
+        if (!*j || (!hash_is(g, o->h[4], j, strlen(j)) &&
+                    !(j[2] == '-' && hash_is(g, o->h[4], country, 2))))
+            return 0;
+    }
+    if (o->collected_before[0] &&
+        (!*p->f[P_AT] || strcmp(p->f[P_AT], o->collected_before) >= 0))
+        return 0;
+    return 1;
+}
+
+/* A photo every one of whose offered records an opt-out (without faces)
+ * refuses is skipped. */
+static int photo_opted_out(lethe_ingest *g, const uint8_t sha[32], const prov_rec *p)
+{
+    for (size_t i = 0; i < g->noptouts; i++)
+        if (!g->optouts[i].nfaces && optout_conds(g, &g->optouts[i], sha, p))
+            return 1;
+    return 0;
+}
+
+/* Is this face refused by a face opt-out whose other conditions hold? */
+static int face_opted_out(lethe_ingest *g, const uint8_t sha[32], const prov_rec *p,
+                          const float *desc)
+{
+    for (size_t i = 0; i < g->noptouts; i++) {
+        const optout *o = &g->optouts[i];
+        if (!o->nfaces || !optout_conds(g, o, sha, p))
+            continue;
+        for (int k = 0; k < o->nfaces; k++)
+            if (lethe_descriptor_distance(desc, o->faces + (size_t)k * IDX_DIM) <= o->threshold)
+                return 1;
+    }
+    return 0;
+}
+
 /* Drop every template of a photo (consent withdrawn). */
 static int drop_templates(lethe_ingest *g, int64_t photo, const char *status)
 {
@@ -505,15 +638,23 @@ static int record(lethe_ingest *g, job *j)
     for (prov_rec *p = j->provs; p; p = p->next)
         if ((rc = add_prov(g, photo, p, &added)))
             return rc;
+    int kept = 0;
     for (int i = 0; i < j->nfaces; i++) {
         const lethe_face *f = &j->faces[i];
+        /* a face opt-out: the face is not stored at all (its number stays
+         * unused, so the others keep theirs) */
+        if (f->has_descriptor && g->noptouts && face_opted_out(g, j->sha, j->provs, f->descriptor)) {
+            COUNT(g, opted_out_faces, 1);
+            continue;
+        }
         if ((rc = insert_face(g, photo, i, f->box, f->score,
                               allowed && f->has_descriptor ? f->descriptor : NULL)))
             return rc;
+        kept++;
     }
-    COUNT(g, faces, (uint64_t)j->nfaces);
+    COUNT(g, faces, (uint64_t)kept);
     if (allowed)
-        COUNT(g, templates, (uint64_t)j->nfaces);
+        COUNT(g, templates, (uint64_t)kept);
     if (j->nfaces == 0)
         COUNT(g, no_face, 1);
     g->batch_photos++;
@@ -602,6 +743,8 @@ int lethe_ingest_begin(lethe_store *s, const lethe_ingest_options *opt, lethe_in
     for (int i = 0; i < (int)LETHE_ARRAY_LEN(stmt_sql); i++)
         if ((rc = store_prepare(s, stmt_sql[i], stmt_slot(g, i))))
             goto fail;
+    if ((rc = load_optouts(g)))
+        goto fail;
     if (g->opt.engine) {
         int n = g->opt.threads > 0 ? g->opt.threads : lethe_engine_threads(g->opt.engine);
         g->threads = lethe_calloc((size_t)(n > 0 ? n : 1), sizeof(pthread_t));
@@ -745,6 +888,13 @@ int lethe_ingest_photo(lethe_ingest *g, const char *file, const lethe_provenance
     }
     crypto_hash_sha256(sha, bytes, len);
 
+    /* A standing opt-out: not even catalogued. */
+    if (g->noptouts && photo_opted_out(g, sha, p)) {
+        COUNT(g, opted_out, 1);
+        prov_free(p);
+        lethe_free(bytes);
+        return LETHE_OK;
+    }
     /* The same photo already on its way: add this provenance to it. */
     job *same = inflight_find(g, sha);
     if (same) {
@@ -835,6 +985,11 @@ int lethe_ingest_descriptor(lethe_ingest *g, const float *desc, const lethe_prov
     crypto_hash_sha256_update(&h, (const uint8_t *)tag, sizeof(tag));
     crypto_hash_sha256_update(&h, (const uint8_t *)desc, IDX_DIM * sizeof(float));
     crypto_hash_sha256_final(&h, sha);
+    if (g->noptouts && (photo_opted_out(g, sha, p) || face_opted_out(g, sha, p, desc))) {
+        COUNT(g, opted_out, 1);
+        prov_free(p);
+        return LETHE_OK;
+    }
     rc = known_or_refused(g, sha, "descriptor", -1, p, &need, &photo);
     if (rc == LETHE_OK && need) {
         rc = insert_photo(g, sha, "descriptor", -1, 0, 0, "analysed", &photo);
@@ -903,6 +1058,7 @@ int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
     pthread_mutex_destroy(&g->stats_mu);
     pthread_cond_destroy(&g->work);
     pthread_cond_destroy(&g->done_cv);
+    free_optouts(g);
     lethe_free(g->threads);
     lethe_free(g->rm);
     lethe_free(g->add_ids);

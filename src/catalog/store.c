@@ -53,6 +53,18 @@ static const char schema_sql[] =
     "  x REAL, y REAL, w REAL, h REAL, score REAL,\n"
     "  descriptor BLOB CHECK(descriptor IS NULL OR length(descriptor) = 512),\n"
     "  UNIQUE(photo, ord));\n"
+    "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT NOT NULL,\n"
+    "  json TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS optouts(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, uploader_h TEXT NOT NULL,\n"
+    "  source_h TEXT NOT NULL, jurisdiction_h TEXT NOT NULL, sha_h TEXT NOT NULL,\n"
+    "  collected_before TEXT NOT NULL, face_threshold REAL NOT NULL,\n"
+    "  created_at TEXT NOT NULL, receipt TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS optout_faces(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  optout INTEGER NOT NULL REFERENCES optouts(id) ON DELETE CASCADE,\n"
+    "  descriptor BLOB NOT NULL CHECK(length(descriptor) = 512));\n"
     "CREATE TABLE log(\n"
     "  seq INTEGER PRIMARY KEY,\n"
     "  time TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,\n"
@@ -820,6 +832,24 @@ int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
         goto out;
     }
     if ((rc = load_policy(s)))
+        goto out;
+    /* Scratch tables of a selection live in memory, never in a file. */
+    if ((rc = store_exec(s, "PRAGMA temp_store = MEMORY; "
+                            "CREATE TEMP TABLE IF NOT EXISTS sel_photos(id INTEGER PRIMARY KEY); "
+                            "CREATE TEMP TABLE IF NOT EXISTS sel_faces(id INTEGER PRIMARY KEY, "
+                            "distance REAL); "
+                            "CREATE TEMP TABLE IF NOT EXISTS sel_touched(id INTEGER PRIMARY KEY)")))
+        goto out;
+    if (!fresh && !(flags & LETHE_STORE_READONLY) &&
+        (rc = store_exec(s, "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT "
+                            "NOT NULL, json TEXT NOT NULL); CREATE TABLE IF NOT EXISTS optouts(id "
+                            "INTEGER PRIMARY KEY, photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, "
+                            "uploader_h TEXT NOT NULL, source_h TEXT NOT NULL, jurisdiction_h TEXT "
+                            "NOT NULL, sha_h TEXT NOT NULL, collected_before TEXT NOT NULL, "
+                            "face_threshold REAL NOT NULL, created_at TEXT NOT NULL, receipt TEXT "
+                            "NOT NULL); CREATE TABLE IF NOT EXISTS optout_faces(id INTEGER PRIMARY "
+                            "KEY, optout INTEGER NOT NULL REFERENCES optouts(id) ON DELETE CASCADE, "
+                            "descriptor BLOB NOT NULL CHECK(length(descriptor) = 512))")))
         goto out;
     if (!(flags & LETHE_STORE_READONLY))
         rc = index_sync(s);

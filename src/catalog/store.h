@@ -115,6 +115,12 @@ int dg_load(lethe_store *s, uint16_t *state);
 int dg_save(lethe_store *s, const uint16_t *state);
 void dg_final(lethe_store *s, const uint16_t *state, char hex[65]);
 
+/* The store's Ed25519 key (created on first use, in the caller's
+ * transaction). */
+int store_signing_key(lethe_store *s, uint8_t pk[32], uint8_t sk[64]);
+/* Checkpoint the WAL and truncate it to zero bytes. */
+int store_truncate_wal(lethe_store *s);
+
 /* Write a file atomically (temp file in the same folder, fsync, rename). */
 int store_write_file(lethe_store *s, const char *name, const char *data, size_t len);
 
