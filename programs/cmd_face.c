@@ -222,7 +222,7 @@ static void print_item(const batch *b, const item *it)
         }
         if (b->o->chip) {
             fprintf(f, "%s: chip %dx%d\n  embedding ", it->path, it->width, it->height);
-            put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.6f");
+            put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.9g");
             fputc('\n', f);
             return;
         }
@@ -235,7 +235,7 @@ static void print_item(const batch *b, const item *it)
                     (double)fc->box[3], (double)fc->score);
             if (want_desc && fc->has_descriptor) {
                 fputs("    embedding ", f);
-                put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.6f");
+                put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
                 fputc('\n', f);
             }
         }

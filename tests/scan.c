@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,45 @@ static int load_descriptors(const char *file)
     return 0;
 }
 
+/* Needles of 8 bytes or more are found through a hash table of their
+ * first 8 bytes, in one pass over the file; shorter ones with memmem. */
+static size_t *table, tcap;
+
+static uint64_t key_at(const unsigned char *p)
+{
+    uint64_t k;
+    memcpy(&k, p, 8);
+    return k;
+}
+
+static size_t slot_of(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k & (tcap - 1);
+}
+
+static void build_table(void)
+{
+    tcap = 16;
+    while (tcap < 2 * nn + 16)
+        tcap *= 2;
+    table = malloc(tcap * sizeof(*table));
+    if (!table)
+        exit(2);
+    for (size_t i = 0; i < tcap; i++)
+        table[i] = (size_t)-1;
+    for (size_t i = 0; i < nn; i++) {
+        if (nd[i].n < 8)
+            continue;
+        size_t s = slot_of(key_at(nd[i].b));
+        while (table[s] != (size_t)-1)
+            s = (s + 1) & (tcap - 1);
+        table[s] = i;
+    }
+}
+
 static void scan_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -102,7 +142,20 @@ static void scan_file(const char *path)
         exit(2);
     }
     fclose(f);
+    size_t size = (size_t)sb.st_size;
+    for (size_t off = 0; off + 8 <= size; off++) {
+        uint64_t k = key_at(buf + off);
+        for (size_t s = slot_of(k); table[s] != (size_t)-1; s = (s + 1) & (tcap - 1)) {
+            const needle *x = &nd[table[s]];
+            if (key_at(x->b) == k && off + x->n <= size && !memcmp(buf + off, x->b, x->n)) {
+                printf("%s: offset %zu: %s\n", path, off, x->label);
+                hits++;
+            }
+        }
+    }
     for (size_t i = 0; i < nn; i++) {
+        if (nd[i].n >= 8)
+            continue;
         const unsigned char *at = buf;
         size_t left = (size_t)sb.st_size;
         const unsigned char *h;
@@ -164,6 +217,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    build_table();
     walk(argv[1]);
     return hits ? 1 : 0;
 }
