@@ -537,6 +537,23 @@ LETHE_API int lethe_optout_list(lethe_store *store, char **json);
 /* Withdraw an opt-out (its face descriptors are erased with it). */
 LETHE_API int lethe_optout_remove(lethe_store *store, int64_t id, const char *actor);
 
+/*
+ * Back the store up into a new folder dest: a consistent snapshot of the
+ * catalog (with no free pages, so nothing erased before lingers), the
+ * policy, and backup.json. *info (lethe_free_string) is that JSON.
+ */
+LETHE_API int lethe_backup(lethe_store *store, const char *dest, const char *actor,
+                           char **info);
+/*
+ * Restore the backup in src as the store dest. If dest is a live store, its
+ * erasure ledger, receipts, opt-outs and log are carried over and the
+ * ledger is replayed: whatever was erased after the backup was taken stays
+ * erased (*replayed counts the photos and faces erased again). A backup of
+ * another store is refused. Photos ingested after the backup are not in it.
+ */
+LETHE_API int lethe_restore(const char *src, const char *dest, const char *actor,
+                            uint64_t *replayed, char *msg, size_t msg_len);
+
 LETHE_API void lethe_free_string(char *s);
 
 #ifdef __cplusplus

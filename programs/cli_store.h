@@ -42,5 +42,7 @@ int cmd_digest(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
 int cmd_optout(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

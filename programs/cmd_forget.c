@@ -371,3 +371,91 @@ int cmd_receipt(int argc, char **argv)
     free(text);
     return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
+
+int cmd_backup(int argc, char **argv)
+{
+    cli_common c;
+    const char *dest = NULL;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe backup DEST [--store DIR] [--json]\n\n"
+               "Write a backup of the store into the new folder DEST: a consistent\n"
+               "snapshot of the catalog (without free pages, so nothing erased before\n"
+               "lingers in it), the consent policy, and backup.json. The descriptor index\n"
+               "is not copied: it is rebuilt from the catalog. Restoring it with 'lethe\n"
+               "restore' never brings back what was erased after it was taken.\n\n%s",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (argv[i][0] == '-' || dest)
+            return cli_unknown_option("backup", argv[i]);
+        dest = argv[i];
+    }
+    if (!dest) {
+        cli_error("backup: give the folder to write the backup to");
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, 0);
+    char *info = NULL;
+    if (!s)
+        return CLI_EXIT_FAILED;
+    int rc = lethe_backup(s, dest, c.actor, &info);
+    if (rc != LETHE_OK)
+        cli_error("backup: %s", lethe_store_errmsg(s));
+    else if (c.json)
+        fputs(info, stdout);
+    else
+        printf("backup written to %s\n", dest);
+    lethe_free_string(info);
+    lethe_store_close(s);
+    return rc ? (rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED) : CLI_EXIT_OK;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    cli_common c;
+    const char *src = NULL;
+    char msg[1024];
+    uint64_t replayed = 0;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe restore SRC [--store DIR] [--json]\n\n"
+               "Replace the store with the backup in SRC. If the store exists, its erasure\n"
+               "ledger (keyed hashes of every photo and face erased), receipts, opt-outs\n"
+               "and audit log are carried over and the ledger is replayed on the restored\n"
+               "catalog: nothing erased after the backup was taken comes back. Photos\n"
+               "ingested after the backup are not in it. A backup of another store is\n"
+               "refused.\n\n%s",
+               cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (argv[i][0] == '-' || src)
+            return cli_unknown_option("restore", argv[i]);
+        src = argv[i];
+    }
+    if (!src) {
+        cli_error("restore: give the backup folder");
+        return CLI_EXIT_USAGE;
+    }
+    int rc = lethe_restore(src, c.store, c.actor, &replayed, msg, sizeof(msg));
+    if (rc != LETHE_OK)
+        cli_error("restore: %s", msg);
+    else if (c.json)
+        printf("{\"restored\":true,\"replayed\":%llu}\n", (unsigned long long)replayed);
+    else
+        printf("restored %s into %s; %llu photos or faces erased since the backup were erased "
+               "again\n", src, c.store, (unsigned long long)replayed);
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

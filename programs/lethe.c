@@ -28,6 +28,8 @@ static const struct {
     {"forget", cmd_forget, "erase photos or a person's faces, completely, with a receipt"},
     {"optout", cmd_optout, "erase and keep out of future ingests"},
     {"receipt", cmd_receipt, "verify an erasure receipt"},
+    {"backup", cmd_backup, "back the store up"},
+    {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
 };
 
 void cli_error(const char *fmt, ...)

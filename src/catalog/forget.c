@@ -458,6 +458,123 @@ static int record_optout(lethe_store *s, const lethe_selector *q, const sel *x,
     return rc;
 }
 
+/* Erase what temp.sel_photos (or, by_face, temp.sel_faces) holds, inside
+ * the caller's transaction: record each in the erasure ledger (keyed hashes
+ * only), fold the photos out of the digest, delete, fold back what remains
+ * of them. */
+static int erase_selection(lethe_store *s, int by_face)
+{
+    sqlite3_stmt *st;
+    int rc;
+    const char *ledger_sql =
+        by_face ? "INSERT OR IGNORE INTO ledger(hash, time) SELECT lethe_key('face:' || "
+                  "hex(p.sha256) || ':' || f.ord), strftime('%Y-%m-%dT%H:%M:%SZ','now') FROM "
+                  "temp.sel_faces sf JOIN faces f ON f.id = sf.id JOIN photos p ON p.id = f.photo"
+                : "INSERT OR IGNORE INTO ledger(hash, time) SELECT lethe_key('photo:' || "
+                  "hex(sha256)), strftime('%Y-%m-%dT%H:%M:%SZ','now') FROM photos WHERE id IN "
+                  "(SELECT id FROM temp.sel_photos)";
+    const char *photos_sql = by_face ? "SELECT DISTINCT f.photo FROM temp.sel_faces sf JOIN "
+                                       "faces f ON f.id = sf.id"
+                                     : "SELECT id FROM temp.sel_photos";
+    char ins[256];
+    if ((rc = store_exec(s, ledger_sql)) || (rc = store_exec(s, "DELETE FROM temp.sel_touched")))
+        return rc;
+    snprintf(ins, sizeof(ins), "INSERT INTO temp.sel_touched(id) %s", photos_sql);
+    if ((rc = store_exec(s, ins)) ||
+        (rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
+        return rc;
+    while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
+        rc = store_dg(s, sqlite3_column_int64(st, 0), -1);
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    rc = store_exec(s, by_face ? "DELETE FROM faces WHERE id IN (SELECT id FROM temp.sel_faces)"
+                               : "DELETE FROM photos WHERE id IN (SELECT id FROM temp.sel_photos)");
+    if (rc)
+        return rc;
+    if (by_face) {
+        if ((rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
+            return rc;
+        while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
+            rc = store_dg(s, sqlite3_column_int64(st, 0), 1);
+        sqlite3_finalize(st);
+        if (rc)
+            return rc;
+    }
+    return store_exec(s, "DELETE FROM temp.sel_touched; DELETE FROM temp.sel_photos; "
+                         "DELETE FROM temp.sel_faces");
+}
+
+/* Template ids of the selection (for the index), into *rm. */
+static int selection_templates(lethe_store *s, int by_face, int64_t **rm, size_t *nrm)
+{
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    int rc;
+    const char *sql = by_face ? "SELECT f.id FROM temp.sel_faces sf JOIN faces f ON f.id = "
+                                "sf.id WHERE f.descriptor IS NOT NULL"
+                              : "SELECT id FROM faces WHERE photo IN (SELECT id FROM "
+                                "temp.sel_photos) AND descriptor IS NOT NULL";
+    *rm = NULL;
+    *nrm = 0;
+    if ((rc = store_prepare(s, sql, &st)))
+        return rc;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (*nrm == cap) {
+            size_t nc = cap ? cap * 2 : 256;
+            int64_t *t = lethe_realloc(*rm, nc * sizeof(*t));
+            if (!t) {
+                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *rm = t;
+            cap = nc;
+        }
+        (*rm)[(*nrm)++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Restore's replay: erase whatever the ledger names (photos and faces
+ * erased after the backup was taken), inside the caller's transaction.
+ * *erased counts photos and faces. */
+int store_replay_ledger(lethe_store *s, uint64_t *erased, int64_t **rm, size_t *nrm)
+{
+    int rc;
+    int64_t *r1 = NULL, *r2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    *erased = 0;
+    if ((rc = store_exec(s, "DELETE FROM temp.sel_photos; INSERT INTO temp.sel_photos(id) "
+                            "SELECT id FROM photos WHERE lethe_key('photo:' || hex(sha256)) IN "
+                            "(SELECT hash FROM ledger)")))
+        return rc;
+    *erased += (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_photos");
+    if ((rc = selection_templates(s, 0, &r1, &n1)) || (rc = erase_selection(s, 0)))
+        goto out;
+    if ((rc = store_exec(s, "DELETE FROM temp.sel_faces; INSERT INTO temp.sel_faces(id) "
+                            "SELECT f.id FROM faces f JOIN photos p ON p.id = f.photo WHERE "
+                            "lethe_key('face:' || hex(p.sha256) || ':' || f.ord) IN "
+                            "(SELECT hash FROM ledger)")))
+        goto out;
+    *erased += (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_faces");
+    if ((rc = selection_templates(s, 1, &r2, &n2)) || (rc = erase_selection(s, 1)))
+        goto out;
+    *rm = lethe_realloc(r1, (n1 + n2 + 1) * sizeof(int64_t));
+    if (!*rm) {
+        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (n2)
+        memcpy(*rm + n1, r2, n2 * sizeof(int64_t));
+    *nrm = n1 + n2;
+    r1 = NULL;
+out:
+    lethe_free(r1);
+    lethe_free(r2);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ forget */
 
 /* Checkpoint the WAL into the catalog and cut it to zero bytes, waiting for
@@ -535,58 +652,10 @@ int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const 
     }
 
     /* The templates leave the index after the commit. */
-    {
-        sqlite3_stmt *st;
-        const char *sql = by_face ? "SELECT f.id FROM temp.sel_faces sf JOIN faces f ON f.id = "
-                                    "sf.id WHERE f.descriptor IS NOT NULL"
-                                  : "SELECT id FROM faces WHERE photo IN (SELECT id FROM "
-                                    "temp.sel_photos) AND descriptor IS NOT NULL";
-        if ((rc = store_prepare(s, sql, &st)))
-            goto fail;
-        rm = lethe_malloc((r.templates + 1) * sizeof(*rm));
-        while (rm && nrm < r.templates && sqlite3_step(st) == SQLITE_ROW)
-            rm[nrm++] = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        if (!rm) {
-            rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    /* Fold the photos out of the digest, delete, fold back what remains. */
-    {
-        sqlite3_stmt *st;
-        const char *photos_sql = by_face ? "SELECT DISTINCT f.photo FROM temp.sel_faces sf JOIN "
-                                           "faces f ON f.id = sf.id"
-                                         : "SELECT id FROM temp.sel_photos";
-        if ((rc = store_exec(s, "DELETE FROM temp.sel_touched")))
-            goto fail;
-        char ins[256];
-        snprintf(ins, sizeof(ins), "INSERT INTO temp.sel_touched(id) %s", photos_sql);
-        if ((rc = store_exec(s, ins)) ||
-            (rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
-            goto fail;
-        while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
-            rc = store_dg(s, sqlite3_column_int64(st, 0), -1);
-        sqlite3_finalize(st);
-        if (rc)
-            goto fail;
-        rc = store_exec(s, by_face ? "DELETE FROM faces WHERE id IN (SELECT id FROM temp.sel_faces)"
-                                   : "DELETE FROM photos WHERE id IN (SELECT id FROM "
-                                     "temp.sel_photos)");
-        if (rc)
-            goto fail;
-        if (by_face) {
-            if ((rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
-                goto fail;
-            while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
-                rc = store_dg(s, sqlite3_column_int64(st, 0), 1);
-            sqlite3_finalize(st);
-            if (rc)
-                goto fail;
-        }
-        store_exec(s, "DELETE FROM temp.sel_touched; DELETE FROM temp.sel_photos; "
-                      "DELETE FROM temp.sel_faces");
-    }
+    if ((rc = selection_templates(s, by_face, &rm, &nrm)))
+        goto fail;
+    if ((rc = erase_selection(s, by_face)))
+        goto fail;
     if (nrm && (rc = store_bump_gen(s, &gen)))
         goto fail;
     dg_final(s, s->dig, r.digest_after);
@@ -624,13 +693,15 @@ int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const 
         if (optout && (rc = record_optout(s, q, &x, hex)))
             goto fail;
     }
-    if ((rc = store_commit(s)))
+    if ((rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
+                            "('scrub_pending', 1)")) ||
+        (rc = store_commit(s)))
         goto fail;
     /* Committed: from here on no search can return the erased (a search
      * joins every index hit with the catalog). Now the derived copies. */
     if (nrm && (rc = store_index_apply(s, gen, rm, nrm, NULL, NULL, 0)) != LETHE_OK)
         goto unlock;
-    rc = store_truncate_wal(s);
+    rc = store_scrub(s, 0);
     goto unlock;
 fail:
     store_rollback(s);
@@ -717,9 +788,11 @@ int lethe_optout_remove(lethe_store *s, int64_t id, const char *actor)
     }
     snprintf(detail, sizeof(detail), "{\"optout\":%lld}", (long long)id);
     if ((rc = store_log_append(s, "optout-removed", actor, "", "", 1, detail)) ||
+        (rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
+                            "('scrub_pending', 1)")) ||
         (rc = store_commit(s)))
         goto fail;
-    rc = store_truncate_wal(s);
+    rc = store_scrub(s, 0);
     goto out;
 fail:
     store_rollback(s);

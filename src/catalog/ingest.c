@@ -82,6 +82,7 @@ struct lethe_ingest {
     job *pending;        /* jobs handed out and not yet recorded */
     /* the open transaction */
     int in_txn;
+    unsigned batches;
     size_t batch_photos;
     struct timespec batch_start;
     lethe_ingest_stats batch;    /* counts of the open batch */
@@ -305,6 +306,9 @@ static int commit_batch(lethe_ingest *g)
     g->in_txn = 0;
     if (gen)
         store_index_apply(s, gen, g->rm, g->nrm, g->add_ids, g->add_vecs, g->nadd);
+    /* keep the WAL short (no automatic checkpoints: see store.c) */
+    if (++g->batches % 16 == 0)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     g->nrm = g->nadd = 0;
     return LETHE_OK;
 }
@@ -1049,6 +1053,9 @@ int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
         rc = commit_batch(g);
     else
         store_rollback(g->s);
+    /* withdrawn consent dropped templates: leave no stale bytes of them */
+    if (rc == LETHE_OK && g->total.withdrawn)
+        rc = store_scrub(g->s, 1);
     for (int i = 0; i < (int)LETHE_ARRAY_LEN(stmt_sql); i++)
         sqlite3_finalize(*stmt_slot(g, i));
     store_unlock(g->s);

@@ -55,6 +55,7 @@ static const char schema_sql[] =
     "  UNIQUE(photo, ord));\n"
     "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT NOT NULL,\n"
     "  json TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS ledger(hash TEXT PRIMARY KEY, time TEXT NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS optouts(\n"
     "  id INTEGER PRIMARY KEY,\n"
     "  photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, uploader_h TEXT NOT NULL,\n"
@@ -501,6 +502,9 @@ int lethe_policy_set(lethe_store *s, const char *key, const char *consents, cons
             rc = store_bump_gen(s, &gen);
         if (rc == LETHE_OK)
             rc = store_log_append(s, "policy", actor, "", "", (int64_t)n, detail);
+        if (rc == LETHE_OK && nrm)
+            rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
+                               "('scrub_pending', 1)");
         lethe_free(detail);
     }
     if (rc != LETHE_OK || dry_run) {
@@ -510,8 +514,10 @@ int lethe_policy_set(lethe_store *s, const char *key, const char *consents, cons
     if ((rc = store_commit(s)) != LETHE_OK)
         goto out;
     /* Templates are gone from the catalog; now the index and the file. */
-    if (nrm)
+    if (nrm) {
         store_index_apply(s, gen, rm, nrm, NULL, NULL, 0);
+        store_scrub(s, 0);
+    }
     if ((rc = store_write_file(s, STORE_POLICY, text, strlen(text))) != LETHE_OK)
         goto out;
     policy_free(s->pol);
@@ -674,6 +680,21 @@ int store_index_ready(lethe_store *s)
     return r == 0 ? LETHE_OK : store_fail(s, LETHE_ERR_STORE, "%s", msg);
 }
 
+/* lethe_key(text): the keyed hash (hex) of text, for the erasure ledger. */
+static void sql_lethe_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    lethe_store *s = sqlite3_user_data(ctx);
+    char hex[65];
+    (void)argc;
+    const unsigned char *t = sqlite3_value_text(argv[0]);
+    if (!t) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    store_keyed_hash(s, t, (size_t)sqlite3_value_bytes(argv[0]), hex);
+    sqlite3_result_text(ctx, hex, 64, SQLITE_TRANSIENT);
+}
+
 /* ------------------------------------------------------------ open/close */
 
 static int create_store(lethe_store *s)
@@ -818,12 +839,18 @@ int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
         goto out;
     }
     sqlite3_busy_timeout(s->db, 30000);
+    sqlite3_create_function(s->db, "lethe_key", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
+                            sql_lethe_key, NULL, NULL);
     /* secure_delete: freed pages and cells are zeroed, so erased data does
      * not linger in the file; WAL: searches run while an ingest writes. */
     if ((rc = store_exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")))
         goto out;
+    /* No automatic checkpoints: an erasure reads the WAL's page list to
+     * scrub those pages (scrub.c), so the WAL is only checkpointed by lethe
+     * itself: by the scrub, by ingest between batches, and on close. */
     if (!(flags & LETHE_STORE_READONLY) &&
-        (rc = store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")))
+        (rc = store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                            "PRAGMA wal_autocheckpoint = 0")))
         goto out;
     if (fresh) {
         if ((rc = create_store(s)))
@@ -841,7 +868,9 @@ int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
                             "CREATE TEMP TABLE IF NOT EXISTS sel_touched(id INTEGER PRIMARY KEY)")))
         goto out;
     if (!fresh && !(flags & LETHE_STORE_READONLY) &&
-        (rc = store_exec(s, "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT "
+        (rc = store_exec(s, "CREATE TABLE IF NOT EXISTS ledger(hash TEXT PRIMARY KEY, time TEXT "
+                            "NOT NULL); "
+                            "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT "
                             "NOT NULL, json TEXT NOT NULL); CREATE TABLE IF NOT EXISTS optouts(id "
                             "INTEGER PRIMARY KEY, photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, "
                             "uploader_h TEXT NOT NULL, source_h TEXT NOT NULL, jurisdiction_h TEXT "
@@ -853,6 +882,20 @@ int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
         goto out;
     if (!(flags & LETHE_STORE_READONLY))
         rc = index_sync(s);
+    if (rc == LETHE_OK && !(flags & LETHE_STORE_READONLY)) {
+        /* an erasure committed but not scrubbed (a crash): scrub it all */
+        int64_t pending = 0;
+        sqlite3_stmt *st;
+        if (store_prepare(s, "SELECT value FROM meta WHERE key = 'scrub_pending'", &st) == 0) {
+            pending = sqlite3_step(st) == SQLITE_ROW;
+            sqlite3_finalize(st);
+        }
+        if (pending && flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            s->locked = 1;
+            rc = store_scrub(s, 1);
+            store_unlock(s);
+        }
+    }
 out:
     store_unlock(s);
     lethe_free(dbpath);
@@ -869,8 +912,18 @@ void lethe_store_close(lethe_store *s)
     if (s->db) {
         /* Fold the WAL back into the catalog so no stale page copies stay
          * beside it (ignored when another process still has it open). */
-        if (!(s->flags & LETHE_STORE_READONLY))
-            sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        if (!(s->flags & LETHE_STORE_READONLY)) {
+            /* not while an erasure's scrub still needs the WAL's page list */
+            int pending = 0;
+            sqlite3_stmt *st;
+            if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM meta WHERE key = 'scrub_pending'", -1,
+                                   &st, NULL) == SQLITE_OK) {
+                pending = sqlite3_step(st) == SQLITE_ROW;
+                sqlite3_finalize(st);
+            }
+            if (!pending)
+                sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        }
         sqlite3_close_v2(s->db);
     }
     if (s->lock_fd >= 0)

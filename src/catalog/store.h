@@ -121,6 +121,15 @@ int store_signing_key(lethe_store *s, uint8_t pk[32], uint8_t sk[64]);
 /* Checkpoint the WAL and truncate it to zero bytes. */
 int store_truncate_wal(lethe_store *s);
 
+/* After a commit that erased data: checkpoint, zero the unused bytes of
+ * every page the WAL held (all pages when all), truncate the WAL
+ * (scrub.c). */
+int store_scrub(lethe_store *s, int all);
+
+/* Erase what the erasure ledger names (restore's replay), in the caller's
+ * transaction; *rm gets the template ids for the index (forget.c). */
+int store_replay_ledger(lethe_store *s, uint64_t *erased, int64_t **rm, size_t *nrm);
+
 /* Write a file atomically (temp file in the same folder, fsync, rename). */
 int store_write_file(lethe_store *s, const char *name, const char *data, size_t len);
 
