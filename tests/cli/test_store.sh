@@ -15,6 +15,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LETHE_ACTOR=tester
 unset LETHE_STORE
+# kill -9 moments: 20 (fewer under the sanitizers, which are slow)
+KILLS=${LETHE_TEST_KILLS:-20}
+[ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5}
 
 ok()   { pass=$((pass + 1)); echo "ok $1"; }
 bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
@@ -291,7 +294,7 @@ kill_test() { # NAME ARGS...: kill an ingest at 20 random moments, then finish
     "$LETHE" ingest --store "$C" --quiet "$@" >/dev/null 2>&1
     local full=$((SECONDS - t0 + 1))
     local okays=0 i
-    for i in $(seq 1 20); do
+    for i in $(seq 1 "$KILLS"); do
         "$LETHE" ingest --store "$K" --quiet "$@" >/dev/null 2>&1 &
         local pid=$!
         sleep "$(awk -v s="$RANDOM" -v f="$full" 'BEGIN{srand(s); printf "%.3f", rand() * f * 0.5}')"
@@ -300,7 +303,7 @@ kill_test() { # NAME ARGS...: kill an ingest at 20 random moments, then finish
             okays=$((okays + 1))
         fi
     done
-    same "$name: store opens and log verifies after each of 20 kills" "$okays" 20
+    same "$name: store opens and log verifies after each of $KILLS kills" "$okays" "$KILLS"
     "$LETHE" ingest --store "$K" --quiet "$@" >/dev/null 2>&1
     same "$name: re-run after kills ends where a clean run does" "$("$LETHE" digest --store "$K")" "$("$LETHE" digest --store "$C")"
     expect "$name: log verifies at the end" 0 "$LETHE" log verify --store "$K"
