@@ -18,8 +18,8 @@ trap 'rm -rf "$tmp"' EXIT
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 # kill -9 moments: 20 (fewer under the sanitizers, which are slow)
-KILLS=${LETHE_TEST_KILLS:-20}
-[ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5}
+KILLS=${LETHE_TEST_KILLS:-20} BIG=20000 OTHERS=40
+[ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5} BIG=4000 OTHERS=8
 
 ok()   { pass=$((pass + 1)); echo "ok $1"; }
 bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
@@ -172,7 +172,7 @@ fi
 # --- --face on LFW: erase a person; the same as an opt-out before ingest ---
 if [ -d "$DATA/lfw/images/Abdullah_Gul" ]; then
     P="$DATA/lfw/images"
-    others=$(ls -d "$P"/A[a-b]* | grep -v Abdullah_Gul | head -n 40)
+    others=$(ls -d "$P"/A[a-b]* | grep -v Abdullah_Gul | head -n "$OTHERS")
     mapfile -t victim < <(ls "$P"/Abdullah_Gul/*.jpg)
     query=${victim[0]}
     "$LETHE" init --store "$tmp/fa" >/dev/null
@@ -217,7 +217,7 @@ else
 fi
 
 # --- kill -9 during a large erasure: before or after, never half ----------
-awk 'BEGIN{srand(5); for (i = 0; i < 20000; i++) { printf "{\"uploader\":\"u%d\",\"jurisdiction\":\"%s\",\"consent\":\"explicit\",\"embedding\":[", i, (i % 10 ? "US" : "US-IL"); for (k = 0; k < 128; k++) printf "%s%.6f", (k ? "," : ""), rand() - 0.5; print "]}" } }' >"$tmp/big.jsonl"
+awk -v big="$BIG" 'BEGIN{srand(5); for (i = 0; i < big; i++) { printf "{\"uploader\":\"u%d\",\"jurisdiction\":\"%s\",\"consent\":\"explicit\",\"embedding\":[", i, (i % 10 ? "US" : "US-IL"); for (k = 0; k < 128; k++) printf "%s%.6f", (k ? "," : ""), rand() - 0.5; print "]}" } }' >"$tmp/big.jsonl"
 grep -F '"US-IL"' "$tmp/big.jsonl" >"$tmp/big-il.jsonl"
 "$LETHE" init --store "$tmp/big" >/dev/null
 "$LETHE" ingest --store "$tmp/big" --descriptors "$tmp/big.jsonl" >/dev/null 2>&1

@@ -16,8 +16,8 @@ trap 'rm -rf "$tmp"' EXIT
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 # kill -9 moments: 20 (fewer under the sanitizers, which are slow)
-KILLS=${LETHE_TEST_KILLS:-20}
-[ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5}
+KILLS=${LETHE_TEST_KILLS:-20} FOLDERS=60 ROWS=20000
+[ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5} FOLDERS=12 ROWS=4000
 
 ok()   { pass=$((pass + 1)); echo "ok $1"; }
 bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
@@ -310,14 +310,14 @@ kill_test() { # NAME ARGS...: kill an ingest at 20 random moments, then finish
     expect "$name: kept digest equals the recomputed one" 0 "$LETHE" digest --store "$K" --full
 }
 if [ -d "$DATA/lfw/images" ]; then
-    ls -d "$DATA"/lfw/images/A* | head -n 60 >"$tmp/dirs"
+    ls -d "$DATA"/lfw/images/A* | head -n "$FOLDERS" >"$tmp/dirs"
     mapfile -t dirs <"$tmp/dirs"
     kill_test "photos" --source lfw --jurisdiction US --consent explicit "${dirs[@]}"
 else
     skipt "kill -9 during a photo ingest" "$DATA/lfw absent"
 fi
 # descriptors: many small commits
-awk 'BEGIN{srand(7); for (i = 0; i < 20000; i++) { printf "{\"uploader\":\"u%d\",\"jurisdiction\":\"%s\",\"consent\":\"explicit\",\"embedding\":[", i % 300, (i % 10 ? "US" : "US-IL"); for (k = 0; k < 128; k++) printf "%s%.6f", (k ? "," : ""), rand() - 0.5; print "]}" } }' >"$tmp/many.jsonl"
+awk -v rows="$ROWS" 'BEGIN{srand(7); for (i = 0; i < rows; i++) { printf "{\"uploader\":\"u%d\",\"jurisdiction\":\"%s\",\"consent\":\"explicit\",\"embedding\":[", i % 300, (i % 10 ? "US" : "US-IL"); for (k = 0; k < 128; k++) printf "%s%.6f", (k ? "," : ""), rand() - 0.5; print "]}" } }' >"$tmp/many.jsonl"
 kill_test "descriptors" --descriptors "$tmp/many.jsonl"
 
 echo "$pass passed, $fail failed, $skip skipped"
