@@ -172,7 +172,9 @@ static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x)
                                   "WHERE v.photo = p.id AND v.photo_id = ?2))"
                                 : " AND p.sha256 = ?1");
     if (any_prov) {
-        sb_puts(&b, " AND EXISTS (SELECT 1 FROM provenance v WHERE v.photo = p.id");
+        /* IN (not a correlated EXISTS) so SQLite drives the search from the
+         * provenance indexes instead of scanning every photo */
+        sb_puts(&b, " AND p.id IN (SELECT v.photo FROM provenance v WHERE 1");
         if (q->uploader && *q->uploader)
             sb_puts(&b, " AND v.uploader = ?3");
         if (q->url && *q->url)
@@ -180,7 +182,8 @@ static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x)
         if (q->source && *q->source)
             sb_puts(&b, " AND v.source = ?5");
         if (x->jur[0])
-            sb_puts(&b, " AND (v.jurisdiction = ?6 OR v.jurisdiction LIKE ?6 || '-%')");
+            sb_puts(&b, " AND (v.jurisdiction = ?6 OR (v.jurisdiction >= ?6 || '-' AND "
+                        "v.jurisdiction < ?6 || '.'))");
         if (q->collected_before && *q->collected_before)
             sb_puts(&b, " AND v.collected_at <> '' AND v.collected_at < ?7");
         if (q->photo_id && *q->photo_id && !x->sha_only)
@@ -284,7 +287,7 @@ static char *matched_json(lethe_store *s, int faces)
               : "SELECT p.sha256, p.status, NULL, (SELECT COUNT(*) FROM faces WHERE photo = p.id), "
                 "(SELECT url FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1), "
                 "(SELECT path FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1) "
-                "FROM temp.sel_photos sp JOIN photos p ON p.id = sp.id ORDER BY p.sha256";
+                "FROM temp.sel_photos sp CROSS JOIN photos p ON p.id = sp.id ORDER BY p.sha256";
     sb_init(&b);
     sb_puts(&b, "[");
     if (store_prepare(s, sql, &st) == LETHE_OK) {
