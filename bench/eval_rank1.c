@@ -14,7 +14,9 @@
  *
  * --peer FILE: the same protocol on face-api.js's own pipeline output
  * (tools/ref/pipeline.mjs JSON Lines over the same photos), searched by
- * brute force, for the comparison.
+ * brute force, for the comparison. --gallery-from-peer restricts both sides
+ * to the photos the peer's file covers (people all of whose photos it has):
+ * a like-for-like comparison when the peer ran on part of LFW only.
  */
 #include <dirent.h>
 #include <math.h>
@@ -33,6 +35,47 @@ typedef struct person {
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --gallery-from-peer: only the photos the peer's file covers (by name) */
+static char **subset;
+static size_t nsubset;
+
+static void load_subset(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char *line = NULL;
+    size_t cap = 0, capn = 0;
+    if (!f)
+        return;
+    while (getline(&line, &cap, f) >= 0) {
+        char *im = strstr(line, "\"image\":\"");
+        if (!im)
+            continue;
+        im += 9;
+        char *q = strchr(im, '"');
+        if (!q)
+            continue;
+        *q = 0;
+        const char *b = strrchr(im, '/');
+        if (nsubset == capn) {
+            capn = capn ? capn * 2 : 1024;
+            subset = realloc(subset, capn * sizeof(*subset));
+        }
+        subset[nsubset++] = strdup(b ? b + 1 : im);
+    }
+    free(line);
+    fclose(f);
+    qsort(subset, nsubset, sizeof(*subset), cmp_str);
+}
+
+static int in_subset(const char *path)
+{
+    if (!subset)
+        return 1;
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    return bsearch(&b, subset, nsubset, sizeof(*subset), cmp_str) != NULL;
 }
 
 static char **list_dir(const char *dir, size_t *n)
@@ -267,7 +310,7 @@ static void peer_eval(const char *file, person *ps, int np, int *hit, int *hit_l
 int main(int argc, char **argv)
 {
     const char *store_dir = NULL, *lfw = "../shared/data/lfw", *peer = NULL;
-    int threads = 0, json = 0;
+    int threads = 0, json = 0, from_peer = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--store") && i + 1 < argc)
             store_dir = argv[++i];
@@ -279,6 +322,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--gallery-from-peer"))
+            from_peer = 1;
         else {
             fprintf(stderr, "usage: eval_rank1 --store DIR [--lfw DIR] [--peer FILE] "
                             "[--threads N] [--json]\n");
@@ -287,6 +332,12 @@ int main(int argc, char **argv)
     }
     if (!store_dir) {
         fprintf(stderr, "eval_rank1: --store DIR is required\n");
+        return 2;
+    }
+    if (from_peer && peer)
+        load_subset(peer);
+    else if (from_peer) {
+        fprintf(stderr, "eval_rank1: --gallery-from-peer needs --peer FILE\n");
         return 2;
     }
     char images[1024];
@@ -310,7 +361,10 @@ int main(int argc, char **argv)
         size_t nfiles;
         snprintf(d, sizeof(d), "%s/%s", images, dirs[i]);
         char **files = list_dir(d, &nfiles);
-        if (nfiles >= 2) {
+        int covered = 1;
+        for (size_t k = 0; k < nfiles; k++)
+            covered &= in_subset(files[k]);
+        if (nfiles >= 2 && covered) {
             snprintf(ps[np].name, sizeof(ps[np].name), "%s", dirs[i]);
             snprintf(ps[np].first, sizeof(ps[np].first), "%s/%s", d, files[0]);
             np++;
@@ -363,7 +417,7 @@ int main(int argc, char **argv)
     lethe_search_options_init(&so);
     so.purpose = "evaluation: LFW rank-1 identification";
     so.actor = "eval_rank1";
-    so.top_k = 20;
+    so.top_k = subset ? 400 : 20;
     lethe_match *m = NULL;
     size_t nm = 0;
     if (lethe_search(s, qd, nq, &so, &m, &nm) != LETHE_OK) {
@@ -378,8 +432,10 @@ int main(int argc, char **argv)
         char want[160];
         snprintf(want, sizeof(want), "/%s/", p->name);
         for (; at < nm && m[at].query == k; at++) {
-            /* skip the query photo's own faces */
+            /* skip the query photo's own faces, and photos outside the gallery */
             if (m[at].prov.path && !strcmp(m[at].prov.path, p->first))
+                continue;
+            if (m[at].prov.path && !in_subset(m[at].prov.path))
                 continue;
             int same = m[at].prov.path && strstr(m[at].prov.path, want);
             if (!decided) {
