@@ -170,6 +170,14 @@ static int pl_add(pathlist *pl, const char *p)
     return 0;
 }
 
+static void pl_free(pathlist *pl)
+{
+    for (size_t i = 0; i < pl->n; i++)
+        free(pl->v[i]);
+    free(pl->v);
+    memset(pl, 0, sizeof(*pl));
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -472,13 +480,16 @@ int cmd_ingest(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (!(s = cli_open_store(&g.c, 0)))
+    if (!(s = cli_open_store(&g.c, 0))) {
+        pl_free(&paths);
         return CLI_EXIT_FAILED;
+    }
     /* Command-line provenance is checked once, not once per photo. */
     if ((g.defaults.jurisdiction || g.defaults.consent) &&
         lethe_policy_check(s, g.defaults.jurisdiction, g.defaults.consent, NULL) < 0) {
         cli_error("ingest: %s", lethe_store_errmsg(s));
         lethe_store_close(s);
+        pl_free(&paths);
         return CLI_EXIT_USAGE;
     }
     if (!g.descriptors) {
@@ -490,6 +501,7 @@ int cmd_ingest(int argc, char **argv)
             cli_error("%s", lethe_engine_errmsg(engine));
             lethe_engine_close(engine);
             lethe_store_close(s);
+            pl_free(&paths);
             return CLI_EXIT_FAILED;
         }
     }
@@ -504,6 +516,7 @@ int cmd_ingest(int argc, char **argv)
         cli_error("%s", lethe_store_errmsg(s));
         lethe_engine_close(engine);
         lethe_store_close(s);
+        pl_free(&paths);
         return CLI_EXIT_FAILED;
     }
     g.progress = !g.quiet && isatty(STDERR_FILENO);
@@ -569,9 +582,7 @@ int cmd_ingest(int argc, char **argv)
         free(g.errs[i].msg);
     }
     free(g.errs);
-    for (size_t i = 0; i < paths.n; i++)
-        free(paths.v[i]);
-    free(paths.v);
+    pl_free(&paths);
     lethe_engine_close(engine);
     lethe_store_close(s);
     return fatal || g.nerr ? CLI_EXIT_FAILED : CLI_EXIT_OK;
