@@ -20,18 +20,36 @@ void lethe_search_options_init(lethe_search_options *o)
     o->threshold = INFINITY;
 }
 
+/* The nine provenance strings of a match, in the column order of match_sql. */
+static void match_fields(lethe_match *m, const char **f[9])
+{
+    f[0] = &m->prov.path;
+    f[1] = &m->prov.photo_id;
+    f[2] = &m->prov.url;
+    f[3] = &m->prov.uploader;
+    f[4] = &m->prov.source;
+    f[5] = &m->prov.license;
+    f[6] = &m->prov.jurisdiction;
+    f[7] = &m->prov.consent;
+    f[8] = &m->prov.collected_at;
+}
+
+/* Free a match's strings and zero it. */
+static void match_clear(lethe_match *m)
+{
+    const char **f[9];
+    match_fields(m, f);
+    for (int k = 0; k < 9; k++)
+        lethe_free((char *)*f[k]);
+    memset(m, 0, sizeof(*m));
+}
+
 void lethe_matches_free(lethe_match *m, size_t n)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < n; i++) {
-        const char **f[] = {&m[i].prov.path, &m[i].prov.photo_id, &m[i].prov.url,
-                            &m[i].prov.uploader, &m[i].prov.source, &m[i].prov.license,
-                            &m[i].prov.jurisdiction, &m[i].prov.consent,
-                            &m[i].prov.collected_at};
-        for (size_t k = 0; k < LETHE_ARRAY_LEN(f); k++)
-            lethe_free((char *)*f[k]);
-    }
+    for (size_t i = 0; i < n; i++)
+        match_clear(&m[i]);
     lethe_free(m);
 }
 
@@ -58,9 +76,8 @@ static int fill_match(lethe_store *s, sqlite3_stmt *st, int64_t face, lethe_matc
         for (int i = 0; i < 4; i++)
             m->box[i] = (float)sqlite3_column_double(st, 1 + i);
         m->provenance_count = sqlite3_column_int(st, 5);
-        const char **f[] = {&m->prov.path, &m->prov.photo_id, &m->prov.url, &m->prov.uploader,
-                            &m->prov.source, &m->prov.license, &m->prov.jurisdiction,
-                            &m->prov.consent, &m->prov.collected_at};
+        const char **f[9];
+        match_fields(m, f);
         for (int i = 0; i < 9; i++) {
             const char *t = (const char *)sqlite3_column_text(st, 6 + i);
             *f[i] = lethe_strdup(t ? t : "");
@@ -148,16 +165,8 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
             /* Filtered rows hid some: ask the index for more. */
             if (got >= (size_t)o.top_k || nh < kq || kq >= idx_count(s->ix))
                 break;
-            for (size_t i = 0; i < got; i++) {
-                const char **f[] = {&m[n + i].prov.path, &m[n + i].prov.photo_id,
-                                    &m[n + i].prov.url, &m[n + i].prov.uploader,
-                                    &m[n + i].prov.source, &m[n + i].prov.license,
-                                    &m[n + i].prov.jurisdiction, &m[n + i].prov.consent,
-                                    &m[n + i].prov.collected_at};
-                for (int k = 0; k < 9; k++)
-                    lethe_free((char *)*f[k]);
-                memset(&m[n + i], 0, sizeof(m[n + i]));
-            }
+            for (size_t i = 0; i < got; i++)
+                match_clear(&m[n + i]);
             kq *= 4;
             lethe_free(more);
             more = lethe_malloc(kq * sizeof(*more));
