@@ -30,7 +30,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int n = 20, threads = 0, first = 1;
+    int n = 20, threads = 0, first = 1, precision = LETHE_PRECISION_DEFAULT;
     const char *models = getenv("LETHE_MODELS") ? getenv("LETHE_MODELS") : "models";
     char msg[400];
 
@@ -41,8 +41,11 @@ int main(int argc, char **argv)
             threads = atoi(argv[++first]);
         else if (!strcmp(argv[first], "--models") && first + 1 < argc)
             models = argv[++first];
+        else if (!strcmp(argv[first], "--int8"))
+            precision = LETHE_PRECISION_INT8;
         else {
-            fprintf(stderr, "usage: bench_detect [--n 20] [--threads N] [--models DIR] PHOTO...\n");
+            fprintf(stderr, "usage: bench_detect [--n 20] [--threads N] [--models DIR] [--int8] "
+                            "PHOTO...\n");
             return 2;
         }
     }
@@ -60,7 +63,7 @@ int main(int argc, char **argv)
     nn_init();
     ssd_net *net = NULL;
     nn_pool *pool = NULL;
-    if (ssd_net_load(models, &net, msg, sizeof(msg)) != LETHE_OK) {
+    if (ssd_net_load_precision(models, precision, &net, msg, sizeof(msg)) != LETHE_OK) {
         fprintf(stderr, "bench_detect: %s\n", msg);
         return 1;
     }
@@ -86,9 +89,9 @@ int main(int argc, char **argv)
         free(d);
     }
     qsort(t, (size_t)n, sizeof(double), cmp_double);
-    printf("{\"mode\":\"ssd\",\"n\":%d,\"photos\":%d,\"threads\":%d,\"kernels\":\"%s\","
+    printf("{\"mode\":\"%s\",\"n\":%d,\"photos\":%d,\"threads\":%d,\"kernels\":\"%s\","
            "\"ms_per_photo\":%.3f,\"ms_median\":%.3f,\"ms_min\":%.3f,\"faces\":%d}\n",
-           n, nphotos, nn_pool_size(pool), nn_isa_name(nn_isa_current()), sum / n, t[n / 2],
+           ssd_net_is_int8(net) ? "ssd-int8" : "ssd", n, nphotos, nn_pool_size(pool), nn_isa_name(nn_isa_current()), sum / n, t[n / 2],
            t[0], faces);
     free(t);
     nn_pool_destroy(pool);

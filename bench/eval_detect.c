@@ -124,7 +124,7 @@ static void score_image(const truth *t, int nt, const face_det *d, int nd, tally
 typedef struct options {
     const char *data, *models;
     float min_score;
-    int tiny_size, threads, verbose;
+    int tiny_size, threads, verbose, precision;
 } options;
 
 static void add_tally(tally *to, const tally *s)
@@ -245,7 +245,7 @@ static void report(const char *name, const tally *s, int images)
 
 int main(int argc, char **argv)
 {
-    options o = {"../shared/data/dlib-faces", NULL, 0.5f, 416, 0, 0};
+    options o = {"../shared/data/dlib-faces", NULL, 0.5f, 416, 0, 0, LETHE_PRECISION_DEFAULT};
     const char *xmls[16];
     int nxml = 0;
     char msg[256];
@@ -264,11 +264,13 @@ int main(int argc, char **argv)
             o.threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--verbose") == 0)
             o.verbose = 1;
+        else if (strcmp(argv[i], "--int8") == 0)
+            o.precision = LETHE_PRECISION_INT8;
         else if (argv[i][0] != '-' && nxml < 16)
             xmls[nxml++] = argv[i];
         else {
             fprintf(stderr, "usage: eval_detect [--data DIR] [--models DIR] [--min-score S] "
-                            "[--tiny-size N] [--threads N] [--verbose] [XML...]\n");
+                            "[--tiny-size N] [--threads N] [--int8] [--verbose] [XML...]\n");
             return 2;
         }
     }
@@ -276,7 +278,7 @@ int main(int argc, char **argv)
     ssd_net *ssd = NULL;
     tiny_net *tiny = NULL;
     nn_pool *pool = NULL;
-    if (ssd_net_load(o.models, &ssd, msg, sizeof(msg)) != LETHE_OK ||
+    if (ssd_net_load_precision(o.models, o.precision, &ssd, msg, sizeof(msg)) != LETHE_OK ||
         tiny_net_load(o.models, &tiny, msg, sizeof(msg)) != LETHE_OK) {
         fprintf(stderr, "eval_detect: %s\n", msg);
         ssd_net_free(ssd);
@@ -298,6 +300,7 @@ int main(int argc, char **argv)
     eo.model_dir = o.models;
     eo.min_score = o.min_score;
     eo.threads = o.threads;
+    eo.precision = o.precision;
     if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
         fprintf(stderr, "eval_detect: %s\n", lethe_engine_errmsg(engine));
         return 1;

@@ -3,7 +3,8 @@
  * (detect, landmarks, align, describe) under the LFW protocols.
  *
  *   eval_lfw [--view1 | --view2] [--align similarity|box] [--detector ssd|tiny]
- *            [--min-score S] [--threads N] [--lfw DIR] [--json]
+ *            [--precision default|fp32|int8] [--min-score S] [--threads N]
+ *            [--lfw DIR] [--json]
  *
  * View 1: the threshold is chosen on pairsDevTrain and tested on
  * pairsDevTest. View 2: 10-fold cross-validation over pairs.txt, each fold
@@ -301,6 +302,10 @@ int main(int argc, char **argv)
             tune = 1;
         else if (!strcmp(a, "--align") && ++i)
             o.align = !strcmp(v, "box") ? LETHE_ALIGN_BOX : LETHE_ALIGN_SIMILARITY;
+        else if (!strcmp(a, "--precision") && ++i)
+            o.precision = !strcmp(v, "fp32")   ? LETHE_PRECISION_FP32
+                          : !strcmp(v, "int8") ? LETHE_PRECISION_INT8
+                                               : LETHE_PRECISION_DEFAULT;
         else if (!strcmp(a, "--detector") && ++i)
             o.detector = !strcmp(v, "tiny") ? LETHE_DETECTOR_TINY : LETHE_DETECTOR_SSD;
         else if (!strcmp(a, "--min-score") && ++i)
@@ -311,8 +316,8 @@ int main(int argc, char **argv)
             lfw = v;
         else {
             fprintf(stderr, "usage: eval_lfw [--view1|--view2] [--align similarity|box] "
-                            "[--detector ssd|tiny] [--min-score S] [--threads N] [--lfw DIR] "
-                            "[--json]\n");
+                            "[--detector ssd|tiny] [--precision default|fp32|int8] "
+                            "[--min-score S] [--threads N] [--lfw DIR] [--json]\n");
             return 2;
         }
     }

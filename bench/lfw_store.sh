@@ -15,6 +15,9 @@
 #                     without it the peer's rank-1 is computed only if
 #                     PEER_FULL=1 (runs it here, over an hour)
 #   STORE=DIR         where to build the store (default: a temporary folder)
+#   PRECISIONS="default int8"
+#                     the lethe --precision values whose ingest is timed, each
+#                     into its own store; the first builds STORE, used for rank-1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${LETHE_TEST_DATA:-../shared/data}
@@ -31,7 +34,9 @@ STORE=${STORE:-$out/store}
 rm -rf "$STORE"
 
 lfw=$(cd "$DATA/lfw/images" && pwd)
-find "$lfw" -name '*.jpg' | sort | head -n "$N" >"$out/list"
+# (not `| head`: under pipefail, sort killed by SIGPIPE would end the script)
+find "$lfw" -name '*.jpg' | sort >"$out/all"
+head -n "$N" "$out/all" >"$out/list"
 n=$(wc -l <"$out/list")
 {
     echo "path,photo_id,uploader,source,license,jurisdiction,consent"
@@ -39,13 +44,19 @@ n=$(wc -l <"$out/list")
 } >"$out/manifest.csv"
 
 echo "== ingest throughput: $n LFW photos (250x250 JPEG), $(nproc) cores"
-"$LETHE" init --store "$STORE" >/dev/null
-t0=$(date +%s.%N)
-"$LETHE" ingest --store "$STORE" --quiet --json --manifest "$out/manifest.csv" >"$out/ingest.json"
-t=$(echo "$(date +%s.%N) - $t0" | bc -l)
-rate=$(echo "$n / $t" | bc -l)
-node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(`lethe ingest: ${r.added} photos added, ${r.faces} faces, ${r.templates} templates, ${r.no_face} without a face, ${r.errors.length} errors`)' "$out/ingest.json"
-printf 'lethe ingest (whole process: decode, detect, landmarks, align, describe, catalog, index): %.1f photos/s (%.0f s)\n' "$rate" "$t"
+rates=()
+for p in ${PRECISIONS:-default int8}; do
+    st=$STORE
+    [ "${#rates[@]}" = 0 ] || st=$out/store-$p
+    "$LETHE" init --store "$st" >/dev/null
+    t0=$(date +%s.%N)
+    "$LETHE" ingest --store "$st" --quiet --json --precision "$p" --manifest "$out/manifest.csv" >"$out/ingest.json"
+    t=$(echo "$(date +%s.%N) - $t0" | bc -l)
+    rates+=("$p" "$(echo "$n / $t" | bc -l)")
+    node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(`lethe ingest --precision ${process.argv[2]}: ${r.added} photos added, ${r.faces} faces, ${r.templates} templates, ${r.no_face} without a face, ${r.errors.length} errors`)' "$out/ingest.json" "$p"
+    printf 'lethe ingest --precision %s (whole process: decode, detect, landmarks, align, describe, catalog, index): %.1f photos/s (%.0f s)\n' "$p" "${rates[-1]}" "$t"
+    [ "$st" = "$STORE" ] || rm -rf "$st"
+done
 
 head -n "$PEER_N" "$out/list" >"$out/peer.list"
 t0=$(date +%s.%N)
@@ -53,7 +64,9 @@ node tools/ref/pipeline.mjs --list "$out/peer.list" >"$out/peer.jsonl" 2>/dev/nu
 pt=$(echo "$(date +%s.%N) - $t0" | bc -l)
 prate=$(echo "$PEER_N / $pt" | bc -l)
 printf 'face-api.js pipeline (tfjs-wasm, detectAllFaces+landmarks+descriptors, whole process) on the first %d: %.2f photos/s\n' "$PEER_N" "$prate"
-printf 'ratio: %.1fx\n' "$(echo "$rate / $prate" | bc -l)"
+for ((k = 0; k < ${#rates[@]}; k += 2)); do
+    printf 'ratio, --precision %s: %.1fx\n' "${rates[k]}" "$(echo "${rates[k + 1]} / $prate" | bc -l)"
+done
 du -sh "$STORE" | awk '{print "store size: " $1}'
 
 if [ "$n" -lt 13233 ]; then

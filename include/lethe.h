@@ -138,8 +138,11 @@ enum lethe_detector {
 };
 
 enum lethe_precision {
-    LETHE_PRECISION_DEFAULT = 0, /* fastest mode whose accuracy is tested */
-    LETHE_PRECISION_FP32 = 1     /* full fp32 everywhere */
+    LETHE_PRECISION_DEFAULT = 0, /* Winograd in the descriptor net; fp32 detector */
+    LETHE_PRECISION_FP32 = 1,    /* full fp32 everywhere, reference summation order */
+    LETHE_PRECISION_INT8 = 2     /* the default plus an int8 SSD detector where the
+                                    CPU has AVX-512 VNNI (about 2x the photos per
+                                    second; see docs/model-card.md) */
 };
 
 enum lethe_align {

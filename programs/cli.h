@@ -29,6 +29,12 @@ typedef struct face_opts {
 int face_opts_parse(face_opts *o, int argc, char **argv, int *i);
 void face_opts_init(face_opts *o);
 
+/* "default", "fp32" or "int8" as an enum lethe_precision in *out: 0, or -1
+ * (message printed, naming cmd). */
+int cli_parse_precision(const char *cmd, const char *v, int *out);
+/* The help line(s) of --precision, shared by the commands that take it. */
+extern const char cli_precision_help[];
+
 int cmd_detect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

@@ -144,6 +144,8 @@ static void search_help(void)
         "                     (the output of 'lethe embed --json'); '-' reads stdin\n"
         "  --threads N        threads (default: one per core)\n"
         "  --models DIR       model folder, for IMAGE\n"
+        "  --precision default|fp32|int8\n"
+        "                     as for 'lethe ingest', for IMAGE\n"
         "%s"
         "\n"
         "--json prints one line per query: {\"query\", \"source\", \"matches\": [{\"distance\",\n"
@@ -185,7 +187,7 @@ int cmd_search(int argc, char **argv)
     cli_common c;
     lethe_search_options so;
     const char *image = NULL, *desc = NULL, *queries = NULL, *models = NULL;
-    int all_faces = 0, threads = 0;
+    int all_faces = 0, threads = 0, precision = LETHE_PRECISION_DEFAULT;
     qlist q = {0};
     int status = CLI_EXIT_OK;
 
@@ -232,6 +234,10 @@ int cmd_search(int argc, char **argv)
             queries = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
             models = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
+            if (cli_parse_precision("search", v, &precision) < 0)
+                return CLI_EXIT_USAGE;
+        }
         else if (!strcmp(argv[i], "--all-faces"))
             all_faces = 1;
         else if (bad)
@@ -303,6 +309,7 @@ int cmd_search(int argc, char **argv)
         lethe_engine_options_init(&eo);
         eo.model_dir = models;
         eo.threads = threads;
+        eo.precision = precision;
         if (lethe_image_load(image, NULL, &img, msg, sizeof(msg)) != LETHE_OK) {
             cli_error("search: %s: %s", image, msg);
             return CLI_EXIT_FAILED;

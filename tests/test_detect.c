@@ -10,6 +10,9 @@
  *             when LETHE_REF=1 (all 5118 anchors, and faces.jpg fed the very
  *             pixels jpeg-js decodes)
  *   photos    faces.jpg (6 faces), dogs.jpg (no human face), the samples
+ *   int8      the default precision (int8 layers where the CPU has AVX-512
+ *             VNNI) against fp32 on the same input tensors, within
+ *             TOL_INT8_* (the parity tests run the fp32 net)
  *
  * Tolerances (see TOL_* below) hold for any kernel set; the scalar reference
  * gives about 1e-6 on SSD scores and boxes and 2e-5 on tiny logits.
@@ -39,11 +42,26 @@
 #define TOL_FACE_PX 0.05    /* final boxes, image pixels */
 #define TOL_FACE_SCORE 1e-4 /* final scores */
 
+/*
+ * The default precision against fp32, on the same 512x512 input: int8
+ * activations on [0, 6] in 255 steps move each layer's output by at most
+ * half a step per input (the weights are exact, see nn.h), which over 19
+ * layers shows as at most 0.036 on a score and 1.9 px (of 512) on the box
+ * of an anchor scoring >= 0.3, over 247 photos (dlib's, face-api.js's, 200
+ * LFW photos, the samples). The tolerances are 1.6 to 1.8 times that; a
+ * face whose fp32 score is within TOL_INT8_SCORE of the 0.5 threshold may
+ * come or go.
+ */
+#define TOL_INT8_SCORE 0.065   /* any anchor's score */
+#define TOL_INT8_BOX_PX 3.0    /* box of an anchor scoring >= 0.3, 512 input pixels */
+#define INT8_CANDIDATE 0.3
+
 #define FIXTURE "tests/data/ref/detect.json"
 #define HARNESS "tools/ref/detect.mjs"
 #define TO_RGB "tools/ref/to-rgb.mjs"
 
-static ssd_net *g_ssd;
+static ssd_net *g_ssd;   /* fp32: face-api.js's numbers */
+static ssd_net *g_ssd_q; /* the default precision (int8 where the CPU can) */
 static tiny_net *g_tiny;
 static nn_pool *g_pool;
 static int g_load_tried;
@@ -62,17 +80,20 @@ static int nets_ready(void)
     const char *dir = test_models_dir();
 
     if (g_load_tried)
-        return g_ssd && g_tiny;
+        return g_ssd && g_ssd_q && g_tiny;
     g_load_tried = 1;
     if (!dir)
         return 0;
     if (nn_pool_create(&g_pool, 0) != 0)
         g_pool = NULL;
-    if (ssd_net_load(dir, &g_ssd, msg, sizeof(msg)) != LETHE_OK)
-        fprintf(stderr, "  ssd_net_load: %s\n", msg);
+    if (ssd_net_load_precision(dir, LETHE_PRECISION_FP32, &g_ssd, msg, sizeof(msg)) != LETHE_OK)
+        fprintf(stderr, "  ssd_net_load_precision: %s\n", msg);
+    if (ssd_net_load_precision(dir, LETHE_PRECISION_INT8, &g_ssd_q, msg, sizeof(msg)) !=
+        LETHE_OK)
+        fprintf(stderr, "  ssd_net_load_precision (int8): %s\n", msg);
     if (tiny_net_load(dir, &g_tiny, msg, sizeof(msg)) != LETHE_OK)
         fprintf(stderr, "  tiny_net_load: %s\n", msg);
-    return g_ssd && g_tiny;
+    return g_ssd && g_ssd_q && g_tiny;
 }
 
 static uint64_t fnv1a64(const uint8_t *p, size_t n)
@@ -333,6 +354,9 @@ static void test_bad_args(void)
     CHECK_EQ_INT(ssd_net_load("/nonexistent-lethe", &s, msg, sizeof(msg)), LETHE_ERR_MODEL);
     CHECK(s == NULL);
     CHECK_EQ_INT(ssd_net_load(NULL, &s, msg, sizeof(msg)), LETHE_ERR_ARG);
+    CHECK_EQ_INT(ssd_net_load_precision("models", 7, &s, msg, sizeof(msg)), LETHE_ERR_ARG);
+    CHECK(s == NULL && strstr(msg, "precision") != NULL);
+    CHECK(!ssd_net_is_int8(NULL));
     ssd_net_free(NULL);
     tiny_net_free(NULL);
     if (!nets_ready())
@@ -940,6 +964,7 @@ static void test_parity_live(void)
 /* Real photos                                                          */
 /* ------------------------------------------------------------------ */
 
+/* tiny: 0 SSD fp32, 1 tiny, 2 SSD at the default precision */
 static int count_faces(int tiny, const char *rel, int *n_out)
 {
     char buf[1024];
@@ -951,8 +976,9 @@ static int count_faces(int tiny, const char *rel, int *n_out)
     uint8_t *rgb = load_rgb(path, &w, &h);
     if (!rgb)
         return 0;
-    int rc = tiny ? tiny_net_detect(g_tiny, rgb, w, h, 416, 0.5f, 0, &faces, &n, g_pool)
-                  : ssd_net_detect(g_ssd, rgb, w, h, 0.5f, 100, &faces, &n, g_pool);
+    int rc = tiny == 1 ? tiny_net_detect(g_tiny, rgb, w, h, 416, 0.5f, 0, &faces, &n, g_pool)
+                       : ssd_net_detect(tiny ? g_ssd_q : g_ssd, rgb, w, h, 0.5f, 100, &faces,
+                                        &n, g_pool);
     CHECK_EQ_INT(rc, LETHE_OK);
     for (int i = 0; i < n; i++) {
         CHECK(faces[i].score > 0.5f && faces[i].score < 1.0f);
@@ -973,8 +999,8 @@ static void test_real_photos(void)
         SKIP("models not found");
     if (!test_data_dir())
         SKIP("shared test data not found (set LETHE_TEST_DATA)");
-    for (int tiny = 0; tiny <= 1; tiny++) {
-        const char *det = tiny ? "tiny" : "ssd";
+    for (int tiny = 0; tiny <= 2; tiny++) {
+        const char *det = tiny == 1 ? "tiny" : tiny ? "ssd (default precision)" : "ssd";
         if (count_faces(tiny, "faceapi/test-images/faces.jpg", &n)) {
             fprintf(stderr, "  %s faces.jpg: %d faces\n", det, n);
             CHECK_EQ_INT(n, 6);
@@ -984,7 +1010,7 @@ static void test_real_photos(void)
             fprintf(stderr, "  %s dogs.jpg: %d faces\n", det, n);
             /* No human face; face-api.js's SSD too reports one dog, at
              * 0.78, so SSD may say 1 (the tiny detector says none). */
-            CHECK(n <= (tiny ? 0 : 1));
+            CHECK(n <= (tiny == 1 ? 0 : 1));
         } else
             fprintf(stderr, "  SKIP dogs.jpg (absent)\n");
     }
@@ -1018,6 +1044,115 @@ static void test_samples(void)
     }
     if (!seen)
         SKIP("samples/ not found");
+}
+
+/* ------------------------------------------------------------------ */
+/* The default precision (int8) against fp32                            */
+/* ------------------------------------------------------------------ */
+
+static double int8_worst_score, int8_worst_box, int8_worst_face_px;
+
+/* Both SSD nets on one photo: raw outputs on the same input tensor, then
+ * the faces. Returns 0 if the photo is absent. */
+static int compare_int8_photo(const char *rel)
+{
+    char buf[1024];
+    const char *path = data_path(rel, buf, sizeof(buf));
+    int w, h;
+    if (!path)
+        return 0;
+    uint8_t *rgb = load_rgb(path, &w, &h);
+    if (!rgb)
+        return 0;
+    const size_t in_len = (size_t)SSD_INPUT_SIZE * SSD_INPUT_SIZE * 3;
+    float *in = malloc(in_len * sizeof(float));
+    float *b32 = malloc((size_t)SSD_NUM_ANCHORS * 4 * sizeof(float));
+    float *b8 = malloc((size_t)SSD_NUM_ANCHORS * 4 * sizeof(float));
+    float *s32 = malloc((size_t)SSD_NUM_ANCHORS * sizeof(float));
+    float *s8 = malloc((size_t)SSD_NUM_ANCHORS * sizeof(float));
+    detect_prepare_input(rgb, w, h, SSD_INPUT_SIZE, in);
+    prep_div_sub(in, in_len, 127.5f, 1.0f);
+    CHECK_EQ_INT(ssd_net_forward(g_ssd, in, b32, s32, g_pool), LETHE_OK);
+    CHECK_EQ_INT(ssd_net_forward(g_ssd_q, in, b8, s8, g_pool), LETHE_OK);
+    double ws = 0, wb = 0;
+    int differ = 0;
+    for (int i = 0; i < SSD_NUM_ANCHORS; i++) {
+        ws = fmax(ws, fabs((double)s8[i] - s32[i]));
+        differ += s8[i] != s32[i];
+        if (s32[i] < INT8_CANDIDATE && s8[i] < INT8_CANDIDATE)
+            continue;
+        for (int k = 0; k < 4; k++)
+            wb = fmax(wb, fabs((double)b8[i * 4 + k] - b32[i * 4 + k]) * SSD_INPUT_SIZE);
+    }
+    CHECK(ws <= TOL_INT8_SCORE);
+    CHECK(wb <= TOL_INT8_BOX_PX);
+    /* int8 really ran where the CPU has it; nothing changed elsewhere */
+    CHECK(ssd_net_is_int8(g_ssd_q) ? differ > 0 : differ == 0);
+    int8_worst_score = fmax(int8_worst_score, ws);
+    int8_worst_box = fmax(int8_worst_box, wb);
+
+    /* The faces: the same ones, but for those near the threshold. */
+    face_det *f32 = NULL, *f8 = NULL;
+    int n32 = 0, n8 = 0;
+    CHECK_EQ_INT(ssd_net_detect(g_ssd, rgb, w, h, 0.5f, 100, &f32, &n32, g_pool), LETHE_OK);
+    CHECK_EQ_INT(ssd_net_detect(g_ssd_q, rgb, w, h, 0.5f, 100, &f8, &n8, g_pool), LETHE_OK);
+    double px_scale = (double)LETHE_MAX(w, h) / SSD_INPUT_SIZE; /* 512 px to image px */
+    for (int pass = 0; pass < 2; pass++) {
+        const face_det *a = pass ? f8 : f32, *b = pass ? f32 : f8;
+        int na = pass ? n8 : n32, nb = pass ? n32 : n8;
+        for (int i = 0; i < na; i++) {
+            double best = 1e30;
+            for (int j = 0; j < nb; j++) {
+                double d = fmax(fmax(fabs(a[i].x - b[j].x), fabs(a[i].y - b[j].y)),
+                                fmax(fabs(a[i].w - b[j].w), fabs(a[i].h - b[j].h)));
+                best = fmin(best, d);
+            }
+            if (a[i].score < 0.5f + TOL_INT8_SCORE && best > TOL_INT8_BOX_PX * px_scale)
+                continue; /* near the threshold: may come or go */
+            if (!(best <= TOL_INT8_BOX_PX * px_scale)) {
+                fprintf(stderr, "  %s: face %d (%s, score %.3f) has no match within %.1f px\n",
+                        rel, i, pass ? "int8" : "fp32", a[i].score, TOL_INT8_BOX_PX * px_scale);
+                CHECK(0);
+            } else {
+                int8_worst_face_px = fmax(int8_worst_face_px, best / px_scale);
+            }
+        }
+    }
+    lethe_free(f32);
+    lethe_free(f8);
+    free(in), free(b32), free(b8), free(s32), free(s8), free(rgb);
+    return 1;
+}
+
+static void test_ssd_int8_vs_fp32(void)
+{
+    static const char *photos[] = {
+        "faceapi/test-images/faces.jpg",        "faceapi/test-images/angry.jpg",
+        "faceapi/test-images/surprised.jpg",    "faceapi/examples/bbt1.jpg",
+        "faceapi/examples/bbt4.jpg",            "dlib-faces/2007_007763.jpg",
+        "dlib-faces/2008_001009.jpg",           "dlib-faces/2008_001322.jpg",
+        "dlib-faces/2008_002079.jpg",           "dlib-faces/2008_002470.jpg",
+        "dlib-faces/2008_002506.jpg",           "dlib-faces/2008_004176.jpg",
+        "dlib-faces/2008_007676.jpg",           "dlib-faces/2009_004587.jpg",
+        "dlib-faces/Tom_Cruise_avp_2014_4.jpg", "dlib-faces/bald_guys.jpg",
+        "dlib-faces/dogs.jpg",                  "lfw/images/AJ_Cook/AJ_Cook_0001.jpg",
+        "lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+    };
+    int seen = 0;
+    if (!nets_ready())
+        SKIP("models not found");
+    if (!test_data_dir())
+        SKIP("shared test data not found (set LETHE_TEST_DATA)");
+    for (size_t i = 0; i < LETHE_ARRAY_LEN(photos); i++)
+        seen += compare_int8_photo(photos[i]);
+    if (!seen)
+        SKIP("no test photos found");
+    fprintf(stderr,
+            "  int8 (%s) vs fp32 over %d photos: worst score %.4f (tol %g), box %.2f px of 512 "
+            "(tol %g), face box %.2f px of 512\n",
+            ssd_net_is_int8(g_ssd_q) ? "in use" : "not available: both fp32", seen,
+            int8_worst_score, TOL_INT8_SCORE, int8_worst_box, TOL_INT8_BOX_PX,
+            int8_worst_face_px);
 }
 
 int main(int argc, char **argv)
@@ -1054,7 +1189,9 @@ int main(int argc, char **argv)
     RUN_IF(test_parity_live);
     RUN_IF(test_real_photos);
     RUN_IF(test_samples);
+    RUN_IF(test_ssd_int8_vs_fp32);
     ssd_net_free(g_ssd);
+    ssd_net_free(g_ssd_q);
     tiny_net_free(g_tiny);
     nn_pool_destroy(g_pool);
     return test_summary();

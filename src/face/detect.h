@@ -63,8 +63,17 @@ void ssd_anchors_generate(float *anchors);
 /*
  * Load model_dir/ssd_mobilenetv1_model-* (digest-checked) and prepare the
  * layers. *out is a new net (ssd_net_free) or NULL on failure, with a message.
+ * precision is an enum lethe_precision: the default and LETHE_PRECISION_FP32
+ * keep every layer in fp32 (face-api.js's numbers within 1e-4);
+ * LETHE_PRECISION_INT8 also prepares int8 forms of the layers whose inputs
+ * are ReLU6 outputs (all but the first), run where the CPU has the int8
+ * kernels (nn.h). ssd_net_load is ssd_net_load_precision with the default.
  */
 int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len);
+int ssd_net_load_precision(const char *model_dir, int precision, ssd_net **out, char *msg,
+                           size_t msg_len);
+/* Whether the net runs any layer in int8 (prepared so, and the CPU can). */
+int ssd_net_is_int8(const ssd_net *net);
 void ssd_net_free(ssd_net *net); /* NULL is fine */
 
 /* The anchors the net decodes against (Output/extra_dim), 5118 * 4 floats. */

@@ -70,7 +70,8 @@ static int check_options(lethe_engine *e, const lethe_engine_options *o)
 {
     if (o->detector != LETHE_DETECTOR_SSD && o->detector != LETHE_DETECTOR_TINY)
         return engine_fail(e, LETHE_ERR_ARG, "unknown detector %d", o->detector);
-    if (o->precision != LETHE_PRECISION_DEFAULT && o->precision != LETHE_PRECISION_FP32)
+    if (o->precision != LETHE_PRECISION_DEFAULT && o->precision != LETHE_PRECISION_FP32 &&
+        o->precision != LETHE_PRECISION_INT8)
         return engine_fail(e, LETHE_ERR_ARG, "unknown precision %d", o->precision);
     if (o->align != LETHE_ALIGN_SIMILARITY && o->align != LETHE_ALIGN_BOX)
         return engine_fail(e, LETHE_ERR_ARG, "unknown alignment %d", o->align);
@@ -120,7 +121,7 @@ static int load_detect_nets(lethe_engine *e)
     /* The tiny detector is also SSD's last resort (see lethe_engine_analyze). */
     rc = tiny_net_load(e->model_dir, &e->tiny, msg, sizeof(msg));
     if (rc == LETHE_OK && e->opt.detector == LETHE_DETECTOR_SSD)
-        rc = ssd_net_load(e->model_dir, &e->ssd, msg, sizeof(msg));
+        rc = ssd_net_load_precision(e->model_dir, e->opt.precision, &e->ssd, msg, sizeof(msg));
     if (rc == LETHE_OK)
         rc = lm68_load(e->model_dir, &e->lm, msg, sizeof(msg));
     if (rc != LETHE_OK)

@@ -88,35 +88,69 @@ void detect_prepare_input(const uint8_t *rgb, int w, int h, int size, float *out
     /* The arithmetic of prep_resize_bilinear (tfjs resizeBilinear,
      * alignCorners = false, no half-pixel centres), float32 throughout, on
      * the virtual padded square. Source rows and columns only depend on the
-     * output index, so they are computed once. */
+     * output index, so they are computed once: the columns a chunk at a
+     * time into tables (the expressions, and so the values, unchanged). */
+    enum { CHUNK = 256 };
+    int cx0[CHUNK], cx1[CHUNK];
+    float cfx[CHUNK];
+    const size_t stride = (size_t)w * 3;
     float ratio = (float)side / (float)size;
-    for (int y = 0; y < size; y++) {
-        float sy = ratio * (float)y;
-        int y0 = (int)floorf(sy);
-        float fy = sy - (float)y0;
-        int y1 = (int)ceilf(sy);
-        if (y1 > side - 1)
-            y1 = side - 1;
-        if (y0 > side - 1)
-            y0 = side - 1;
-        for (int x = 0; x < size; x++) {
+    for (int xa = 0; xa < size; xa += CHUNK) {
+        int xb = LETHE_MIN(size, xa + CHUNK);
+        int inside = xa; /* columns [xa, inside) have both taps in the image */
+        for (int x = xa; x < xb; x++) {
             float sx = ratio * (float)x;
             int x0 = (int)floorf(sx);
-            float fx = sx - (float)x0;
+            cfx[x - xa] = sx - (float)x0;
             int x1 = (int)ceilf(sx);
             if (x1 > side - 1)
                 x1 = side - 1;
             if (x0 > side - 1)
                 x0 = side - 1;
-            float *o = out + ((size_t)y * size + x) * 3;
-            for (int c = 0; c < 3; c++) {
-                float tl = padded_px(rgb, w, h, x0, y0, c);
-                float tr = padded_px(rgb, w, h, x1, y0, c);
-                float bl = padded_px(rgb, w, h, x0, y1, c);
-                float br = padded_px(rgb, w, h, x1, y1, c);
-                float top = tl + (tr - tl) * fx;
-                float bottom = bl + (br - bl) * fx;
-                o[c] = top + (bottom - top) * fy;
+            /* -1: a padding column (zeros) */
+            cx0[x - xa] = x0 < w ? x0 * 3 : -1;
+            cx1[x - xa] = x1 < w ? x1 * 3 : -1;
+            if (x1 < w)
+                inside = x + 1; /* taps only move right with x */
+        }
+        for (int y = 0; y < size; y++) {
+            float sy = ratio * (float)y;
+            int y0 = (int)floorf(sy);
+            float fy = sy - (float)y0;
+            int y1 = (int)ceilf(sy);
+            if (y1 > side - 1)
+                y1 = side - 1;
+            if (y0 > side - 1)
+                y0 = side - 1;
+            const uint8_t *r0 = y0 < h ? rgb + (size_t)y0 * stride : NULL;
+            const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * stride : NULL;
+            float *o = out + ((size_t)y * size + xa) * 3;
+            int x = xa;
+            if (r0 && r1) /* the common case: no padding to test for */
+                for (; x < inside; x++, o += 3) {
+                    const uint8_t *t0 = r0 + cx0[x - xa], *t1 = r0 + cx1[x - xa];
+                    const uint8_t *b0 = r1 + cx0[x - xa], *b1 = r1 + cx1[x - xa];
+                    float fx = cfx[x - xa];
+                    for (int c = 0; c < 3; c++) {
+                        float tl = (float)t0[c], tr = (float)t1[c];
+                        float bl = (float)b0[c], br = (float)b1[c];
+                        float top = tl + (tr - tl) * fx;
+                        float bottom = bl + (br - bl) * fx;
+                        o[c] = top + (bottom - top) * fy;
+                    }
+                }
+            for (; x < xb; x++, o += 3) {
+                int i0 = cx0[x - xa], i1 = cx1[x - xa];
+                float fx = cfx[x - xa];
+                for (int c = 0; c < 3; c++) {
+                    float tl = r0 && i0 >= 0 ? (float)r0[i0 + c] : 0.0f;
+                    float tr = r0 && i1 >= 0 ? (float)r0[i1 + c] : 0.0f;
+                    float bl = r1 && i0 >= 0 ? (float)r1[i0 + c] : 0.0f;
+                    float br = r1 && i1 >= 0 ? (float)r1[i1 + c] : 0.0f;
+                    float top = tl + (tr - tl) * fx;
+                    float bottom = bl + (br - bl) * fx;
+                    o[c] = top + (bottom - top) * fy;
+                }
             }
         }
     }

@@ -14,6 +14,8 @@
  *   Output: box encodings decoded against the anchors with variances
  *     (10, 10, 5, 5); score = sigmoid of the face class logit.
  * Batch norm is folded into the depthwise layers' per-channel affine.
+ * At LETHE_PRECISION_INT8, the convolutions after the first also get an
+ * int8 form (quantize_layers), run where the CPU has the int8 kernels.
  */
 #include <assert.h>
 #include <math.h>
@@ -55,6 +57,7 @@ struct ssd_net {
     const nn_conv *conv_list[SSD_MAX_CONVS];
     int conv_in_side[SSD_MAX_CONVS];
     int nconv;
+    int int8_layers;                /* layers with an int8 form */
     lethe_bufcache *arenas;         /* per-pass memory, reused (mutable) */
 };
 
@@ -279,7 +282,35 @@ static int load_layers(ssd_net *net, const lethe_weights *w, char *msg, size_t m
     return LETHE_OK;
 }
 
-int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len)
+/*
+ * The int8 forms of LETHE_PRECISION_INT8 (nn.h, "Reduced precision"):
+ * every layer whose input is the output of a ReLU6 (a depthwise layer, or
+ * a conv + offset + ReLU6), so that the fixed grid [0, 6] in 255 steps
+ * covers its input exactly: the 13 pointwise layers, the 8 extra feature
+ * layers (1x1 and 3x3) and the 12 box predictors. conv0 reads the image in
+ * [-1, 1] and stays fp32, as do the depthwise layers (cheap, and their
+ * inputs are not what int8 suits).
+ */
+#define SSD_RELU6_MAX 6.0f
+
+static int quantize_layers(ssd_net *net)
+{
+    for (int p = 0; p < SSD_PAIRS; p++)
+        if (nn_conv_quantize(&net->pw[p], SSD_RELU6_MAX) != 0)
+            return -1;
+    for (int e = 0; e < SSD_EXTRA; e++)
+        if (nn_conv_quantize(&net->extra[e], SSD_RELU6_MAX) != 0)
+            return -1;
+    for (int hd = 0; hd < SSD_HEADS; hd++)
+        if (nn_conv_quantize(&net->box_enc[hd], SSD_RELU6_MAX) != 0 ||
+            nn_conv_quantize(&net->cls[hd], SSD_RELU6_MAX) != 0)
+            return -1;
+    net->int8_layers = SSD_PAIRS + SSD_EXTRA + 2 * SSD_HEADS;
+    return 0;
+}
+
+int ssd_net_load_precision(const char *model_dir, int precision, ssd_net **out, char *msg,
+                           size_t msg_len)
 {
     lethe_weights *w = NULL;
     ssd_net *net;
@@ -290,6 +321,10 @@ int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len
     *out = NULL;
     if (!model_dir)
         return lethe_fail(msg, msg_len, LETHE_ERR_ARG, "ssd_net_load: no model folder");
+    if (precision != LETHE_PRECISION_DEFAULT && precision != LETHE_PRECISION_FP32 &&
+        precision != LETHE_PRECISION_INT8)
+        return lethe_fail(msg, msg_len, LETHE_ERR_ARG, "ssd_net_load: unknown precision %d",
+                          precision);
     net = lethe_calloc(1, sizeof(*net));
     if (!net)
         return lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "ssd: no memory");
@@ -303,6 +338,10 @@ int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len
     if (rc == LETHE_OK)
         rc = load_layers(net, w, msg, msg_len);
     lethe_weights_free(w);
+    if (rc == LETHE_OK && precision == LETHE_PRECISION_INT8) {
+        if (quantize_layers(net) != 0)
+            rc = lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "ssd: no memory for int8 layers");
+    }
     if (rc != LETHE_OK) {
         ssd_net_free(net);
         return rc;
@@ -310,6 +349,16 @@ int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len
     nn_init();
     *out = net;
     return LETHE_OK;
+}
+
+int ssd_net_load(const char *model_dir, ssd_net **out, char *msg, size_t msg_len)
+{
+    return ssd_net_load_precision(model_dir, LETHE_PRECISION_DEFAULT, out, msg, msg_len);
+}
+
+int ssd_net_is_int8(const ssd_net *net)
+{
+    return net && net->int8_layers > 0 && nn_int8_available();
 }
 
 void ssd_net_free(ssd_net *net)
@@ -402,11 +451,19 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
     arena ar = {0};
     int side;
 
+    const int int8 = nn_int8_available();
     for (int i = 0; i < net->nconv; i++) {
         size_t s = nn_conv_scratch_size(net->conv_list[i], net->conv_in_side[i],
                                         net->conv_in_side[i], pool);
         if (s > scratch_bytes)
             scratch_bytes = s;
+    }
+    side = nn_out_size(SSD_INPUT_SIZE, 3, 2, NN_PAD_SAME);
+    for (int p = 1; p <= SSD_PAIRS && int8; p++) {
+        size_t s = nn_dwconv_u8_scratch_size(&net->dw[p - 1], side, side, pool);
+        if (s > scratch_bytes)
+            scratch_bytes = s;
+        side = nn_out_size(side, 3, pair_stride(p), NN_PAD_SAME);
     }
     side = 16;
     for (int e = 0; e < SSD_EXTRA; e++) {
@@ -416,6 +473,7 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
         total += align64(extra_len[e] * sizeof(float));
     }
     total += 2 * align64(big * sizeof(float));
+    total += int8 ? align64(big) : 0; /* a depthwise output in u8 */
     total += align64((size_t)32 * 32 * 512 * sizeof(float));
     total += align64((size_t)SSD_NUM_ANCHORS * 7 * sizeof(float));
     total += align64(scratch_bytes);
@@ -427,6 +485,7 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
 
     float *buf_a = arena_floats(&ar, big);
     float *buf_b = arena_floats(&ar, big);
+    uint8_t *buf_q = int8 ? arena_bytes(&ar, big) : NULL;
     float *conv11 = arena_floats(&ar, (size_t)32 * 32 * 512);
     float *ext[SSD_EXTRA];
     for (int e = 0; e < SSD_EXTRA; e++)
@@ -441,11 +500,21 @@ int ssd_net_forward(const ssd_net *net, const float *input, float *boxes, float 
     side = nn_out_size(side, 3, 2, NN_PAD_SAME);
     float *x = buf_a;
     for (int p = 1; p <= SSD_PAIRS; p++) {
+        const nn_dwconv *dw = &net->dw[p - 1];
+        const nn_conv *pw = &net->pw[p - 1];
+        int in_side = side;
         float *t = x == buf_a ? buf_b : buf_a;
-        nn_dwconv_forward(&net->dw[p - 1], x, side, side, t, pool);
+        float *y = p == 11 ? conv11 : t;
         side = nn_out_size(side, 3, pair_stride(p), NN_PAD_SAME);
-        float *y = p == 11 ? conv11 : (t == buf_a ? buf_b : buf_a);
-        nn_conv_forward(&net->pw[p - 1], t, side, side, y, NULL, scratch, pool);
+        if (int8 && nn_conv_is_quantized(pw)) {
+            /* The depthwise output goes to the pointwise layer as bytes. */
+            nn_dwconv_forward_u8(dw, x, in_side, in_side, buf_q, SSD_RELU6_MAX, scratch, pool);
+            nn_conv_forward_u8(pw, buf_q, side, side, y, NULL, scratch, pool);
+        } else {
+            nn_dwconv_forward(dw, x, in_side, in_side, t, pool);
+            y = p == 11 ? conv11 : (t == buf_a ? buf_b : buf_a);
+            nn_conv_forward(pw, t, side, side, y, NULL, scratch, pool);
+        }
         x = y;
     }
     /* x: 16x16x1024. The extra feature layers. */

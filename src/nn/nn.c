@@ -21,9 +21,11 @@
 static struct {
     int avx2;   /* AVX2 + FMA + F16C, YMM state enabled by the OS */
     int avx512; /* F + BW + VL + DQ + FMA, ZMM and opmask state enabled */
+    int vnni;   /* AVX512_VNNI as well */
 } cpu;
 
 static nn_isa isa_current = NN_ISA_SCALAR;
+static int int8_on; /* the int8 kernels run (nn_int8_available) */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static uint64_t read_xcr0(void)
@@ -57,6 +59,7 @@ static void detect_cpu(void)
     cpu.avx2 = avx2 && fma && f16c;
     if (cpu.avx2 && f512 && dq && bw && vl && (xcr0 & 0xe0) == 0xe0) /* opmask, ZMM */
         cpu.avx512 = 1;
+    cpu.vnni = cpu.avx512 && ((c >> 11) & 1);
 }
 
 /* Whether the detected CPU has an ISA (detect_cpu must have run). */
@@ -91,6 +94,8 @@ static void init_once_fn(void)
             want = (nn_isa)(want - 1);
         isa_current = want;
     }
+    const char *int8 = getenv("LETHE_INT8");
+    int8_on = isa_current == NN_ISA_AVX512 && cpu.vnni && !(int8 && strcmp(int8, "0") == 0);
 }
 
 nn_isa nn_init(void)
@@ -118,6 +123,18 @@ int nn_isa_supported(nn_isa isa)
 {
     nn_init();
     return cpu_has(isa);
+}
+
+int nn_int8_available(void)
+{
+    nn_init();
+    return int8_on;
+}
+
+int nn_int8_isa_supported(nn_isa isa)
+{
+    nn_init();
+    return isa == NN_ISA_AVX512 && cpu.vnni;
 }
 
 const nn_kernels *nn_kernels_for(nn_isa isa)
@@ -209,6 +226,7 @@ void nn_conv_free(nn_conv *c)
         lethe_free_aligned(p->shift);
         lethe_free(p);
     }
+    nn_qconv_packed_free(c->qpacked);
     lethe_free(c->w);
     lethe_free(c->scale);
     lethe_free(c->shift);
@@ -236,8 +254,11 @@ void nn_conv_out_hw(const nn_conv *c, int h, int w, int *oh, int *ow)
 
 size_t nn_conv_scratch_size(const nn_conv *c, int h, int w, const nn_pool *pool)
 {
-    /* The same for every kernel set, so nn_conv_forward_isa may use it. */
-    return nn_conv_opt_scratch(c, h, w, nn_pool_size(pool));
+    /* The same for every kernel set, so nn_conv_forward_isa may use it;
+     * enough for the int8 form too, if any. */
+    size_t fp32 = nn_conv_opt_scratch(c, h, w, nn_pool_size(pool));
+    size_t int8 = nn_int8_scratch(c, h, w, nn_pool_size(pool));
+    return LETHE_MAX(fp32, int8);
 }
 
 void nn_conv_forward_isa(nn_isa isa, const nn_conv *c, const float *in, int h, int w,
@@ -253,7 +274,10 @@ void nn_conv_forward_isa(nn_isa isa, const nn_conv *c, const float *in, int h, i
 void nn_conv_forward(const nn_conv *c, const float *in, int h, int w, float *out,
                      const float *residual, void *scratch, nn_pool *pool)
 {
-    nn_conv_forward_isa(nn_isa_current(), c, in, h, w, out, residual, scratch, pool);
+    if (c->qpacked && nn_int8_available())
+        nn_int8_forward(&nn_qkernels_avx512, c, in, NULL, h, w, out, residual, scratch, pool);
+    else
+        nn_conv_forward_isa(nn_isa_current(), c, in, h, w, out, residual, scratch, pool);
 }
 
 /* ------------------------------------------------------------------ */
@@ -320,11 +344,17 @@ void nn_dwconv_free(nn_dwconv *d)
 }
 
 typedef struct dw_job {
-    const nn_kernels *kern;
+    const nn_kernels *kern;    /* NULL: the reference */
     const nn_dwconv *d;
     const float *in;
     int h, w, oh, rows_per_task;
-    float *out;
+    size_t row;                /* floats in an output row: ow * c */
+    float *out;                /* fp32 output, or NULL */
+    uint8_t *qout;             /* u8 output (nn_dwconv_forward_u8), or NULL */
+    float qinv;                /* its quantisation: 255 / out_max */
+    int qsimd;                 /* quantise with the int8 kernels' routine */
+    float *rows;               /* per-worker fp32 row for qout, row floats each */
+    size_t rows_stride;        /* floats between workers' rows */
 } dw_job;
 
 static void dw_task(void *arg, int i, int worker)
@@ -332,7 +362,32 @@ static void dw_task(void *arg, int i, int worker)
     const dw_job *j = arg;
     int oy0 = i * j->rows_per_task;
     int oy1 = LETHE_MIN(j->oh, oy0 + j->rows_per_task);
-    j->kern->dwconv_rows(j->d, j->in, j->h, j->w, j->out, oy0, oy1);
+    if (!j->qout) {
+        j->kern->dwconv_rows(j->d, j->in, j->h, j->w, j->out + (size_t)oy0 * j->row, oy0, oy1);
+        return;
+    }
+    /* A row at a time into an fp32 row that stays in cache, then to u8. */
+    float *buf = j->rows + (size_t)worker * j->rows_stride;
+    for (int oy = oy0; oy < oy1; oy++) {
+        uint8_t *q = j->qout + (size_t)oy * j->row;
+        if (j->kern)
+            j->kern->dwconv_rows(j->d, j->in, j->h, j->w, buf, oy, oy + 1);
+        else
+            nn_ref_dwconv_rows(j->d, j->in, j->h, j->w, buf, oy, oy + 1);
+        if (j->qsimd)
+            nn_qkernels_avx512.quantize(buf, j->row, j->qinv, q);
+        else
+            nn_ref_quantize(buf, j->row, j->qinv, q);
+    }
+}
+
+static void dw_run(dw_job *job, nn_pool *pool)
+{
+    int workers = nn_pool_size(pool);
+    int tasks = workers == 1 ? 1 : LETHE_MIN(job->oh, 4 * workers);
+    job->rows_per_task = (job->oh + tasks - 1) / tasks;
+    tasks = (job->oh + job->rows_per_task - 1) / job->rows_per_task;
+    nn_pool_run(pool, tasks, dw_task, job);
 }
 
 void nn_dwconv_forward_isa(nn_isa isa, const nn_dwconv *d, const float *in, int h, int w,
@@ -340,17 +395,45 @@ void nn_dwconv_forward_isa(nn_isa isa, const nn_dwconv *d, const float *in, int 
 {
     const nn_kernels *k = nn_isa_supported(isa) ? nn_kernels_for(isa) : NULL;
     int oh = nn_out_size(h, d->k, d->stride, d->pad);
+    int ow = nn_out_size(w, d->k, d->stride, d->pad);
     if (!k) {
         nn_ref_dwconv(d, in, h, w, out);
         return;
     }
-    if (oh <= 0)
+    if (oh <= 0 || ow <= 0)
         return;
-    int workers = nn_pool_size(pool);
-    int tasks = workers == 1 ? 1 : LETHE_MIN(oh, 4 * workers);
-    dw_job job = {k, d, in, h, w, oh, (oh + tasks - 1) / tasks, out};
-    tasks = (oh + job.rows_per_task - 1) / job.rows_per_task;
-    nn_pool_run(pool, tasks, dw_task, &job);
+    dw_job job = {.kern = k, .d = d, .in = in, .h = h, .w = w, .oh = oh,
+                  .row = (size_t)ow * d->c, .out = out};
+    dw_run(&job, pool);
+}
+
+size_t nn_dwconv_u8_scratch_size(const nn_dwconv *d, int h, int w, const nn_pool *pool)
+{
+    (void)h;
+    int ow = nn_out_size(w, d->k, d->stride, d->pad);
+    size_t row = ow > 0 ? ((size_t)ow * d->c * sizeof(float) + 63) & ~(size_t)63 : 0;
+    return row * (size_t)nn_pool_size(pool);
+}
+
+void nn_dwconv_forward_u8_isa(nn_isa isa, const nn_dwconv *d, const float *in, int h, int w,
+                              uint8_t *out, float out_max, void *scratch, nn_pool *pool)
+{
+    int oh = nn_out_size(h, d->k, d->stride, d->pad);
+    int ow = nn_out_size(w, d->k, d->stride, d->pad);
+    if (oh <= 0 || ow <= 0)
+        return;
+    dw_job job = {.kern = nn_isa_supported(isa) ? nn_kernels_for(isa) : NULL, .d = d,
+                  .in = in, .h = h, .w = w, .oh = oh, .row = (size_t)ow * d->c, .qout = out,
+                  .qinv = 255.0f / out_max, .qsimd = nn_int8_isa_supported(isa),
+                  .rows = scratch};
+    job.rows_stride = nn_dwconv_u8_scratch_size(d, h, w, NULL) / sizeof(float);
+    dw_run(&job, pool);
+}
+
+void nn_dwconv_forward_u8(const nn_dwconv *d, const float *in, int h, int w, uint8_t *out,
+                          float out_max, void *scratch, nn_pool *pool)
+{
+    nn_dwconv_forward_u8_isa(nn_isa_current(), d, in, h, w, out, out_max, scratch, pool);
 }
 
 void nn_dwconv_forward(const nn_dwconv *d, const float *in, int h, int w, float *out,

@@ -14,11 +14,15 @@
  * Kernel sets: a plain C reference ("scalar") and optimised ones ("avx2",
  * "avx512"). nn_init() picks the best the CPU has; the environment variable
  * LETHE_KERNELS=scalar|avx2|avx512 forces one (an unavailable one falls back).
+ * Layers may also carry an int8 form (see "Reduced precision" below), run
+ * when the CPU has AVX-512 VNNI, the avx512 set is in use and LETHE_INT8 is
+ * not set to 0.
  */
 #ifndef LETHE_NN_H
 #define LETHE_NN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum nn_act {
     NN_ACT_NONE = 0,
@@ -95,6 +99,7 @@ typedef struct nn_conv {
     float *shift;     /* [cout], owned; all zeros if created with NULL */
     void *packed;     /* kernel-private packed weights, owned */
     nn_algo algo;     /* NN_ALGO_AUTO after init; see nn_conv_set_algo */
+    void *qpacked;    /* int8 form (nn_conv_quantize), owned, or NULL */
 } nn_conv;
 
 /* Copy w/scale/shift (scale, shift may be NULL) and pack. 0 or -1 (no memory). */
@@ -147,8 +152,93 @@ void nn_fc(const float *in, int n_in, const float *w, const float *b, int n_out,
 void nn_add(const float *a, const float *b, float *out, size_t n);
 void nn_apply_act(float *x, size_t n, nn_act act);
 
+/* ------------------------------------------------------------------ */
+/* Reduced precision: int8 convolutions                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A dense convolution may carry an int8 form besides its fp32 one:
+ *   - weights s8. Weights that lie on an affine grid of 256 steps, as
+ *     tfjs's uint8 quantisation leaves them (w = min + step * code, both
+ *     ends used), are held exactly: w = zero + step * v, v = code - 128.
+ *     Others get a symmetric step per output channel, max |w| / 127, and
+ *     are rounded to it;
+ *   - inputs u8 on a fixed grid: q = round(x / in_step), in_step =
+ *     in_max / 255, clamped to [0, 255] (negative inputs and NaN give 0);
+ *   - products summed exactly in int32 (AVX-512 VNNI vpdpbusd), with the
+ *     inputs' sum for the grid's zero, then in fp32
+ *       y = act(float(acc) * mul[c] + (float(sum q) * zmul[c] + shift[c])
+ *               (+ residual)),
+ *     mul = scale * step * in_step, zmul = scale * zero * in_step, each
+ *     line one FMA.
+ * It suits layers whose input is bounded by construction: the outputs of
+ * ReLU6 fit [0, 6] exactly. The error it adds to an output is at most
+ * scale[c] * sum_k (|x_k| w_err + |w_k| in_step / 2 + w_err in_step / 2)
+ * for inputs within [0, in_max], w_err = 0 on a grid and step[c] / 2
+ * otherwise (fp32 rounding aside); test_nn holds the kernels to that bound.
+ *
+ * nn_conv_forward runs the int8 form whenever nn_int8_available(), else
+ * the fp32 one; results do not depend on the pool either way.
+ */
+
+/* Whether the int8 kernels run here: AVX-512 VNNI, the avx512 kernel set in
+ * use, and LETHE_INT8 not set to 0 (set it to compare with fp32). */
+int nn_int8_available(void);
+/* Whether an ISA has int8 kernels on this CPU (NN_ISA_AVX512 with VNNI). */
+int nn_int8_isa_supported(nn_isa isa);
+
+/*
+ * Prepare the int8 form of an initialised layer whose inputs lie in
+ * [0, in_max] (in_max > 0). Any kernel size, stride and padding. Returns 0,
+ * or -1 (bad in_max, or no memory: the layer then stays fp32 only).
+ */
+int nn_conv_quantize(nn_conv *c, float in_max);
+/* Whether the layer has an int8 form. */
+int nn_conv_is_quantized(const nn_conv *c);
+
+/*
+ * Depthwise layer whose output is the input of int8 layers: the fp32
+ * output y (exactly as nn_dwconv_forward computes it) quantised on the
+ * grid [0, out_max] as such a layer's input is, q = round(y * 255 / out_max)
+ * clamped to [0, 255]; out is [oh][ow][c] bytes. scratch holds
+ * nn_dwconv_u8_scratch_size() bytes (64-byte aligned): a row of fp32 per
+ * worker, so that the full fp32 tensor never goes through memory.
+ */
+size_t nn_dwconv_u8_scratch_size(const nn_dwconv *d, int h, int w, const nn_pool *pool);
+void nn_dwconv_forward_u8(const nn_dwconv *d, const float *in, int h, int w, uint8_t *out,
+                          float out_max, void *scratch, nn_pool *pool);
+/*
+ * The int8 form of c on an input already quantised on its grid (the
+ * nn_conv_quantize in_max; e.g. by nn_dwconv_forward_u8): [h][w][cin] bytes.
+ * Equal to nn_conv_forward's int8 form on the fp32 input those bytes came
+ * from. Runs the VNNI kernels where nn_int8_available(), else the scalar
+ * reference (slow: call it only where nn_int8_available()). A 1x1
+ * stride-1 layer with cin a multiple of 4 reads the bytes in place.
+ */
+void nn_conv_forward_u8(const nn_conv *c, const uint8_t *in, int h, int w, float *out,
+                        const float *residual, void *scratch, nn_pool *pool);
+
+/* The int8 form on an ISA: NN_ISA_AVX512 runs the VNNI kernels when the
+ * CPU has them; anything else runs the scalar reference. c must be
+ * quantised; scratch as for nn_conv_forward. */
+void nn_conv_forward_int8_isa(nn_isa isa, const nn_conv *c, const float *in, int h, int w,
+                              float *out, const float *residual, void *scratch,
+                              nn_pool *pool);
+void nn_conv_forward_u8_isa(nn_isa isa, const nn_conv *c, const uint8_t *in, int h, int w,
+                            float *out, const float *residual, void *scratch, nn_pool *pool);
+void nn_dwconv_forward_u8_isa(nn_isa isa, const nn_dwconv *d, const float *in, int h, int w,
+                              uint8_t *out, float out_max, void *scratch, nn_pool *pool);
+/* For the tests: the raw int32 sums acc[m][cout] of already quantised
+ * inputs a (m rows of K = kh * kw * cin bytes, lda >= K rounded up to 4
+ * apart, zeros past K), on an ISA as above. */
+void nn_int8_gemm_isa(nn_isa isa, const nn_conv *c, const uint8_t *a, size_t lda, int m,
+                      int32_t *acc, nn_pool *pool);
+/* For the tests: the input quantisation of n floats on an ISA as above. */
+void nn_int8_quantize_isa(nn_isa isa, const float *x, size_t n, float in_max, uint8_t *q);
+
 /* Per-ISA entry points, for the tests that hold each optimised kernel to the
- * scalar reference. They compute exactly what the public functions do. */
+ * scalar reference. They compute exactly what the public functions do (in
+ * fp32: nn_conv_forward_isa ignores a layer's int8 form). */
 void nn_conv_forward_isa(nn_isa isa, const nn_conv *c, const float *in, int h, int w,
                          float *out, const float *residual, void *scratch, nn_pool *pool);
 void nn_dwconv_forward_isa(nn_isa isa, const nn_dwconv *d, const float *in, int h, int w,

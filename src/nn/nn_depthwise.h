@@ -157,8 +157,9 @@ static void dw3_x1(const nn_dwconv *d, const float *ir, size_t row, float *o)
     dw3_run(d, ir, row, o, 0, 1, 1);
 }
 
-/* Output rows [oy0, oy1): 3x3 windows inside the image four (or two) at a
- * time, the rest (borders, other k and strides) pixel by pixel. */
+/* Output rows [oy0, oy1), written from out on (out is row oy0): 3x3
+ * windows inside the image four (or two) at a time, the rest (borders,
+ * other k and strides) pixel by pixel. */
 static void dwconv_rows(const nn_dwconv *d, const float *in, int h, int w, float *out, int oy0,
                         int oy1)
 {
@@ -179,7 +180,7 @@ static void dwconv_rows(const nn_dwconv *d, const float *in, int h, int w, float
         int iy0 = oy * s - pt;
         int fast = k == 3 && s <= 2 && iy0 >= 0 && iy0 + 3 <= h;
         int pf_row = pf && iy0 + 2 + s < h; /* the rows to prefetch exist */
-        float *orow = out + (size_t)oy * ow * C;
+        float *orow = out + (size_t)(oy - oy0) * ow * C;
         int ox = 0;
         if (fast) {
             for (; ox < ox_lo; ox++)

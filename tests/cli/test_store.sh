@@ -52,6 +52,8 @@ expect "ingest with a bad consent flag" 2 "$LETHE" ingest --store "$S" --consent
 contains "bad consent flag is named" "$tmp/err" "maybe"
 expect "ingest with a bad jurisdiction flag" 2 "$LETHE" ingest --store "$S" --jurisdiction UK "$SAMPLES/sample1.jpg"
 contains "bad jurisdiction is named" "$tmp/err" "UK"
+expect "ingest with a bad precision" 2 "$LETHE" ingest --store "$S" --precision half "$SAMPLES/sample1.jpg"
+contains "bad precision is named" "$tmp/err" "half"
 expect "search without purpose is a usage error" 2 "$LETHE" search --store "$S" "$SAMPLES/sample1.jpg"
 contains "search without purpose says why" "$tmp/err" "purpose"
 expect "unknown option" 2 "$LETHE" ingest --store "$S" --frobnicate x
