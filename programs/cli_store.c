@@ -81,6 +81,29 @@ int cli_unknown_option(const char *cmd, const char *a)
     return CLI_EXIT_USAGE;
 }
 
+int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
+                     const char *const *switches, int *set, const char **operand)
+{
+    if (operand)
+        *operand = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_parse(c, argc, argv, &i), k;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        for (k = 0; switches && switches[k] && strcmp(argv[i], switches[k]); k++)
+            ;
+        if (switches && switches[k])
+            set[k] = 1;
+        else if (argv[i][0] == '-' || !operand || *operand)
+            return cli_unknown_option(cmd, argv[i]);
+        else
+            *operand = argv[i];
+    }
+    return CLI_EXIT_OK;
+}
+
 lethe_store *cli_open_store(const cli_common *c, unsigned flags)
 {
     lethe_store *s = NULL;

@@ -24,6 +24,13 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i);
 const char *cli_flag_value(int argc, char **argv, int *i, const char *flag, int *bad);
 int cli_wants_help(int argc, char **argv);
 int cli_unknown_option(const char *cmd, const char *arg);
+/* The whole command line of a command that takes the common options, the
+ * on/off flags in the NULL-terminated switches (set[k] = 1 for each one
+ * seen; switches may be NULL) and at most one operand (*operand, NULL when
+ * absent; pass operand NULL for none at all). CLI_EXIT_OK, or
+ * CLI_EXIT_USAGE with the error printed. */
+int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
+                     const char *const *switches, int *set, const char **operand);
 /* Open c->store (message printed on failure). */
 lethe_store *cli_open_store(const cli_common *c, unsigned flags);
 

@@ -387,16 +387,8 @@ int cmd_backup(int argc, char **argv)
                cli_common_help);
         return CLI_EXIT_OK;
     }
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_parse(&c, argc, argv, &i);
-        if (r < 0)
-            return CLI_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || dest)
-            return cli_unknown_option("backup", argv[i]);
-        dest = argv[i];
-    }
+    if (cli_parse_simple("backup", &c, argc, argv, NULL, NULL, &dest) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
     if (!dest) {
         cli_error("backup: give the folder to write the backup to");
         return CLI_EXIT_USAGE;
@@ -435,16 +427,8 @@ int cmd_restore(int argc, char **argv)
                cli_common_help);
         return CLI_EXIT_OK;
     }
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_parse(&c, argc, argv, &i);
-        if (r < 0)
-            return CLI_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || src)
-            return cli_unknown_option("restore", argv[i]);
-        src = argv[i];
-    }
+    if (cli_parse_simple("restore", &c, argc, argv, NULL, NULL, &src) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
     if (!src) {
         cli_error("restore: give the backup folder");
         return CLI_EXIT_USAGE;

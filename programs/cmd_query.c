@@ -738,18 +738,10 @@ int cmd_digest(int argc, char **argv)
                cli_common_help);
         return CLI_EXIT_OK;
     }
+    static const char *const switches[] = {"--full", NULL};
     int full = 0, matches = 1;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_parse(&c, argc, argv, &i);
-        if (r < 0)
-            return CLI_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (!strcmp(argv[i], "--full"))
-            full = 1;
-        else
-            return cli_unknown_option("digest", argv[i]);
-    }
+    if (cli_parse_simple("digest", &c, argc, argv, switches, &full, NULL) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
     lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
     if (!s)
         return CLI_EXIT_FAILED;

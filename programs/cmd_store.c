@@ -35,16 +35,11 @@ int cmd_init(int argc, char **argv)
                cli_common_help);
         return CLI_EXIT_OK;
     }
-    for (int i = 1; i < argc; i++) {
-        int r = cli_common_parse(&c, argc, argv, &i);
-        if (r < 0)
-            return CLI_EXIT_USAGE;
-        if (r == 0) {
-            if (argv[i][0] == '-')
-                return cli_unknown_option("init", argv[i]);
-            c.store = argv[i];
-        }
-    }
+    const char *dir = NULL; /* "lethe init DIR" as well as --store DIR */
+    if (cli_parse_simple("init", &c, argc, argv, NULL, NULL, &dir) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
+    if (dir)
+        c.store = dir;
     struct stat sb;
     char db[4096];
     snprintf(db, sizeof(db), "%s/catalog.db", c.store);
