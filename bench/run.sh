@@ -11,7 +11,8 @@
 #           state (bench.mjs --mode describe, chips already decoded), and
 #           against the peer's whole process too.
 # ssd       SSD detection per photo, photos decoded first, after warm-up,
-#           on the same photos (bench_detect against bench.mjs --mode ssd).
+#           on the same photos (bench_detect against bench.mjs --mode ssd), fp32
+#           (the default) and --int8.
 # kernels   GFLOP/s of the convolution kernels against the machine's peak
 #           (bench_kernels).
 # search    exact search over 1,000,000 descriptors against FAISS IndexFlatL2
@@ -60,12 +61,15 @@ if [[ " $what " == *" ssd "* ]]; then
     photos="$DATA/faceapi/test-images/faces.jpg samples/sample1.jpg samples/sample3.jpg $DATA/lfw/images/AJ_Cook/AJ_Cook_0001.jpg"
     echo "== SSD detection per photo: $(echo $photos | wc -w) photos, 20 timed runs after warm-up"
     node tools/ref/bench.mjs --mode ssd --n 20 $photos >"$out/peer_ssd.json" 2>/dev/null
-    "$BUILD/bench/bench_detect" --n 40 $photos >"$out/lethe_ssd.json"
     p=$(json ".ms_per_photo.mean" <"$out/peer_ssd.json")
-    l=$(json ".ms_per_photo" <"$out/lethe_ssd.json")
-    printf 'face-api.js: %.1f ms/photo; lethe (%s, %s threads): %.1f ms/photo; ratio %.1fx\n' \
-        "$p" "$(json ".kernels" <"$out/lethe_ssd.json")" "$(json ".threads" <"$out/lethe_ssd.json")" "$l" \
-        "$(echo "$p / $l" | bc -l)"
+    printf 'face-api.js: %.1f ms/photo\n' "$p"
+    for mode in "" --int8; do
+        "$BUILD/bench/bench_detect" --n 40 $mode $photos >"$out/lethe_ssd.json"
+        l=$(json ".ms_per_photo" <"$out/lethe_ssd.json")
+        printf 'lethe %s (%s kernels, %s threads): %.1f ms/photo; ratio %.1fx\n' \
+            "$(json ".mode" <"$out/lethe_ssd.json")" "$(json ".kernels" <"$out/lethe_ssd.json")" \
+            "$(json ".threads" <"$out/lethe_ssd.json")" "$l" "$(echo "$p / $l" | bc -l)"
+    done
     echo
 fi
 

@@ -86,29 +86,44 @@ int dg_photo(lethe_store *s, uint16_t *state, int64_t photo, int sign)
 {
     sqlite3_stmt *ph = NULL, *pv = NULL, *fc = NULL;
     uint8_t sha[32];
-    int rc;
-    if ((rc = store_prepare(s, photo_sql, &ph)) || (rc = store_prepare(s, prov_sql, &pv)) ||
-        (rc = store_prepare(s, face_sql, &fc)))
-        goto out;
+    int rc, step;
+    /* Run for every photo an ingest or an erasure touches: the statements
+     * are prepared once per store. */
+    if ((rc = store_cached(s, STORE_STMT_DG_PHOTO, photo_sql, &ph)) ||
+        (rc = store_cached(s, STORE_STMT_DG_PROV, prov_sql, &pv)) ||
+        (rc = store_cached(s, STORE_STMT_DG_FACE, face_sql, &fc)))
+        return rc;
     sqlite3_bind_int64(ph, 1, photo);
-    if (sqlite3_step(ph) != SQLITE_ROW)
-        goto out; /* no such photo: nothing to fold */
+    step = sqlite3_step(ph);
+    if (step != SQLITE_ROW) {
+        /* no such photo: nothing to fold */
+        rc = step == SQLITE_DONE ? LETHE_OK : store_sqlfail(s, "digest");
+        goto out;
+    }
     if (sqlite3_column_bytes(ph, 0) != 32) {
         rc = store_fail(s, LETHE_ERR_STORE, "photo %lld has a damaged hash", (long long)photo);
         goto out;
     }
     memcpy(sha, sqlite3_column_blob(ph, 0), 32);
     fold_row(state, sign, "photo", sha, ph, 1, 6);
+    /* A row that fails to come back would leave the digest wrong for good:
+     * any step error fails the whole change. */
     sqlite3_bind_int64(pv, 1, photo);
-    while (sqlite3_step(pv) == SQLITE_ROW)
+    while ((step = sqlite3_step(pv)) == SQLITE_ROW)
         fold_row(state, sign, "provenance", sha, pv, 0, 9);
+    if (step != SQLITE_DONE) {
+        rc = store_sqlfail(s, "digest");
+        goto out;
+    }
     sqlite3_bind_int64(fc, 1, photo);
-    while (sqlite3_step(fc) == SQLITE_ROW)
+    while ((step = sqlite3_step(fc)) == SQLITE_ROW)
         fold_row(state, sign, "face", sha, fc, 0, 7);
+    if (step != SQLITE_DONE)
+        rc = store_sqlfail(s, "digest");
 out:
-    sqlite3_finalize(ph);
-    sqlite3_finalize(pv);
-    sqlite3_finalize(fc);
+    sqlite3_reset(ph);
+    sqlite3_reset(pv);
+    sqlite3_reset(fc);
     return rc;
 }
 

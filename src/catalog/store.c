@@ -138,6 +138,20 @@ int store_prepare(lethe_store *s, const char *sql, sqlite3_stmt **st)
     return LETHE_OK;
 }
 
+int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st)
+{
+    if (!s->stmt[which]) {
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[which],
+                               NULL) != SQLITE_OK)
+            return store_sqlfail(s, "catalog query");
+    } else {
+        sqlite3_reset(s->stmt[which]);
+        sqlite3_clear_bindings(s->stmt[which]);
+    }
+    *st = s->stmt[which];
+    return LETHE_OK;
+}
+
 int store_begin(lethe_store *s)
 {
     int rc = store_exec(s, "BEGIN IMMEDIATE");
@@ -909,6 +923,8 @@ void lethe_store_close(lethe_store *s)
     if (!s)
         return;
     idx_close(s->ix);
+    for (int i = 0; i < STORE_STMTS; i++)
+        sqlite3_finalize(s->stmt[i]); /* NULL is fine */
     if (s->db) {
         /* Fold the WAL back into the catalog so no stale page copies stay
          * beside it (ignored when another process still has it open). */

@@ -34,6 +34,9 @@
 
 #define DIGEST_LANES 1024 /* 16-bit lanes of the multiset hash (digest.c) */
 
+/* Statements run once per photo, prepared once per store (store_cached). */
+enum { STORE_STMT_DG_PHOTO, STORE_STMT_DG_PROV, STORE_STMT_DG_FACE, STORE_STMTS };
+
 struct lethe_store {
     char *dir;
     unsigned flags;
@@ -45,6 +48,7 @@ struct lethe_store {
     uint8_t salt[32];     /* keys the hashes of queries and identifiers */
     uint16_t dig[DIGEST_LANES]; /* the digest state inside a transaction */
     int dig_dirty;        /* changed since store_begin: saved at commit */
+    sqlite3_stmt *stmt[STORE_STMTS]; /* store_cached: prepared once, kept */
     char err[1024];
 };
 
@@ -64,6 +68,10 @@ void store_unlock(lethe_store *s);
 /* Run SQL without results. */
 int store_exec(lethe_store *s, const char *sql);
 int store_prepare(lethe_store *s, const char *sql, sqlite3_stmt **st);
+/* Statement `which` (always with the same sql), prepared on first use and
+ * kept until the store closes: reset and unbound, ready to bind. Do not
+ * finalize it; sqlite3_reset it when done so it holds no read lock. */
+int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st);
 
 int store_begin(lethe_store *s);      /* BEGIN IMMEDIATE */
 /* COMMIT, then rewrite log.head. */

@@ -4,23 +4,7 @@
 set -u
 LETHE=${1:-build/lethe}
 DATA=${LETHE_TEST_DATA:-../shared/data}
-pass=0 fail=0 skip=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-ok()   { pass=$((pass + 1)); echo "ok $1"; }
-bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
-skipt() { skip=$((skip + 1)); echo "  SKIP $1: $2"; }
-# expect NAME WANT_STATUS CMD...: run, capture out/err, check exit status
-expect() {
-    local name=$1 want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok "$name"; else bad "$name" "exit $got, wanted $want; stderr: $(head -c 300 "$tmp/err")"; fi
-}
-contains() { # NAME FILE PATTERN
-    if grep -q -- "$3" "$2"; then ok "$1"; else bad "$1" "$2 lacks '$3': $(head -c 300 "$2")"; fi
-}
+. "$(dirname "$0")/../cli_lib.sh"
 
 # --- usage -----------------------------------------------------------
 expect "no args is a usage error" 2 "$LETHE"
@@ -128,5 +112,4 @@ else
     skipt "compare" "$lfw absent"
 fi
 
-echo "$pass passed, $fail failed, $skip skipped"
-[ "$fail" = 0 ]
+cli_summary

@@ -12,28 +12,12 @@ set -u
 LETHE=${1:-build/lethe}
 SCAN=${SCAN:-build/tests/scan}
 DATA=${LETHE_TEST_DATA:-../shared/data}
-pass=0 fail=0 skip=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 # kill -9 moments: 20 (fewer under the sanitizers, which are slow)
 KILLS=${LETHE_TEST_KILLS:-20} BIG=20000 OTHERS=40
 [ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5} BIG=4000 OTHERS=8
-
-ok()   { pass=$((pass + 1)); echo "ok $1"; }
-bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
-skipt() { skip=$((skip + 1)); echo "  SKIP $1: $2"; }
-expect() {
-    local name=$1 want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok "$name"; else bad "$name" "exit $got, wanted $want; stderr: $(head -c 400 "$tmp/err")"; fi
-}
-contains() { if grep -q -- "$3" "$2"; then ok "$1"; else bad "$1" "$2 lacks '$3': $(head -c 300 "$2")"; fi; }
-lacks() { if grep -q -- "$3" "$2"; then bad "$1" "$2 has '$3'"; else ok "$1"; fi; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "'$2' != '$3'"; fi; }
-jnum() { grep -oE "\"$2\":[0-9.]+" "$1" | head -n 1 | cut -d: -f2; }
 [ -x "$SCAN" ] || { echo "not ok scanner missing ($SCAN)"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 # Descriptor rows: gen FILE N SEED FIELDS... (FIELDS: printf-style JSON members
@@ -263,5 +247,4 @@ same "searches running during the erasure never failed" "$(grep -c . "$tmp/searc
 lacks "a search after the erasure finds none of it" "$tmp/after.json" '"distance"'
 expect "log intact after concurrent searches and erasure" 0 "$LETHE" log verify --store "$tmp/c"
 
-echo "$pass passed, $fail failed, $skip skipped"
-[ "$fail" = 0 ]
+cli_summary

@@ -10,29 +10,12 @@ LETHE=${1:-build/lethe}
 BUILD=$(dirname "$LETHE")
 SCAN=${SCAN:-build/tests/scan}
 DATA=${LETHE_TEST_DATA:-../shared/data}
-pass=0 fail=0 skip=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 # kill -9 moments: 20 (fewer under the sanitizers, which are slow)
 KILLS=${LETHE_TEST_KILLS:-20} FOLDERS=60 ROWS=20000
 [ "${LETHE_TEST_SAN:-0}" = 1 ] && KILLS=${LETHE_TEST_KILLS:-5} FOLDERS=12 ROWS=4000
-
-ok()   { pass=$((pass + 1)); echo "ok $1"; }
-bad()  { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
-skipt() { skip=$((skip + 1)); echo "  SKIP $1: $2"; }
-expect() { # NAME WANT_STATUS CMD...
-    local name=$1 want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok "$name"; else bad "$name" "exit $got, wanted $want; stderr: $(head -c 400 "$tmp/err")"; fi
-}
-contains() { if grep -q -- "$3" "$2"; then ok "$1"; else bad "$1" "$2 lacks '$3': $(head -c 400 "$2")"; fi; }
-lacks() { if grep -q -- "$3" "$2"; then bad "$1" "$2 has '$3'"; else ok "$1"; fi; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "'$2' != '$3'"; fi; }
-# jnum FILE KEY: a number from a one-line JSON object
-jnum() { grep -oE "\"$2\":[0-9.]+" "$1" | head -n 1 | cut -d: -f2; }
 
 S="$tmp/store"
 SAMPLES=$PWD/samples
@@ -322,5 +305,4 @@ fi
 awk -v rows="$ROWS" 'BEGIN{srand(7); for (i = 0; i < rows; i++) { printf "{\"uploader\":\"u%d\",\"jurisdiction\":\"%s\",\"consent\":\"explicit\",\"embedding\":[", i % 300, (i % 10 ? "US" : "US-IL"); for (k = 0; k < 128; k++) printf "%s%.6f", (k ? "," : ""), rand() - 0.5; print "]}" } }' >"$tmp/many.jsonl"
 kill_test "descriptors" --descriptors "$tmp/many.jsonl"
 
-echo "$pass passed, $fail failed, $skip skipped"
-[ "$fail" = 0 ]
+cli_summary
