@@ -201,6 +201,11 @@ LETHE_API int lethe_engine_threads(const lethe_engine *engine);
 /* Name of the SIMD kernel set in use ("avx512", "avx2", "scalar"). */
 LETHE_API const char *lethe_engine_kernels(const lethe_engine *engine);
 
+/* The precision the engine computes at: "default", "fp32", or "int8" when
+ * LETHE_PRECISION_INT8 was asked for and the CPU runs int8 (otherwise such
+ * an engine computes as "default"). Ingest records it in the log. */
+LETHE_API const char *lethe_engine_precision(const lethe_engine *engine);
+
 #define LETHE_LANDMARKS 68
 #define LETHE_DESCRIPTOR_DIM 128
 

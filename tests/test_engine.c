@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "face/align.h"
+#include "nn/nn.h"
 #include "lethe.h"
 #include "util/util.h"
 
@@ -236,6 +237,11 @@ static void test_precision_modes(void)
         o.model_dir = test_models_dir();
         o.precision = precision[i];
         CHECK_EQ_INT(lethe_engine_open(&e[i], &o), LETHE_OK);
+    }
+    if (e[0] && e[1] && e[2]) {
+        CHECK(!strcmp(lethe_engine_precision(e[1]), "fp32"));
+        CHECK(!strcmp(lethe_engine_precision(e[2]), "default"));
+        CHECK(!strcmp(lethe_engine_precision(e[0]), nn_int8_available() ? "int8" : "default"));
     }
     for (size_t p = 0; p < LETHE_ARRAY_LEN(photos) && e[0] && e[1] && e[2]; p++) {
         char path[600];

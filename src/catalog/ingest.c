@@ -281,13 +281,18 @@ static int commit_batch(lethe_ingest *g)
     sb_init(&d);
     sb_printf(&d, "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
                   "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-                  "\"no_face\":%llu,\"errors\":%llu,\"opted_out\":%llu}",
+                  "\"no_face\":%llu,\"errors\":%llu,\"opted_out\":%llu",
               (unsigned long long)g->batch.seen, (unsigned long long)g->batch.added,
               (unsigned long long)g->batch.duplicates, (unsigned long long)g->batch.provenance,
               (unsigned long long)g->batch.faces, (unsigned long long)g->batch.templates,
               (unsigned long long)g->batch.refused, (unsigned long long)g->batch.withdrawn,
               (unsigned long long)g->batch.no_face, (unsigned long long)g->batch.errors,
               (unsigned long long)g->batch.opted_out);
+    /* how this batch's templates were computed (photos only) */
+    if (g->opt.engine)
+        sb_printf(&d, ",\"precision\":\"%s\",\"kernels\":\"%s\"",
+                  lethe_engine_precision(g->opt.engine), lethe_engine_kernels(g->opt.engine));
+    sb_puts(&d, "}");
     detail = sb_finish(&d);
     if (!detail)
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");

@@ -209,6 +209,15 @@ const char *lethe_engine_kernels(const lethe_engine *e)
     return nn_isa_name(nn_isa_current());
 }
 
+const char *lethe_engine_precision(const lethe_engine *e)
+{
+    if (e->opt.precision == LETHE_PRECISION_FP32)
+        return "fp32";
+    if (e->opt.precision == LETHE_PRECISION_INT8 && nn_int8_available())
+        return "int8";
+    return "default";
+}
+
 void lethe_faces_free(lethe_face *faces) { lethe_free(faces); }
 
 /* Describe RGB8 pixels with reused working memory. */
