@@ -372,46 +372,6 @@ static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector
     return sb_finish(&b);
 }
 
-int lethe_receipt_verify(const char *text, size_t len, const char *store_key_hex, char *msg,
-                         size_t msg_len)
-{
-    static const char tag[] = ",\"signature\":\"";
-    uint8_t pk[32], sig[64];
-    size_t n = 0;
-    if (sodium_init() < 0)
-        return lethe_fail(msg, msg_len, LETHE_ERR_INTERNAL, "libsodium failed to initialise");
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-        len--;
-    /* the signature is the last member: ,"signature":"<128 hex>"} */
-    if (len < sizeof(tag) + 130 || text[len - 1] != '}' || text[len - 2] != '"' ||
-        memcmp(text + len - 2 - 128 - (sizeof(tag) - 1), tag, sizeof(tag) - 1) != 0 ||
-        strncmp(text, "{\"lethe_receipt\":1,", 19) != 0)
-        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT,
-                          "not a lethe receipt (or its signature is not its last field)");
-    const char *sighex = text + len - 2 - 128;
-    if (sodium_hex2bin(sig, 64, sighex, 128, NULL, &n, NULL) != 0 || n != 64)
-        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT, "the signature is not hex");
-    const char *k = strstr(text, "\"store_key\":\"");
-    if (!k || (size_t)(k - text) > len || sodium_hex2bin(pk, 32, k + 13, 64, NULL, &n, NULL) != 0 ||
-        n != 32 || k[13 + 64] != '"')
-        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT, "the receipt names no store key");
-    if (store_key_hex && strncmp(k + 13, store_key_hex, 64) != 0)
-        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT,
-                          "the receipt was signed by another store's key");
-    size_t body = (size_t)(sighex - (sizeof(tag) - 1) - text);
-    char *m = lethe_malloc(body + 1);
-    if (!m)
-        return lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "out of memory");
-    memcpy(m, text, body);
-    m[body] = '}';
-    int ok = crypto_sign_verify_detached(sig, (const uint8_t *)m, body + 1, pk) == 0;
-    lethe_free(m);
-    if (!ok)
-        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT,
-                          "the signature does not match: the receipt was altered");
-    return LETHE_OK;
-}
-
 /* ---------------------------------------------------------------- opt-out */
 
 static int record_optout(lethe_store *s, const lethe_selector *q, const sel *x,

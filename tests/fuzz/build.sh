@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,16p' "$0"
         exit 0
         ;;
-    image | weights | manifest_csv | manifest_jsonl | policy | datasheet)
+    image | weights | manifest_csv | manifest_jsonl | policy | datasheet | receipt)
         TARGETS="$TARGETS $1"
         shift
         ;;
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
-TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet}
+TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet receipt}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "build.sh: $CC not found; libFuzzer needs clang (apt-get install clang)" >&2
@@ -57,7 +57,7 @@ fi
 # target starts to need them).
 SRC_DIRS="src/util src/image src/model src/policy"
 # Single files from folders whose other files the targets do not need.
-SRC_FILES="src/catalog/manifest.c src/catalog/datasheet.c"
+SRC_FILES="src/catalog/manifest.c src/catalog/datasheet.c src/catalog/receipt.c"
 # shellcheck disable=SC2054  # the commas belong to -fsanitize=
 CFLAGS=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -34,6 +34,7 @@ int lethe_fuzz_manifest_csv(const uint8_t *data, size_t size);
 int lethe_fuzz_manifest_jsonl(const uint8_t *data, size_t size);
 int lethe_fuzz_policy(const uint8_t *data, size_t size);
 int lethe_fuzz_datasheet(const uint8_t *data, size_t size);
+int lethe_fuzz_receipt(const uint8_t *data, size_t size);
 lethe_fuzz_fn lethe_fuzz_find(const char *name);
 const char *lethe_fuzz_names(void);
 
@@ -376,6 +377,36 @@ int lethe_fuzz_datasheet(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* An erasure receipt comes back from its holder: any bytes (read where they
+ * lie, without a terminator) get a verdict, never a crash. One that
+ * verifies must verify against the key it names and fail against any
+ * other. */
+int lethe_fuzz_receipt(const uint8_t *data, size_t size)
+{
+    char msg[256];
+    int rc = lethe_receipt_verify((const char *)data, size, NULL, msg, sizeof(msg));
+    if (rc != LETHE_OK) {
+        if (rc != LETHE_ERR_FORMAT && rc != LETHE_ERR_NOMEM)
+            __builtin_trap();
+        if (!msg[0])
+            __builtin_trap();
+        return 0;
+    }
+    static const char key_tag[] = "\"store_key\":\"";
+    const uint8_t *k = memmem(data, size, key_tag, sizeof(key_tag) - 1);
+    if (!k || (size_t)(k - data) + sizeof(key_tag) - 1 + 64 > size)
+        __builtin_trap();
+    char key[65];
+    memcpy(key, k + sizeof(key_tag) - 1, 64);
+    key[64] = 0;
+    if (lethe_receipt_verify((const char *)data, size, key, msg, sizeof(msg)) != LETHE_OK)
+        __builtin_trap();
+    key[0] = key[0] == '0' ? '1' : '0';
+    if (lethe_receipt_verify((const char *)data, size, key, msg, sizeof(msg)) == LETHE_OK)
+        __builtin_trap();
+    return 0;
+}
+
 static const struct {
     const char *name;
     lethe_fuzz_fn fn;
@@ -386,6 +417,7 @@ static const struct {
     {"manifest_jsonl", lethe_fuzz_manifest_jsonl},
     {"policy", lethe_fuzz_policy},
     {"datasheet", lethe_fuzz_datasheet},
+    {"receipt", lethe_fuzz_receipt},
 };
 
 /* The target called name, or NULL. */
