@@ -77,7 +77,7 @@ $(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/li
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/liblethe.a
+$(BUILD)/bench/%: bench/%.c bench/bench_rng.h $(BUILD)/liblethe.a
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
 

@@ -37,6 +37,23 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The file name of a pipeline.mjs line's "image" (cut out of line, which
+ * is modified), or NULL; *rest points past it. */
+static const char *image_name(char *line, const char **rest)
+{
+    char *im = strstr(line, "\"image\":\"");
+    if (!im)
+        return NULL;
+    im += 9;
+    char *q = strchr(im, '"');
+    if (!q)
+        return NULL;
+    *q = 0;
+    *rest = q + 1;
+    const char *slash = strrchr(im, '/');
+    return slash ? slash + 1 : im;
+}
+
 /* --gallery-from-peer: only the photos the peer's file covers (by name) */
 static char **subset;
 static size_t nsubset;
@@ -49,20 +66,14 @@ static void load_subset(const char *file)
     if (!f)
         return;
     while (getline(&line, &cap, f) >= 0) {
-        char *im = strstr(line, "\"image\":\"");
-        if (!im)
+        const char *rest, *name = image_name(line, &rest);
+        if (!name)
             continue;
-        im += 9;
-        char *q = strchr(im, '"');
-        if (!q)
-            continue;
-        *q = 0;
-        const char *b = strrchr(im, '/');
         if (nsubset == capn) {
             capn = capn ? capn * 2 : 1024;
             subset = realloc(subset, capn * sizeof(*subset));
         }
-        subset[nsubset++] = strdup(b ? b + 1 : im);
+        subset[nsubset++] = strdup(name);
     }
     free(line);
     fclose(f);
@@ -211,21 +222,14 @@ static void peer_eval(const char *file, person *ps, int np, int *hit, int *hit_l
         return;
     }
     while (getline(&line, &cap, f) >= 0) {
-        char *im = strstr(line, "\"image\":\"");
-        if (!im)
+        const char *p, *name = image_name(line, &p);
+        if (!name)
             continue;
-        im += 9;
-        char *q = strchr(im, '"');
-        if (!q)
-            continue;
-        *q = 0;
-        const char *slash = strrchr(im, '/');
         if (nphotos == capph) {
             capph = capph ? capph * 2 : 1024;
             names = realloc(names, capph * sizeof(*names));
         }
-        names[nphotos] = strdup(slash ? slash + 1 : im);
-        const char *p = q + 1;
+        names[nphotos] = strdup(name);
         while ((p = strstr(p, "\"box\":"))) {
             pface pf;
             p += 6;

@@ -186,6 +186,13 @@ double nn_wino_cost(const nn_kernels *kern, const nn_conv *c, int h, int w, int 
 void nn_wino_forward(const nn_kernels *kern, const nn_conv *c, const float *in, int h, int w,
                      float *out, const float *residual, void *scratch, nn_pool *pool);
 
+/* Where part k of n equal parts of [0, total) starts (part n: total). The
+ * convolution drivers split tiles and column groups among tasks with it. */
+static inline int nn_part(int total, int k, int n)
+{
+    return (int)((long)total * k / n);
+}
+
 /* ------------------------------------------------------------------ */
 /* int8 convolutions (nn_int8.c, nn_int8_avx512.c)                      */
 /* ------------------------------------------------------------------ */

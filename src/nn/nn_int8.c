@@ -305,10 +305,8 @@ static void qconv_task(void *arg, int task, int worker)
     const nn_conv *c = j->c;
     const nn_qconv_packed *q = c->qpacked;
     int mc = task / j->g_chunks, gc = task % j->g_chunks;
-    int t0 = (int)((long)p->tiles * mc / j->m_chunks);
-    int t1 = (int)((long)p->tiles * (mc + 1) / j->m_chunks);
-    int g0 = (int)((long)p->groups * gc / j->g_chunks);
-    int g1 = (int)((long)p->groups * (gc + 1) / j->g_chunks);
+    int t0 = nn_part(p->tiles, mc, j->m_chunks), t1 = nn_part(p->tiles, mc + 1, j->m_chunks);
+    int g0 = nn_part(p->groups, gc, j->g_chunks), g1 = nn_part(p->groups, gc + 1, j->g_chunks);
     uint8_t *buf = j->blocks ? j->blocks + (size_t)worker * p->block_bytes : NULL;
     nn_qtile t;
 
