@@ -118,26 +118,7 @@ bytes() { du -sb "$1" | cut -f1; }
 seeds=${FORGET_SEEDS:-}
 if [ -z "$seeds" ]; then
     [ -d "$DATA/lfw/images" ] || die "$DATA/lfw/images is missing (or pass FORGET_SEEDS=FILE)"
-    people=("$DATA"/lfw/images/*/)
-    for d in "${people[@]:0:320}"; do
-        photos=("$d"*.jpg)
-        echo "${photos[0]}"
-    done >"$out/seeds.list"
-    echo "== seeds: lethe embed over $(wc -l <"$out/seeds.list") LFW photos"
-    mapfile -t photos <"$out/seeds.list"
-    "$LETHE" embed --json "${photos[@]}" >"$out/seeds.jsonl" 2>"$out/embed.err" || true
-    "$PY" - "$out/seeds.jsonl" "$out/seeds.f32" <<'EOF'
-import json, struct, sys
-n = 0
-with open(sys.argv[2], "wb") as f:
-    for line in open(sys.argv[1]):
-        r = json.loads(line)
-        if r.get("faces"):
-            f.write(struct.pack("<128f", *r["faces"][0]["embedding"]))
-            n += 1
-if n < 10:
-    sys.exit("bench/forget.sh: only %d seed descriptors" % n)
-EOF
+    PY=$PY bench/lfw_seeds.sh "$LETHE" "$DATA" "$out"
     seeds=$out/seeds.f32
 fi
 
