@@ -1,5 +1,5 @@
 /*
- * test_datasheet.c: the datasheet renderer (src/catalog/datasheet.c): both
+ * test_datasheet.c: the datasheet renderer (src/report/datasheet.c): both
  * formats on a sample, numbers and percentages, hostile keys (markup, table
  * syntax, newlines, invalid UTF-8, bidi overrides), empty arrays, schema
  * errors naming the field, self-containment of the HTML, determinism, and
@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "catalog/datasheet.h"
+#include "report/datasheet.h"
 #include "test.h"
 #include "util/util.h"
 

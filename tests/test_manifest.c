@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "catalog/manifest.h"
+#include "manifest/manifest.h"
 #include "test.h"
 #include "util/util.h"
 

@@ -57,7 +57,7 @@ fi
 # target starts to need them).
 SRC_DIRS="src/util src/image src/model src/policy"
 # Single files from folders whose other files the targets do not need.
-SRC_FILES="src/catalog/manifest.c src/catalog/datasheet.c src/catalog/receipt.c"
+SRC_FILES="src/manifest/manifest.c src/report/datasheet.c src/forget/receipt.c"
 # shellcheck disable=SC2054  # the commas belong to -fsanitize=
 CFLAGS=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

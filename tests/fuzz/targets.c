@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "catalog/datasheet.h"
-#include "catalog/manifest.h"
+#include "report/datasheet.h"
+#include "manifest/manifest.h"
 #include "lethe.h"
 #include "model/model.h"
 #include "policy/policy.h"

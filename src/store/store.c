@@ -4,7 +4,7 @@
  * consent policy's glue, and the canonical digest. See store.h for the files
  * and the ordering that keeps crashes harmless.
  */
-#include "catalog/store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "catalog/store.h"
+#include "store/store.h"
 #include "util/util.h"
 
 static uint32_t be32(const uint8_t *p)

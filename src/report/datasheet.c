@@ -15,7 +15,7 @@
  * Numbers are formatted with integer arithmetic only, so the output does not
  * depend on the C locale (a decimal comma would break SVG coordinates).
  */
-#include "catalog/datasheet.h"
+#include "report/datasheet.h"
 
 #include <assert.h>
 #include <math.h>

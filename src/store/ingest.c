@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "catalog/store.h"
+#include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 

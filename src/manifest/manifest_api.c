@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "catalog/manifest.h"
+#include "manifest/manifest.h"
 #include "lethe.h"
 #include "util/util.h"
 

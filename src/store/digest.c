@@ -22,7 +22,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "catalog/store.h"
+#include "store/store.h"
 #include "util/util.h"
 
 static void put(crypto_generichash_state *h, const void *p, size_t n)

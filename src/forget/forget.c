@@ -33,8 +33,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "catalog/manifest.h"
-#include "catalog/store.h"
+#include "manifest/manifest.h"
+#include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "catalog/store.h"
+#include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 

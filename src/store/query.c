@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "catalog/datasheet.h"
-#include "catalog/store.h"
+#include "report/datasheet.h"
+#include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 

@@ -8,7 +8,7 @@
  * bounded by max_record, which bounds the buffer: an over-long line is
  * skipped by discarding as it goes, never stored.
  */
-#include "catalog/manifest.h"
+#include "manifest/manifest.h"
 
 #include <assert.h>
 #include <errno.h>
