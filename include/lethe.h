@@ -37,9 +37,9 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 
 #define LETHE_VERSION_MAJOR 0
-#define LETHE_VERSION_MINOR 1
+#define LETHE_VERSION_MINOR 2
 #define LETHE_VERSION_PATCH 0
-#define LETHE_VERSION_STRING "0.1.0"
+#define LETHE_VERSION_STRING "0.2.0"
 #define LETHE_VERSION_NUMBER \
     (LETHE_VERSION_MAJOR * 10000 + LETHE_VERSION_MINOR * 100 + LETHE_VERSION_PATCH)
 
@@ -63,7 +63,9 @@ LETHE_API const char *lethe_version(void);
     X(ERR_INTERNAL, 9, "internal error")                                      \
     X(ERR_NO_FACE, 10, "no face found")                                       \
     X(ERR_STORE, 11, "store missing, damaged or of another version")          \
-    X(ERR_POLICY, 12, "refused by the consent policy")
+    X(ERR_POLICY, 12, "refused by the consent policy")                        \
+    X(ERR_BUSY, 13, "the store is locked by another writer")                  \
+    X(ERR_CONFIRM, 14, "refused without confirmation")
 
 enum lethe_status {
 #define LETHE_STATUS_ENUM_(name, value, text) LETHE_##name = value,
@@ -269,26 +271,53 @@ LETHE_API float lethe_descriptor_threshold(void);
 
 /*
  * A store is a directory holding the catalog (SQLite: photos, provenance,
- * faces, templates, the audit log), the descriptor index (a derived file,
- * rebuilt from the catalog whenever it lags behind) and the consent policy
- * (a text file). Photos are identified by the SHA-256 of their bytes; the
- * photo itself is never copied into the store, only its provenance, its
- * face boxes and, where the policy allows, one 128-D template per face.
+ * faces, templates, the consent policy's versions, the audit log), the
+ * keyring (every photo's key, the signing secret, the opt-outs: never in a
+ * backup), the descriptor index (a derived file, rebuilt from the catalog
+ * whenever it lags behind) and the consent policy as text (written by
+ * lethe; a hand-edited file is refused). Photos are identified by the
+ * SHA-256 of their bytes; the photo itself is never copied into the store,
+ * only its provenance, its face boxes and, where the policy allows, one
+ * 128-D template per face. Every personal field is sealed with the photo's
+ * own key: erasing a photo destroys its key, so no copy of the catalog,
+ * however old, can be read for it again (see the manual, "Forgetting").
  */
 typedef struct lethe_store lethe_store;
 
-#define LETHE_STORE_FORMAT 1
+#define LETHE_STORE_FORMAT 2
 
 /* Flags for lethe_store_open. */
 #define LETHE_STORE_CREATE   1u  /* create the directory and catalog if absent */
 #define LETHE_STORE_READONLY 2u  /* never write (the index is not rebuilt) */
 
+/* Called about once a second while a writer waits for the store's lock:
+ * holder describes who holds it ("pid 4242 (lethe ingest) since ..."). */
+typedef void (*lethe_wait_fn)(void *ctx, const char *holder, double waited_seconds);
+
+typedef struct lethe_store_options {
+    unsigned flags;             /* LETHE_STORE_CREATE, LETHE_STORE_READONLY */
+    const char *actor;          /* who creates the store (in the log's first entry) */
+    double wait_seconds;        /* how long a writer waits for another (30); 0: not at all */
+    lethe_wait_fn on_wait;      /* may be NULL */
+    void *ctx;
+    const char *keyring_mirror; /* with LETHE_STORE_CREATE: a folder (on another disk)
+                                   where the keyring is mirrored at every change */
+} lethe_store_options;
+
+LETHE_API void lethe_store_options_init(lethe_store_options *opt);
+
 /*
  * Open the store in directory dir. As with lethe_engine_open, *out is set even
  * on failure (unless memory ran out) so lethe_store_errmsg() can explain;
  * close it either way. A store of another format version is refused with
- * LETHE_ERR_STORE.
+ * LETHE_ERR_STORE, as is a catalog without its keyring, a keyring of
+ * another store, a keyring others can read, and a hand-edited policy file.
+ * A writable open finishes whatever a crash interrupted (a scrub, the
+ * keyring's erasures, the index, log.head). opt may be NULL.
  */
+LETHE_API int lethe_store_open_with(const char *dir, const lethe_store_options *opt,
+                                    lethe_store **out);
+/* The same with default options and these flags. */
 LETHE_API int lethe_store_open(const char *dir, unsigned flags, lethe_store **out);
 LETHE_API void lethe_store_close(lethe_store *store);
 LETHE_API const char *lethe_store_errmsg(const lethe_store *store);
@@ -360,6 +389,8 @@ typedef struct lethe_ingest_stats {
     uint64_t bytes;         /* bytes of photos read */
     uint64_t opted_out;     /* photos skipped by a standing opt-out */
     uint64_t opted_out_faces; /* faces not stored because a face opt-out matched */
+    uint64_t uncommitted;   /* inputs whose outcome was lost when a batch failed to
+                               commit (a full disk): run the ingest again */
 } lethe_ingest_stats;
 
 /* Called for every input that fails; line is the manifest line or 0. */
@@ -387,14 +418,28 @@ LETHE_API int lethe_ingest_begin(lethe_store *store, const lethe_ingest_options 
  */
 LETHE_API int lethe_ingest_photo(lethe_ingest *ing, const char *file,
                                  const lethe_provenance *prov, size_t line);
+/* The same for a photo held in memory (an upload); name is used in
+ * messages and recorded as the path (may be NULL: ""). The bytes are
+ * copied. */
+LETHE_API int lethe_ingest_photo_bytes(lethe_ingest *ing, const void *data, size_t len,
+                                       const char *name, const lethe_provenance *prov,
+                                       size_t line);
+/* Record an input that failed before it could be offered (a manifest row
+ * that does not parse): counted in errors and in the batch's log entry,
+ * and passed to on_error. */
+LETHE_API int lethe_ingest_fail(lethe_ingest *ing, const char *input, size_t line,
+                                const char *message);
 /* Offer one descriptor computed elsewhere; the "photo" is identified by the
  * hash of the descriptor. The policy applies as for photos. */
 LETHE_API int lethe_ingest_descriptor(lethe_ingest *ing, const float *descriptor,
                                       const lethe_provenance *prov, size_t line);
-/* Counts so far (for progress), thread-safe with respect to the workers. */
+/* Counts so far (for progress): committed batches plus the open one.
+ * Thread-safe with respect to the workers. */
 LETHE_API void lethe_ingest_progress(lethe_ingest *ing, lethe_ingest_stats *stats);
 /* Wait for the photos in flight, commit, and free ing; *stats (may be NULL)
- * receives the totals. Returns the first fatal status, if any. */
+ * receives the totals of what was committed (a batch that failed to commit
+ * counts only in errors). Returns the first fatal status, if any; the
+ * message is then in lethe_store_errmsg. */
 LETHE_API int lethe_ingest_end(lethe_ingest *ing, lethe_ingest_stats *stats);
 
 /* A search result: a face, its distance and its photo's provenance. */
@@ -428,6 +473,11 @@ LETHE_API void lethe_search_options_init(lethe_search_options *opt);
 LETHE_API int lethe_search(lethe_store *store, const float *queries, int nq,
                            const lethe_search_options *opt, lethe_match **matches,
                            size_t *count);
+/* Search with the largest face of an image (lethe_engine_describe_largest):
+ * LETHE_ERR_NO_FACE when it has none (nothing is logged then). */
+LETHE_API int lethe_search_image(lethe_store *store, lethe_engine *engine,
+                                 const lethe_image *image, const lethe_search_options *opt,
+                                 lethe_match **matches, size_t *count);
 LETHE_API void lethe_matches_free(lethe_match *matches, size_t count);
 
 /* Lookup without a face: what does the store hold for this account, link,
@@ -439,17 +489,21 @@ enum lethe_lookup_kind {
     LETHE_LOOKUP_FILE = 3        /* a file whose bytes are hashed */
 };
 /*
- * Writes a JSON document (malloc'd, free with lethe_free_string) describing
- * every photo found: {"photos": [{"photo", "templates", "faces", "status",
- * "provenance": [{...}]}]}. The lookup is logged with a keyed hash of the
- * value, never the value itself.
+ * Writes a document (free with lethe_free_string) describing every photo
+ * found, in format "json": {"lookup", "photos": [{"photo", "kind", "status",
+ * "width", "height", "faces", "templates", "provenance": [{...}]}]}, or
+ * "text" (for people; control characters escaped). The lookup is logged
+ * with a keyed hash of the value, never the value itself.
  */
 LETHE_API int lethe_lookup(lethe_store *store, int kind, const char *value,
-                           const char *actor, char **json);
+                           const char *actor, const char *format, char **out);
 
 /* The audit log: a hash chain in the catalog, anchored by the head file. */
-/* Every entry as JSON Lines (malloc'd; lethe_free_string). */
-LETHE_API int lethe_log_export(lethe_store *store, char **jsonl);
+/* Every entry as "jsonl" (one JSON object a line) or "text" (one line an
+ * entry, control characters escaped), free with lethe_free_string. */
+LETHE_API int lethe_log_export(lethe_store *store, const char *format, char **out);
+/* The log's last entry: its number and hash (the anchor to copy elsewhere). */
+LETHE_API int lethe_log_head(lethe_store *store, uint64_t *seq, char hash[65]);
 /*
  * Check the chain. Returns LETHE_OK when intact; otherwise LETHE_ERR_FORMAT,
  * *first_bad set to the sequence number of the first entry that fails and
@@ -462,8 +516,9 @@ LETHE_API int lethe_policy_get(lethe_store *store, char **text);
 /*
  * Set what `key` (default, EEA, a country or subdivision) allows: consents is
  * a comma-separated list of bases, "" to refuse all. Templates already held
- * that the new policy refuses are dropped (*dropped counts them); dry_run
- * only counts.
+ * that the new policy refuses are dropped (*dropped counts them), as an
+ * erasure; dry_run only counts. The policy lives in the catalog: each
+ * version is kept, and the log entry records the rule before and after.
  */
 LETHE_API int lethe_policy_set(lethe_store *store, const char *key, const char *consents,
                                const char *actor, int dry_run, uint64_t *dropped);
@@ -503,8 +558,12 @@ typedef struct lethe_selector {
     const char *uploader;
     const char *source;
     const char *jurisdiction;     /* a country includes its subdivisions */
-    const char *collected_before; /* ISO 8601; photos with no date are kept */
+    const char *collected_before; /* ISO 8601; photos with no date are kept
+                                     (and counted) unless include_undated */
+    int include_undated;          /* with collected_before: undated photos too */
     const char *image;            /* a file: that exact photo (hashed) */
+    const void *image_bytes;      /* or its bytes in memory (image_len of them) */
+    size_t image_len;
     const float *faces;           /* n_faces x 128 descriptors of one person */
     int n_faces;
     float face_threshold;         /* 0: lethe_forget_face_threshold() */
@@ -512,55 +571,114 @@ typedef struct lethe_selector {
 
 typedef struct lethe_forget_result {
     uint64_t photos, provenance, faces, templates; /* erased (or, dry run, would be) */
+    uint64_t undated_kept; /* photos --collected-before left because they carry no date */
     char digest_before[65], digest_after[65];
+    char receipt_hash[65]; /* BLAKE2b-256 of the receipt (empty on a dry run) */
+    const char *wide;      /* LETHE_ERR_CONFIRM: why confirmation is needed (static) */
 } lethe_forget_result;
 
-#define LETHE_FORGET_DRY_RUN 1u /* count and list, change nothing */
-#define LETHE_FORGET_OPTOUT 2u  /* also refuse such photos and faces from now on */
+#define LETHE_FORGET_DRY_RUN 1u   /* count and list, change nothing */
+#define LETHE_FORGET_OPTOUT 2u    /* also refuse such photos and faces from now on */
+#define LETHE_FORGET_CONFIRMED 4u /* the caller showed the dry run and was told to go on */
 
 /* The default face threshold for erasure (0.55: below the 0.6 match
  * threshold, so as to erase the person and leave others; see the manual). */
 LETHE_API float lethe_forget_face_threshold(void);
 
+/* More photos than this in one erasure need LETHE_FORGET_CONFIRMED. */
+#define LETHE_FORGET_WIDE_PHOTOS 1000
+
 /*
  * Erase what sel selects, completely: when this returns, no search, lookup
- * or datasheet shows it and no file of the store holds any byte of it. All
- * or nothing. *receipt (lethe_free_string) is the signed JSON receipt; with
+ * or datasheet shows it, no file of the store holds any byte of it, and the
+ * photos' keys are destroyed, so no backup can bring them back. All or
+ * nothing. *receipt (lethe_free_string) is the signed JSON receipt; with
  * LETHE_FORGET_DRY_RUN it is NULL and nothing changes. *matched (may be
  * NULL) lists the photos touched, as JSON. The log records the erasure by
  * the receipt's hash.
+ *
+ * Erasures wider than one person need LETHE_FORGET_CONFIRMED: a face
+ * threshold above the match threshold (it takes other people's faces), a
+ * source or a jurisdiction selector (without an uploader, URL, photo id or
+ * image), or more than LETHE_FORGET_WIDE_PHOTOS photos. Without it such an
+ * erasure returns LETHE_ERR_CONFIRM with *result filled as by a dry run
+ * (result->wide says why) and changes nothing.
  */
 LETHE_API int lethe_forget(lethe_store *store, const lethe_selector *sel, unsigned flags,
                            const char *actor, lethe_forget_result *result, char **receipt,
                            char **matched);
-/* Check a receipt's Ed25519 signature; store_key_hex (may be NULL) must be
- * the key that signed it. LETHE_OK or LETHE_ERR_FORMAT with msg saying why. */
+/* Check a receipt's Ed25519 signature against the key it names (and, if
+ * store_key_hex is not NULL, that this is the key). It proves the receipt is
+ * unaltered, not that any store issued it: anyone can make a key. LETHE_OK
+ * or LETHE_ERR_FORMAT with msg saying why. */
 LETHE_API int lethe_receipt_verify(const char *receipt, size_t len, const char *store_key_hex,
                                    char *msg, size_t msg_len);
-/* The store's public signing key, hex. */
+/* Check that the store issued this receipt: signed by one of its keys
+ * (current or rotated out) and recorded in its log. LETHE_OK, or
+ * LETHE_ERR_FORMAT with lethe_store_errmsg saying what failed. */
+LETHE_API int lethe_receipt_check(lethe_store *store, const char *receipt, size_t len);
+/* The store's current public signing key, hex. */
 LETHE_API int lethe_store_public_key(lethe_store *store, char hex[65]);
 /* The standing opt-outs, as JSON (no personal data: what kinds of selector
  * each holds, when, and its receipt's hash). */
 LETHE_API int lethe_optout_list(lethe_store *store, char **json);
-/* Withdraw an opt-out (its face descriptors are erased with it). */
+/* Withdraw an opt-out (its hashes and face descriptors are destroyed). */
 LETHE_API int lethe_optout_remove(lethe_store *store, int64_t id, const char *actor);
+
+/* The keyring. */
+/* Mirror the keyring into folder dir (on another disk) from now on, written
+ * at every change; NULL stops. Logged. */
+LETHE_API int lethe_keyring_mirror(lethe_store *store, const char *dir, const char *actor);
+/* A new receipt-signing key; the old public key stays known, so receipts
+ * it signed still check. Logged with both public keys. */
+LETHE_API int lethe_keyring_rotate(lethe_store *store, const char *actor, char public_hex[65]);
+/* The keyring's state as JSON: keys, opt-outs, receipts, orphans (keys no
+ * photo uses), damaged slots, the mirror and whether it is current. */
+LETHE_API int lethe_keyring_check(lethe_store *store, char **json);
 
 /*
  * Back the store up into a new folder dest: a consistent snapshot of the
- * catalog (with no free pages, so nothing erased before lingers), the
- * policy, and backup.json. *info (lethe_free_string) is that JSON.
+ * catalog (with no free pages, so nothing erased before lingers in it) and
+ * backup.json. Never the keyring: a backup holds no personal data in clear
+ * and cannot be read without the live keyring (or its mirror), which no
+ * longer holds the keys of anything erased since. *info (lethe_free_string)
+ * is backup.json.
  */
 LETHE_API int lethe_backup(lethe_store *store, const char *dest, const char *actor,
                            char **info);
+
+typedef struct lethe_restore_options {
+    const char *actor;
+    const char *keyring_mirror; /* the mirror folder, to restore a store whose
+                                   keyring is lost (dest not a live store) */
+    int discard_newer;          /* restoring over a live store drops photos ingested
+                                   after the backup only with this */
+    double wait_seconds;        /* as lethe_store_options */
+    lethe_wait_fn on_wait;
+    void *ctx;
+} lethe_restore_options;
+
+typedef struct lethe_restore_result {
+    uint64_t photos;            /* photos in the restored store */
+    uint64_t dropped_erased;    /* in the backup, erased since (their key is gone) */
+    uint64_t dropped_newer;     /* in the live store, not in the backup (discard_newer) */
+    uint64_t templates_dropped; /* templates the current policy refuses */
+    uint64_t receipts_carried;  /* receipts issued after the backup (from the keyring) */
+    char digest[65];
+} lethe_restore_result;
+
+LETHE_API void lethe_restore_options_init(lethe_restore_options *opt);
 /*
- * Restore the backup in src as the store dest. If dest is a live store, its
- * erasure ledger, receipts, opt-outs and log are carried over and the
- * ledger is replayed: whatever was erased after the backup was taken stays
- * erased (*replayed counts the photos and faces erased again). A backup of
- * another store is refused. Photos ingested after the backup are not in it.
+ * Restore the backup in src as the store dest, with the keyring of the live
+ * store dest or, when dest is not a live store (its disk was lost), the one
+ * in opt->keyring_mirror. Photos whose key is gone (erased after the backup
+ * was taken) are dropped and counted: a backup can never bring back what was
+ * forgotten. Over a live store, its log, receipts, signing keys, opt-outs and
+ * consent policy are kept, and photos it holds that the backup does not are
+ * refused unless discard_newer. A backup of another store is refused.
  */
-LETHE_API int lethe_restore(const char *src, const char *dest, const char *actor,
-                            uint64_t *replayed, char *msg, size_t msg_len);
+LETHE_API int lethe_restore(const char *src, const char *dest, const lethe_restore_options *opt,
+                            lethe_restore_result *result, char *msg, size_t msg_len);
 
 LETHE_API void lethe_free_string(char *s);
 

@@ -1,6 +1,5 @@
 /*
  * cli_store.c: shared pieces of the store commands (see cli_store.h).
- * The printers read the library's JSON with liblethe's own JSON parser.
  */
 #include <pwd.h>
 #include <stdio.h>
@@ -10,17 +9,19 @@
 
 #include "cli.h"
 #include "cli_store.h"
-#include "util/json.h"
 
 const char cli_common_help[] =
     "  --store DIR    the store (default: $LETHE_STORE, else ./lethe-store)\n"
     "  --actor NAME   who is acting, for the log (default: $LETHE_ACTOR, else the\n"
-    "                 login name)\n"
+    "                 login name); no control characters, at most 4096 bytes\n"
+    "  --wait SECONDS how long to wait when another process is writing to the store\n"
+    "                 (default 30; 0: fail at once)\n"
     "  --json         machine-readable output\n";
 
 void cli_common_init(cli_common *c)
 {
     memset(c, 0, sizeof(*c));
+    c->wait = 30;
     c->store = getenv("LETHE_STORE");
     if (!c->store || !*c->store)
         c->store = "lethe-store";
@@ -57,7 +58,15 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i)
         c->store = v;
     else if ((v = cli_flag_value(argc, argv, i, "--actor", &bad)))
         c->actor = v;
-    else if (!strcmp(argv[*i], "--json"))
+    else if ((v = cli_flag_value(argc, argv, i, "--wait", &bad))) {
+        char *end;
+        double w = strtod(v, &end);
+        if (*end || end == v || !(w >= 0 && w <= 86400)) {
+            cli_error("--wait expects a number of seconds from 0 to 86400, not '%s'", v);
+            return -1;
+        }
+        c->wait = w;
+    } else if (!strcmp(argv[*i], "--json"))
         c->json = 1;
     else
         return bad ? -1 : 0;
@@ -104,10 +113,34 @@ int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
     return CLI_EXIT_OK;
 }
 
+/* Tell the person at the terminal why nothing happens, once a second at
+ * first, then every ten. */
+static void on_wait(void *ctx, const char *holder, double waited)
+{
+    (void)ctx;
+    long w = (long)waited;
+    if (w <= 3 || w % 10 == 0) {
+        fprintf(stderr, "lethe: waiting for the store's lock, held by ");
+        cli_put_text(stderr, holder);
+        fprintf(stderr, " (%lds)\n", w);
+    }
+}
+
+void cli_store_options(const cli_common *c, unsigned flags, lethe_store_options *o)
+{
+    lethe_store_options_init(o);
+    o->flags = flags;
+    o->actor = c->actor;
+    o->wait_seconds = c->wait;
+    o->on_wait = on_wait;
+}
+
 lethe_store *cli_open_store(const cli_common *c, unsigned flags)
 {
+    lethe_store_options o;
     lethe_store *s = NULL;
-    if (lethe_store_open(c->store, flags, &s) != LETHE_OK) {
+    cli_store_options(c, flags, &o);
+    if (lethe_store_open_with(c->store, &o, &s) != LETHE_OK) {
         cli_error("%s", lethe_store_errmsg(s));
         lethe_store_close(s);
         return NULL;
@@ -115,76 +148,43 @@ lethe_store *cli_open_store(const cli_common *c, unsigned flags)
     return s;
 }
 
-static const char *str(const json_value *v, const char *key)
+int cli_status(int rc)
 {
-    const char *s = json_get_string(v, key);
-    return s && *s ? s : "-";
+    return rc == LETHE_OK ? CLI_EXIT_OK
+         : rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE
+                               : CLI_EXIT_FAILED;
 }
 
-static double num(const json_value *v, const char *key)
-{
-    const json_value *n = json_get(v, key);
-    return n && n->type == JSON_NUMBER ? n->number : 0;
-}
 
-void cli_print_lookup(const char *json, const char *value)
+/* Text from outside for a terminal: control characters and invalid UTF-8
+ * escaped (\n, \t, \r, \xNN), a backslash doubled, the rest as is. */
+void cli_put_text(FILE *f, const char *s)
 {
-    json_value *doc = NULL;
-    char msg[256];
-    if (json_parse(json, strlen(json), &doc, msg, sizeof(msg)) != 0) {
-        fputs(json, stdout);
-        return;
-    }
-    const json_value *photos = json_get(doc, "photos");
-    size_t n = photos && photos->type == JSON_ARRAY ? photos->len : 0;
-    printf("%zu photo%s held for %s\n", n, n == 1 ? "" : "s", value);
-    for (size_t i = 0; i < n; i++) {
-        const json_value *p = photos->items[i];
-        printf("\nphoto %s (%s)\n  status %s; %g face%s, %g template%s\n", str(p, "photo"),
-               str(p, "kind"), str(p, "status"), num(p, "faces"),
-               num(p, "faces") == 1 ? "" : "s", num(p, "templates"),
-               num(p, "templates") == 1 ? "" : "s");
-        const json_value *pv = json_get(p, "provenance");
-        for (size_t k = 0; pv && pv->type == JSON_ARRAY && k < pv->len; k++) {
-            const json_value *r = pv->items[k];
-            printf("  - source %s, uploader %s, jurisdiction %s, consent %s, license %s\n"
-                   "    url %s\n    photo id %s, collected %s, path %s\n",
-                   str(r, "source"), str(r, "uploader"), str(r, "jurisdiction"),
-                   str(r, "consent"), str(r, "license"), str(r, "url"), str(r, "photo_id"),
-                   str(r, "collected_at"), str(r, "path"));
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        unsigned c = *p;
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1
+                             : (c & 0xF0) == 0xE0              ? 2
+                             : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3
+                                                               : -1;
+        int ok = n >= 0;
+        for (int k = 1; ok && k <= n; k++)
+            ok = (p[k] & 0xC0) == 0x80;
+        if (ok && n == 2)
+            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
+        if (ok && n == 3)
+            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
+        if (c == '\\') {
+            fputs("\\\\", f);
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            fputs(c == '\n' ? "\\n" : c == '\t' ? "\\t" : "\\r", f);
+        } else if (c < 0x20 || c == 0x7f || !ok) {
+            fprintf(f, "\\x%02x", c);
+        } else {
+            fwrite(p, 1, (size_t)n + 1, f);
+            p += n + 1;
+            continue;
         }
-    }
-    json_free(doc);
-}
-
-void cli_print_log(const char *jsonl, int json, int head_only)
-{
-    for (const char *line = jsonl; line && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        json_value *e = NULL;
-        char msg[256];
-        if (json_parse(line, len, &e, msg, sizeof(msg)) == 0) {
-            if (head_only && json)
-                printf("{\"seq\":%.0f,\"hash\":\"%s\"}\n", num(e, "seq"), str(e, "hash"));
-            else if (head_only)
-                printf("%.0f %s\n", num(e, "seq"), str(e, "hash"));
-            else {
-                printf("%6.0f  %s  %-7s %-12s", num(e, "seq"), str(e, "time"), str(e, "kind"),
-                       str(e, "actor"));
-                if (!strcmp(str(e, "kind"), "search") || !strcmp(str(e, "kind"), "lookup"))
-                    printf("  results %-4.0f purpose \"%s\" query %.16s", num(e, "results"),
-                           json_get_string(e, "purpose"), str(e, "query_hash"));
-                else if (!strcmp(str(e, "kind"), "ingest"))
-                    printf("  added %.0f, templates %.0f, refused %.0f, errors %.0f",
-                           num(json_get(e, "detail"), "added"),
-                           num(json_get(e, "detail"), "templates"),
-                           num(json_get(e, "detail"), "refused"),
-                           num(json_get(e, "detail"), "errors"));
-                printf("\n");
-            }
-        }
-        json_free(e);
-        line = end ? end + 1 : line + len;
+        p++;
     }
 }

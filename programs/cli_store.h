@@ -1,23 +1,25 @@
 /*
  * cli_store.h: what the store commands share: the --store/--actor/--json
- * options, flag parsing, opening the store, and the human-readable printers
- * of the library's JSON reports.
+ * options, flag parsing and opening the store.
  */
 #ifndef LETHE_CLI_STORE_H
 #define LETHE_CLI_STORE_H
+
+#include <stdio.h>
 
 #include "lethe.h"
 
 typedef struct cli_common {
     const char *store;
     const char *actor;
+    double wait;    /* --wait SECONDS */
     int json;
 } cli_common;
 
 extern const char cli_common_help[];
 
 void cli_common_init(cli_common *c);
-/* --store, --actor, --json at argv[*i]: 1 taken, 0 not ours, -1 bad. */
+/* --store, --actor, --wait, --json at argv[*i]: 1 taken, 0 not ours, -1 bad. */
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i);
 /* The value of "--flag V" or "--flag=V" at argv[*i], or NULL if argv[*i]
  * is another flag; a missing value prints an error and sets *bad. */
@@ -31,12 +33,15 @@ int cli_unknown_option(const char *cmd, const char *arg);
  * CLI_EXIT_USAGE with the error printed. */
 int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
                      const char *const *switches, int *set, const char **operand);
-/* Open c->store (message printed on failure). */
+/* Open c->store (message printed on failure), waiting for a writer as
+ * --wait says and telling so on stderr. */
 lethe_store *cli_open_store(const cli_common *c, unsigned flags);
-
-/* Human-readable forms of lethe_lookup's JSON and the log's JSON Lines. */
-void cli_print_lookup(const char *json, const char *value);
-void cli_print_log(const char *jsonl, int json, int head_only);
+/* The options cli_open_store uses. */
+void cli_store_options(const cli_common *c, unsigned flags, lethe_store_options *o);
+/* Text from outside for a terminal, control characters escaped. */
+void cli_put_text(FILE *f, const char *s);
+/* The exit status for a library status: 0, 2 for a bad argument, else 1. */
+int cli_status(int rc);
 
 int cmd_init(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
@@ -51,5 +56,6 @@ int cmd_optout(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_keyring(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * cmd_forget.c: lethe forget, lethe optout, lethe receipt.
+ * cmd_forget.c: lethe forget, optout, receipt, backup, restore, keyring:
+ * forgetting and what keeps it final.
  */
 #include <errno.h>
 #include <math.h>
@@ -18,7 +19,7 @@ typedef struct fargs {
     const char *face_images[MAX_FACES];
     int n_face_images;
     const char *receipt_file, *models;
-    int dry, list;
+    int dry, list, yes;
     long long remove_id;
     float faces[MAX_FACES * LETHE_DESCRIPTOR_DIM];
 } fargs;
@@ -30,12 +31,19 @@ static const char selector_help[] =
     "  --uploader U           an account\n"
     "  --source S             a whole collection\n"
     "  --jurisdiction J       e.g. GB (a country includes its subdivisions, GB-SCT)\n"
-    "  --collected-before D   photos collected before an ISO 8601 date\n"
+    "  --collected-before D   photos collected before an ISO 8601 date; photos with\n"
+    "                         no date are kept and counted unless --include-undated\n"
+    "  --include-undated      with --collected-before: undated photos too\n"
     "  --image FILE           that exact photo (the file is only hashed)\n"
     "  --face IMAGE           every face of the person in IMAGE (its largest face;\n"
     "                         repeat with more photos of them), within the face\n"
     "                         threshold; erases faces, not photos\n"
-    "  --face-threshold T     (default %.2f; the match threshold is %.2f)\n";
+    "  --face-threshold T     (default %.2f; the match threshold is %.2f: above it,\n"
+    "                         other people's faces go too, and --yes is needed)\n"
+    "\n"
+    "Erasures wider than one person (a source, a jurisdiction or a date alone, more\n"
+    "than 1000 photos, a face threshold above the match threshold) are refused\n"
+    "until you have looked at the --dry-run and give --yes.\n";
 
 /* 1 taken, 0 not ours, -1 bad */
 static int parse_selector(fargs *a, int argc, char **argv, int *i)
@@ -55,6 +63,8 @@ static int parse_selector(fargs *a, int argc, char **argv, int *i)
         q->jurisdiction = v;
     else if ((v = cli_flag_value(argc, argv, i, "--collected-before", &bad)))
         q->collected_before = v;
+    else if (!strcmp(argv[*i], "--include-undated"))
+        q->include_undated = 1;
     else if ((v = cli_flag_value(argc, argv, i, "--image", &bad)))
         q->image = v;
     else if ((v = cli_flag_value(argc, argv, i, "--face", &bad))) {
@@ -134,6 +144,48 @@ static int write_file(const char *path, const char *text)
     return 0;
 }
 
+/* The outcome: one JSON object, or lines for people. */
+static void print_result(const fargs *a, int optout, const lethe_forget_result *r,
+                         const char *receipt, const char *matched)
+{
+    unsigned long long p = r->photos, v = r->provenance, f = r->faces, t = r->templates,
+                       u = r->undated_kept;
+    int dry = a->dry || !receipt;
+    if (a->c.json) {
+        printf("{\"kind\":\"%s\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
+               "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,\"undated_kept\":%llu,"
+               "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"needs_confirmation\":",
+               optout ? "optout" : "forget", a->dry ? "true" : "false", dry ? "false" : "true", p,
+               v, f, t, u, r->digest_before, r->digest_after);
+        if (r->wide)
+            json_put_string(stdout, r->wide);
+        else
+            fputs("null", stdout);
+        printf(",\"receipt\":%s,\"matched\":%s}\n", receipt ? receipt : "null",
+               matched ? matched : "[]");
+        return;
+    }
+    printf("%s %llu photos, %llu provenance records, %llu faces, %llu templates%s\n",
+           dry ? "would erase" : "erased", p, v, f, t,
+           dry ? " (nothing changed)" : optout ? "; the opt-out stands for future ingests" : "");
+    if (u)
+        printf("%llu photo%s without a collection date kept (--include-undated takes them)\n", u,
+               u == 1 ? "" : "s");
+    if (r->wide)
+        printf("not erased: %s; look at the dry run above, then run again with --yes\n",
+               r->wide);
+    if (dry) {
+        if (a->n_face_images && matched)
+            printf("photos matched: %s\n", matched);
+        return;
+    }
+    printf("digest before %s\ndigest after  %s\n", r->digest_before, r->digest_after);
+    if (a->receipt_file)
+        printf("receipt written to %s\n", a->receipt_file);
+    else
+        printf("receipt: %s\n", receipt);
+}
+
 static int run_forget(int argc, char **argv, int optout)
 {
     static fargs a;
@@ -166,8 +218,11 @@ static int run_forget(int argc, char **argv, int optout)
         printf(selector_help, (double)lethe_forget_face_threshold(),
                (double)lethe_descriptor_threshold());
         printf("\nOther options:\n"
+               "  --yes                  go on with an erasure wider than one person\n"
                "  --receipt FILE         also write the receipt to FILE\n"
-               "  --models DIR           model folder, for --face\n%s", cli_common_help);
+               "  --models DIR           model folder, for --face\n%s\n"
+               "Exit status: 0 erased (or dry run shown), 1 failed or needs --yes, 2 usage.\n",
+               cli_common_help);
         return CLI_EXIT_OK;
     }
     for (int i = 1; i < argc; i++) {
@@ -186,6 +241,8 @@ static int run_forget(int argc, char **argv, int optout)
             a.receipt_file = v;
         else if (!optout && !strcmp(argv[i], "--dry-run"))
             a.dry = 1;
+        else if (!strcmp(argv[i], "--yes"))
+            a.yes = 1;
         else if (optout && !strcmp(argv[i], "--list"))
             a.list = 1;
         else if (optout && (v = cli_flag_value(argc, argv, &i, "--remove", &bad))) {
@@ -227,7 +284,11 @@ static int run_forget(int argc, char **argv, int optout)
             cli_error("optout: %s", lethe_store_errmsg(s));
         lethe_free_string(json);
         lethe_store_close(s);
-        return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+        return cli_status(rc);
+    }
+    if (q->include_undated && !q->collected_before) {
+        cli_error("%s: --include-undated goes with --collected-before", cmd);
+        return CLI_EXIT_USAGE;
     }
     if (!any) {
         cli_error("%s: give at least one selector (try 'lethe %s --help')", cmd, cmd);
@@ -240,44 +301,18 @@ static int run_forget(int argc, char **argv, int optout)
         return CLI_EXIT_FAILED;
     lethe_forget_result r;
     char *receipt = NULL, *matched = NULL;
-    unsigned flags = (a.dry ? LETHE_FORGET_DRY_RUN : 0) | (optout ? LETHE_FORGET_OPTOUT : 0);
+    unsigned flags = (a.dry ? LETHE_FORGET_DRY_RUN : 0) | (optout ? LETHE_FORGET_OPTOUT : 0) |
+                     (a.yes ? LETHE_FORGET_CONFIRMED : 0);
     int rc = lethe_forget(s, &a.sel, flags, a.c.actor, &r, &receipt, &matched);
-    int status = CLI_EXIT_OK;
-    if (rc != LETHE_OK) {
+    int status = cli_status(rc);
+    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM && !receipt) {
         cli_error("%s: %s", cmd, lethe_store_errmsg(s));
-        status = rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
-    } else if (a.dry) {
-        if (a.c.json) {
-            printf("{\"dry_run\":true,\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,"
-                   "\"templates\":%llu,\"matched\":%s}\n",
-                   (unsigned long long)r.photos, (unsigned long long)r.provenance,
-                   (unsigned long long)r.faces, (unsigned long long)r.templates,
-                   matched ? matched : "[]");
-        } else {
-            printf("would erase %llu photos, %llu provenance records, %llu faces, %llu "
-                   "templates (nothing changed)\n",
-                   (unsigned long long)r.photos, (unsigned long long)r.provenance,
-                   (unsigned long long)r.faces, (unsigned long long)r.templates);
-            if (a.n_face_images && matched)
-                printf("photos matched: %s\n", matched);
-        }
     } else {
-        if (a.receipt_file && write_file(a.receipt_file, receipt) < 0)
+        if (rc != LETHE_OK)
+            cli_error("%s: %s", cmd, lethe_store_errmsg(s));
+        if (receipt && a.receipt_file && write_file(a.receipt_file, receipt) < 0)
             status = CLI_EXIT_FAILED;
-        if (a.c.json) {
-            printf("%s\n", receipt);
-        } else {
-            printf("erased %llu photos, %llu provenance records, %llu faces, %llu templates%s\n"
-                   "digest before %s\ndigest after  %s\n",
-                   (unsigned long long)r.photos, (unsigned long long)r.provenance,
-                   (unsigned long long)r.faces, (unsigned long long)r.templates,
-                   optout ? "; the opt-out stands for future ingests" : "", r.digest_before,
-                   r.digest_after);
-            if (a.receipt_file)
-                printf("receipt written to %s\n", a.receipt_file);
-            else
-                printf("receipt: %s\n", receipt);
-        }
+        print_result(&a, optout, &r, receipt, matched);
     }
     lethe_free_string(receipt);
     lethe_free_string(matched);
@@ -303,9 +338,12 @@ int cmd_receipt(int argc, char **argv)
     cli_common_init(&c);
     if (cli_wants_help(argc, argv) || argc < 2) {
         printf("usage: lethe receipt verify FILE [--store DIR] [--json]\n\n"
-               "Check an erasure or opt-out receipt: its Ed25519 signature over every\n"
-               "byte, and with --store that the store's own key signed it. Exit 0 when\n"
-               "valid, 1 when not (a changed receipt fails).\n");
+               "Check an erasure or opt-out receipt. Without --store: its Ed25519 signature\n"
+               "over every byte, with the key the receipt names; that proves it unaltered,\n"
+               "not who issued it (anyone can make a key). With --store: also that the\n"
+               "store issued it: signed by one of its keys (current or rotated out) and\n"
+               "recorded in its audit log. A receipt forged with a stolen key fails that.\n"
+               "Exit 0 when valid, 1 when not.\n");
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     for (int i = 1; i < argc; i++) {
@@ -341,32 +379,37 @@ int cmd_receipt(int argc, char **argv)
         return CLI_EXIT_FAILED;
     }
     text[len] = 0;
-    char key[65] = "", msg[512];
-    if (store) {
+    char msg[512] = "";
+    int rc = lethe_receipt_verify(text, len, NULL, msg, sizeof(msg));
+    if (rc == LETHE_OK && store) {
         c.store = store;
         lethe_store *s = cli_open_store(&c, LETHE_STORE_READONLY);
-        if (!s || lethe_store_public_key(s, key) != LETHE_OK) {
-            if (s)
-                cli_error("receipt: %s", lethe_store_errmsg(s));
-            lethe_store_close(s);
+        if (!s) {
             free(text);
             return CLI_EXIT_FAILED;
         }
+        if ((rc = lethe_receipt_check(s, text, len)) != LETHE_OK)
+            snprintf(msg, sizeof(msg), "%s", lethe_store_errmsg(s));
         lethe_store_close(s);
     }
-    int rc = lethe_receipt_verify(text, len, store ? key : NULL, msg, sizeof(msg));
     if (c.json) {
-        printf("{\"valid\":%s", rc ? "false" : "true");
-        if (rc) {
-            printf(",\"error\":");
+        printf("{\"valid\":%s,\"issued_by_store\":%s,\"error\":", rc ? "false" : "true",
+               rc ? "false" : store ? "true" : "null");
+        if (rc)
             json_put_string(stdout, msg);
-        }
-        printf(",\"store_checked\":%s}\n", store ? "true" : "false");
+        else
+            fputs("null", stdout);
+        printf("}\n");
     } else if (rc) {
-        printf("receipt NOT valid: %s\n", msg);
+        printf("receipt NOT valid: ");
+        cli_put_text(stdout, msg);
+        putchar('\n');
+    } else if (store) {
+        printf("receipt valid: issued by the store %s (signed by its key and in its log)\n",
+               store);
     } else {
-        printf("receipt valid: signed by %s%s\n", store ? "the store's key " : "the key it names",
-               store ? key : "");
+        printf("signature valid (the receipt is unaltered), but who issued it is not "
+               "established: check it against the store with --store DIR\n");
     }
     free(text);
     return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
@@ -381,9 +424,11 @@ int cmd_backup(int argc, char **argv)
         printf("usage: lethe backup DEST [--store DIR] [--json]\n\n"
                "Write a backup of the store into the new folder DEST: a consistent\n"
                "snapshot of the catalog (without free pages, so nothing erased before\n"
-               "lingers in it), the consent policy, and backup.json. The descriptor index\n"
-               "is not copied: it is rebuilt from the catalog. Restoring it with 'lethe\n"
-               "restore' never brings back what was erased after it was taken.\n\n%s",
+               "lingers in it) and backup.json. Never the keyring: every personal field in\n"
+               "the catalog is sealed with its photo's key, so the backup reveals no one by\n"
+               "itself, and once a photo is erased its key is gone and no backup can bring\n"
+               "it back. Keep the keyring mirror (lethe keyring --help) on another disk:\n"
+               "without the keyring a backup cannot be restored at all.\n\n%s",
                cli_common_help);
         return CLI_EXIT_OK;
     }
@@ -403,43 +448,161 @@ int cmd_backup(int argc, char **argv)
     else if (c.json)
         fputs(info, stdout);
     else
-        printf("backup written to %s\n", dest);
+        printf("backup written to %s (no keyring in it)\n", dest);
     lethe_free_string(info);
     lethe_store_close(s);
-    return rc ? (rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED) : CLI_EXIT_OK;
+    return cli_status(rc);
+}
+
+static void on_restore_wait(void *ctx, const char *holder, double waited)
+{
+    (void)ctx;
+    fprintf(stderr, "lethe: waiting for the store's lock, held by ");
+    cli_put_text(stderr, holder);
+    fprintf(stderr, " (%.0fs)\n", waited);
 }
 
 int cmd_restore(int argc, char **argv)
 {
     cli_common c;
+    lethe_restore_options o;
+    lethe_restore_result r;
     const char *src = NULL;
     char msg[1024];
-    uint64_t replayed = 0;
     cli_common_init(&c);
+    lethe_restore_options_init(&o);
     if (cli_wants_help(argc, argv)) {
-        printf("usage: lethe restore SRC [--store DIR] [--json]\n\n"
-               "Replace the store with the backup in SRC. If the store exists, its erasure\n"
-               "ledger (keyed hashes of every photo and face erased), receipts, opt-outs\n"
-               "and audit log are carried over and the ledger is replayed on the restored\n"
-               "catalog: nothing erased after the backup was taken comes back. Photos\n"
-               "ingested after the backup are not in it. A backup of another store is\n"
-               "refused.\n\n%s",
+        printf("usage: lethe restore SRC [--store DIR] [--keyring-mirror DIR] [--discard-newer]\n"
+               "                    [--json]\n\n"
+               "Replace the store with the backup in SRC, opened with the store's keyring,\n"
+               "or, when the store is gone (its disk lost), with the keyring in the mirror\n"
+               "folder given by --keyring-mirror. Every photo of the backup whose key is no\n"
+               "longer in the keyring (it was erased after the backup) is dropped and\n"
+               "counted: a backup can never bring back what was forgotten. Over a live\n"
+               "store its log, receipts, signing keys, opt-outs and consent policy are kept;\n"
+               "photos it holds that the backup does not (ingested after it) are refused\n"
+               "unless --discard-newer. A backup of another store is refused.\n\n"
+               "  --keyring-mirror DIR   the mirror folder (for a lost store)\n"
+               "  --discard-newer        accept dropping photos newer than the backup\n%s",
                cli_common_help);
         return CLI_EXIT_OK;
     }
-    if (cli_parse_simple("restore", &c, argc, argv, NULL, NULL, &src) != CLI_EXIT_OK)
-        return CLI_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, k = cli_common_parse(&c, argc, argv, &i);
+        const char *v;
+        if (k < 0)
+            return CLI_EXIT_USAGE;
+        if (k > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--keyring-mirror", &bad)))
+            o.keyring_mirror = v;
+        else if (!strcmp(argv[i], "--discard-newer"))
+            o.discard_newer = 1;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (argv[i][0] != '-' && !src)
+            src = argv[i];
+        else
+            return cli_unknown_option("restore", argv[i]);
+    }
     if (!src) {
         cli_error("restore: give the backup folder");
         return CLI_EXIT_USAGE;
     }
-    int rc = lethe_restore(src, c.store, c.actor, &replayed, msg, sizeof(msg));
-    if (rc != LETHE_OK)
+    o.actor = c.actor;
+    o.wait_seconds = c.wait;
+    o.on_wait = on_restore_wait;
+    int rc = lethe_restore(src, c.store, &o, &r, msg, sizeof(msg));
+    if (rc != LETHE_OK) {
         cli_error("restore: %s", msg);
-    else if (c.json)
-        printf("{\"restored\":true,\"replayed\":%llu}\n", (unsigned long long)replayed);
-    else
-        printf("restored %s into %s; %llu photos or faces erased since the backup were erased "
-               "again\n", src, c.store, (unsigned long long)replayed);
-    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    } else if (c.json) {
+        printf("{\"restored\":true,\"photos\":%llu,\"dropped_erased\":%llu,\"dropped_newer\":%llu,"
+               "\"templates_dropped\":%llu,\"receipts_carried\":%llu,\"digest\":\"%s\"}\n",
+               (unsigned long long)r.photos, (unsigned long long)r.dropped_erased,
+               (unsigned long long)r.dropped_newer, (unsigned long long)r.templates_dropped,
+               (unsigned long long)r.receipts_carried, r.digest);
+    } else {
+        printf("restored %s into %s: %llu photos; %llu erased since the backup stayed erased "
+               "(their keys are gone)",
+               src, c.store, (unsigned long long)r.photos, (unsigned long long)r.dropped_erased);
+        if (r.dropped_newer)
+            printf("; %llu newer than the backup dropped", (unsigned long long)r.dropped_newer);
+        if (r.templates_dropped)
+            printf("; %llu templates the consent policy refuses dropped",
+                   (unsigned long long)r.templates_dropped);
+        if (r.receipts_carried)
+            printf("; %llu receipts issued since carried into the log",
+                   (unsigned long long)r.receipts_carried);
+        printf("\ndigest %s\n", r.digest);
+    }
+    return rc == LETHE_OK ? CLI_EXIT_OK : rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+}
+
+int cmd_keyring(int argc, char **argv)
+{
+    cli_common c;
+    const char *action = NULL, *dir = NULL;
+    int stop = 0;
+    cli_common_init(&c);
+    if (cli_wants_help(argc, argv) || argc < 2) {
+        printf("usage: lethe keyring check [--store DIR] [--json]\n"
+               "       lethe keyring mirror DIR | --stop\n"
+               "       lethe keyring rotate\n\n"
+               "The keyring (DIR/keyring, mode 0600) holds every photo's key, the secret that\n"
+               "keys lookup hashes, the receipt-signing secret and the standing opt-outs. It\n"
+               "is never in a backup. Lose it and no backup can be restored; let it be read\n"
+               "and the store's personal data and signatures are exposed.\n\n"
+               "  check    what it holds, keys no photo uses, damaged slots, the mirror\n"
+               "  mirror   keep a copy in folder DIR (another disk), rewritten at every\n"
+               "           change; a restore after losing the store uses it\n"
+               "           (DIR/<store id>.keyring). --stop ends mirroring.\n"
+               "  rotate   a new receipt-signing key (logged; old receipts still check)\n\n%s",
+               cli_common_help);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    for (int i = 1; i < argc; i++) {
+        int k = cli_common_parse(&c, argc, argv, &i);
+        if (k < 0)
+            return CLI_EXIT_USAGE;
+        if (k > 0)
+            continue;
+        if (!action && argv[i][0] != '-')
+            action = argv[i];
+        else if (action && !strcmp(action, "mirror") && !strcmp(argv[i], "--stop"))
+            stop = 1;
+        else if (action && !strcmp(action, "mirror") && !dir && argv[i][0] != '-')
+            dir = argv[i];
+        else
+            return cli_unknown_option("keyring", argv[i]);
+    }
+    if (!action || (strcmp(action, "check") && strcmp(action, "mirror") &&
+                    strcmp(action, "rotate"))) {
+        cli_error("keyring: check, mirror or rotate (try 'lethe keyring --help')");
+        return CLI_EXIT_USAGE;
+    }
+    if (!strcmp(action, "mirror") && !dir == !stop) {
+        cli_error("keyring mirror: give a folder, or --stop");
+        return CLI_EXIT_USAGE;
+    }
+    lethe_store *s = cli_open_store(&c, 0);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    char *json = NULL, key[65];
+    int rc;
+    if (!strcmp(action, "check")) {
+        if ((rc = lethe_keyring_check(s, &json)) == LETHE_OK)
+            fputs(json, stdout);
+    } else if (!strcmp(action, "mirror")) {
+        if ((rc = lethe_keyring_mirror(s, stop ? NULL : dir, c.actor)) == LETHE_OK)
+            printf(c.json ? "{\"mirror\":%s%s%s}\n" : "%s%s%s\n", stop ? "" : c.json ? "\"" : "",
+                   stop ? (c.json ? "null" : "mirroring stopped") : dir,
+                   stop ? "" : c.json ? "\"" : "");
+    } else if ((rc = lethe_keyring_rotate(s, c.actor, key)) == LETHE_OK) {
+        printf(c.json ? "{\"public_key\":\"%s\"}\n" : "new signing key %s\n", key);
+    }
+    if (rc != LETHE_OK)
+        cli_error("keyring %s: %s", action, lethe_store_errmsg(s));
+    lethe_free_string(json);
+    lethe_store_close(s);
+    return cli_status(rc);
 }

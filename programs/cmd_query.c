@@ -456,21 +456,19 @@ int cmd_lookup(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     lethe_store *s = cli_open_store(&c, 0);
-    char *json = NULL;
+    char *out = NULL;
     if (!s)
         return CLI_EXIT_FAILED;
-    if (lethe_lookup(s, kind, value, c.actor, &json) != LETHE_OK) {
+    int rc = lethe_lookup(s, kind, value, c.actor, c.json ? "json" : "text", &out);
+    if (rc != LETHE_OK) {
         cli_error("lookup: %s", lethe_store_errmsg(s));
         lethe_store_close(s);
-        return CLI_EXIT_FAILED;
+        return cli_status(rc);
     }
     lethe_store_close(s);
-    int found = strstr(json, "\"photos\":[]") == NULL;
-    if (c.json)
-        fputs(json, stdout);
-    else
-        cli_print_lookup(json, value);
-    lethe_free_string(json);
+    int found = c.json ? strstr(out, "\"photos\":[]") == NULL : strncmp(out, "0 photos", 8) != 0;
+    fputs(out, stdout);
+    lethe_free_string(out);
     return found ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }
 
@@ -525,27 +523,32 @@ int cmd_log(int argc, char **argv)
             }
             printf("}\n");
         } else if (rc) {
-            printf("log NOT intact: %s\n", lethe_store_errmsg(s));
+            printf("log NOT intact: ");
+            cli_put_text(stdout, lethe_store_errmsg(s));
+            putchar('\n');
         } else {
             printf("log intact: %llu entries\n", (unsigned long long)n);
         }
         status = rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-    } else {
-        char *jsonl = NULL;
-        if (lethe_log_export(s, &jsonl) != LETHE_OK) {
+    } else if (sub) { /* head */
+        uint64_t seq = 0;
+        char hash[65];
+        if (lethe_log_head(s, &seq, hash) != LETHE_OK) {
             cli_error("log: %s", lethe_store_errmsg(s));
             status = CLI_EXIT_FAILED;
-        } else if (sub) { /* head */
-            const char *last = jsonl, *p;
-            for (p = jsonl; (p = strchr(p, '\n')) && p[1]; p++)
-                last = p + 1;
-            cli_print_log(last, c.json, 1);
-        } else if (c.json) {
-            fputs(jsonl, stdout);
         } else {
-            cli_print_log(jsonl, 0, 0);
+            printf(c.json ? "{\"seq\":%llu,\"hash\":\"%s\"}\n" : "%llu %s\n",
+                   (unsigned long long)seq, hash);
         }
-        lethe_free_string(jsonl);
+    } else {
+        char *out = NULL;
+        if (lethe_log_export(s, c.json ? "jsonl" : "text", &out) != LETHE_OK) {
+            cli_error("log: %s", lethe_store_errmsg(s));
+            status = CLI_EXIT_FAILED;
+        } else {
+            fputs(out, stdout);
+        }
+        lethe_free_string(out);
     }
     lethe_store_close(s);
     return status;

@@ -26,27 +26,64 @@
 int cmd_init(int argc, char **argv)
 {
     cli_common c;
+    lethe_store_options o;
+    const char *dir = NULL, *mirror = NULL; /* "lethe init DIR" as well as --store DIR */
     cli_common_init(&c);
     if (cli_wants_help(argc, argv)) {
-        printf("usage: lethe init [--store DIR]\n\n"
-               "Create an empty store: the catalog, the descriptor index, the default\n"
-               "consent policy (explicit consent required everywhere; see 'lethe policy')\n"
-               "and the first entry of the audit log. An existing store is left as it is.\n\n%s",
+        printf("usage: lethe init [--store DIR] [--keyring-mirror MIRROR]\n\n"
+               "Create an empty store: the catalog, the keyring (mode 0600: every photo's\n"
+               "key, the signing secret; never in a backup), the default consent policy\n"
+               "(explicit consent required everywhere; see 'lethe policy') and the first\n"
+               "entry of the audit log, which names the actor. An existing store is left as\n"
+               "it is.\n\n"
+               "  --keyring-mirror MIRROR  keep a copy of the keyring in folder MIRROR (put\n"
+               "                           it on another disk): without a keyring no backup\n"
+               "                           can be restored (see 'lethe keyring')\n%s",
                cli_common_help);
         return CLI_EXIT_OK;
     }
-    const char *dir = NULL; /* "lethe init DIR" as well as --store DIR */
-    if (cli_parse_simple("init", &c, argc, argv, NULL, NULL, &dir) != CLI_EXIT_OK)
-        return CLI_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&c, argc, argv, &i);
+        const char *v;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--keyring-mirror", &bad)))
+            mirror = v;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else
+            return cli_unknown_option("init", argv[i]);
+    }
     if (dir)
         c.store = dir;
     struct stat sb;
-    char db[4096];
+    char db[4096], *abs_mirror = NULL;
     snprintf(db, sizeof(db), "%s/catalog.db", c.store);
     int existed = stat(db, &sb) == 0;
-    lethe_store *s = cli_open_store(&c, LETHE_STORE_CREATE);
-    if (!s)
-        return CLI_EXIT_FAILED;
+    if (mirror && !(abs_mirror = realpath(mirror, NULL))) {
+        cli_error("init: --keyring-mirror %s: %s", mirror, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    cli_store_options(&c, LETHE_STORE_CREATE, &o);
+    o.keyring_mirror = abs_mirror;
+    lethe_store *s = NULL;
+    int rc = lethe_store_open_with(c.store, &o, &s);
+    free(abs_mirror);
+    if (rc != LETHE_OK) {
+        cli_error("init: %s", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        return cli_status(rc);
+    }
+    if (existed && mirror) {
+        cli_error("init: %s exists already; set its mirror with 'lethe keyring mirror'",
+                  c.store);
+        lethe_store_close(s);
+        return CLI_EXIT_USAGE;
+    }
     if (c.json) {
         printf("{\"store\":");
         json_put_string(stdout, c.store);
@@ -89,10 +126,13 @@ static void on_error(void *ctx, const char *input, size_t line, const char *msg)
     ingest_cli *g = ctx;
     if (g->progress)
         fputs("\r\033[K", stderr);
+    fputs("lethe: ingest: ", stderr);
+    cli_put_text(stderr, input);
     if (line)
-        fprintf(stderr, "lethe: ingest: %s: line %zu: %s\n", input, line, msg);
-    else
-        fprintf(stderr, "lethe: ingest: %s: %s\n", input, msg);
+        fprintf(stderr, ": line %zu", line);
+    fputs(": ", stderr);
+    cli_put_text(stderr, msg);
+    fputc('\n', stderr);
     if (g->nerr == g->caperr) {
         size_t nc = g->caperr ? g->caperr * 2 : 16;
         err_item *t = realloc(g->errs, nc * sizeof(*t));
@@ -268,7 +308,11 @@ static int ingest_manifest(ingest_cli *g, const char *file, unsigned flags)
             const char *why = msg;
             if (sscanf(msg, "line %zu: ", &line) == 1 && strchr(msg, ':'))
                 why = strchr(msg, ':') + 2;
-            on_error(g, file, line, why);
+            /* counted by the ingest, and so in its log and the datasheet */
+            if (lethe_ingest_fail(g->ing, file, line, why) != LETHE_OK) {
+                rc = -1;
+                break;
+            }
             continue;
         }
         if (r == -2) {
@@ -327,7 +371,7 @@ static int ingest_raw(ingest_cli *g)
     while (fread(v, sizeof(v), 1, f) == 1) {
         n++;
         while ((r = lethe_manifest_next(m, &row, msg, sizeof(msg))) == -1)
-            on_error(g, g->sidecar, 0, msg);
+            lethe_ingest_fail(g->ing, g->sidecar, 0, msg);
         if (r <= 0) {
             cli_error("ingest: %s has fewer rows than %s has descriptors (%llu)", g->sidecar,
                       g->descriptors, (unsigned long long)g->total);
@@ -554,14 +598,16 @@ int cmd_ingest(int argc, char **argv)
     if (g.c.json) {
         printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
                "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-               "\"no_face\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,\"complete\":%s,"
-               "\"errors\":[",
+               "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
+               "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
+               "\"complete\":%s,\"errors\":[",
                (unsigned long long)st.seen, (unsigned long long)st.added,
                (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
                (unsigned long long)st.faces, (unsigned long long)st.templates,
                (unsigned long long)st.refused, (unsigned long long)st.withdrawn,
-               (unsigned long long)st.no_face, secs, secs > 0 ? (double)st.seen / secs : 0.0,
-               fatal ? "false" : "true");
+               (unsigned long long)st.no_face, (unsigned long long)st.opted_out,
+               (unsigned long long)st.opted_out_faces, (unsigned long long)st.uncommitted, secs,
+               secs > 0 ? (double)st.seen / secs : 0.0, fatal ? "false" : "true");
         for (size_t i = 0; i < g.nerr; i++) {
             printf("%s{\"file\":", i ? "," : "");
             json_put_string(stdout, g.errs[i].input);
@@ -578,7 +624,14 @@ int cmd_ingest(int argc, char **argv)
                (unsigned long long)st.seen, (unsigned long long)st.added,
                (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
                (unsigned long long)st.faces, (unsigned long long)st.templates,
-               (unsigned long long)st.refused, (unsigned long long)g.nerr, secs);
+               (unsigned long long)st.refused, (unsigned long long)st.errors, secs);
+        if (st.opted_out || st.opted_out_faces)
+            printf("%llu photos and %llu faces refused by standing opt-outs\n",
+                   (unsigned long long)st.opted_out, (unsigned long long)st.opted_out_faces);
+        if (st.uncommitted)
+            printf("NOT COMMITTED: %llu inputs of the batch that failed (run the same ingest "
+                   "again: what is committed is not added twice)\n",
+                   (unsigned long long)st.uncommitted);
     }
     for (size_t i = 0; i < g.nerr; i++) {
         free(g.errs[i].input);

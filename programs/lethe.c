@@ -30,6 +30,7 @@ static const struct {
     {"receipt", cmd_receipt, "verify an erasure receipt"},
     {"backup", cmd_backup, "back the store up"},
     {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
+    {"keyring", cmd_keyring, "check, mirror or rotate the keyring"},
 };
 
 void cli_error(const char *fmt, ...)

@@ -308,7 +308,7 @@ static void test_withdrawal_drops(void)
     CHECK_EQ_INT(nm, 40);
     lethe_matches_free(m, nm);
     char *json = NULL;
-    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "user1", "test", &json), LETHE_OK);
+    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "user1", "test", "json", &json), LETHE_OK);
     CHECK(json && strstr(json, "\"status\":\"withdrawn\""));
     CHECK(json && strstr(json, "\"templates\":0"));
     lethe_free_string(json);
@@ -363,7 +363,7 @@ static void test_log_tamper(void)
         return;
     CHECK_EQ_INT(ingest_range(s, 0, 100, "US", "explicit", &st), LETHE_OK);
     char *jsonl = NULL;
-    CHECK_EQ_INT(lethe_log_export(s, &jsonl), LETHE_OK);
+    CHECK_EQ_INT(lethe_log_export(s, "jsonl", &jsonl), LETHE_OK);
     CHECK(jsonl && strstr(jsonl, "\"kind\":\"init\"") && strstr(jsonl, "\"kind\":\"ingest\""));
     lethe_free_string(jsonl);
     CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);

@@ -1,29 +1,21 @@
 /*
- * forget.c: erasure, opt-outs and receipts.
+ * forget.c: lethe_forget, erasure by a selector, and its receipt.
  *
  * A selector picks photos by their provenance (uploader, url, photo id,
  * source, jurisdiction, collected before a date), by their bytes (an exact
  * file), or picks faces by likeness (descriptors of a person, within a
  * conservative threshold). Conditions combine with AND; the provenance
- * conditions must hold for one and the same provenance record.
+ * conditions must hold for one and the same provenance record. Identifiers
+ * are matched through their keyed hashes; a date is compared after opening
+ * the record with its photo's key.
  *
- * Erasing a photo removes the photo row and, by cascade, every provenance
- * record, face and template of it; erasing a face removes that face and its
- * template (the photo and its other faces stay). In one transaction: the
- * rows go (SQLite's secure_delete zeroes the freed bytes), the digest is
- * folded, the index generation is bumped, a receipt is signed and stored
- * and the log gets an entry naming the receipt's hash. After the commit the
- * index rows are overwritten and cut off, and the WAL is checkpointed and
- * truncated, so that when lethe_forget returns no byte of what was erased is
- * left in any file of the store. A crash before the commit leaves the store
- * as it was; after it, the next writable open rebuilds the index from the
- * catalog, and the next close checkpoints the WAL.
- *
- * An opt-out does the same and also records a standing refusal: keyed
- * hashes of the selector's values (never the values) and, for a face, the
- * person's descriptors, kept apart from the gallery (table optout_faces:
- * not in the index, never searched, never exported), used only to refuse
- * matching photos and faces in later ingests, and erasable themselves.
+ * Whole photos go with their keys; faces go by re-keying their photo
+ * (erase.h). In one change (change.h): the rows go, the digest is folded, a
+ * receipt is signed with the keyring's secret, stored, its hash logged and
+ * kept in the keyring (so it can be checked even after the catalog is
+ * lost), and for an opt-out the standing refusal is recorded (optout.h).
+ * When lethe_forget returns, the keys are destroyed, the index rows
+ * overwritten and the catalog's free bytes zeroed.
  */
 #include <errno.h>
 #include <math.h>
@@ -31,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "forget/change.h"
+#include "forget/erase.h"
+#include "forget/optout.h"
 #include "manifest/manifest.h"
 #include "store/store.h"
 #include "util/strbuf.h"
@@ -43,99 +37,32 @@ float lethe_forget_face_threshold(void)
     return 0.55f;
 }
 
-/* ---------------------------------------------------------- signing key */
-
-int store_signing_key(lethe_store *s, uint8_t pk[32], uint8_t sk[64])
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT value FROM meta WHERE key = 'sign_sk'", &st);
-    size_t len = 0;
-    if (rc)
-        return rc;
-    int found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT;
-    if (found) {
-        const char *hex = (const char *)sqlite3_column_text(st, 0);
-        found = sodium_hex2bin(sk, 64, hex, strlen(hex), NULL, &len, NULL) == 0 && len == 64;
-    }
-    sqlite3_finalize(st);
-    if (!found) {
-        /* created on first use, inside the caller's transaction */
-        char hex[129];
-        crypto_sign_keypair(pk, sk);
-        sodium_bin2hex(hex, sizeof(hex), sk, 64);
-        if ((rc = store_prepare(s, "INSERT OR REPLACE INTO meta(key, value) VALUES ('sign_sk', ?)",
-                                &st)))
-            return rc;
-        sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = store_sqlfail(s, "creating the signing key");
-        sqlite3_finalize(st);
-        sodium_memzero(hex, sizeof(hex));
-        return rc;
-    }
-    crypto_sign_ed25519_sk_to_pk(pk, sk);
-    return LETHE_OK;
-}
-
-int lethe_store_public_key(lethe_store *s, char hex[65])
-{
-    uint8_t pk[32], sk[64];
-    int rc = store_exec(s, "BEGIN");
-    if (rc)
-        return rc;
-    sqlite3_stmt *st;
-    size_t len = 0;
-    rc = store_prepare(s, "SELECT value FROM meta WHERE key = 'sign_sk'", &st);
-    if (rc == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT &&
-            sodium_hex2bin(sk, 64, (const char *)sqlite3_column_text(st, 0),
-                           (size_t)sqlite3_column_bytes(st, 0), NULL, &len, NULL) == 0 &&
-            len == 64) {
-            crypto_sign_ed25519_sk_to_pk(pk, sk);
-            sodium_bin2hex(hex, 65, pk, 32);
-        } else {
-            rc = store_fail(s, LETHE_ERR_NOT_FOUND, "the store has no signing key yet (it is "
-                            "made with the first receipt)");
-        }
-        sqlite3_finalize(st);
-    }
-    store_exec(s, "COMMIT");
-    sodium_memzero(sk, sizeof(sk));
-    return rc;
-}
-
-/* ------------------------------------------------------------ selection */
-
+/* A selector, checked, with what it needs for matching. */
 typedef struct sel {
     char jur[8];
     uint8_t sha[32];
-    int has_sha;       /* image file, or a photo id that is a SHA-256 */
+    int has_sha;       /* an image, or a photo id that is a SHA-256 */
     int sha_only;      /* the photo id given is a SHA-256 only */
+    float threshold;   /* the face threshold in force */
 } sel;
+
+static int given(const char *v)
+{
+    return v && *v;
+}
 
 static int has_provenance_cond(const lethe_selector *q)
 {
-    return (q->uploader && *q->uploader) || (q->url && *q->url) || (q->source && *q->source) ||
-           (q->jurisdiction && *q->jurisdiction) || (q->collected_before && *q->collected_before) ||
-           (q->photo_id && *q->photo_id);
+    return given(q->uploader) || given(q->url) || given(q->source) || given(q->jurisdiction) ||
+           given(q->collected_before) || given(q->photo_id);
 }
 
-static int check_selector(lethe_store *s, const lethe_selector *q, sel *x)
+static int hash_image(lethe_store *s, const lethe_selector *q, sel *x)
 {
     char msg[256];
-    memset(x, 0, sizeof(*x));
-    if (!has_provenance_cond(q) && !(q->image && *q->image) && q->n_faces <= 0)
-        return store_fail(s, LETHE_ERR_ARG, "nothing selected: give at least one selector");
-    if (q->jurisdiction && *q->jurisdiction &&
-        jurisdiction_parse(q->jurisdiction, x->jur, msg, sizeof(msg)) != 0)
-        return store_fail(s, LETHE_ERR_ARG, "%s", msg);
-    if (q->collected_before && *q->collected_before &&
-        !manifest_valid_timestamp(q->collected_before))
-        return store_fail(s, LETHE_ERR_ARG, "--collected-before: \"%s\" is not an ISO 8601 date",
-                          q->collected_before);
-    if (q->n_faces > 0 && !q->faces)
-        return store_fail(s, LETHE_ERR_ARG, "face selector without descriptors");
-    if (q->image && *q->image) {
+    if (q->image_bytes) {
+        crypto_hash_sha256(x->sha, q->image_bytes, q->image_len);
+    } else {
         uint8_t *bytes = NULL;
         size_t len = 0;
         int rc = lethe_read_file(q->image, 256u << 20, &bytes, &len, msg, sizeof(msg));
@@ -143,8 +70,31 @@ static int check_selector(lethe_store *s, const lethe_selector *q, sel *x)
             return store_fail(s, rc, "%s", msg);
         crypto_hash_sha256(x->sha, bytes, len);
         lethe_free(bytes);
-        x->has_sha = 1;
     }
+    x->has_sha = 1;
+    return LETHE_OK;
+}
+
+static int check_selector(lethe_store *s, const lethe_selector *q, sel *x)
+{
+    char msg[256];
+    int rc;
+    memset(x, 0, sizeof(*x));
+    int image = given(q->image) || q->image_bytes;
+    if (!has_provenance_cond(q) && !image && q->n_faces <= 0)
+        return store_fail(s, LETHE_ERR_ARG, "nothing selected: give at least one selector");
+    if (given(q->jurisdiction) && jurisdiction_parse(q->jurisdiction, x->jur, msg, sizeof(msg)))
+        return store_fail(s, LETHE_ERR_ARG, "%s", msg);
+    if (given(q->collected_before) && !manifest_valid_timestamp(q->collected_before))
+        return store_fail(s, LETHE_ERR_ARG, "--collected-before: \"%s\" is not an ISO 8601 date",
+                          q->collected_before);
+    if (q->n_faces > 0 && !q->faces)
+        return store_fail(s, LETHE_ERR_ARG, "face selector without descriptors");
+    x->threshold = q->face_threshold > 0 ? q->face_threshold : lethe_forget_face_threshold();
+    if (q->n_faces > 0 && !(x->threshold < 2.0f))
+        return store_fail(s, LETHE_ERR_ARG, "face threshold %g is not a distance", (double)x->threshold);
+    if (image && (rc = hash_image(s, q, x)))
+        return rc;
     if (q->photo_id && strlen(q->photo_id) == 64) {
         uint8_t h[32];
         size_t len = 0;
@@ -159,56 +109,145 @@ static int check_selector(lethe_store *s, const lethe_selector *q, sel *x)
     return LETHE_OK;
 }
 
-/* Fill temp table sel_photos with the photos the non-face conditions pick. */
-static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x)
+/* ------------------------------------------------------------ selection */
+
+/* The SQL picking (photo, provenance record) pairs by the conditions that
+ * SQL can test: hashes, and the clear categorical fields. */
+static char *select_sql(const lethe_selector *q, const sel *x, int with_records)
 {
     strbuf b;
-    sqlite3_stmt *st = NULL;
-    int rc, any_prov = has_provenance_cond(q);
     sb_init(&b);
-    sb_puts(&b, "INSERT INTO temp.sel_photos(id) SELECT p.id FROM photos p WHERE 1");
+    if (with_records)
+        sb_puts(&b, "SELECT p.id, v.id, v.fp, v.sealed, p.key_slot, p.key_id FROM photos p "
+                    "JOIN provenance v ON v.photo = p.id WHERE 1");
+    else
+        sb_puts(&b, "INSERT OR IGNORE INTO temp.sel_photos(id) SELECT p.id FROM photos p WHERE 1");
     if (x->has_sha)
-        sb_puts(&b, x->sha_only ? " AND (p.sha256 = ?1 OR EXISTS (SELECT 1 FROM provenance v "
-                                  "WHERE v.photo = p.id AND v.photo_id = ?2))"
-                                : " AND p.sha256 = ?1");
-    if (any_prov) {
-        /* IN (not a correlated EXISTS) so SQLite drives the search from the
-         * provenance indexes instead of scanning every photo */
+        sb_puts(&b, x->sha_only ? " AND (p.sha_h = ?1 OR EXISTS (SELECT 1 FROM provenance w "
+                                  "WHERE w.photo = p.id AND w.photo_id_h = ?2))"
+                                : " AND p.sha_h = ?1");
+    if (!with_records && has_provenance_cond(q))
         sb_puts(&b, " AND p.id IN (SELECT v.photo FROM provenance v WHERE 1");
-        if (q->uploader && *q->uploader)
-            sb_puts(&b, " AND v.uploader = ?3");
-        if (q->url && *q->url)
-            sb_puts(&b, " AND v.url = ?4");
-        if (q->source && *q->source)
-            sb_puts(&b, " AND v.source = ?5");
-        if (x->jur[0])
-            sb_puts(&b, " AND (v.jurisdiction = ?6 OR (v.jurisdiction >= ?6 || '-' AND "
-                        "v.jurisdiction < ?6 || '.'))");
-        if (q->collected_before && *q->collected_before)
-            sb_puts(&b, " AND v.collected_at <> '' AND v.collected_at < ?7");
-        if (q->photo_id && *q->photo_id && !x->sha_only)
-            sb_puts(&b, " AND v.photo_id = ?2");
+    if (given(q->uploader))
+        sb_puts(&b, " AND v.uploader_h = ?3");
+    if (given(q->url))
+        sb_puts(&b, " AND v.url_h = ?4");
+    if (given(q->source))
+        sb_puts(&b, " AND v.source = ?5");
+    if (x->jur[0])
+        sb_puts(&b, " AND (v.jurisdiction = ?6 OR (v.jurisdiction >= ?6 || '-' AND "
+                    "v.jurisdiction < ?6 || '.'))");
+    if (given(q->photo_id) && !x->sha_only)
+        sb_puts(&b, " AND v.photo_id_h = ?2");
+    if (!with_records && has_provenance_cond(q))
         sb_puts(&b, ")");
-    }
-    char *sql = sb_finish(&b);
+    if (with_records)
+        sb_puts(&b, " ORDER BY p.id");
+    return sb_finish(&b);
+}
+
+static void bind_hash(lethe_store *s, sqlite3_stmt *st, int col, const char *tag, const void *v,
+                      size_t n)
+{
+    uint8_t h[32];
+    store_hash(s, tag, v, n, h);
+    sqlite3_bind_blob(st, col, h, 32, SQLITE_TRANSIENT);
+}
+
+static void bind_selector(lethe_store *s, sqlite3_stmt *st, const lethe_selector *q,
+                          const sel *x)
+{
+    if (x->has_sha)
+        bind_hash(s, st, 1, "sha256", x->sha, 32);
+    if (given(q->photo_id))
+        bind_hash(s, st, 2, "photo_id", q->photo_id, strlen(q->photo_id));
+    if (given(q->uploader))
+        bind_hash(s, st, 3, "uploader", q->uploader, strlen(q->uploader));
+    if (given(q->url))
+        bind_hash(s, st, 4, "url", q->url, strlen(q->url));
+    if (given(q->source))
+        sqlite3_bind_text(st, 5, q->source, -1, SQLITE_STATIC);
+    if (x->jur[0])
+        sqlite3_bind_text(st, 6, x->jur, -1, SQLITE_STATIC);
+}
+
+/* With a date: each candidate record is opened to compare its date. A photo
+ * is selected when one record meets every condition; one that only lacks a
+ * date is counted in *undated (and selected with include_undated). */
+static int select_dated(lethe_store *s, const lethe_selector *q, const sel *x, uint64_t *undated)
+{
+    sqlite3_stmt *st = NULL, *ins = NULL;
+    char *sql = select_sql(q, x, 1), *f[SP_FIELDS];
+    uint8_t key[KR_KEY];
+    int64_t photo = -1, undated_photo = -1, chosen = -1;
+    kr_ref ref = {0, 0};
+    int rc, step;
     if (!sql)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if ((rc = store_exec(s, "DELETE FROM temp.sel_photos")) == LETHE_OK &&
-        (rc = store_prepare(s, sql, &st)) == LETHE_OK) {
-        if (x->has_sha)
-            sqlite3_bind_blob(st, 1, x->sha, 32, SQLITE_STATIC);
-        if (q->photo_id)
-            sqlite3_bind_text(st, 2, q->photo_id, -1, SQLITE_STATIC);
-        if (q->uploader)
-            sqlite3_bind_text(st, 3, q->uploader, -1, SQLITE_STATIC);
-        if (q->url)
-            sqlite3_bind_text(st, 4, q->url, -1, SQLITE_STATIC);
-        if (q->source)
-            sqlite3_bind_text(st, 5, q->source, -1, SQLITE_STATIC);
-        if (x->jur[0])
-            sqlite3_bind_text(st, 6, x->jur, -1, SQLITE_STATIC);
-        if (q->collected_before)
-            sqlite3_bind_text(st, 7, q->collected_before, -1, SQLITE_STATIC);
+    if ((rc = store_prepare(s, sql, &st)) ||
+        (rc = store_prepare(s, "INSERT OR IGNORE INTO temp.sel_photos(id) VALUES (?)", &ins)))
+        goto out;
+    bind_selector(s, st, q, x);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t p = sqlite3_column_int64(st, 0);
+        if (p != photo) {
+            if (undated_photo == photo && chosen != photo && photo >= 0)
+                (*undated)++;
+            photo = p;
+            ref.slot = (uint64_t)sqlite3_column_int64(st, 4);
+            ref.id = (uint64_t)sqlite3_column_int64(st, 5);
+            if ((rc = store_photo_key(s, ref, key)))
+                goto out;
+        }
+        if (chosen == p || sqlite3_column_bytes(st, 2) != 32)
+            continue;
+        if (seal_prov_open(key, ref.id, sqlite3_column_blob(st, 2), sqlite3_column_blob(st, 3),
+                           (size_t)sqlite3_column_bytes(st, 3), f) != LETHE_OK) {
+            rc = store_fail(s, LETHE_ERR_STORE, "provenance %lld does not open with its key",
+                            (long long)sqlite3_column_int64(st, 1));
+            goto out;
+        }
+        const char *at = f[SP_COLLECTED_AT];
+        int take = *at ? strcmp(at, q->collected_before) < 0 : q->include_undated;
+        if (!*at)
+            undated_photo = p;
+        lethe_free(f[0]);
+        if (!take)
+            continue;
+        chosen = p;
+        sqlite3_bind_int64(ins, 1, p);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            rc = store_sqlfail(s, "selecting photos");
+            goto out;
+        }
+        sqlite3_reset(ins);
+    }
+    if (undated_photo == photo && chosen != photo && photo >= 0)
+        (*undated)++;
+    if (step != SQLITE_DONE)
+        rc = store_sqlfail(s, "selecting photos");
+out:
+    sodium_memzero(key, sizeof(key));
+    sqlite3_finalize(st);
+    sqlite3_finalize(ins);
+    lethe_free(sql);
+    return rc;
+}
+
+/* Fill temp.sel_photos with the photos the non-face conditions pick. */
+static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x, uint64_t *undated)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_exec(s, "DELETE FROM temp.sel_photos");
+    if (rc)
+        return rc;
+    if (given(q->collected_before))
+        return select_dated(s, q, x, undated);
+    char *sql = select_sql(q, x, 0);
+    if (!sql)
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if ((rc = store_prepare(s, sql, &st)) == LETHE_OK) {
+        bind_selector(s, st, q, x);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = store_sqlfail(s, "selecting photos");
         sqlite3_finalize(st);
@@ -217,16 +256,16 @@ static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x)
     return rc;
 }
 
-/* Fill temp table sel_faces with the faces like q->faces (and, when other
+/* Fill temp.sel_faces with the faces like q->faces (and, when other
  * conditions were given, in photos they pick). */
-static int select_faces(lethe_store *s, const lethe_selector *q, int restrict_to_photos)
+static int select_faces(lethe_store *s, const lethe_selector *q, const sel *x,
+                        int restrict_to_photos)
 {
     char msg[512];
     int rc = store_index_ready(s);
     if (rc)
         return rc;
-    float t = q->face_threshold > 0 ? q->face_threshold : lethe_forget_face_threshold();
-    size_t k = (size_t)idx_count(s->ix) + 1;
+    size_t k = (size_t)idx_count(s->ix) + 1, nh = 0;
     idx_hit *hits = lethe_malloc(k * sizeof(*hits));
     sqlite3_stmt *ins = NULL;
     if (!hits)
@@ -235,19 +274,20 @@ static int select_faces(lethe_store *s, const lethe_selector *q, int restrict_to
         (rc = store_prepare(s, restrict_to_photos
                                    ? "INSERT OR IGNORE INTO temp.sel_faces(id, distance) "
                                      "SELECT f.id, ?2 FROM faces f WHERE f.id = ?1 AND "
-                                     "f.photo IN (SELECT id FROM temp.sel_photos)"
+                                     "f.has_template AND f.photo IN (SELECT id FROM "
+                                     "temp.sel_photos)"
                                    : "INSERT OR IGNORE INTO temp.sel_faces(id, distance) "
-                                     "SELECT f.id, ?2 FROM faces f WHERE f.id = ?1",
+                                     "SELECT f.id, ?2 FROM faces f WHERE f.id = ?1 AND "
+                                     "f.has_template",
                             &ins)))
         goto out;
     for (int i = 0; i < q->n_faces && rc == LETHE_OK; i++) {
-        size_t n = 0;
-        if (idx_search(s->ix, q->faces + (size_t)i * IDX_DIM, 1, k, t, 0, hits, &n, msg,
-                       sizeof(msg)) != 0) {
+        if (idx_search(s->ix, q->faces + (size_t)i * IDX_DIM, 1, k, x->threshold, 1, hits, &nh,
+                       msg, sizeof(msg)) != 0) {
             rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
             break;
         }
-        for (size_t h = 0; h < n && rc == LETHE_OK; h++) {
+        for (size_t h = 0; h < nh && rc == LETHE_OK; h++) {
             sqlite3_bind_int64(ins, 1, hits[h].id);
             sqlite3_bind_double(ins, 2, hits[h].distance);
             if (sqlite3_step(ins) != SQLITE_DONE)
@@ -261,99 +301,158 @@ out:
     return rc;
 }
 
-static int64_t count_of(lethe_store *s, const char *sql)
+/* The ids a query returns, into a new array. */
+static int ids_of(lethe_store *s, const char *sql, int64_t **out, size_t *n)
 {
     sqlite3_stmt *st;
-    int64_t v = -1;
-    if (store_prepare(s, sql, &st))
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+    size_t cap = 0;
+    int rc = store_prepare(s, sql, &st), step;
+    *out = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 256;
+            int64_t *t = lethe_realloc(*out, nc * sizeof(*t));
+            if (!t) {
+                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *out = t;
+            cap = nc;
+        }
+        (*out)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(s, "reading the selection");
     sqlite3_finalize(st);
-    return v;
+    if (rc) {
+        lethe_free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
-/* The photos a dry run would touch, as JSON. */
-static char *matched_json(lethe_store *s, int faces)
+/* What the selection would erase. */
+static int count_selection(lethe_store *s, int by_face, lethe_forget_result *r)
 {
-    strbuf b;
+    if (by_face) {
+        int64_t f = store_count(s, "SELECT COUNT(*) FROM temp.sel_faces");
+        r->faces = f > 0 ? (uint64_t)f : 0;
+        r->templates = r->faces; /* only faces with templates are selected */
+        return f < 0 ? LETHE_ERR_IO : LETHE_OK;
+    }
+    int64_t v[4] = {
+        store_count(s, "SELECT COUNT(*) FROM temp.sel_photos"),
+        store_count(s, "SELECT COUNT(*) FROM provenance WHERE photo IN (SELECT id FROM "
+                       "temp.sel_photos)"),
+        store_count(s, "SELECT COUNT(*) FROM faces WHERE photo IN (SELECT id FROM "
+                       "temp.sel_photos)"),
+        store_count(s, "SELECT COUNT(*) FROM faces WHERE has_template AND photo IN (SELECT id "
+                       "FROM temp.sel_photos)")};
+    for (int i = 0; i < 4; i++)
+        if (v[i] < 0)
+            return LETHE_ERR_IO;
+    r->photos = (uint64_t)v[0];
+    r->provenance = (uint64_t)v[1];
+    r->faces = (uint64_t)v[2];
+    r->templates = (uint64_t)v[3];
+    return LETHE_OK;
+}
+
+/* The photos touched, as JSON: hash, status, faces, first URL and path
+ * (opened with each photo's key: it is shown to the operator only). */
+static char *matched_json(lethe_store *s, int by_face)
+{
     sqlite3_stmt *st;
-    const char *sql =
-        faces ? "SELECT p.sha256, p.status, MIN(sf.distance), COUNT(*), "
-                "(SELECT url FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1), "
-                "(SELECT path FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1) "
-                "FROM temp.sel_faces sf JOIN faces f ON f.id = sf.id JOIN photos p ON p.id = "
-                "f.photo GROUP BY p.id ORDER BY 3"
-              : "SELECT p.sha256, p.status, NULL, (SELECT COUNT(*) FROM faces WHERE photo = p.id), "
-                "(SELECT url FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1), "
-                "(SELECT path FROM provenance WHERE photo = p.id ORDER BY id LIMIT 1) "
-                "FROM temp.sel_photos sp CROSS JOIN photos p ON p.id = sp.id ORDER BY p.sha256";
+    strbuf b;
+    const char *sql = by_face ? "SELECT f.photo, MIN(sf.distance), COUNT(*) FROM temp.sel_faces "
+                                "sf JOIN faces f ON f.id = sf.id GROUP BY f.photo ORDER BY 2"
+                              : "SELECT id, NULL, (SELECT COUNT(*) FROM faces WHERE photo = "
+                                "sp.id) FROM temp.sel_photos sp ORDER BY id";
     sb_init(&b);
     sb_puts(&b, "[");
-    if (store_prepare(s, sql, &st) == LETHE_OK) {
-        for (int i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
-            char hex[65];
-            sodium_bin2hex(hex, sizeof(hex), sqlite3_column_blob(st, 0), 32);
-            sb_printf(&b, "%s{\"photo\":\"%s\",\"status\":", i ? "," : "", hex);
-            sb_json_str(&b, (const char *)sqlite3_column_text(st, 1));
-            if (faces)
-                sb_printf(&b, ",\"distance\":%.4f", sqlite3_column_double(st, 2));
-            sb_printf(&b, ",\"faces\":%d,\"url\":", sqlite3_column_int(st, 3));
-            sb_json_str(&b, (const char *)sqlite3_column_text(st, 4));
-            sb_puts(&b, ",\"path\":");
-            sb_json_str(&b, (const char *)sqlite3_column_text(st, 5));
-            sb_putc(&b, '}');
-        }
-        sqlite3_finalize(st);
+    if (store_prepare(s, sql, &st) != LETHE_OK) {
+        sb_free(&b);
+        return NULL;
     }
+    for (int i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
+        photo_rows r;
+        char hex[65];
+        if (rows_read(s, sqlite3_column_int64(st, 0), &r) != LETHE_OK) {
+            b.failed = 1;
+            break;
+        }
+        sodium_bin2hex(hex, sizeof(hex), r.ph.sha, 32);
+        sb_printf(&b, "%s{\"photo\":\"%s\",\"status\":", i ? "," : "", hex);
+        sb_json_str(&b, r.status);
+        if (by_face)
+            sb_printf(&b, ",\"distance\":%.4f", sqlite3_column_double(st, 1));
+        sb_printf(&b, ",\"faces\":%d,\"url\":", sqlite3_column_int(st, 2));
+        sb_json_str(&b, r.nprov ? r.prov[0].v[PV_URL] : "");
+        sb_puts(&b, ",\"path\":");
+        sb_json_str(&b, r.nprov ? r.prov[0].v[PV_PATH] : "");
+        sb_putc(&b, '}');
+        rows_free(&r);
+    }
+    sqlite3_finalize(st);
     sb_puts(&b, "]");
     return sb_finish(&b);
 }
 
 /* ---------------------------------------------------------------- receipt */
 
-static void put_hashed(lethe_store *s, strbuf *b, int *first, const char *name, const char *v)
+static void put_hashed(lethe_store *s, strbuf *b, int *first, const char *name, const void *v,
+                       size_t n)
 {
     char h[65];
-    if (!v || !*v)
-        return;
-    store_keyed_hash(s, v, strlen(v), h);
+    store_keyed_hash(s, v, n, h);
     sb_printf(b, "%s\"%s\":\"%s\"", *first ? "" : ",", name, h);
     *first = 0;
 }
 
-static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector *q,
-                          const sel *x, const lethe_forget_result *r, const uint8_t pk[32],
-                          const uint8_t sk[64])
+/* The selector as it appears in a receipt: keyed hashes of the values,
+ * never the values (a receipt holds no identifier in clear). */
+static void put_selector(lethe_store *s, strbuf *b, const lethe_selector *q, const sel *x)
 {
-    strbuf b;
-    char now[32], pkhex[65], sighex[129];
-    uint8_t sig[64];
     int first = 1;
-    store_now(now);
-    sodium_bin2hex(pkhex, sizeof(pkhex), pk, 32);
-    sb_init(&b);
-    sb_printf(&b, "{\"lethe_receipt\":1,\"kind\":\"%s\",\"store_key\":\"%s\",\"time\":\"%s\","
-                  "\"selector\":{", kind, pkhex, now);
-    put_hashed(s, &b, &first, "photo_id", q->photo_id);
-    put_hashed(s, &b, &first, "url", q->url);
-    put_hashed(s, &b, &first, "uploader", q->uploader);
-    put_hashed(s, &b, &first, "source", q->source);
-    put_hashed(s, &b, &first, "jurisdiction", x->jur[0] ? x->jur : NULL);
-    put_hashed(s, &b, &first, "collected_before", q->collected_before);
-    if (x->has_sha && !x->sha_only) {
-        char h[65];
-        store_keyed_hash(s, x->sha, 32, h);
-        sb_printf(&b, "%s\"image\":\"%s\"", first ? "" : ",", h);
+    const char *names[] = {"photo_id", "url", "uploader", "source"};
+    const char *vals[] = {x->sha_only ? NULL : q->photo_id, q->url, q->uploader, q->source};
+    for (int i = 0; i < 4; i++)
+        if (given(vals[i]))
+            put_hashed(s, b, &first, names[i], vals[i], strlen(vals[i]));
+    if (x->jur[0])
+        put_hashed(s, b, &first, "jurisdiction", x->jur, strlen(x->jur));
+    if (given(q->collected_before)) {
+        sb_printf(b, "%s\"collected_before\":", first ? "" : ",");
+        sb_json_str(b, q->collected_before);
+        sb_printf(b, ",\"include_undated\":%s", q->include_undated ? "true" : "false");
         first = 0;
     }
+    if (x->has_sha)
+        put_hashed(s, b, &first, x->sha_only ? "photo_sha256" : "image", x->sha, 32);
     if (q->n_faces > 0) {
-        char h[65];
-        store_keyed_hash(s, q->faces, (size_t)q->n_faces * IDX_DIM * sizeof(float), h);
-        sb_printf(&b, "%s\"face\":\"%s\",\"face_threshold\":%.3f", first ? "" : ",", h,
-                  (double)(q->face_threshold > 0 ? q->face_threshold
-                                                 : lethe_forget_face_threshold()));
+        put_hashed(s, b, &first, "face", q->faces, (size_t)q->n_faces * IDX_DIM * sizeof(float));
+        sb_printf(b, ",\"face_threshold\":%.3f", (double)x->threshold);
     }
+}
+
+static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector *q,
+                          const sel *x, const lethe_forget_result *r)
+{
+    strbuf b;
+    char now[32], pkhex[65], sighex[129], idhex[2 * KR_STORE_ID + 1];
+    uint8_t sig[64], pk[32], sk[64];
+    store_now(now);
+    kr_signing_key(s->kr, pk, sk);
+    sodium_bin2hex(pkhex, sizeof(pkhex), pk, 32);
+    sodium_bin2hex(idhex, sizeof(idhex), s->store_id, KR_STORE_ID);
+    sb_init(&b);
+    sb_printf(&b, "{\"lethe_receipt\":1,\"kind\":\"%s\",\"store_id\":\"%s\",\"store_key\":\"%s\","
+                  "\"time\":\"%s\",\"selector\":{", kind, idhex, pkhex, now);
+    put_selector(s, &b, q, x);
     sb_printf(&b, "},\"erased\":{\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,"
                   "\"templates\":%llu},\"digest_before\":\"%s\",\"digest_after\":\"%s\"",
               (unsigned long long)r->photos, (unsigned long long)r->provenance,
@@ -362,404 +461,243 @@ static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector
     /* The signature covers every byte before it, and the closing brace. */
     sb_putc(&b, '}');
     if (b.failed) {
+        sodium_memzero(sk, sizeof(sk));
         sb_free(&b);
         return NULL;
     }
     crypto_sign_detached(sig, NULL, (const uint8_t *)b.s, b.len, sk);
+    sodium_memzero(sk, sizeof(sk));
     sodium_bin2hex(sighex, sizeof(sighex), sig, sizeof(sig));
     b.len--; /* reopen */
     sb_printf(&b, ",\"signature\":\"%s\"}", sighex);
     return sb_finish(&b);
 }
 
-/* ---------------------------------------------------------------- opt-out */
-
-static int record_optout(lethe_store *s, const lethe_selector *q, const sel *x,
-                         const char *receipt_hash)
+/* Store the receipt, log it by its hash, keep its hash in the keyring. */
+static int record_receipt(change *c, const char *kind, const char *actor, const char *rec,
+                          const lethe_forget_result *r, uint8_t hash[32], char hex[65])
 {
+    lethe_store *s = c->s;
     sqlite3_stmt *st;
-    char h[7][65], now[32];
-    /* a photo id that is a SHA-256 is kept as the photo's hash only */
-    const char *vals[6] = {x->sha_only ? NULL : q->photo_id, q->url, q->uploader, q->source,
-                           x->jur[0] ? x->jur : NULL, NULL};
-    int rc;
-    for (int i = 0; i < 5; i++) {
-        h[i][0] = 0;
-        if (vals[i] && *vals[i])
-            store_keyed_hash(s, vals[i], strlen(vals[i]), h[i]);
-    }
-    h[5][0] = 0;
-    if (x->has_sha)
-        store_keyed_hash(s, x->sha, 32, h[5]);
-    store_now(now);
-    if ((rc = store_prepare(s, "INSERT INTO optouts(photo_id_h, url_h, uploader_h, source_h, "
-                               "jurisdiction_h, sha_h, collected_before, face_threshold, "
-                               "created_at, receipt) VALUES (?,?,?,?,?,?,?,?,?,?)", &st)))
+    char detail[256];
+    kr_ref ref;
+    crypto_generichash(hash, 32, (const uint8_t *)rec, strlen(rec), NULL, 0);
+    sodium_bin2hex(hex, 65, hash, 32);
+    snprintf(detail, sizeof(detail),
+             "{\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu}",
+             (unsigned long long)r->photos, (unsigned long long)r->provenance,
+             (unsigned long long)r->faces, (unsigned long long)r->templates);
+    int rc = store_log_append(s, kind, actor, "", hex, (int64_t)(r->photos + r->faces), detail);
+    if (rc || (rc = store_prepare(s, "INSERT INTO receipts(hash, time, json) VALUES (?, "
+                                     "strftime('%Y-%m-%dT%H:%M:%SZ','now'), ?)", &st)))
         return rc;
-    for (int i = 0; i < 6; i++)
-        sqlite3_bind_text(st, 1 + i, h[i], -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, q->collected_before ? q->collected_before : "", -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 8, q->n_faces > 0 ? (q->face_threshold > 0 ? q->face_threshold
-                                                       : lethe_forget_face_threshold()) : 0);
-    sqlite3_bind_text(st, 9, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, receipt_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, rec, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlfail(s, "recording the opt-out");
+        rc = store_sqlfail(s, "storing the receipt");
     sqlite3_finalize(st);
-    int64_t id = sqlite3_last_insert_rowid(s->db);
-    for (int i = 0; rc == LETHE_OK && i < q->n_faces; i++) {
-        if ((rc = store_prepare(s, "INSERT INTO optout_faces(optout, descriptor) VALUES (?, ?)",
-                                &st)))
-            break;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_blob(st, 2, q->faces + (size_t)i * IDX_DIM, IDX_DIM * sizeof(float),
-                          SQLITE_STATIC);
+    if (rc == LETHE_OK && (rc = kr_new_record(s->kr, KR_RECEIPT, KR_PENDING, hash, 32, &ref)))
+        rc = store_fail(s, rc, "keyring: %s", lethe_strerror(rc));
+    if (rc == LETHE_OK)
+        rc = change_settle(c, ref);
+    return rc;
+}
+
+/* The standing refusal of an opt-out: its record in the keyring, its
+ * summary in the catalog. */
+static int record_optout(change *c, const lethe_selector *q, const sel *x,
+                         const uint8_t receipt[32], const char *receipt_hex)
+{
+    lethe_store *s = c->s;
+    optout o;
+    strbuf sel_names;
+    const char *vals[OPT_HASHES] = {x->sha_only ? NULL : q->photo_id, q->url, q->uploader,
+                                    q->source, x->jur[0] ? x->jur : NULL, NULL};
+    static const char *names[OPT_HASHES] = {"photo_id", "url", "uploader", "source",
+                                            "jurisdiction", "image"};
+    memset(&o, 0, sizeof(o));
+    sb_init(&sel_names);
+    for (int k = 0; k < OPT_HASHES; k++) {
+        int has = k == OPT_SHA ? x->has_sha : given(vals[k]);
+        if (!has)
+            continue;
+        o.present |= 1u << k;
+        if (k == OPT_SHA)
+            store_hash(s, "sha256", x->sha, 32, o.h[k]);
+        else
+            store_hash(s, optout_tags[k], vals[k], strlen(vals[k]), o.h[k]);
+        sb_printf(&sel_names, "%s%s", sel_names.len ? "," : "", names[k]);
+    }
+    if (given(q->collected_before)) {
+        o.present |= OPT_COLLECTED_BEFORE;
+        snprintf(o.collected_before, sizeof(o.collected_before), "%s", q->collected_before);
+        o.include_undated = q->include_undated;
+        sb_printf(&sel_names, "%scollected_before", sel_names.len ? "," : "");
+    }
+    if (q->n_faces > 0) {
+        o.nfaces = q->n_faces;
+        o.faces = (float *)q->faces; /* borrowed for the encoding */
+        o.threshold = x->threshold;
+        sb_printf(&sel_names, "%sface", sel_names.len ? "," : "");
+    }
+    memcpy(o.receipt, receipt, 32);
+    store_now(o.created_at);
+    char *selects = sb_finish(&sel_names);
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    kr_ref ref;
+    sqlite3_stmt *st = NULL;
+    int rc = selects ? optout_encode(&o, &payload, &len) : LETHE_ERR_NOMEM;
+    if (rc == LETHE_OK && (rc = kr_new_record(s->kr, KR_OPTOUT, KR_PENDING, payload, len, &ref)))
+        rc = store_fail(s, rc, "keyring: %s", lethe_strerror(rc));
+    else if (rc)
+        rc = store_fail(s, rc, "out of memory");
+    if (rc == LETHE_OK &&
+        (rc = store_prepare(s, "INSERT INTO optouts(kr_slot, kr_id, created_at, receipt, selects) "
+                               "VALUES (?, ?, ?, ?, ?)", &st)) == LETHE_OK) {
+        sqlite3_bind_int64(st, 1, (int64_t)ref.slot);
+        sqlite3_bind_int64(st, 2, (int64_t)ref.id);
+        sqlite3_bind_text(st, 3, o.created_at, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, receipt_hex, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, selects, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = store_sqlfail(s, "recording the opt-out");
         sqlite3_finalize(st);
     }
-    return rc;
-}
-
-/* Erase what temp.sel_photos (or, by_face, temp.sel_faces) holds, inside
- * the caller's transaction: record each in the erasure ledger (keyed hashes
- * only), fold the photos out of the digest, delete, fold back what remains
- * of them. */
-static int erase_selection(lethe_store *s, int by_face)
-{
-    sqlite3_stmt *st;
-    int rc;
-    const char *ledger_sql =
-        by_face ? "INSERT OR IGNORE INTO ledger(hash, time) SELECT lethe_key('face:' || "
-                  "hex(p.sha256) || ':' || f.ord), strftime('%Y-%m-%dT%H:%M:%SZ','now') FROM "
-                  "temp.sel_faces sf JOIN faces f ON f.id = sf.id JOIN photos p ON p.id = f.photo"
-                : "INSERT OR IGNORE INTO ledger(hash, time) SELECT lethe_key('photo:' || "
-                  "hex(sha256)), strftime('%Y-%m-%dT%H:%M:%SZ','now') FROM photos WHERE id IN "
-                  "(SELECT id FROM temp.sel_photos)";
-    const char *photos_sql = by_face ? "SELECT DISTINCT f.photo FROM temp.sel_faces sf JOIN "
-                                       "faces f ON f.id = sf.id"
-                                     : "SELECT id FROM temp.sel_photos";
-    char ins[256];
-    if ((rc = store_exec(s, ledger_sql)) || (rc = store_exec(s, "DELETE FROM temp.sel_touched")))
-        return rc;
-    snprintf(ins, sizeof(ins), "INSERT INTO temp.sel_touched(id) %s", photos_sql);
-    if ((rc = store_exec(s, ins)) ||
-        (rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
-        return rc;
-    while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
-        rc = store_dg(s, sqlite3_column_int64(st, 0), -1);
-    sqlite3_finalize(st);
-    if (rc)
-        return rc;
-    rc = store_exec(s, by_face ? "DELETE FROM faces WHERE id IN (SELECT id FROM temp.sel_faces)"
-                               : "DELETE FROM photos WHERE id IN (SELECT id FROM temp.sel_photos)");
-    if (rc)
-        return rc;
-    if (by_face) {
-        if ((rc = store_prepare(s, "SELECT id FROM temp.sel_touched", &st)))
-            return rc;
-        while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW)
-            rc = store_dg(s, sqlite3_column_int64(st, 0), 1);
-        sqlite3_finalize(st);
-        if (rc)
-            return rc;
-    }
-    return store_exec(s, "DELETE FROM temp.sel_touched; DELETE FROM temp.sel_photos; "
-                         "DELETE FROM temp.sel_faces");
-}
-
-/* Template ids of the selection (for the index), into *rm. */
-static int selection_templates(lethe_store *s, int by_face, int64_t **rm, size_t *nrm)
-{
-    sqlite3_stmt *st;
-    size_t cap = 0;
-    int rc;
-    const char *sql = by_face ? "SELECT f.id FROM temp.sel_faces sf JOIN faces f ON f.id = "
-                                "sf.id WHERE f.descriptor IS NOT NULL"
-                              : "SELECT id FROM faces WHERE photo IN (SELECT id FROM "
-                                "temp.sel_photos) AND descriptor IS NOT NULL";
-    *rm = NULL;
-    *nrm = 0;
-    if ((rc = store_prepare(s, sql, &st)))
-        return rc;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (*nrm == cap) {
-            size_t nc = cap ? cap * 2 : 256;
-            int64_t *t = lethe_realloc(*rm, nc * sizeof(*t));
-            if (!t) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *rm = t;
-            cap = nc;
-        }
-        (*rm)[(*nrm)++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Restore's replay: erase whatever the ledger names (photos and faces
- * erased after the backup was taken), inside the caller's transaction.
- * *erased counts photos and faces. */
-int store_replay_ledger(lethe_store *s, uint64_t *erased, int64_t **rm, size_t *nrm)
-{
-    int rc;
-    int64_t *r1 = NULL, *r2 = NULL;
-    size_t n1 = 0, n2 = 0;
-    *erased = 0;
-    if ((rc = store_exec(s, "DELETE FROM temp.sel_photos; INSERT INTO temp.sel_photos(id) "
-                            "SELECT id FROM photos WHERE lethe_key('photo:' || hex(sha256)) IN "
-                            "(SELECT hash FROM ledger)")))
-        return rc;
-    *erased += (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_photos");
-    if ((rc = selection_templates(s, 0, &r1, &n1)) || (rc = erase_selection(s, 0)))
-        goto out;
-    if ((rc = store_exec(s, "DELETE FROM temp.sel_faces; INSERT INTO temp.sel_faces(id) "
-                            "SELECT f.id FROM faces f JOIN photos p ON p.id = f.photo WHERE "
-                            "lethe_key('face:' || hex(p.sha256) || ':' || f.ord) IN "
-                            "(SELECT hash FROM ledger)")))
-        goto out;
-    *erased += (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_faces");
-    if ((rc = selection_templates(s, 1, &r2, &n2)) || (rc = erase_selection(s, 1)))
-        goto out;
-    *rm = lethe_realloc(r1, (n1 + n2 + 1) * sizeof(int64_t));
-    if (!*rm) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if (n2)
-        memcpy(*rm + n1, r2, n2 * sizeof(int64_t));
-    *nrm = n1 + n2;
-    r1 = NULL;
-out:
-    lethe_free(r1);
-    lethe_free(r2);
+    if (rc == LETHE_OK)
+        rc = change_settle(c, ref);
+    if (payload)
+        sodium_memzero(payload, len);
+    lethe_free(payload);
+    lethe_free(selects);
     return rc;
 }
 
 /* ------------------------------------------------------------------ forget */
 
-/* Checkpoint the WAL into the catalog and cut it to zero bytes, waiting for
- * readers that still hold old pages (up to a minute). */
-int store_truncate_wal(lethe_store *s)
+/* Why an erasure needs confirmation, or NULL. */
+static const char *wide_reason(const lethe_selector *q, const sel *x, const lethe_forget_result *r)
 {
-    for (int tries = 0; tries < 600; tries++) {
-        int log = -1, ckpt = -1;
-        int r = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
-        if (r == SQLITE_OK)
-            return LETHE_OK;
-        if (r != SQLITE_BUSY && r != SQLITE_LOCKED)
-            return store_sqlfail(s, "checkpointing the catalog");
-        usleep(100000);
+    if (q->n_faces > 0 && x->threshold > lethe_descriptor_threshold())
+        return "the face threshold is above the match threshold: it erases other people's "
+               "faces too";
+    if ((given(q->source) || x->jur[0] || given(q->collected_before)) && !given(q->uploader) &&
+        !given(q->url) && !given(q->photo_id) && !x->has_sha && q->n_faces <= 0)
+        return "a source, jurisdiction or date selector erases more than one person's photos";
+    if (r->photos > LETHE_FORGET_WIDE_PHOTOS)
+        return "it erases more than 1000 photos";
+    return NULL;
+}
+
+/* Select and count into *r (and *matched); the transaction is open. */
+static int forget_select(lethe_store *s, const lethe_selector *q, const sel *x,
+                         lethe_forget_result *r, char **matched)
+{
+    int by_face = q->n_faces > 0, other = has_provenance_cond(q) || x->has_sha, rc;
+    if (other && (rc = select_photos(s, q, x, &r->undated_kept)))
+        return rc;
+    if (by_face && (rc = select_faces(s, q, x, other)))
+        return rc;
+    if ((rc = count_selection(s, by_face, r)))
+        return store_fail(s, rc, "counting the selection: %s", s->err);
+    if (matched && !(*matched = matched_json(s, by_face)))
+        return store_fail(s, LETHE_ERR_NOMEM, "listing the selection: %s", s->err);
+    return LETHE_OK;
+}
+
+/* Erase the selection, then the receipt and the opt-out, in change c. */
+static int forget_erase(change *c, const lethe_selector *q, const sel *x, unsigned flags,
+                        const char *actor, lethe_forget_result *r, char **receipt)
+{
+    lethe_store *s = c->s;
+    int opt = (flags & LETHE_FORGET_OPTOUT) != 0, rc = LETHE_OK;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    erase_counts ec = {0};
+    uint8_t hash[32];
+    if (q->n_faces > 0) {
+        if ((rc = ids_of(s, "SELECT DISTINCT f.photo FROM temp.sel_faces sf JOIN faces f ON "
+                            "f.id = sf.id", &ids, &n)))
+            return rc;
+        for (size_t i = 0; i < n && rc == LETHE_OK; i++) {
+            int64_t *faces = NULL;
+            size_t nf = 0;
+            char sql[160];
+            snprintf(sql, sizeof(sql), "SELECT f.id FROM temp.sel_faces sf JOIN faces f ON f.id "
+                     "= sf.id WHERE f.photo = %lld", (long long)ids[i]);
+            if ((rc = ids_of(s, sql, &faces, &nf)) == LETHE_OK)
+                rc = erase_part(c, ids[i], faces, nf, 0, NULL, &ec);
+            lethe_free(faces);
+        }
+    } else if ((rc = ids_of(s, "SELECT id FROM temp.sel_photos", &ids, &n)) == LETHE_OK) {
+        rc = erase_photos(c, ids, n, &ec);
     }
-    return store_fail(s, LETHE_ERR_IO, "the catalog's write-ahead log could not be emptied: "
-                      "another process keeps reading (it is emptied when that ends)");
+    lethe_free(ids);
+    if (rc)
+        return rc;
+    dg_final(s->dig, r->digest_after);
+    if (!(*receipt = make_receipt(s, opt ? "optout" : "forget", q, x, r)))
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if ((rc = record_receipt(c, opt ? "optout" : "forget", actor, *receipt, r, hash,
+                             r->receipt_hash)))
+        return rc;
+    if (opt && (rc = record_optout(c, q, x, hash, r->receipt_hash)))
+        return rc;
+    return store_exec(s, "DELETE FROM temp.sel_photos; DELETE FROM temp.sel_faces");
 }
 
 int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const char *actor,
                  lethe_forget_result *res, char **receipt, char **matched)
 {
     lethe_forget_result r;
+    change c = {0};
     sel x;
-    int64_t *rm = NULL;
-    size_t nrm = 0;
-    uint64_t gen = 0;
-    uint8_t pk[32], sk[64];
     char *rec = NULL;
-    int rc, optout = (flags & LETHE_FORGET_OPTOUT) != 0, dry = (flags & LETHE_FORGET_DRY_RUN) != 0;
-
+    int rc, dry = (flags & LETHE_FORGET_DRY_RUN) != 0;
     memset(&r, 0, sizeof(r));
     if (receipt)
         *receipt = NULL;
     if (matched)
         *matched = NULL;
-    if (s->flags & LETHE_STORE_READONLY)
-        return store_fail(s, LETHE_ERR_ARG, "the store is open read-only");
-    if ((rc = check_selector(s, q, &x)))
-        return rc;
-    int by_face = q->n_faces > 0;
-    int other = has_provenance_cond(q) || x.has_sha;
-    if ((rc = store_lock(s)))
-        return rc;
-    if ((rc = store_begin(s)))
-        goto unlock;
-    dg_final(s, s->dig, r.digest_before);
-    if (other && (rc = select_photos(s, q, &x)))
-        goto fail;
-    if (by_face && (rc = select_faces(s, q, other)))
-        goto fail;
-
-    /* What goes */
-    if (by_face) {
-        r.faces = (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_faces");
-        r.templates = (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_faces sf JOIN faces f "
-                                            "ON f.id = sf.id WHERE f.descriptor IS NOT NULL");
-    } else {
-        r.photos = (uint64_t)count_of(s, "SELECT COUNT(*) FROM temp.sel_photos");
-        r.provenance = (uint64_t)count_of(s, "SELECT COUNT(*) FROM provenance WHERE photo IN "
-                                             "(SELECT id FROM temp.sel_photos)");
-        r.faces = (uint64_t)count_of(s, "SELECT COUNT(*) FROM faces WHERE photo IN "
-                                        "(SELECT id FROM temp.sel_photos)");
-        r.templates = (uint64_t)count_of(s, "SELECT COUNT(*) FROM faces WHERE photo IN (SELECT id "
-                                            "FROM temp.sel_photos) AND descriptor IS NOT NULL");
-    }
-    if (matched && !(*matched = matched_json(s, by_face))) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (dry) {
+    if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)) ||
+        (rc = check_selector(s, q, &x)))
+        goto done;
+    /* A dry run reads a snapshot and takes no lock: it never waits. */
+    if (dry ? (rc = store_exec(s, "BEGIN")) || (rc = dg_load(s, s->dig))
+            : (rc = store_lock(s, "forget")) || (rc = change_begin(s, &c)))
+        goto done;
+    dg_final(s->dig, r.digest_before);
+    rc = forget_select(s, q, &x, &r, matched);
+    if (rc == LETHE_OK && !dry && !(flags & LETHE_FORGET_CONFIRMED) &&
+        (r.wide = wide_reason(q, &x, &r)))
+        rc = store_fail(s, LETHE_ERR_CONFIRM, "not erased: %s; look at the dry run, then "
+                        "confirm", r.wide);
+    if (rc == LETHE_OK && dry) {
         memcpy(r.digest_after, r.digest_before, sizeof(r.digest_after));
+    } else if (rc == LETHE_OK) {
+        rc = forget_erase(&c, q, &x, flags, actor, &r, &rec);
+        if (rc == LETHE_OK)
+            rc = change_commit(&c);
+        if (rc != LETHE_OK && !c.committed)
+            memset(r.receipt_hash, 0, sizeof(r.receipt_hash));
+    }
+done:;
+    int committed = c.committed;
+    if (dry)
         store_rollback(s);
-        goto unlock;
-    }
-
-    /* The templates leave the index after the commit. */
-    if ((rc = selection_templates(s, by_face, &rm, &nrm)))
-        goto fail;
-    if ((rc = erase_selection(s, by_face)))
-        goto fail;
-    if (nrm && (rc = store_bump_gen(s, &gen)))
-        goto fail;
-    dg_final(s, s->dig, r.digest_after);
-    if ((rc = store_signing_key(s, pk, sk)))
-        goto fail;
-    rec = make_receipt(s, optout ? "optout" : "forget", q, &x, &r, pk, sk);
-    sodium_memzero(sk, sizeof(sk));
-    if (!rec) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    {
-        uint8_t h[32];
-        char hex[65], detail[256];
-        sqlite3_stmt *st;
-        crypto_generichash(h, sizeof(h), (const uint8_t *)rec, strlen(rec), NULL, 0);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-        snprintf(detail, sizeof(detail),
-                 "{\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu}",
-                 (unsigned long long)r.photos, (unsigned long long)r.provenance,
-                 (unsigned long long)r.faces, (unsigned long long)r.templates);
-        if ((rc = store_log_append(s, optout ? "optout" : "forget", actor, "", hex,
-                                   (int64_t)(r.photos + r.faces), detail)))
-            goto fail;
-        if ((rc = store_prepare(s, "INSERT INTO receipts(hash, time, json) VALUES (?, "
-                                   "strftime('%Y-%m-%dT%H:%M:%SZ','now'), ?)", &st)))
-            goto fail;
-        sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, rec, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = store_sqlfail(s, "storing the receipt");
-        sqlite3_finalize(st);
-        if (rc)
-            goto fail;
-        if (optout && (rc = record_optout(s, q, &x, hex)))
-            goto fail;
-    }
-    if ((rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
-                            "('scrub_pending', 1)")) ||
-        (rc = store_commit(s)))
-        goto fail;
-    /* Committed: from here on no search can return the erased (a search
-     * joins every index hit with the catalog). Now the derived copies. */
-    if (nrm && (rc = store_index_apply(s, gen, rm, nrm, NULL, NULL, 0)) != LETHE_OK)
-        goto unlock;
-    rc = store_scrub(s, 0);
-    goto unlock;
-fail:
-    store_rollback(s);
-unlock:
+    change_free(&c); /* rolls back a change still open */
     store_unlock(s);
-    lethe_free(rm);
     if (res)
         *res = r;
-    if (rc == LETHE_OK && receipt)
+    /* committed: the receipt is the person's, even if a later step failed
+     * (it is finished at the next open; the status says so) */
+    if ((rc == LETHE_OK || committed) && receipt)
         *receipt = rec;
     else
         lethe_free(rec);
-    if (rc != LETHE_OK && matched) {
+    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM && matched) {
         lethe_free(*matched);
         *matched = NULL;
     }
-    return rc;
-}
-
-/* ---------------------------------------------------- opt-outs at ingest */
-
-int lethe_optout_list(lethe_store *s, char **json)
-{
-    sqlite3_stmt *st;
-    strbuf b;
-    int rc = store_prepare(s, "SELECT id, created_at, receipt, photo_id_h <> '', url_h <> '', "
-                              "uploader_h <> '', source_h <> '', jurisdiction_h <> '', "
-                              "sha_h <> '', collected_before, (SELECT COUNT(*) FROM optout_faces "
-                              "WHERE optout = optouts.id) FROM optouts ORDER BY id", &st);
-    *json = NULL;
-    if (rc)
-        return rc;
-    sb_init(&b);
-    sb_puts(&b, "[");
-    for (int i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
-        static const char *names[] = {"photo_id", "url", "uploader", "source", "jurisdiction",
-                                      "image"};
-        sb_printf(&b, "%s{\"id\":%lld,\"created_at\":", i ? "," : "",
-                  (long long)sqlite3_column_int64(st, 0));
-        sb_json_str(&b, (const char *)sqlite3_column_text(st, 1));
-        sb_puts(&b, ",\"receipt\":");
-        sb_json_str(&b, (const char *)sqlite3_column_text(st, 2));
-        sb_puts(&b, ",\"selects\":[");
-        int first = 1;
-        for (int k = 0; k < 6; k++)
-            if (sqlite3_column_int(st, 3 + k)) {
-                sb_printf(&b, "%s\"%s\"", first ? "" : ",", names[k]);
-                first = 0;
-            }
-        if (*(const char *)sqlite3_column_text(st, 9)) {
-            sb_printf(&b, "%s\"collected_before\"", first ? "" : ",");
-            first = 0;
-        }
-        if (sqlite3_column_int(st, 10))
-            sb_printf(&b, "%s\"face\"", first ? "" : ",");
-        sb_puts(&b, "]}");
-    }
-    sb_puts(&b, "]\n");
-    sqlite3_finalize(st);
-    *json = sb_finish(&b);
-    return *json ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-}
-
-int lethe_optout_remove(lethe_store *s, int64_t id, const char *actor)
-{
-    int rc;
-    char detail[64];
-    if ((rc = store_lock(s)))
-        return rc;
-    if ((rc = store_begin(s)))
-        goto out;
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s, "DELETE FROM optouts WHERE id = ?", &st)))
-        goto fail;
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlfail(s, "removing the opt-out");
-    sqlite3_finalize(st);
-    if (rc)
-        goto fail;
-    if (sqlite3_changes(s->db) == 0) {
-        rc = store_fail(s, LETHE_ERR_NOT_FOUND, "no opt-out %lld", (long long)id);
-        goto fail;
-    }
-    snprintf(detail, sizeof(detail), "{\"optout\":%lld}", (long long)id);
-    if ((rc = store_log_append(s, "optout-removed", actor, "", "", 1, detail)) ||
-        (rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
-                            "('scrub_pending', 1)")) ||
-        (rc = store_commit(s)))
-        goto fail;
-    rc = store_scrub(s, 0);
-    goto out;
-fail:
-    store_rollback(s);
-out:
-    store_unlock(s);
     return rc;
 }

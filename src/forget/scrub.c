@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "util/io.h"
 #include "util/util.h"
 
 static uint32_t be32(const uint8_t *p)
@@ -44,7 +45,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* The pages the WAL holds frames of (current salts only), sorted, unique. */
-int scrub_wal_pages(lethe_store *s, uint32_t **out, size_t *n)
+static int scrub_wal_pages(lethe_store *s, uint32_t **out, size_t *n)
 {
     char *path = store_file(s, STORE_DB "-wal");
     uint8_t hdr[32], fh[24];
@@ -136,7 +137,7 @@ static int scrub_page(uint8_t *pg, size_t psz, size_t usable, int first)
 }
 
 /* Scrub the given pages (or all when pages == NULL) of the catalog file. */
-int scrub_pages(lethe_store *s, const uint32_t *pages, size_t n)
+static int scrub_pages(lethe_store *s, const uint32_t *pages, size_t n)
 {
     char *path = store_file(s, STORE_DB);
     uint8_t hdr[100];
@@ -166,14 +167,14 @@ int scrub_pages(lethe_store *s, const uint32_t *pages, size_t n)
         if (pread(fd, pg, psz, at) != (ssize_t)psz)
             continue;
         if (scrub_page(pg, psz, usable, no == 1)) {
-            if (pwrite(fd, pg, psz, at) != (ssize_t)psz) {
+            if (lethe_io_pwrite(fd, pg, psz, at) != (ssize_t)psz) {
                 rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
                 break;
             }
             wrote = 1;
         }
     }
-    if (rc == LETHE_OK && wrote && fsync(fd) < 0)
+    if (rc == LETHE_OK && wrote && lethe_io_fsync(fd) < 0)
         rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
     lethe_free(pg);
 out:
@@ -181,6 +182,23 @@ out:
         close(fd);
     lethe_free(path);
     return rc;
+}
+
+/* Checkpoint the WAL into the catalog and cut it to zero bytes, waiting for
+ * readers that still hold old pages (up to a minute). */
+int store_truncate_wal(lethe_store *s)
+{
+    for (int tries = 0; tries < 600; tries++) {
+        int log = -1, ckpt = -1;
+        int r = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
+        if (r == SQLITE_OK)
+            return LETHE_OK;
+        if (r != SQLITE_BUSY && r != SQLITE_LOCKED)
+            return store_sqlfail(s, "checkpointing the catalog");
+        usleep(100000);
+    }
+    return store_fail(s, LETHE_ERR_IO, "the catalog's write-ahead log could not be emptied: "
+                      "another process keeps reading (it is emptied when that ends)");
 }
 
 /* After an erasure committed: checkpoint, scrub what the WAL held, forget

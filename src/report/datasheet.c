@@ -116,6 +116,7 @@ typedef struct datasheet {
     int log_intact;
     int log_has_first_bad;
     uint64_t log_first_bad;
+    int digest_mismatch; /* integrity.digest_matches is false */
 } datasheet;
 
 static void ds_clear(datasheet *d)
@@ -326,6 +327,16 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
         lethe_fail(err, errlen, -1,
                    "datasheet: log.intact is true but log.first_bad names an entry");
         return -1;
+    }
+    /* optional: the catalog's content against its kept digest */
+    const json_value *integ = json_get(root, "integrity");
+    if (integ) {
+        if (integ->type != JSON_OBJECT)
+            return mistyped(err, errlen, "", "integrity", "an object");
+        v = json_get(integ, "digest_matches");
+        if (!v || (v->type != JSON_TRUE && v->type != JSON_FALSE))
+            return mistyped(err, errlen, "integrity", "digest_matches", "true or false");
+        d->digest_mismatch = v->type == JSON_FALSE;
     }
     return 0;
 }
@@ -595,6 +606,14 @@ static void put_log_sentence(sb *b, const datasheet *d, enum mode mode)
 {
     const char *strong = mode == MODE_HTML ? "<strong>" : "**";
     const char *strong_end = mode == MODE_HTML ? "</strong>" : "**";
+    if (d->digest_mismatch) {
+        sb_puts(b, strong);
+        sb_puts(b, "Catalog edited outside lethe.");
+        sb_puts(b, strong_end);
+        sb_puts(b, " Its content does not match the digest lethe keeps with every change "
+                   "(lethe digest --full): rows were added, removed or changed by other means, "
+                   "and no figure below can be relied on. ");
+    }
     sb_puts(b, strong);
     sb_puts(b, d->log_intact ? "Audit log intact." : "Audit log NOT intact.");
     sb_puts(b, strong_end);

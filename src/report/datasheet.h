@@ -18,6 +18,9 @@
  *   searches     {by_purpose, by_actor}: each an array of
  *                 {key, searches, results}
  *   log          {entries, head, intact, first_bad (null or entry number)}
+ *   integrity    (optional) {digest_matches: true or false}: false when the
+ *                 catalog's content differs from the digest lethe keeps (it
+ *                 was edited outside lethe); rendered as a warning
  *
  * Every count is a non-negative integer (at most 2^53). Arrays are rendered
  * in the order given. Keys are untrusted text: anything, including markup,

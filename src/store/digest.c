@@ -10,10 +10,14 @@
  * key, the key is expanded with ChaCha20 to 1024 16-bit lanes, and the
  * store's state is the lane-wise sum modulo 2^16 of all its records. Adding
  * a record adds its lanes, removing one subtracts them: the order of
- * operations cannot matter. The printed digest is BLAKE2b-256 of the state
- * and the consent policy's canonical text.
+ * operations cannot matter. The consent policy in force is one more record,
+ * folded out and in when it changes, so an edit of the catalog's policy
+ * shows in `lethe digest --full`. The printed digest is BLAKE2b-256 of the
+ * state.
  *
- * Records carry no row ids and no times, only content. Every change to a
+ * Records carry no row ids, no keys and no times, only content (opened with
+ * the photos' keys: the same content sealed under other keys has the same
+ * digest). Every change to a
  * photo's rows goes through dg_photo(-1) before and dg_photo(+1) after, in
  * the same transaction; store_begin() loads the state and store_commit()
  * saves it with the rest. `lethe digest --full` recomputes the state from
@@ -32,39 +36,18 @@ static void put(crypto_generichash_state *h, const void *p, size_t n)
     crypto_generichash_update(h, p, n);
 }
 
-static void put_col(crypto_generichash_state *h, sqlite3_stmt *st, int col)
+static void put_str(crypto_generichash_state *h, const char *s)
 {
-    int t = sqlite3_column_type(st, col);
-    uint8_t tag = (uint8_t)t;
-    crypto_generichash_update(h, &tag, 1);
-    if (t == SQLITE_INTEGER) {
-        int64_t v = sqlite3_column_int64(st, col);
-        put(h, &v, sizeof(v));
-    } else if (t == SQLITE_FLOAT) {
-        double v = sqlite3_column_double(st, col);
-        put(h, &v, sizeof(v));
-    } else if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
-        const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, col)
-                                         : sqlite3_column_blob(st, col);
-        put(h, p, (size_t)sqlite3_column_bytes(st, col));
-    }
+    put(h, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* Add (sign 1) or subtract (-1) the record made of a tag, the photo's hash
- * and columns [from, to) of the current row. */
-static void fold_row(uint16_t *state, int sign, const char *tag, const void *sha,
-                     sqlite3_stmt *st, int from, int to)
+/* Add (sign 1) or subtract (-1) the record whose key is the hash in h. */
+static void fold(uint16_t *state, int sign, crypto_generichash_state *h)
 {
-    crypto_generichash_state h;
     uint8_t key[crypto_stream_chacha20_KEYBYTES];
     static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
     uint16_t lanes[DIGEST_LANES];
-    crypto_generichash_init(&h, NULL, 0, sizeof(key));
-    put(&h, tag, strlen(tag));
-    put(&h, sha, 32);
-    for (int c = from; c < to; c++)
-        put_col(&h, st, c);
-    crypto_generichash_final(&h, key, sizeof(key));
+    crypto_generichash_final(h, key, sizeof(key));
     crypto_stream_chacha20((uint8_t *)lanes, sizeof(lanes), nonce, key);
     if (sign > 0)
         for (int i = 0; i < DIGEST_LANES; i++)
@@ -74,57 +57,74 @@ static void fold_row(uint16_t *state, int sign, const char *tag, const void *sha
             state[i] = (uint16_t)(state[i] - lanes[i]);
 }
 
-static const char photo_sql[] =
-    "SELECT sha256, kind, bytes, width, height, status FROM photos WHERE id = ?";
-static const char prov_sql[] =
-    "SELECT path, photo_id, url, uploader, source, license, jurisdiction, consent, "
-    "collected_at FROM provenance WHERE photo = ?";
-static const char face_sql[] =
-    "SELECT ord, x, y, w, h, score, descriptor FROM faces WHERE photo = ?";
+static void start(crypto_generichash_state *h, const char *tag)
+{
+    crypto_generichash_init(h, NULL, 0, crypto_stream_chacha20_KEYBYTES);
+    put_str(h, tag);
+}
+
+void dg_fold_text(uint16_t *state, int sign, const char *tag, const char *text)
+{
+    crypto_generichash_state h;
+    start(&h, tag);
+    put_str(&h, text);
+    fold(state, sign, &h);
+}
+
+/* Fold every record of an opened photo: its row, provenance, faces. */
+static void fold_photo(uint16_t *state, int sign, const photo_rows *r)
+{
+    crypto_generichash_state h;
+    int64_t v[3] = {r->ph.bytes, r->ph.width, r->ph.height};
+    int64_t found = r->faces_found;
+    start(&h, "photo");
+    put(&h, r->ph.sha, 32);
+    put_str(&h, r->kind);
+    put_str(&h, r->status);
+    put(&h, v, sizeof(v));
+    put(&h, &found, sizeof(found));
+    fold(state, sign, &h);
+    for (int i = 0; i < r->nprov; i++) {
+        start(&h, "provenance");
+        put(&h, r->ph.sha, 32);
+        for (int k = 0; k < PV_FIELDS; k++)
+            put_str(&h, r->prov[i].v[k]);
+        fold(state, sign, &h);
+    }
+    for (int i = 0; i < r->nfaces; i++) {
+        const seal_face *f = &r->faces[i].f;
+        int32_t ord = r->faces[i].ord, has = f->has_template;
+        start(&h, "face");
+        put(&h, r->ph.sha, 32);
+        put(&h, &ord, sizeof(ord));
+        put(&h, f->box, sizeof(f->box));
+        put(&h, &f->score, sizeof(f->score));
+        put(&h, &has, sizeof(has));
+        if (has)
+            put(&h, f->tmpl, sizeof(f->tmpl));
+        fold(state, sign, &h);
+    }
+}
+
+void store_dg_rows(lethe_store *s, const photo_rows *r, int sign)
+{
+    s->dig_dirty = 1;
+    fold_photo(s->dig, sign, r);
+}
 
 int dg_photo(lethe_store *s, uint16_t *state, int64_t photo, int sign)
 {
-    sqlite3_stmt *ph = NULL, *pv = NULL, *fc = NULL;
-    uint8_t sha[32];
-    int rc, step;
-    /* Run for every photo an ingest or an erasure touches: the statements
-     * are prepared once per store. */
-    if ((rc = store_cached(s, STORE_STMT_DG_PHOTO, photo_sql, &ph)) ||
-        (rc = store_cached(s, STORE_STMT_DG_PROV, prov_sql, &pv)) ||
-        (rc = store_cached(s, STORE_STMT_DG_FACE, face_sql, &fc)))
-        return rc;
-    sqlite3_bind_int64(ph, 1, photo);
-    step = sqlite3_step(ph);
-    if (step != SQLITE_ROW) {
-        /* no such photo: nothing to fold */
-        rc = step == SQLITE_DONE ? LETHE_OK : store_sqlfail(s, "digest");
-        goto out;
-    }
-    if (sqlite3_column_bytes(ph, 0) != 32) {
-        rc = store_fail(s, LETHE_ERR_STORE, "photo %lld has a damaged hash", (long long)photo);
-        goto out;
-    }
-    memcpy(sha, sqlite3_column_blob(ph, 0), 32);
-    fold_row(state, sign, "photo", sha, ph, 1, 6);
+    photo_rows r;
     /* A row that fails to come back would leave the digest wrong for good:
-     * any step error fails the whole change. */
-    sqlite3_bind_int64(pv, 1, photo);
-    while ((step = sqlite3_step(pv)) == SQLITE_ROW)
-        fold_row(state, sign, "provenance", sha, pv, 0, 9);
-    if (step != SQLITE_DONE) {
-        rc = store_sqlfail(s, "digest");
-        goto out;
-    }
-    sqlite3_bind_int64(fc, 1, photo);
-    while ((step = sqlite3_step(fc)) == SQLITE_ROW)
-        fold_row(state, sign, "face", sha, fc, 0, 7);
-    if (step != SQLITE_DONE)
-        rc = store_sqlfail(s, "digest");
-out:
-    sqlite3_reset(ph);
-    sqlite3_reset(pv);
-    sqlite3_reset(fc);
-    return rc;
+     * any failure fails the whole change. */
+    int rc = rows_read(s, photo, &r);
+    if (rc == LETHE_ERR_NOT_FOUND)
+        return LETHE_OK; /* no such photo: nothing to fold */
+    if (rc)
+        return rc;
+    fold_photo(state, sign, &r);
+    rows_free(&r);
+    return LETHE_OK;
 }
 
 int dg_full(lethe_store *s, uint16_t *state)
@@ -140,6 +140,14 @@ int dg_full(lethe_store *s, uint16_t *state)
     sqlite3_finalize(st);
     if (rc == LETHE_OK && step != SQLITE_DONE)
         rc = store_sqlfail(s, "digest");
+    if (rc == LETHE_OK && (rc = store_prepare(s, "SELECT text FROM policy ORDER BY version DESC "
+                                                 "LIMIT 1", &st)) == LETHE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            dg_fold_text(state, 1, "policy", (const char *)sqlite3_column_text(st, 0));
+        else
+            rc = store_fail(s, LETHE_ERR_STORE, "the catalog holds no consent policy");
+        sqlite3_finalize(st);
+    }
     return rc;
 }
 
@@ -149,11 +157,14 @@ int dg_load(lethe_store *s, uint16_t *state)
     int rc = store_prepare(s, "SELECT value FROM meta WHERE key = 'digest_state'", &st);
     if (rc)
         return rc;
-    if (sqlite3_step(st) == SQLITE_ROW &&
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW &&
         sqlite3_column_bytes(st, 0) == (int)(DIGEST_LANES * sizeof(uint16_t))) {
         memcpy(state, sqlite3_column_blob(st, 0), DIGEST_LANES * sizeof(uint16_t));
-    } else {
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
         rc = store_fail(s, LETHE_ERR_STORE, "meta.digest_state is missing or damaged");
+    } else {
+        rc = store_sqlfail(s, "reading the digest");
     }
     sqlite3_finalize(st);
     return rc;
@@ -173,16 +184,13 @@ int dg_save(lethe_store *s, const uint16_t *state)
     return rc;
 }
 
-void dg_final(lethe_store *s, const uint16_t *state, char hex[65])
+void dg_final(const uint16_t *state, char hex[65])
 {
     crypto_generichash_state h;
     uint8_t out[32];
-    char *pol = policy_format(s->pol);
     crypto_generichash_init(&h, NULL, 0, sizeof(out));
-    put(&h, "lethe-digest-v2", 15);
+    put(&h, "lethe-digest-v3", 15);
     put(&h, state, DIGEST_LANES * sizeof(uint16_t));
-    put(&h, pol ? pol : "", pol ? strlen(pol) : 0);
-    lethe_free(pol);
     crypto_generichash_final(&h, out, sizeof(out));
     sodium_bin2hex(hex, 65, out, sizeof(out));
 }
@@ -196,7 +204,7 @@ int lethe_store_digest(lethe_store *s, char hex[65])
     rc = dg_load(s, state);
     store_exec(s, "COMMIT");
     if (rc == LETHE_OK)
-        dg_final(s, state, hex);
+        dg_final(state, hex);
     return rc;
 }
 
@@ -211,6 +219,6 @@ int lethe_store_digest_full(lethe_store *s, char hex[65], int *matches)
         *matches = dg_load(s, kept) == LETHE_OK && !memcmp(full, kept, sizeof(full));
     store_exec(s, "COMMIT");
     if (rc == LETHE_OK)
-        dg_final(s, full, hex);
+        dg_final(full, hex);
     return rc;
 }

@@ -1,21 +1,29 @@
 /*
  * ingest.c: photos and descriptors into the store.
  *
- * The calling thread reads each file, hashes it and decides, with the
- * catalog and the consent policy, what happens to it:
- *   - already held: its provenance is added (a withdrawal drops the
- *     photo's templates; a new basis the policy allows gets it analysed if
- *     it was refused before);
+ * The calling thread reads each photo, hashes it and decides, with the
+ * catalog, the standing opt-outs and the consent policy, what happens to it:
+ *   - refused by an opt-out: not even catalogued;
+ *   - already held: its provenance is added (a withdrawal erases the
+ *     photo's templates and re-keys it; a new basis the policy allows gets
+ *     it analysed if it was refused before);
  *   - new and refused by the policy: catalogued without any analysis;
  *   - new and allowed: queued for a worker, which decodes, detects, places
  *     landmarks and describes, one photo per worker thread.
- * Finished photos come back to the calling thread, which is the only one to
- * touch SQLite. Writes accumulate in one transaction that is committed,
- * with a log entry for the batch, every batch_photos photos or
- * batch_seconds seconds; then the index gets the batch's templates. A kill
- * loses at most the uncommitted batch, which a re-run redoes: photos are
- * known by their hash and provenance records are unique.
+ * Finished photos come back to the calling thread, the only one to touch
+ * SQLite. Each photo gets a key of its own (forget/keyring.h) that seals
+ * its personal fields (forget/seal.h). Writes accumulate in one change
+ * (forget/change.h) committed, with a log entry for the batch, every
+ * batch_photos photos or batch_seconds seconds. A kill loses at most the
+ * open batch, which a re-run redoes: photos are known by their hash and
+ * provenance records are unique.
+ *
+ * Counting: every input offered ends in exactly one of added, duplicates,
+ * errors, opted_out, and is counted in `seen` in the batch where that
+ * outcome is written, so a batch's log entry always adds up. The totals
+ * are those of committed batches; errors are counted when reported.
  */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -24,32 +32,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "forget/change.h"
+#include "forget/erase.h"
+#include "forget/optout.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 
 #define MAX_PHOTO_BYTES (256u << 20)
 
-/* A provenance record with its own copies of the strings. */
+/* A provenance record with its own copies of the strings (PV_* order,
+ * canonical, never NULL). */
 typedef struct prov_rec {
-    char *f[9]; /* path, photo_id, url, uploader, source, license, jurisdiction,
-                   consent, collected_at (all canonical, never NULL) */
+    char *f[PV_FIELDS];
     struct prov_rec *next;
 } prov_rec;
-
-enum { P_PATH, P_PHOTO_ID, P_URL, P_UPLOADER, P_SOURCE, P_LICENSE, P_JUR, P_CONSENT, P_AT };
-
-/* A standing opt-out: keyed hashes ("" when not part of it), and for a
- * face opt-out the person's descriptors. */
-typedef struct optout {
-    char h[6][65]; /* photo_id, url, uploader, source, jurisdiction, sha */
-    char collected_before[40];
-    float threshold;
-    float *faces;
-    int nfaces;
-} optout;
 
 typedef struct job {
     uint8_t sha[32];
@@ -76,31 +76,23 @@ struct lethe_ingest {
     pthread_mutex_t mu;
     pthread_cond_t work, done_cv;
     job *queue_head, *queue_tail, *done;
-    int queued, inflight, stop, fatal;
+    int queued, inflight, stop;
     pthread_t *threads;
     int nthreads;
     job *pending;        /* jobs handed out and not yet recorded */
-    /* the open transaction */
+    /* the open batch */
+    change c;
     int in_txn;
     unsigned batches;
     size_t batch_photos;
     struct timespec batch_start;
     lethe_ingest_stats batch;    /* counts of the open batch */
-    int64_t *rm;                 /* index removals of the open batch */
-    size_t nrm, caprm;
-    int64_t *add_ids;            /* index appends of the open batch */
-    float *add_vecs;
-    size_t nadd, capadd;
-    /* totals */
+    /* totals of committed batches (errors: as reported), guarded by stats_mu */
     lethe_ingest_stats total;
     pthread_mutex_t stats_mu;
     int failed;                  /* a fatal status ended the ingest */
-    /* standing opt-outs, loaded at the start */
-    struct optout *optouts;
+    optout *optouts;             /* standing opt-outs, loaded at the start */
     size_t noptouts;
-    /* statements */
-    sqlite3_stmt *q_photo, *ins_photo, *ins_prov, *ins_face, *q_provs, *q_faces_t,
-        *clr_faces, *set_status, *del_faces, *upd_photo;
 };
 
 static double elapsed(const struct timespec *t0)
@@ -121,7 +113,7 @@ static void prov_free(prov_rec *p)
 {
     while (p) {
         prov_rec *n = p->next;
-        for (int i = 0; i < 9; i++)
+        for (int i = 0; i < PV_FIELDS; i++)
             lethe_free(p->f[i]);
         lethe_free(p);
         p = n;
@@ -139,8 +131,12 @@ static void job_free(job *j)
     lethe_free(j);
 }
 
+/* An input that failed: counted in the open batch (and so in its log
+ * entry) and at once in the totals, and passed to on_error. */
 static void report(lethe_ingest *g, const char *input, size_t line, const char *msg)
 {
+    g->batch.seen++;
+    g->batch.errors++;
     pthread_mutex_lock(&g->stats_mu);
     g->total.errors++;
     pthread_mutex_unlock(&g->stats_mu);
@@ -148,50 +144,39 @@ static void report(lethe_ingest *g, const char *input, size_t line, const char *
         g->opt.on_error(g->opt.ctx, input, line, msg);
 }
 
-static void count(lethe_ingest *g, uint64_t *batch_field, size_t offset, uint64_t n)
-{
-    *batch_field += n;
-    pthread_mutex_lock(&g->stats_mu);
-    *(uint64_t *)((char *)&g->total + offset) += n;
-    pthread_mutex_unlock(&g->stats_mu);
-}
-#define COUNT(g, field, n) count((g), &(g)->batch.field, offsetof(lethe_ingest_stats, field), (n))
-
 /* Validate and copy a provenance; on failure writes the reason to msg. */
-static prov_rec *prov_make(const lethe_provenance *p, const char *abs_path, char *msg,
-                           size_t msg_len)
+static prov_rec *prov_make(const lethe_provenance *p, const char *path, char *msg, size_t msg_len)
 {
     static const lethe_provenance empty;
     char jur[8], jerr[256];
-    const char *in[9];
+    const char *in[PV_FIELDS];
     prov_rec *r;
-    int bit;
     if (!p)
         p = &empty;
-    in[P_PATH] = abs_path ? abs_path : p->path;
-    in[P_PHOTO_ID] = p->photo_id;
-    in[P_URL] = p->url;
-    in[P_UPLOADER] = p->uploader;
-    in[P_SOURCE] = p->source;
-    in[P_LICENSE] = p->license;
-    in[P_AT] = p->collected_at;
     if (jurisdiction_parse(p->jurisdiction ? p->jurisdiction : "", jur, jerr, sizeof(jerr)) != 0) {
         snprintf(msg, msg_len, "%s", jerr);
         return NULL;
     }
-    bit = consent_parse(p->consent && *p->consent ? p->consent : "none");
+    int bit = consent_parse(p->consent && *p->consent ? p->consent : "none");
     if (bit < 0) {
         snprintf(msg, msg_len, "unknown consent basis \"%s\" (explicit, public-license, none, "
                  "withdrawn)", p->consent);
         return NULL;
     }
-    in[P_JUR] = jur;
-    in[P_CONSENT] = consent_name(bit);
+    in[PV_PATH] = path ? path : p->path;
+    in[PV_PHOTO_ID] = p->photo_id;
+    in[PV_URL] = p->url;
+    in[PV_UPLOADER] = p->uploader;
+    in[PV_COLLECTED_AT] = p->collected_at;
+    in[PV_SOURCE] = p->source;
+    in[PV_LICENSE] = p->license;
+    in[PV_JURISDICTION] = jur;
+    in[PV_CONSENT] = consent_name(bit);
     if (!(r = lethe_calloc(1, sizeof(*r)))) {
         snprintf(msg, msg_len, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < PV_FIELDS; i++) {
         if (!(r->f[i] = lethe_strdup(in[i] ? in[i] : ""))) {
             prov_free(r);
             snprintf(msg, msg_len, "out of memory");
@@ -199,6 +184,11 @@ static prov_rec *prov_make(const lethe_provenance *p, const char *abs_path, char
         }
     }
     return r;
+}
+
+static int withdraws(const prov_rec *p)
+{
+    return !strcmp(p->f[PV_CONSENT], "withdrawn");
 }
 
 /* ------------------------------------------------------------- workers */
@@ -223,7 +213,7 @@ static void analyse(lethe_ingest *g, job *j)
     rc = lethe_engine_analyze(g->opt.engine, img, flags, &j->faces, &j->nfaces);
     if (rc != LETHE_OK) {
         j->status = rc;
-        snprintf(j->error, sizeof(j->error), "%s", lethe_engine_errmsg(g->opt.engine));
+        snprintf(j->error, sizeof(j->error), "%s", lethe_strerror(rc));
     }
     lethe_image_free(img);
 }
@@ -253,68 +243,92 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* --------------------------------------------------------- the catalog */
+/* ------------------------------------------------------------ batches */
 
 static int open_batch(lethe_ingest *g)
 {
     if (g->in_txn)
         return LETHE_OK;
-    int rc = store_begin(g->s);
+    int rc = change_begin(g->s, &g->c);
     if (rc)
         return rc;
     g->in_txn = 1;
     g->batch_photos = 0;
-    memset(&g->batch, 0, sizeof(g->batch));
     clock_gettime(CLOCK_MONOTONIC, &g->batch_start);
     return LETHE_OK;
 }
 
-static int commit_batch(lethe_ingest *g)
+static char *batch_detail(lethe_ingest *g)
 {
-    lethe_store *s = g->s;
-    uint64_t gen = 0;
+    const lethe_ingest_stats *b = &g->batch;
     strbuf d;
-    char *detail;
-    int rc = LETHE_OK;
-    if (!g->in_txn)
-        return LETHE_OK;
     sb_init(&d);
     sb_printf(&d, "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
                   "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-                  "\"no_face\":%llu,\"errors\":%llu,\"opted_out\":%llu",
-              (unsigned long long)g->batch.seen, (unsigned long long)g->batch.added,
-              (unsigned long long)g->batch.duplicates, (unsigned long long)g->batch.provenance,
-              (unsigned long long)g->batch.faces, (unsigned long long)g->batch.templates,
-              (unsigned long long)g->batch.refused, (unsigned long long)g->batch.withdrawn,
-              (unsigned long long)g->batch.no_face, (unsigned long long)g->batch.errors,
-              (unsigned long long)g->batch.opted_out);
+                  "\"no_face\":%llu,\"errors\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu",
+              (unsigned long long)b->seen, (unsigned long long)b->added,
+              (unsigned long long)b->duplicates, (unsigned long long)b->provenance,
+              (unsigned long long)b->faces, (unsigned long long)b->templates,
+              (unsigned long long)b->refused, (unsigned long long)b->withdrawn,
+              (unsigned long long)b->no_face, (unsigned long long)b->errors,
+              (unsigned long long)b->opted_out, (unsigned long long)b->opted_out_faces);
     /* how this batch's templates were computed (photos only) */
     if (g->opt.engine)
         sb_printf(&d, ",\"precision\":\"%s\",\"kernels\":\"%s\"",
                   lethe_engine_precision(g->opt.engine), lethe_engine_kernels(g->opt.engine));
     sb_puts(&d, "}");
-    detail = sb_finish(&d);
+    return sb_finish(&d);
+}
+
+/* Add the batch's counts to the totals (errors are there already). */
+static void add_batch(lethe_ingest *g)
+{
+    const uint64_t *b = (const uint64_t *)&g->batch;
+    uint64_t *t = (uint64_t *)&g->total;
+    size_t n = sizeof(g->batch) / sizeof(uint64_t);
+    pthread_mutex_lock(&g->stats_mu);
+    for (size_t i = 0; i < n; i++)
+        if (i != offsetof(lethe_ingest_stats, errors) / sizeof(uint64_t))
+            t[i] += b[i];
+    pthread_mutex_unlock(&g->stats_mu);
+    memset(&g->batch, 0, sizeof(g->batch));
+}
+
+static int commit_batch(lethe_ingest *g)
+{
+    lethe_store *s = g->s;
+    int rc = LETHE_OK;
+    if (!g->batch.seen && !g->in_txn)
+        return LETHE_OK;
+    /* every input offered had exactly one outcome */
+    assert(g->batch.seen ==
+           g->batch.added + g->batch.duplicates + g->batch.errors + g->batch.opted_out);
+    if (!g->in_txn && (rc = open_batch(g)))
+        return rc;
+    char *detail = batch_detail(g);
     if (!detail)
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (rc == LETHE_OK && (g->nadd || g->nrm))
-        rc = store_bump_gen(s, &gen);
     if (rc == LETHE_OK)
         rc = store_log_append(s, "ingest", g->opt.actor, "", "", (int64_t)g->batch.added, detail);
     lethe_free(detail);
     if (rc == LETHE_OK)
-        rc = store_commit(s);
-    if (rc != LETHE_OK) {
-        store_rollback(s);
-        g->in_txn = 0;
+        rc = change_commit(&g->c);
+    else
+        change_abort(&g->c);
+    g->in_txn = 0;
+    if (rc != LETHE_OK && !g->c.committed) {
+        pthread_mutex_lock(&g->stats_mu);
+        g->total.uncommitted += g->batch.seen - g->batch.errors;
+        pthread_mutex_unlock(&g->stats_mu);
+        memset(&g->batch, 0, sizeof(g->batch));
         return rc;
     }
-    g->in_txn = 0;
-    if (gen)
-        store_index_apply(s, gen, g->rm, g->nrm, g->add_ids, g->add_vecs, g->nadd);
+    add_batch(g);
+    if (rc != LETHE_OK)
+        return rc; /* committed; what failed after is finished at the next open */
     /* keep the WAL short (no automatic checkpoints: see store.c) */
     if (++g->batches % 16 == 0)
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    g->nrm = g->nadd = 0;
     return LETHE_OK;
 }
 
@@ -326,120 +340,7 @@ static int maybe_commit(lethe_ingest *g)
     return LETHE_OK;
 }
 
-static int push_rm(lethe_ingest *g, int64_t id)
-{
-    if (g->nrm == g->caprm) {
-        size_t nc = g->caprm ? g->caprm * 2 : 64;
-        int64_t *t = lethe_realloc(g->rm, nc * sizeof(*t));
-        if (!t)
-            return LETHE_ERR_NOMEM;
-        g->rm = t;
-        g->caprm = nc;
-    }
-    g->rm[g->nrm++] = id;
-    return LETHE_OK;
-}
-
-static int push_add(lethe_ingest *g, int64_t id, const float *v)
-{
-    if (g->nadd == g->capadd) {
-        size_t nc = g->capadd ? g->capadd * 2 : 256;
-        int64_t *ti = lethe_realloc(g->add_ids, nc * sizeof(*ti));
-        if (!ti)
-            return LETHE_ERR_NOMEM;
-        g->add_ids = ti;
-        float *tv = lethe_realloc(g->add_vecs, nc * IDX_DIM * sizeof(float));
-        if (!tv)
-            return LETHE_ERR_NOMEM;
-        g->add_vecs = tv;
-        g->capadd = nc;
-    }
-    g->add_ids[g->nadd] = id;
-    memcpy(g->add_vecs + g->nadd * IDX_DIM, v, IDX_DIM * sizeof(float));
-    g->nadd++;
-    return LETHE_OK;
-}
-
-static int step_done(lethe_ingest *g, sqlite3_stmt *st, const char *what)
-{
-    int r = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (r != SQLITE_DONE && r != SQLITE_ROW)
-        return store_sqlfail(g->s, what);
-    return LETHE_OK;
-}
-
-/* Add a provenance record; *added set when it was new. */
-static int add_prov(lethe_ingest *g, int64_t photo, const prov_rec *p, int *added)
-{
-    char now[32];
-    store_now(now);
-    sqlite3_bind_int64(g->ins_prov, 1, photo);
-    for (int i = 0; i < 9; i++)
-        sqlite3_bind_text(g->ins_prov, 2 + i, p->f[i], -1, SQLITE_STATIC);
-    sqlite3_bind_text(g->ins_prov, 11, now, -1, SQLITE_STATIC);
-    int rc = step_done(g, g->ins_prov, "recording provenance");
-    *added = rc == LETHE_OK && sqlite3_changes(g->s->db) > 0;
-    if (*added)
-        COUNT(g, provenance, 1);
-    return rc;
-}
-
-static int insert_photo(lethe_ingest *g, const uint8_t sha[32], const char *kind, int64_t bytes,
-                        int w, int h, const char *status, int64_t *id)
-{
-    char now[32];
-    store_now(now);
-    sqlite3_bind_blob(g->ins_photo, 1, sha, 32, SQLITE_STATIC);
-    sqlite3_bind_text(g->ins_photo, 2, kind, -1, SQLITE_STATIC);
-    if (bytes >= 0)
-        sqlite3_bind_int64(g->ins_photo, 3, bytes);
-    if (w > 0) {
-        sqlite3_bind_int(g->ins_photo, 4, w);
-        sqlite3_bind_int(g->ins_photo, 5, h);
-    }
-    sqlite3_bind_text(g->ins_photo, 6, status, -1, SQLITE_STATIC);
-    sqlite3_bind_text(g->ins_photo, 7, now, -1, SQLITE_STATIC);
-    int rc = step_done(g, g->ins_photo, "recording a photo");
-    *id = sqlite3_last_insert_rowid(g->s->db);
-    return rc;
-}
-
-static int insert_face(lethe_ingest *g, int64_t photo, int ord, const float *box, float score,
-                       const float *desc)
-{
-    sqlite3_stmt *st = g->ins_face;
-    sqlite3_bind_int64(st, 1, photo);
-    sqlite3_bind_int(st, 2, ord);
-    if (box) {
-        for (int i = 0; i < 4; i++)
-            sqlite3_bind_double(st, 3 + i, box[i]);
-        sqlite3_bind_double(st, 7, score);
-    }
-    if (desc)
-        sqlite3_bind_blob(st, 8, desc, IDX_DIM * sizeof(float), SQLITE_STATIC);
-    int rc = step_done(g, st, "recording a face");
-    if (rc == LETHE_OK && desc)
-        rc = push_add(g, sqlite3_last_insert_rowid(g->s->db), desc);
-    return rc;
-}
-
-/* Photo row of a hash, if held: id and status. 1 found, 0 not, <0 error. */
-static int find_photo(lethe_ingest *g, const uint8_t sha[32], int64_t *id, char status[16])
-{
-    sqlite3_bind_blob(g->q_photo, 1, sha, 32, SQLITE_STATIC);
-    int r = sqlite3_step(g->q_photo), found = 0;
-    if (r == SQLITE_ROW) {
-        *id = sqlite3_column_int64(g->q_photo, 0);
-        snprintf(status, 16, "%s", (const char *)sqlite3_column_text(g->q_photo, 1));
-        found = 1;
-    }
-    sqlite3_reset(g->q_photo);
-    if (r != SQLITE_ROW && r != SQLITE_DONE)
-        return store_sqlfail(g->s, "looking up a photo"), -1;
-    return found;
-}
+/* --------------------------------------------------------- the catalog */
 
 /* Is the photo (its stored provenance plus extra) eligible for templates? */
 static int photo_eligible(lethe_ingest *g, int64_t photo, const prov_rec *extra)
@@ -447,227 +348,139 @@ static int photo_eligible(lethe_ingest *g, int64_t photo, const prov_rec *extra)
     const char *jur[65], *con[65];
     char jb[64][8], cb[64][16];
     int n = 0;
-    sqlite3_bind_int64(g->q_provs, 1, photo);
-    while (photo && n < 64 && sqlite3_step(g->q_provs) == SQLITE_ROW) {
-        snprintf(jb[n], 8, "%s", (const char *)sqlite3_column_text(g->q_provs, 0));
-        snprintf(cb[n], 16, "%s", (const char *)sqlite3_column_text(g->q_provs, 1));
-        jur[n] = jb[n];
-        con[n] = cb[n];
-        n++;
+    sqlite3_stmt *st;
+    if (photo && store_prepare(g->s, "SELECT jurisdiction, consent FROM provenance WHERE "
+                                     "photo = ?", &st) == LETHE_OK) {
+        sqlite3_bind_int64(st, 1, photo);
+        while (n < 64 && sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(jb[n], 8, "%s", (const char *)sqlite3_column_text(st, 0));
+            snprintf(cb[n], 16, "%s", (const char *)sqlite3_column_text(st, 1));
+            jur[n] = jb[n];
+            con[n] = cb[n];
+            n++;
+        }
+        sqlite3_finalize(st);
     }
-    sqlite3_reset(g->q_provs);
     for (; extra && n < 65; extra = extra->next, n++) {
-        jur[n] = extra->f[P_JUR];
-        con[n] = extra->f[P_CONSENT];
+        jur[n] = extra->f[PV_JURISDICTION];
+        con[n] = extra->f[PV_CONSENT];
     }
     return store_photo_eligible(g->s->pol, jur, con, n);
 }
 
-/* ------------------------------------------------------------ opt-outs */
-
-static int load_optouts(lethe_ingest *g)
+static int add_provs(lethe_ingest *g, const photo_rows *r, const prov_rec *p)
 {
-    lethe_store *s = g->s;
-    sqlite3_stmt *st = NULL, *fs = NULL;
-    int rc;
-    size_t n = 0;
-    if ((rc = store_prepare(s, "SELECT COUNT(*) FROM optouts", &st)))
-        return rc;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = (size_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (!n)
-        return LETHE_OK;
-    if (!(g->optouts = lethe_calloc(n, sizeof(*g->optouts))))
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if ((rc = store_prepare(s, "SELECT id, photo_id_h, url_h, uploader_h, source_h, "
-                               "jurisdiction_h, sha_h, collected_before, face_threshold "
-                               "FROM optouts ORDER BY id", &st)) ||
-        (rc = store_prepare(s, "SELECT descriptor FROM optout_faces WHERE optout = ?", &fs))) {
-        sqlite3_finalize(st);
-        return rc;
+    int rc = LETHE_OK, added;
+    for (; p && rc == LETHE_OK; p = p->next) {
+        rc = rows_insert_prov(g->s, r, (const char *const *)p->f, &added);
+        g->batch.provenance += added ? 1u : 0u;
     }
-    while (rc == LETHE_OK && g->noptouts < n && sqlite3_step(st) == SQLITE_ROW) {
-        optout *o = &g->optouts[g->noptouts++];
-        for (int k = 0; k < 6; k++)
-            snprintf(o->h[k], sizeof(o->h[k]), "%s", (const char *)sqlite3_column_text(st, 1 + k));
-        snprintf(o->collected_before, sizeof(o->collected_before), "%s",
-                 (const char *)sqlite3_column_text(st, 7));
-        o->threshold = (float)sqlite3_column_double(st, 8);
-        sqlite3_bind_int64(fs, 1, sqlite3_column_int64(st, 0));
-        while (sqlite3_step(fs) == SQLITE_ROW) {
-            float *t = lethe_realloc(o->faces, (size_t)(o->nfaces + 1) * IDX_DIM * sizeof(float));
-            if (!t) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            o->faces = t;
-            memcpy(o->faces + (size_t)o->nfaces * IDX_DIM, sqlite3_column_blob(fs, 0),
-                   IDX_DIM * sizeof(float));
-            o->nfaces++;
-        }
-        sqlite3_reset(fs);
-    }
-    sqlite3_finalize(st);
-    sqlite3_finalize(fs);
     return rc;
 }
 
-static void free_optouts(lethe_ingest *g)
+/* A new photo row (sealed with a new key); r gets its id and key. */
+static int new_photo(lethe_ingest *g, photo_rows *r, const uint8_t sha[32], const char *kind,
+                     int64_t bytes, int w, int h, const char *status, int faces_found)
 {
-    for (size_t i = 0; i < g->noptouts; i++) {
-        if (g->optouts[i].faces)
-            sodium_memzero(g->optouts[i].faces,
-                           (size_t)g->optouts[i].nfaces * IDX_DIM * sizeof(float));
-        lethe_free(g->optouts[i].faces);
-    }
-    lethe_free(g->optouts);
-    g->optouts = NULL;
-    g->noptouts = 0;
+    memset(r, 0, sizeof(*r));
+    int rc = kr_new_key(g->s->kr, &r->key_ref, r->key);
+    if (rc)
+        return store_fail(g->s, rc, "keyring: %s", lethe_strerror(rc));
+    memcpy(r->ph.sha, sha, 32);
+    r->ph.bytes = bytes;
+    r->ph.width = w;
+    r->ph.height = h;
+    snprintf(r->kind, sizeof(r->kind), "%s", kind);
+    snprintf(r->status, sizeof(r->status), "%s", status);
+    r->faces_found = faces_found;
+    return rows_insert_photo(g->s, r, &r->id);
 }
 
-static int hash_is(lethe_ingest *g, const char *want, const void *v, size_t n)
+/* Store a finished job's faces: those no face opt-out refuses, with their
+ * templates when allowed. */
+static int add_faces(lethe_ingest *g, const photo_rows *r, const job *j, int allowed)
 {
-    char h[65];
-    if (!want[0])
-        return 1;
-    store_keyed_hash(g->s, v, n, h);
-    return !strcmp(h, want);
-}
-
-/* Do the non-face conditions of opt-out o hold for this photo and record? */
-static int optout_conds(lethe_ingest *g, const optout *o, const uint8_t sha[32], const prov_rec *p)
-{
-    if (!hash_is(g, o->h[5], sha, 32))
-        return 0;
-    const char *f[4] = {p->f[P_PHOTO_ID], p->f[P_URL], p->f[P_UPLOADER], p->f[P_SOURCE]};
-    for (int k = 0; k < 4; k++)
-        if (o->h[k][0] && (!*f[k] || !hash_is(g, o->h[k], f[k], strlen(f[k]))))
-            return 0;
-    if (o->h[4][0]) {
-        const char *j = p->f[P_JUR];
-        char country[3] = {j[0], j[0] ? j[1] : 0, 0};
-        if (!*j || (!hash_is(g, o->h[4], j, strlen(j)) &&
-                    !(j[2] == '-' && hash_is(g, o->h[4], country, 2))))
-            return 0;
-    }
-    if (o->collected_before[0] &&
-        (!*p->f[P_AT] || strcmp(p->f[P_AT], o->collected_before) >= 0))
-        return 0;
-    return 1;
-}
-
-/* A photo every one of whose offered records an opt-out (without faces)
- * refuses is skipped. */
-static int photo_opted_out(lethe_ingest *g, const uint8_t sha[32], const prov_rec *p)
-{
-    for (size_t i = 0; i < g->noptouts; i++)
-        if (!g->optouts[i].nfaces && optout_conds(g, &g->optouts[i], sha, p))
-            return 1;
-    return 0;
-}
-
-/* Is this face refused by a face opt-out whose other conditions hold? */
-static int face_opted_out(lethe_ingest *g, const uint8_t sha[32], const prov_rec *p,
-                          const float *desc)
-{
-    for (size_t i = 0; i < g->noptouts; i++) {
-        const optout *o = &g->optouts[i];
-        if (!o->nfaces || !optout_conds(g, o, sha, p))
+    int kept = 0, templates = 0, rc = LETHE_OK;
+    for (int i = 0; i < j->nfaces && rc == LETHE_OK; i++) {
+        const lethe_face *f = &j->faces[i];
+        seal_face sf;
+        int64_t id;
+        /* a face opt-out: the face is not stored at all (its number stays
+         * unused, so the others keep theirs) */
+        if (f->has_descriptor && g->noptouts &&
+            optout_refuses_face(g->s, g->optouts, g->noptouts, j->sha,
+                                (const char *const *)j->provs->f, f->descriptor)) {
+            g->batch.opted_out_faces++;
             continue;
-        for (int k = 0; k < o->nfaces; k++)
-            if (lethe_descriptor_distance(desc, o->faces + (size_t)k * IDX_DIM) <= o->threshold)
-                return 1;
-    }
-    return 0;
-}
-
-/* Drop every template of a photo (consent withdrawn). */
-static int drop_templates(lethe_ingest *g, int64_t photo, const char *status)
-{
-    int rc;
-    sqlite3_bind_int64(g->q_faces_t, 1, photo);
-    while (sqlite3_step(g->q_faces_t) == SQLITE_ROW) {
-        if ((rc = push_rm(g, sqlite3_column_int64(g->q_faces_t, 0)))) {
-            sqlite3_reset(g->q_faces_t);
-            return store_fail(g->s, rc, "out of memory");
         }
-        COUNT(g, withdrawn, 1);
+        memset(&sf, 0, sizeof(sf));
+        memcpy(sf.box, f->box, sizeof(sf.box));
+        sf.score = f->score;
+        sf.has_template = allowed && f->has_descriptor;
+        if (sf.has_template)
+            memcpy(sf.tmpl, f->descriptor, sizeof(sf.tmpl));
+        rc = rows_insert_face(g->s, r, i, &sf, &id);
+        if (rc == LETHE_OK && sf.has_template) {
+            rc = change_index_add(&g->c, id, sf.tmpl);
+            templates++;
+        }
+        sodium_memzero(&sf, sizeof(sf));
+        kept++;
     }
-    sqlite3_reset(g->q_faces_t);
-    sqlite3_bind_int64(g->clr_faces, 1, photo);
-    if ((rc = step_done(g, g->clr_faces, "dropping templates")))
-        return rc;
-    sqlite3_bind_text(g->set_status, 1, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(g->set_status, 2, photo);
-    return step_done(g, g->set_status, "updating a photo");
+    g->batch.faces += (uint64_t)kept;
+    g->batch.templates += (uint64_t)templates;
+    if (!allowed)
+        g->batch.withdrawn += (uint64_t)j->nfaces;
+    return rc;
 }
 
 /* A finished job: record it. */
 static int record(lethe_ingest *g, job *j)
 {
-    int rc, added;
-    int64_t photo = j->photo;
+    photo_rows r;
+    int rc;
     if (j->status != LETHE_OK) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", j->error);
-        report(g, j->input, j->line, msg);
-        g->batch.errors++;
+        report(g, j->input, j->line, j->error);
         return LETHE_OK;
     }
     if ((rc = open_batch(g)))
         return rc;
     /* Provenance that arrived while it was analysed may withdraw consent. */
-    int allowed = photo_eligible(g, photo, j->provs);
-    if (photo && (rc = store_dg(g->s, photo, -1)))
-        return rc;
-    if (photo) {
+    int allowed = photo_eligible(g, j->photo, j->provs);
+    const char *status = allowed ? "analysed" : "withdrawn";
+    if (j->photo) {
         /* re-analysis of a refused photo that a new basis allows */
-        sqlite3_bind_int64(g->del_faces, 1, photo);
-        if ((rc = step_done(g, g->del_faces, "dropping faces")))
+        if ((rc = store_dg(g->s, j->photo, -1)) || (rc = rows_read_photo(g->s, j->photo, &r)))
             return rc;
-        sqlite3_bind_int(g->upd_photo, 1, j->width);
-        sqlite3_bind_int(g->upd_photo, 2, j->height);
-        sqlite3_bind_int64(g->upd_photo, 3, photo);
-        if ((rc = step_done(g, g->upd_photo, "updating a photo")))
-            return rc;
+        r.ph.width = j->width;
+        r.ph.height = j->height;
+        r.faces_found = j->nfaces;
+        snprintf(r.status, sizeof(r.status), "%s", status);
+        rc = rows_update_photo(g->s, &r);
+        g->batch.duplicates++;
     } else {
-        if ((rc = insert_photo(g, j->sha, "photo", (int64_t)j->len, j->width, j->height,
-                               allowed ? "analysed" : "withdrawn", &photo)))
-            return rc;
-        COUNT(g, added, 1);
+        rc = new_photo(g, &r, j->sha, "photo", (int64_t)j->len, j->width, j->height, status,
+                       j->nfaces);
+        g->batch.added++;
     }
-    if (!allowed) {
-        sqlite3_bind_text(g->set_status, 1, "withdrawn", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(g->set_status, 2, photo);
-        if ((rc = step_done(g, g->set_status, "updating a photo")))
-            return rc;
-        COUNT(g, withdrawn, (uint64_t)j->nfaces);
-    }
-    for (prov_rec *p = j->provs; p; p = p->next)
-        if ((rc = add_prov(g, photo, p, &added)))
-            return rc;
-    int kept = 0;
-    for (int i = 0; i < j->nfaces; i++) {
-        const lethe_face *f = &j->faces[i];
-        /* a face opt-out: the face is not stored at all (its number stays
-         * unused, so the others keep theirs) */
-        if (f->has_descriptor && g->noptouts && face_opted_out(g, j->sha, j->provs, f->descriptor)) {
-            COUNT(g, opted_out_faces, 1);
-            continue;
-        }
-        if ((rc = insert_face(g, photo, i, f->box, f->score,
-                              allowed && f->has_descriptor ? f->descriptor : NULL)))
-            return rc;
-        kept++;
-    }
-    COUNT(g, faces, (uint64_t)kept);
-    if (allowed)
-        COUNT(g, templates, (uint64_t)kept);
-    if (j->nfaces == 0)
-        COUNT(g, no_face, 1);
+    g->batch.seen++;
+    if (rc == LETHE_OK)
+        rc = add_provs(g, &r, j->provs);
+    if (rc == LETHE_OK)
+        rc = add_faces(g, &r, j, allowed);
+    if (rc == LETHE_OK && j->nfaces == 0)
+        g->batch.no_face++;
+    if (rc == LETHE_OK)
+        rc = store_dg(g->s, r.id, 1);
     g->batch_photos++;
-    return store_dg(g->s, photo, 1);
+    rows_free(&r);
+    /* a refused photo whose consent was withdrawn while it was analysed:
+     * re-keyed, as every withdrawal is */
+    if (rc == LETHE_OK && j->photo && !allowed) {
+        erase_counts ec = {0};
+        rc = erase_part(&g->c, j->photo, NULL, 0, 0, "withdrawn", &ec);
+    }
+    return rc;
 }
 
 /* Take finished jobs; wait for at least one when `wait` and some are out. */
@@ -700,38 +513,79 @@ static int drain(lethe_ingest *g, int wait)
     return rc;
 }
 
-/* ----------------------------------------------------------- the API */
-
-static const char *stmt_sql[] = {
-    "SELECT id, status FROM photos WHERE sha256 = ?",
-    "INSERT INTO photos(sha256, kind, bytes, width, height, status, added_at) "
-    "VALUES (?,?,?,?,?,?,?)",
-    "INSERT OR IGNORE INTO provenance(photo, path, photo_id, url, uploader, source, license, "
-    "jurisdiction, consent, collected_at, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-    "INSERT INTO faces(photo, ord, x, y, w, h, score, descriptor) VALUES (?,?,?,?,?,?,?,?)",
-    "SELECT jurisdiction, consent FROM provenance WHERE photo = ?",
-    "SELECT id FROM faces WHERE photo = ? AND descriptor IS NOT NULL",
-    "UPDATE faces SET descriptor = NULL WHERE photo = ?",
-    "UPDATE photos SET status = ? WHERE id = ?",
-    "DELETE FROM faces WHERE photo = ?",
-    "UPDATE photos SET width = ?, height = ?, status = 'analysed' WHERE id = ?",
-};
-
-static sqlite3_stmt **stmt_slot(lethe_ingest *g, int i)
+/* A photo already held: one more provenance record; a withdrawal erases
+ * its templates (re-keying it). */
+static int add_to_known(lethe_ingest *g, int64_t photo, const char *status, prov_rec *prov)
 {
-    sqlite3_stmt **slots[] = {&g->q_photo, &g->ins_photo, &g->ins_prov, &g->ins_face,
-                              &g->q_provs, &g->q_faces_t, &g->clr_faces, &g->set_status,
-                              &g->del_faces, &g->upd_photo};
-    return slots[i];
+    photo_rows r;
+    int rc;
+    if ((rc = store_dg(g->s, photo, -1)) || (rc = rows_read_photo(g->s, photo, &r)))
+        return rc;
+    rc = add_provs(g, &r, prov);
+    rows_free(&r);
+    if (rc == LETHE_OK)
+        rc = store_dg(g->s, photo, 1);
+    if (rc == LETHE_OK && withdraws(prov) && strcmp(status, "withdrawn") != 0) {
+        erase_counts ec = {0};
+        rc = erase_part(&g->c, photo, NULL, 0, 1, "withdrawn", &ec);
+        g->batch.withdrawn += ec.templates;
+    }
+    return rc;
 }
+
+/* The catalog side of an input already known or refused. *need_analysis
+ * when it must be analysed (*photo_out: the row to update, or 0 for new). */
+static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *kind,
+                            int64_t bytes, prov_rec *prov, int *need_analysis, int64_t *photo_out)
+{
+    photo_rows r;
+    int64_t photo = 0;
+    char status[16];
+    int rc, found;
+    *need_analysis = 0;
+    *photo_out = 0;
+    if ((found = rows_find_sha(g->s, sha, &photo, status)) < 0)
+        return LETHE_ERR_IO;
+    if (found && strcmp(status, "analysed") != 0 && !withdraws(prov) &&
+        !strcmp(kind, "photo") && photo_eligible(g, photo, prov)) {
+        *need_analysis = 1; /* counted, with its provenance, when recorded */
+        *photo_out = photo;
+        return LETHE_OK;
+    }
+    if (!found && photo_eligible(g, 0, prov)) {
+        *need_analysis = 1;
+        return LETHE_OK;
+    }
+    if ((rc = open_batch(g)))
+        return rc;
+    g->batch.seen++;
+    if (found) {
+        g->batch.duplicates++;
+        return add_to_known(g, photo, status, prov);
+    }
+    /* Refused: catalogued so its owner can find and erase it, never analysed. */
+    rc = new_photo(g, &r, sha, kind, bytes, 0, 0, withdraws(prov) ? "withdrawn" : "refused", -1);
+    if (rc == LETHE_OK)
+        rc = add_provs(g, &r, prov);
+    if (rc == LETHE_OK)
+        rc = store_dg(g->s, r.id, 1);
+    g->batch.added++;
+    g->batch.refused++;
+    g->batch_photos++;
+    rows_free(&r);
+    return rc;
+}
+
+/* ----------------------------------------------------------- the API */
 
 int lethe_ingest_begin(lethe_store *s, const lethe_ingest_options *opt, lethe_ingest **out)
 {
     lethe_ingest *g;
     int rc;
     *out = NULL;
-    if (s->flags & LETHE_STORE_READONLY)
-        return store_fail(s, LETHE_ERR_ARG, "the store is open read-only");
+    if ((rc = store_writable(s)) ||
+        (rc = store_check_text(s, "the actor", opt ? opt->actor : NULL, 1)))
+        return rc;
     if (!(g = lethe_calloc(1, sizeof(*g))))
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
     g->s = s;
@@ -747,12 +601,8 @@ int lethe_ingest_begin(lethe_store *s, const lethe_ingest_options *opt, lethe_in
     pthread_mutex_init(&g->stats_mu, NULL);
     pthread_cond_init(&g->work, NULL);
     pthread_cond_init(&g->done_cv, NULL);
-    if ((rc = store_lock(s)))
-        goto fail;
-    for (int i = 0; i < (int)LETHE_ARRAY_LEN(stmt_sql); i++)
-        if ((rc = store_prepare(s, stmt_sql[i], stmt_slot(g, i))))
-            goto fail;
-    if ((rc = load_optouts(g)))
+    if ((rc = store_lock(s, "ingest")) ||
+        (rc = optout_load_all(s, &g->optouts, &g->noptouts)))
         goto fail;
     if (g->opt.engine) {
         int n = g->opt.threads > 0 ? g->opt.threads : lethe_engine_threads(g->opt.engine);
@@ -786,57 +636,6 @@ static job *inflight_find(lethe_ingest *g, const uint8_t sha[32])
     return NULL;
 }
 
-/* The catalog side of a photo or descriptor already known or refused. */
-static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *kind,
-                            int64_t bytes, prov_rec *prov, int *need_analysis, int64_t *photo_out)
-{
-    int64_t photo = 0;
-    char status[16];
-    int rc, found, added;
-    *need_analysis = 0;
-    *photo_out = 0;
-    if ((found = find_photo(g, sha, &photo, status)) < 0)
-        return LETHE_ERR_IO;
-    if ((rc = open_batch(g)))
-        return rc;
-    if (found) {
-        COUNT(g, duplicates, 1);
-        if (strcmp(status, "analysed") != 0 && strcmp(prov->f[P_CONSENT], "withdrawn") != 0 &&
-            photo_eligible(g, photo, prov) && !strcmp(kind, "photo")) {
-            *need_analysis = 1; /* provenance added with the results */
-            *photo_out = photo;
-            return LETHE_OK;
-        }
-        if ((rc = store_dg(g->s, photo, -1)) || (rc = add_prov(g, photo, prov, &added)))
-            return rc;
-        if (!strcmp(prov->f[P_CONSENT], "withdrawn")) {
-            if (!strcmp(status, "analysed")) {
-                rc = drop_templates(g, photo, "withdrawn");
-            } else if (!strcmp(status, "refused")) {
-                sqlite3_bind_text(g->set_status, 1, "withdrawn", -1, SQLITE_STATIC);
-                sqlite3_bind_int64(g->set_status, 2, photo);
-                rc = step_done(g, g->set_status, "updating a photo");
-            }
-        }
-        return rc ? rc : store_dg(g->s, photo, 1);
-    }
-    if (photo_eligible(g, 0, prov)) {
-        *need_analysis = 1;
-        return LETHE_OK;
-    }
-    /* Refused: catalogued so its owner can find and erase it, never analysed. */
-    if ((rc = insert_photo(g, sha, kind, bytes, 0, 0,
-                           !strcmp(prov->f[P_CONSENT], "withdrawn") ? "withdrawn" : "refused",
-                           &photo)))
-        return rc;
-    COUNT(g, added, 1);
-    COUNT(g, refused, 1);
-    g->batch_photos++;
-    if ((rc = add_prov(g, photo, prov, &added)))
-        return rc;
-    return store_dg(g->s, photo, 1);
-}
-
 static int looks_like_image(const uint8_t *b, size_t n)
 {
     return (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) ||
@@ -844,101 +643,14 @@ static int looks_like_image(const uint8_t *b, size_t n)
            (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4));
 }
 
-int lethe_ingest_photo(lethe_ingest *g, const char *file, const lethe_provenance *prov,
-                       size_t line)
+static int queue_job(lethe_ingest *g, job *j)
 {
-    char msg[512], *abs = NULL;
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    prov_rec *p = NULL;
-    int rc = LETHE_OK, need = 0;
-    int64_t photo = 0;
-    uint8_t sha[32];
-
-    if (g->failed)
-        return g->failed;
-    if (!g->opt.engine)
-        return store_fail(g->s, LETHE_ERR_ARG, "ingesting photos needs an engine");
-    COUNT(g, seen, 1);
-    if ((rc = drain(g, 0)))
-        goto fatal;
-    abs = realpath(file, NULL);
-    if (!abs) {
-        snprintf(msg, sizeof(msg), "%s", strerror(errno));
-        report(g, file, line, msg);
-        g->batch.errors++;
-        return LETHE_OK;
-    }
-    if (!(p = prov_make(prov, abs, msg, sizeof(msg)))) {
-        free(abs);
-        report(g, file, line, msg);
-        g->batch.errors++;
-        return LETHE_OK;
-    }
-    free(abs);
-    rc = lethe_read_file(file, MAX_PHOTO_BYTES, &bytes, &len, msg, sizeof(msg));
-    if (rc != LETHE_OK) {
-        prov_free(p);
-        report(g, file, line, msg);
-        g->batch.errors++;
-        return LETHE_OK;
-    }
-    pthread_mutex_lock(&g->stats_mu);
-    g->total.bytes += len;
-    pthread_mutex_unlock(&g->stats_mu);
-    /* A refused photo is never decoded, but a file that is no image at all
-     * is an error either way. */
-    if (!looks_like_image(bytes, len)) {
-        lethe_free(bytes);
-        prov_free(p);
-        report(g, file, line, "not a JPEG, PNG or WebP image");
-        g->batch.errors++;
-        return LETHE_OK;
-    }
-    crypto_hash_sha256(sha, bytes, len);
-
-    /* A standing opt-out: not even catalogued. */
-    if (g->noptouts && photo_opted_out(g, sha, p)) {
-        COUNT(g, opted_out, 1);
-        prov_free(p);
-        lethe_free(bytes);
-        return LETHE_OK;
-    }
-    /* The same photo already on its way: add this provenance to it. */
-    job *same = inflight_find(g, sha);
-    if (same) {
-        COUNT(g, duplicates, 1);
-        p->next = same->provs;
-        same->provs = p;
-        lethe_free(bytes);
-        return LETHE_OK;
-    }
-    if ((rc = known_or_refused(g, sha, "photo", (int64_t)len, p, &need, &photo)))
-        goto fatal;
-    if (!need) {
-        prov_free(p);
-        lethe_free(bytes);
-        return maybe_commit(g) == LETHE_OK ? LETHE_OK : (g->failed = LETHE_ERR_IO);
-    }
-    job *j = lethe_calloc(1, sizeof(*j));
-    if (!j || !(j->input = lethe_strdup(file))) {
-        lethe_free(j);
-        rc = store_fail(g->s, LETHE_ERR_NOMEM, "out of memory");
-        goto fatal;
-    }
-    memcpy(j->sha, sha, 32);
-    j->bytes = bytes;
-    j->len = len;
-    j->photo = photo;
-    j->line = line;
-    j->provs = p;
-    bytes = NULL;
-    p = NULL;
+    int rc = LETHE_OK;
     /* keep at most 2 photos per worker waiting */
     while (g->queued >= 2 * g->nthreads && (rc = drain(g, 1)) == LETHE_OK)
         ;
     if (rc)
-        goto fatal;
+        return rc;
     j->fnext = g->pending;
     if (g->pending)
         g->pending->fprev = j;
@@ -955,11 +667,187 @@ int lethe_ingest_photo(lethe_ingest *g, const char *file, const lethe_provenance
     pthread_cond_signal(&g->work);
     pthread_mutex_unlock(&g->mu);
     return LETHE_OK;
-fatal:
-    prov_free(p);
-    lethe_free(bytes);
-    g->failed = rc ? rc : LETHE_ERR_IO;
-    return g->failed;
+}
+
+/* A photo's bytes (taken over: freed here) with its provenance record. */
+static int offer(lethe_ingest *g, uint8_t *bytes, size_t len, const char *input, prov_rec *p,
+                 size_t line)
+{
+    uint8_t sha[32];
+    int need = 0, rc;
+    int64_t photo = 0;
+    pthread_mutex_lock(&g->stats_mu);
+    g->total.bytes += len;
+    pthread_mutex_unlock(&g->stats_mu);
+    /* A refused photo is never decoded, but a file that is no image at all
+     * is an error either way. */
+    if (!looks_like_image(bytes, len)) {
+        lethe_free(bytes);
+        prov_free(p);
+        report(g, input, line, "not a JPEG, PNG or WebP image");
+        return LETHE_OK;
+    }
+    crypto_hash_sha256(sha, bytes, len);
+    /* A standing opt-out: not even catalogued. */
+    if (g->noptouts &&
+        optout_refuses_photo(g->s, g->optouts, g->noptouts, sha, (const char *const *)p->f)) {
+        g->batch.seen++;
+        g->batch.opted_out++;
+        prov_free(p);
+        lethe_free(bytes);
+        return LETHE_OK;
+    }
+    /* The same photo already on its way: add this provenance to it. */
+    job *same = inflight_find(g, sha);
+    if (same) {
+        g->batch.seen++;
+        g->batch.duplicates++;
+        p->next = same->provs;
+        same->provs = p;
+        lethe_free(bytes);
+        return LETHE_OK;
+    }
+    if ((rc = known_or_refused(g, sha, "photo", (int64_t)len, p, &need, &photo)) || !need) {
+        prov_free(p);
+        lethe_free(bytes);
+        return rc ? rc : maybe_commit(g);
+    }
+    job *j = lethe_calloc(1, sizeof(*j));
+    if (!j || !(j->input = lethe_strdup(input))) {
+        lethe_free(j);
+        prov_free(p);
+        lethe_free(bytes);
+        return store_fail(g->s, LETHE_ERR_NOMEM, "out of memory");
+    }
+    memcpy(j->sha, sha, 32);
+    j->bytes = bytes;
+    j->len = len;
+    j->photo = photo;
+    j->line = line;
+    j->provs = p;
+    if ((rc = queue_job(g, j)))
+        job_free(j);
+    return rc;
+}
+
+static int ingest_start(lethe_ingest *g)
+{
+    if (g->failed)
+        return g->failed;
+    if (!g->opt.engine)
+        return store_fail(g->s, LETHE_ERR_ARG, "ingesting photos needs an engine");
+    int rc = drain(g, 0);
+    return rc ? (g->failed = rc) : LETHE_OK;
+}
+
+int lethe_ingest_photo(lethe_ingest *g, const char *file, const lethe_provenance *prov,
+                       size_t line)
+{
+    char msg[512], *abs;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    struct stat sb;
+    prov_rec *p;
+    int rc = ingest_start(g);
+    if (rc)
+        return rc;
+    /* Refuse what is not a regular file before opening it: a FIFO would
+     * block the read, and with it every writer waiting for our lock. */
+    if (stat(file, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(msg, sizeof(msg), "%s", errno && stat(file, &sb) != 0 ? strerror(errno)
+                                         : S_ISFIFO(sb.st_mode) ? "a FIFO, not a regular file"
+                                         : S_ISDIR(sb.st_mode)  ? "a directory, not a file"
+                                                                : "not a regular file");
+        report(g, file, line, msg);
+        return LETHE_OK;
+    }
+    if (!(abs = realpath(file, NULL))) {
+        report(g, file, line, strerror(errno));
+        return LETHE_OK;
+    }
+    p = prov_make(prov, abs, msg, sizeof(msg));
+    free(abs);
+    if (!p) {
+        report(g, file, line, msg);
+        return LETHE_OK;
+    }
+    if ((rc = lethe_read_file(file, MAX_PHOTO_BYTES, &bytes, &len, msg, sizeof(msg)))) {
+        prov_free(p);
+        report(g, file, line, msg);
+        return LETHE_OK;
+    }
+    if ((rc = offer(g, bytes, len, file, p, line)))
+        g->failed = rc;
+    return rc;
+}
+
+int lethe_ingest_photo_bytes(lethe_ingest *g, const void *data, size_t len, const char *name,
+                             const lethe_provenance *prov, size_t line)
+{
+    char msg[512];
+    int rc = ingest_start(g);
+    if (rc)
+        return rc;
+    const char *input = name && *name ? name : "(photo in memory)";
+    if (!data || len > MAX_PHOTO_BYTES) {
+        report(g, input, line, !data ? "no bytes" : "larger than 256 MiB");
+        return LETHE_OK;
+    }
+    prov_rec *p = prov_make(prov, name ? name : "", msg, sizeof(msg));
+    uint8_t *copy = p ? lethe_malloc(len ? len : 1) : NULL;
+    if (!p || !copy) {
+        prov_free(p);
+        if (!copy && p)
+            return g->failed = store_fail(g->s, LETHE_ERR_NOMEM, "out of memory");
+        report(g, input, line, msg);
+        return LETHE_OK;
+    }
+    memcpy(copy, data, len);
+    if ((rc = offer(g, copy, len, input, p, line)))
+        g->failed = rc;
+    return rc;
+}
+
+int lethe_ingest_fail(lethe_ingest *g, const char *input, size_t line, const char *message)
+{
+    if (g->failed)
+        return g->failed;
+    report(g, input ? input : "", line, message ? message : "failed");
+    return LETHE_OK;
+}
+
+/* A descriptor row: the "photo" is identified by the descriptor's hash. */
+static int add_descriptor(lethe_ingest *g, const uint8_t sha[32], const float *desc, prov_rec *p)
+{
+    photo_rows r;
+    seal_face sf;
+    int64_t id;
+    int need = 0, rc;
+    int64_t photo = 0;
+    if ((rc = known_or_refused(g, sha, "descriptor", -1, p, &need, &photo)) || !need)
+        return rc;
+    if ((rc = open_batch(g)))
+        return rc;
+    memset(&sf, 0, sizeof(sf));
+    sf.has_template = 1;
+    memcpy(sf.tmpl, desc, sizeof(sf.tmpl));
+    rc = new_photo(g, &r, sha, "descriptor", -1, 0, 0, "analysed", 1);
+    if (rc == LETHE_OK)
+        rc = add_provs(g, &r, p);
+    if (rc == LETHE_OK)
+        rc = rows_insert_face(g->s, &r, 0, &sf, &id);
+    if (rc == LETHE_OK)
+        rc = change_index_add(&g->c, id, desc);
+    if (rc == LETHE_OK)
+        rc = store_dg(g->s, r.id, 1);
+    g->batch.seen++;
+    g->batch.added++;
+    g->batch.faces++;
+    g->batch.templates++;
+    g->batch_photos++;
+    sodium_memzero(&sf, sizeof(sf));
+    rows_free(&r);
+    return rc;
 }
 
 int lethe_ingest_descriptor(lethe_ingest *g, const float *desc, const lethe_provenance *prov,
@@ -968,52 +856,35 @@ int lethe_ingest_descriptor(lethe_ingest *g, const float *desc, const lethe_prov
     static const char tag[] = "lethe-descriptor-v1";
     char msg[512];
     uint8_t sha[32];
-    prov_rec *p;
     crypto_hash_sha256_state h;
-    int rc, need = 0, added;
-    int64_t photo = 0;
-
     if (g->failed)
         return g->failed;
-    COUNT(g, seen, 1);
     for (int i = 0; i < IDX_DIM; i++) {
         if (!isfinite(desc[i]) || fabsf(desc[i]) > 16.0f) {
             snprintf(msg, sizeof(msg), "descriptor component %d is %g (not a descriptor)", i,
                      (double)desc[i]);
             report(g, "descriptor", line, msg);
-            g->batch.errors++;
             return LETHE_OK;
         }
     }
-    if (!(p = prov_make(prov, NULL, msg, sizeof(msg)))) {
+    prov_rec *p = prov_make(prov, NULL, msg, sizeof(msg));
+    if (!p) {
         report(g, "descriptor", line, msg);
-        g->batch.errors++;
         return LETHE_OK;
     }
     crypto_hash_sha256_init(&h);
     crypto_hash_sha256_update(&h, (const uint8_t *)tag, sizeof(tag));
     crypto_hash_sha256_update(&h, (const uint8_t *)desc, IDX_DIM * sizeof(float));
     crypto_hash_sha256_final(&h, sha);
-    if (g->noptouts && (photo_opted_out(g, sha, p) || face_opted_out(g, sha, p, desc))) {
-        COUNT(g, opted_out, 1);
-        prov_free(p);
-        return LETHE_OK;
-    }
-    rc = known_or_refused(g, sha, "descriptor", -1, p, &need, &photo);
-    if (rc == LETHE_OK && need) {
-        rc = insert_photo(g, sha, "descriptor", -1, 0, 0, "analysed", &photo);
-        if (rc == LETHE_OK)
-            rc = add_prov(g, photo, p, &added);
-        if (rc == LETHE_OK)
-            rc = insert_face(g, photo, 0, NULL, 0, desc);
-        if (rc == LETHE_OK)
-            rc = store_dg(g->s, photo, 1);
-        if (rc == LETHE_OK) {
-            COUNT(g, added, 1);
-            COUNT(g, faces, 1);
-            COUNT(g, templates, 1);
-            g->batch_photos++;
-        }
+    int rc = LETHE_OK;
+    if (g->noptouts &&
+        (optout_refuses_photo(g->s, g->optouts, g->noptouts, sha, (const char *const *)p->f) ||
+         optout_refuses_face(g->s, g->optouts, g->noptouts, sha, (const char *const *)p->f,
+                             desc))) {
+        g->batch.seen++;
+        g->batch.opted_out++;
+    } else {
+        rc = add_descriptor(g, sha, desc, p);
     }
     prov_free(p);
     if (rc == LETHE_OK)
@@ -1028,22 +899,23 @@ void lethe_ingest_progress(lethe_ingest *g, lethe_ingest_stats *st)
     pthread_mutex_lock(&g->stats_mu);
     *st = g->total;
     pthread_mutex_unlock(&g->stats_mu);
+    /* the open batch, read on the calling thread (the only one to change it) */
+    const uint64_t *b = (const uint64_t *)&g->batch;
+    uint64_t *t = (uint64_t *)st;
+    for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+        if (i != offsetof(lethe_ingest_stats, errors) / sizeof(uint64_t))
+            t[i] += b[i];
 }
 
-int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
+/* Stop the workers and free what is left in the queues. */
+static void stop_workers(lethe_ingest *g)
 {
-    if (!g)
-        return LETHE_OK;
-    int rc = g->failed;
-    while (rc == LETHE_OK && g->inflight > 0)
-        rc = drain(g, 1);
     pthread_mutex_lock(&g->mu);
     g->stop = 1;
     pthread_cond_broadcast(&g->work);
     pthread_mutex_unlock(&g->mu);
     for (int i = 0; i < g->nthreads; i++)
         pthread_join(g->threads[i], NULL);
-    /* jobs left over after a fatal error */
     for (job *j = g->queue_head; j;) {
         job *n = j->next;
         job_free(j);
@@ -1054,15 +926,29 @@ int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
         job_free(j);
         j = n;
     }
-    if (rc == LETHE_OK)
+    g->queue_head = g->done = NULL;
+}
+
+int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
+{
+    if (!g)
+        return LETHE_OK;
+    int rc = g->failed;
+    while (rc == LETHE_OK && g->inflight > 0)
+        rc = drain(g, 1);
+    uint64_t lost = (uint64_t)g->inflight;
+    stop_workers(g);
+    if (rc == LETHE_OK) {
         rc = commit_batch(g);
-    else
-        store_rollback(g->s);
-    /* withdrawn consent dropped templates: leave no stale bytes of them */
-    if (rc == LETHE_OK && g->total.withdrawn)
-        rc = store_scrub(g->s, 1);
-    for (int i = 0; i < (int)LETHE_ARRAY_LEN(stmt_sql); i++)
-        sqlite3_finalize(*stmt_slot(g, i));
+    } else {
+        if (g->in_txn)
+            change_abort(&g->c);
+        g->in_txn = 0;
+        pthread_mutex_lock(&g->stats_mu);
+        g->total.uncommitted += g->batch.seen - g->batch.errors + lost;
+        pthread_mutex_unlock(&g->stats_mu);
+    }
+    change_free(&g->c);
     store_unlock(g->s);
     if (st)
         *st = g->total;
@@ -1070,11 +956,8 @@ int lethe_ingest_end(lethe_ingest *g, lethe_ingest_stats *st)
     pthread_mutex_destroy(&g->stats_mu);
     pthread_cond_destroy(&g->work);
     pthread_cond_destroy(&g->done_cv);
-    free_optouts(g);
+    optout_free_all(g->optouts, g->noptouts);
     lethe_free(g->threads);
-    lethe_free(g->rm);
-    lethe_free(g->add_ids);
-    lethe_free(g->add_vecs);
     lethe_free(g);
     return rc;
 }

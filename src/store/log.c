@@ -137,34 +137,82 @@ int store_log_write_head(lethe_store *s)
     return rc;
 }
 
-int lethe_log_export(lethe_store *s, char **jsonl)
+static const char *const log_cols[] = {"seq", "time", "kind", "actor", "purpose",
+                                       "query_hash", "results", "detail", "prev", "hash"};
+
+static void entry_jsonl(strbuf *b, sqlite3_stmt *st)
+{
+    sb_putc(b, '{');
+    for (int c = 0; c < 10; c++) {
+        sb_printf(b, "%s\"%s\":", c ? "," : "", log_cols[c]);
+        if (c == 0 || c == 6)
+            sb_printf(b, "%lld", (long long)sqlite3_column_int64(st, c));
+        else if (c == 7)
+            sb_puts(b, (const char *)sqlite3_column_text(st, c)); /* JSON already */
+        else
+            sb_json_str(b, (const char *)sqlite3_column_text(st, c));
+    }
+    sb_puts(b, "}\n");
+}
+
+/* One line for people: every text field escaped, so nothing an actor, a
+ * purpose or a detail holds can start a line of its own. */
+static void entry_text(strbuf *b, sqlite3_stmt *st)
+{
+    const char *kind = (const char *)sqlite3_column_text(st, 2);
+    const char *actor = (const char *)sqlite3_column_text(st, 3);
+    sb_printf(b, "%6lld  ", (long long)sqlite3_column_int64(st, 0));
+    sb_text(b, (const char *)sqlite3_column_text(st, 1));
+    sb_puts(b, "  ");
+    sb_text(b, kind);
+    sb_puts(b, "  actor ");
+    sb_text(b, actor && *actor ? actor : "-");
+    if (!strcmp(kind, "search") || !strcmp(kind, "lookup")) {
+        sb_printf(b, "  results %lld  purpose \"", (long long)sqlite3_column_int64(st, 6));
+        sb_text(b, (const char *)sqlite3_column_text(st, 4));
+        sb_puts(b, "\"  query ");
+        sb_putn(b, (const char *)sqlite3_column_text(st, 5), 16);
+    } else {
+        const char *q = (const char *)sqlite3_column_text(st, 5);
+        if (q && *q) {
+            sb_puts(b, "  receipt ");
+            sb_putn(b, q, 16);
+        }
+        sb_puts(b, "  ");
+        sb_text(b, (const char *)sqlite3_column_text(st, 7));
+    }
+    sb_putc(b, '\n');
+}
+
+int lethe_log_export(lethe_store *s, const char *format, char **out)
 {
     sqlite3_stmt *st;
     strbuf b;
-    int rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
-                              "detail, prev, hash FROM log ORDER BY seq", &st);
-    *jsonl = NULL;
-    if (rc)
+    int text, rc, step;
+    *out = NULL;
+    if (!format || !strcmp(format, "jsonl") || !strcmp(format, "json"))
+        text = 0;
+    else if (!strcmp(format, "text"))
+        text = 1;
+    else
+        return store_fail(s, LETHE_ERR_ARG, "unknown log format \"%s\" (jsonl, text)", format);
+    if ((rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
+                               "detail, prev, hash FROM log ORDER BY seq", &st)))
         return rc;
     sb_init(&b);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        static const char *names[] = {"seq", "time", "kind", "actor", "purpose",
-                                      "query_hash", "results", "detail", "prev", "hash"};
-        sb_putc(&b, '{');
-        for (int c = 0; c < 10; c++) {
-            sb_printf(&b, "%s\"%s\":", c ? "," : "", names[c]);
-            if (c == 0 || c == 6)
-                sb_printf(&b, "%lld", (long long)sqlite3_column_int64(st, c));
-            else if (c == 7)
-                sb_puts(&b, (const char *)sqlite3_column_text(st, c)); /* JSON already */
-            else
-                sb_json_str(&b, (const char *)sqlite3_column_text(st, c));
-        }
-        sb_puts(&b, "}\n");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (text)
+            entry_text(&b, st);
+        else
+            entry_jsonl(&b, st);
     }
     sqlite3_finalize(st);
-    *jsonl = sb_finish(&b);
-    return *jsonl ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if (step != SQLITE_DONE) {
+        sb_free(&b);
+        return store_sqlfail(s, "reading the log");
+    }
+    *out = sb_finish(&b);
+    return *out ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
 }
 
 /* Parse "SEQ HASH" into its parts; 0 on success. */
@@ -179,28 +227,37 @@ static int parse_head(const char *text, int64_t *seq, char hash[65])
     return 0;
 }
 
-int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
+int lethe_log_head(lethe_store *s, uint64_t *seq, char hash[65])
+{
+    char head[128];
+    int64_t q = 0;
+    int rc = read_meta_head(s, head, sizeof(head));
+    if (rc)
+        return rc;
+    if (parse_head(head, &q, hash) != 0)
+        return store_fail(s, LETHE_ERR_FORMAT, "the catalog's log head is damaged");
+    *seq = (uint64_t)q;
+    return LETHE_OK;
+}
+
+/* The chain: every entry follows the one before and hashes to its hash. */
+static int verify_chain(lethe_store *s, uint64_t *n, int64_t *last, char prev[65],
+                        uint64_t *first_bad)
 {
     sqlite3_stmt *st;
-    char prev[65] = ZERO_HASH, want[65], meta_head[128], file_head[128] = "";
-    int64_t expect = 1, last = 0;
-    uint64_t n = 0;
-    int rc;
-    *first_bad = 0;
-    if ((rc = store_exec(s, "BEGIN")))
+    int64_t expect = 1;
+    char want[65];
+    int rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
+                              "detail, prev, hash FROM log ORDER BY seq", &st), step;
+    if (rc)
         return rc;
-    if ((rc = store_prepare(s, "SELECT seq, time, kind, actor, purpose, query_hash, results, "
-                               "detail, prev, hash FROM log ORDER BY seq", &st))) {
-        store_exec(s, "COMMIT");
-        return rc;
-    }
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         const char *f[10];
         for (int c = 1; c < 10; c++)
             f[c] = sqlite3_column_type(st, c) == SQLITE_NULL
                        ? "" : (const char *)sqlite3_column_text(st, c);
-        n++;
+        (*n)++;
         if (seq != expect) {
             *first_bad = (uint64_t)expect;
             rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld is missing (next is %lld)",
@@ -223,59 +280,116 @@ int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
             break;
         }
         memcpy(prev, f[9], 65);
-        last = seq;
+        *last = seq;
         expect = seq + 1;
     }
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(s, "reading the log");
     sqlite3_finalize(st);
-    if (rc == LETHE_OK)
-        rc = read_meta_head(s, meta_head, sizeof(meta_head));
-    store_exec(s, "COMMIT");
-    if (rc == LETHE_OK) {
-        /* The heads: the catalog's must name the last entry exactly; the
-         * file's, written after each commit, may lag by a crash but must
-         * name an entry of the chain. */
-        char *path = store_file(s, STORE_LOG_HEAD);
-        FILE *f = path ? fopen(path, "r") : NULL;
-        if (f) {
-            if (!fgets(file_head, sizeof(file_head), f))
-                file_head[0] = 0;
-            fclose(f);
-        }
-        int64_t mseq = 0, fseq = 0;
-        char mhash[65], fhash[65];
-        if (!f) {
-            rc = store_fail(s, LETHE_ERR_FORMAT, "%s: %s (the log's anchor is gone)",
-                            path ? path : STORE_LOG_HEAD, strerror(errno));
-            *first_bad = (uint64_t)last + 1;
-        } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
-                   parse_head(file_head, &fseq, fhash) != 0) {
-            rc = store_fail(s, LETHE_ERR_FORMAT, "the log head is damaged");
-            *first_bad = (uint64_t)last + 1;
-        } else if (mseq > last || fseq > last) {
-            *first_bad = (uint64_t)last + 1;
-            rc = store_fail(s, LETHE_ERR_FORMAT, "log entries %lld to %lld are missing (the log "
-                            "was cut short)", (long long)last + 1,
-                            (long long)(mseq > fseq ? mseq : fseq));
-        } else if (mseq != last || strcmp(mhash, prev) != 0) {
-            *first_bad = (uint64_t)mseq;
-            rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match the catalog's "
-                            "record of the head", (long long)mseq);
-        } else {
-            /* file head: the entry it names must carry its hash */
-            sqlite3_stmt *q;
-            if ((rc = store_prepare(s, "SELECT hash FROM log WHERE seq = ?", &q)) == LETHE_OK) {
-                sqlite3_bind_int64(q, 1, fseq);
-                if (sqlite3_step(q) != SQLITE_ROW ||
-                    strcmp((const char *)sqlite3_column_text(q, 0), fhash) != 0) {
-                    *first_bad = (uint64_t)fseq;
-                    rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match %s",
-                                    (long long)fseq, STORE_LOG_HEAD);
-                }
-                sqlite3_finalize(q);
-            }
-        }
-        lethe_free(path);
+    return rc;
+}
+
+/* The heads: the catalog's must name the last entry exactly, and so must
+ * the file's (it is rewritten after every commit; one that lags was not
+ * rewritten after a crash or on a full disk, and until it is, a cut at the
+ * log's end would go unseen: that is reported). */
+static int verify_heads(lethe_store *s, int64_t last, const char *prev, uint64_t *first_bad)
+{
+    char meta_head[128], file_head[128] = "", mhash[65], fhash[65];
+    int64_t mseq = 0, fseq = 0;
+    int rc = read_meta_head(s, meta_head, sizeof(meta_head));
+    if (rc)
+        return rc;
+    char *path = store_file(s, STORE_LOG_HEAD);
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f) {
+        if (!fgets(file_head, sizeof(file_head), f))
+            file_head[0] = 0;
+        fclose(f);
     }
+    if (!f) {
+        rc = store_fail(s, LETHE_ERR_FORMAT, "%s: %s (the log's anchor is gone)",
+                        path ? path : STORE_LOG_HEAD, strerror(errno));
+        *first_bad = (uint64_t)last + 1;
+    } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
+               parse_head(file_head, &fseq, fhash) != 0) {
+        rc = store_fail(s, LETHE_ERR_FORMAT, "the log head is damaged");
+        *first_bad = (uint64_t)last + 1;
+    } else if (mseq > last || fseq > last) {
+        *first_bad = (uint64_t)last + 1;
+        rc = store_fail(s, LETHE_ERR_FORMAT, "log entries %lld to %lld are missing (the log "
+                        "was cut short)", (long long)last + 1,
+                        (long long)(mseq > fseq ? mseq : fseq));
+    } else if (mseq != last || strcmp(mhash, prev) != 0) {
+        *first_bad = (uint64_t)mseq;
+        rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match the catalog's "
+                        "record of the head", (long long)mseq);
+    } else if (fseq != last || strcmp(fhash, prev) != 0) {
+        *first_bad = (uint64_t)(fseq < last ? fseq + 1 : fseq);
+        rc = store_fail(s, LETHE_ERR_FORMAT,
+                        fseq < last ? "%s names entry %lld but the log goes on to %lld: the "
+                                      "anchor was not rewritten after a commit (a crash or a "
+                                      "full disk); the next change or writable open rewrites it"
+                                    : "%s does not match log entry %lld",
+                        STORE_LOG_HEAD, (long long)fseq, (long long)last);
+    }
+    lethe_free(path);
+    return rc;
+}
+
+/* The consent policy in force is the one the log last recorded. */
+static int verify_policy(lethe_store *s, uint64_t *first_bad)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT p.version, p.text, p.hash, p.log_seq, l.kind, l.detail "
+                              "FROM policy p LEFT JOIN log l ON l.seq = p.log_seq "
+                              "ORDER BY p.version DESC LIMIT 1", &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return store_fail(s, LETHE_ERR_FORMAT, "the catalog holds no consent policy");
+    }
+    const char *text = (const char *)sqlite3_column_text(st, 1);
+    const char *hash = (const char *)sqlite3_column_text(st, 2);
+    const char *kind = (const char *)sqlite3_column_text(st, 4);
+    const char *detail = (const char *)sqlite3_column_text(st, 5);
+    uint8_t h[32];
+    char hex[65], want[100];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)(text ? text : ""),
+                       text ? strlen(text) : 0, NULL, 0);
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    snprintf(want, sizeof(want), "\"policy_hash\":\"%s\"", hex);
+    if (!hash || strcmp(hash, hex) != 0 || !kind ||
+        (strcmp(kind, "policy") != 0 && strcmp(kind, "init") != 0 &&
+         strcmp(kind, "restore") != 0) ||
+        !detail || !strstr(detail, want)) {
+        *first_bad = (uint64_t)sqlite3_column_int64(st, 3);
+        rc = store_fail(s, LETHE_ERR_FORMAT,
+                        "the consent policy in the catalog (version %lld) is not the one log "
+                        "entry %lld records: the catalog's policy was edited",
+                        (long long)sqlite3_column_int64(st, 0),
+                        (long long)sqlite3_column_int64(st, 3));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
+{
+    char prev[65] = ZERO_HASH;
+    int64_t last = 0;
+    uint64_t n = 0;
+    int rc;
+    *first_bad = 0;
+    if ((rc = store_exec(s, "BEGIN")))
+        return rc;
+    rc = verify_chain(s, &n, &last, prev, first_bad);
+    if (rc == LETHE_OK)
+        rc = verify_heads(s, last, prev, first_bad);
+    if (rc == LETHE_OK)
+        rc = verify_policy(s, first_bad);
+    store_exec(s, "COMMIT");
     *entries = n;
     return rc;
 }

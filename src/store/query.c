@@ -1,6 +1,8 @@
 /*
- * query.c: what the store answers: 1:N search (exact, logged), lookup
- * without a face (logged), and the datasheet.
+ * query.c: what the store answers: 1:N search (exact, logged) and lookup
+ * without a face (logged). Results are opened with each photo's key; a
+ * photo whose key was destroyed a moment ago (an erasure that committed
+ * while the search ran) is not shown.
  */
 #include <math.h>
 #include <sodium.h>
@@ -8,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "report/datasheet.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -20,26 +21,26 @@ void lethe_search_options_init(lethe_search_options *o)
     o->threshold = INFINITY;
 }
 
-/* The nine provenance strings of a match, in the column order of match_sql. */
-static void match_fields(lethe_match *m, const char **f[9])
+/* The nine provenance strings of a match, in PV_* order. */
+static void match_fields(lethe_match *m, const char **f[PV_FIELDS])
 {
-    f[0] = &m->prov.path;
-    f[1] = &m->prov.photo_id;
-    f[2] = &m->prov.url;
-    f[3] = &m->prov.uploader;
-    f[4] = &m->prov.source;
-    f[5] = &m->prov.license;
-    f[6] = &m->prov.jurisdiction;
-    f[7] = &m->prov.consent;
-    f[8] = &m->prov.collected_at;
+    f[PV_PATH] = &m->prov.path;
+    f[PV_PHOTO_ID] = &m->prov.photo_id;
+    f[PV_URL] = &m->prov.url;
+    f[PV_UPLOADER] = &m->prov.uploader;
+    f[PV_COLLECTED_AT] = &m->prov.collected_at;
+    f[PV_SOURCE] = &m->prov.source;
+    f[PV_LICENSE] = &m->prov.license;
+    f[PV_JURISDICTION] = &m->prov.jurisdiction;
+    f[PV_CONSENT] = &m->prov.consent;
 }
 
 /* Free a match's strings and zero it. */
 static void match_clear(lethe_match *m)
 {
-    const char **f[9];
+    const char **f[PV_FIELDS];
     match_fields(m, f);
-    for (int k = 0; k < 9; k++)
+    for (int k = 0; k < PV_FIELDS; k++)
         lethe_free((char *)*f[k]);
     memset(m, 0, sizeof(*m));
 }
@@ -53,42 +54,146 @@ void lethe_matches_free(lethe_match *m, size_t n)
     lethe_free(m);
 }
 
-static const char match_sql[] =
-    "SELECT p.sha256, f.x, f.y, f.w, f.h, "
-    "  (SELECT COUNT(*) FROM provenance WHERE photo = p.id), "
-    "  v.path, v.photo_id, v.url, v.uploader, v.source, v.license, v.jurisdiction, "
-    "  v.consent, v.collected_at "
+static const char face_sql[] =
+    "SELECT p.id, p.key_slot, p.key_id, p.sealed, f.ord, f.sealed, "
+    "  (SELECT COUNT(*) FROM provenance WHERE photo = p.id) "
     "FROM faces f JOIN photos p ON p.id = f.photo "
-    "  JOIN provenance v ON v.photo = p.id "
-    "WHERE f.id = ? AND f.descriptor IS NOT NULL AND p.status = 'analysed' "
-    "ORDER BY v.id LIMIT 1";
+    "WHERE f.id = ? AND f.has_template AND p.status = 'analysed'";
+static const char first_prov_sql[] =
+    "SELECT fp, source, license, jurisdiction, consent, sealed FROM provenance "
+    "WHERE photo = ? ORDER BY id LIMIT 1";
 
-/* Fill m from the catalog; 1 when the face is (still) held, 0 if not. */
-static int fill_match(lethe_store *s, sqlite3_stmt *st, int64_t face, lethe_match *m, int *oom)
+/* Fill m's provenance from the photo's first record. */
+static int fill_prov(sqlite3_stmt *pv, int64_t photo, const uint8_t *key, uint64_t key_id,
+                     lethe_match *m)
 {
-    int found = 0;
-    sqlite3_bind_int64(st, 1, face);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        const uint8_t *sha = sqlite3_column_blob(st, 0);
-        m->face = face;
-        if (sha && sqlite3_column_bytes(st, 0) == 32)
-            sodium_bin2hex(m->photo, sizeof(m->photo), sha, 32);
-        for (int i = 0; i < 4; i++)
-            m->box[i] = (float)sqlite3_column_double(st, 1 + i);
-        m->provenance_count = sqlite3_column_int(st, 5);
-        const char **f[9];
-        match_fields(m, f);
-        for (int i = 0; i < 9; i++) {
-            const char *t = (const char *)sqlite3_column_text(st, 6 + i);
-            *f[i] = lethe_strdup(t ? t : "");
-            if (!*f[i])
-                *oom = 1;
+    const char **f[PV_FIELDS];
+    char *v[SP_FIELDS];
+    int rc = LETHE_ERR_NOT_FOUND;
+    match_fields(m, f);
+    sqlite3_bind_int64(pv, 1, photo);
+    if (sqlite3_step(pv) == SQLITE_ROW && sqlite3_column_bytes(pv, 0) == 32 &&
+        (rc = seal_prov_open(key, key_id, sqlite3_column_blob(pv, 0), sqlite3_column_blob(pv, 5),
+                             (size_t)sqlite3_column_bytes(pv, 5), v)) == LETHE_OK) {
+        for (int i = 0; i < SP_FIELDS && rc == LETHE_OK; i++)
+            if (!(*f[i] = lethe_strdup(v[i])))
+                rc = LETHE_ERR_NOMEM;
+        for (int i = 0; i < 4 && rc == LETHE_OK; i++) {
+            const unsigned char *t = sqlite3_column_text(pv, 1 + i);
+            if (!(*f[PV_SOURCE + i] = lethe_strdup(t ? (const char *)t : "")))
+                rc = LETHE_ERR_NOMEM;
         }
-        found = 1;
+        lethe_free(v[0]);
     }
+    sqlite3_reset(pv);
+    return rc;
+}
+
+/* Fill m from the catalog: LETHE_OK when the face is (still) held,
+ * LETHE_ERR_NOT_FOUND when not, another status on a failure. */
+static int fill_match(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, int64_t face,
+                      lethe_match *m)
+{
+    uint8_t key[KR_KEY];
+    seal_photo ph;
+    seal_face sf;
+    int rc = LETHE_ERR_NOT_FOUND;
+    sqlite3_bind_int64(st, 1, face);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    kr_ref ref = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2)};
+    /* a key destroyed since the index answered: the face is gone */
+    if ((rc = kr_get_key(s->kr, ref, key)) != LETHE_OK)
+        goto out;
+    if (seal_photo_open(key, ref.id, sqlite3_column_blob(st, 3),
+                        (size_t)sqlite3_column_bytes(st, 3), &ph) != LETHE_OK ||
+        seal_face_open(key, ref.id, sqlite3_column_int(st, 4), sqlite3_column_blob(st, 5),
+                       (size_t)sqlite3_column_bytes(st, 5), &sf) != LETHE_OK) {
+        rc = LETHE_ERR_NOT_FOUND;
+        goto out;
+    }
+    m->face = face;
+    sodium_bin2hex(m->photo, sizeof(m->photo), ph.sha, 32);
+    memcpy(m->box, sf.box, sizeof(m->box));
+    m->provenance_count = sqlite3_column_int(st, 6);
+    rc = fill_prov(pv, sqlite3_column_int64(st, 0), key, ref.id, m);
+    sodium_memzero(&sf, sizeof(sf));
+out:
+    sodium_memzero(key, sizeof(key));
     sqlite3_reset(st);
-    (void)s;
-    return found;
+    return rc;
+}
+
+static int check_search(lethe_store *s, const float *queries, int nq, lethe_search_options *o)
+{
+    int rc;
+    if ((rc = store_check_text(s, "the purpose", o->purpose, 0)) ||
+        (rc = store_check_text(s, "the actor", o->actor, 1)))
+        return rc == LETHE_ERR_ARG && (!o->purpose || !*o->purpose)
+                   ? store_fail(s, LETHE_ERR_ARG, "a search needs a purpose (it is logged)")
+                   : rc;
+    if (nq < 0 || (nq > 0 && !queries))
+        return store_fail(s, LETHE_ERR_ARG, "no queries");
+    if (o->top_k <= 0)
+        o->top_k = 10;
+    if (o->top_k > 10000)
+        return store_fail(s, LETHE_ERR_ARG, "top_k %d is more than 10000", o->top_k);
+    if (isnan(o->threshold) || o->threshold < 0)
+        return store_fail(s, LETHE_ERR_ARG, "bad threshold");
+    for (int q = 0; q < nq; q++)
+        for (int i = 0; i < IDX_DIM; i++)
+            if (!isfinite(queries[(size_t)q * IDX_DIM + i]))
+                return store_fail(s, LETHE_ERR_ARG, "query %d has a non-finite component", q);
+    return LETHE_OK;
+}
+
+/* One query's matches into m (at most top_k), asking the index for more
+ * when rows it returned are gone from the catalog. */
+static int answer(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, const float *qv, int q,
+                  const lethe_search_options *o, idx_hit *h, size_t nh, size_t kk,
+                  lethe_match *m, size_t *got_out)
+{
+    char msg[512];
+    idx_hit *more = NULL;
+    size_t got = 0, kq = kk;
+    int rc = LETHE_OK;
+    for (;;) {
+        got = 0;
+        for (size_t i = 0; i < nh && got < (size_t)o->top_k && rc == LETHE_OK; i++) {
+            lethe_match *r = &m[got];
+            memset(r, 0, sizeof(*r));
+            int f = fill_match(s, st, pv, h[i].id, r);
+            if (f == LETHE_OK) {
+                r->distance = h[i].distance;
+                r->query = q;
+                got++;
+            } else {
+                match_clear(r);
+                if (f != LETHE_ERR_NOT_FOUND)
+                    rc = store_fail(s, f, "reading a match: %s", lethe_strerror(f));
+            }
+        }
+        /* Filtered rows hid some: ask the index for more. */
+        if (rc || got >= (size_t)o->top_k || nh < kq || kq >= idx_count(s->ix))
+            break;
+        for (size_t i = 0; i < got; i++)
+            match_clear(&m[i]);
+        kq *= 4;
+        lethe_free(more);
+        if (!(more = lethe_malloc(kq * sizeof(*more)))) {
+            rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (idx_search(s->ix, qv, 1, kq, o->threshold, o->threads, more, &nh, msg,
+                       sizeof(msg)) != 0) {
+            rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
+            break;
+        }
+        h = more;
+    }
+    lethe_free(more);
+    *got_out = got;
+    return rc;
 }
 
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
@@ -96,39 +201,22 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
 {
     lethe_search_options o;
     char msg[512];
-    idx_hit *hits = NULL, *more = NULL;
+    idx_hit *hits = NULL;
     size_t *nhits = NULL, n = 0;
     lethe_match *m = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc, oom = 0;
-
+    sqlite3_stmt *st = NULL, *pv = NULL;
+    int rc;
     *matches = NULL;
     *count = 0;
     if (opt)
         o = *opt;
     else
         lethe_search_options_init(&o);
-    if (!o.purpose || !*o.purpose)
-        return store_fail(s, LETHE_ERR_ARG, "a search needs a purpose (it is logged)");
-    if (nq < 0 || (nq > 0 && !queries))
-        return store_fail(s, LETHE_ERR_ARG, "no queries");
-    if (o.top_k <= 0)
-        o.top_k = 10;
-    if (o.top_k > 10000)
-        return store_fail(s, LETHE_ERR_ARG, "top_k %d is more than 10000", o.top_k);
-    if (isnan(o.threshold) || o.threshold < 0)
-        return store_fail(s, LETHE_ERR_ARG, "bad threshold");
-    for (int q = 0; q < nq; q++)
-        for (int i = 0; i < IDX_DIM; i++)
-            if (!isfinite(queries[(size_t)q * IDX_DIM + i]))
-                return store_fail(s, LETHE_ERR_ARG, "query %d has a non-finite component", q);
-    if ((rc = store_index_ready(s)))
+    if ((rc = check_search(s, queries, nq, &o)) || (rc = store_index_ready(s)))
         return rc;
-
     /* A few more than asked, for templates dropped since the index was
-     * last brought up to date (they are filtered out below). */
-    size_t kk = (size_t)o.top_k + 16;
-    size_t total = (size_t)nq * kk;
+     * last brought up to date (they are filtered out). */
+    size_t kk = (size_t)o.top_k + 16, total = (size_t)nq * kk;
     hits = lethe_malloc((total ? total : 1) * sizeof(*hits));
     nhits = lethe_calloc((size_t)(nq ? nq : 1), sizeof(*nhits));
     m = lethe_calloc((size_t)(nq ? nq : 1) * (size_t)o.top_k, sizeof(*m));
@@ -136,12 +224,12 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (nq && idx_search(s->ix, queries, (size_t)nq, kk, o.threshold, o.threads, hits, nhits,
-                         msg, sizeof(msg)) != 0) {
+    if (nq && idx_search(s->ix, queries, (size_t)nq, kk, o.threshold, o.threads, hits, nhits, msg,
+                         sizeof(msg)) != 0) {
         rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
         goto out;
     }
-    if ((rc = store_prepare(s, match_sql, &st)))
+    if ((rc = store_prepare(s, face_sql, &st)) || (rc = store_prepare(s, first_prov_sql, &pv)))
         goto out;
     /* The log entries and the reads that produce the results are one
      * transaction: a search is recorded if and only if it answered. */
@@ -149,38 +237,8 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
         goto out;
     for (int q = 0; q < nq && rc == LETHE_OK; q++) {
         const float *qv = queries + (size_t)q * IDX_DIM;
-        idx_hit *h = hits + (size_t)q * kk;
-        size_t nh = nhits[q], got = 0, kq = kk;
-        for (;;) {
-            got = 0;
-            for (size_t i = 0; i < nh && got < (size_t)o.top_k; i++) {
-                lethe_match *r = &m[n + got];
-                memset(r, 0, sizeof(*r));
-                if (fill_match(s, st, h[i].id, r, &oom)) {
-                    r->distance = h[i].distance;
-                    r->query = q;
-                    got++;
-                }
-            }
-            /* Filtered rows hid some: ask the index for more. */
-            if (got >= (size_t)o.top_k || nh < kq || kq >= idx_count(s->ix))
-                break;
-            for (size_t i = 0; i < got; i++)
-                match_clear(&m[n + i]);
-            kq *= 4;
-            lethe_free(more);
-            more = lethe_malloc(kq * sizeof(*more));
-            if (!more) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            if (idx_search(s->ix, qv, 1, kq, o.threshold, o.threads, more, &nh, msg,
-                           sizeof(msg)) != 0) {
-                rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
-                break;
-            }
-            h = more;
-        }
+        size_t got = 0;
+        rc = answer(s, st, pv, qv, q, &o, hits + (size_t)q * kk, nhits[q], kk, m + n, &got);
         n += got;
         if (rc == LETHE_OK) {
             char qh[65];
@@ -188,16 +246,14 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
             rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
         }
     }
-    if (rc == LETHE_OK && oom)
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
     if (rc == LETHE_OK)
         rc = store_commit(s);
     else
         store_rollback(s);
 out:
     sqlite3_finalize(st);
+    sqlite3_finalize(pv);
     lethe_free(hits);
-    lethe_free(more);
     lethe_free(nhits);
     if (rc == LETHE_OK) {
         *matches = m;
@@ -208,42 +264,119 @@ out:
     return rc;
 }
 
+int lethe_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count)
+{
+    lethe_face *faces = NULL;
+    int nf = 0, largest = 0;
+    *matches = NULL;
+    *count = 0;
+    if (!e || !img)
+        return store_fail(s, LETHE_ERR_ARG, "searching by image needs an engine and an image");
+    int rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &nf);
+    if (rc)
+        return store_fail(s, rc, "analysing the image: %s", lethe_strerror(rc));
+    if (nf == 0)
+        return store_fail(s, LETHE_ERR_NO_FACE, "no face found in the image");
+    for (int i = 1; i < nf; i++)
+        if (faces[i].box[2] * faces[i].box[3] > faces[largest].box[2] * faces[largest].box[3])
+            largest = i;
+    rc = lethe_search(s, faces[largest].descriptor, 1, opt, matches, count);
+    lethe_faces_free(faces);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- lookup */
 
-static void put_prov_json(strbuf *b, sqlite3_stmt *st, int first_col)
+static void put_prov_json(strbuf *b, const prov_row *p)
 {
-    static const char *names[] = {"path", "photo_id", "url", "uploader", "source", "license",
-                                  "jurisdiction", "consent", "collected_at", "added_at"};
+    static const char *names[PV_FIELDS] = {"path", "photo_id", "url", "uploader",
+                                           "collected_at", "source", "license",
+                                           "jurisdiction", "consent"};
+    static const int order[PV_FIELDS] = {PV_PATH, PV_PHOTO_ID, PV_URL, PV_UPLOADER, PV_SOURCE,
+                                         PV_LICENSE, PV_JURISDICTION, PV_CONSENT,
+                                         PV_COLLECTED_AT};
     sb_putc(b, '{');
-    for (int i = 0; i < 10; i++) {
-        sb_printf(b, "%s\"%s\":", i ? "," : "", names[i]);
-        sb_json_str(b, (const char *)sqlite3_column_text(st, first_col + i));
+    for (int i = 0; i < PV_FIELDS; i++) {
+        sb_printf(b, "%s\"%s\":", i ? "," : "", names[order[i]]);
+        sb_json_str(b, p->v[order[i]]);
     }
+    sb_puts(b, ",\"added_at\":");
+    sb_json_str(b, p->added_at);
     sb_putc(b, '}');
 }
 
-int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor, char **json)
+static void put_photo_json(strbuf *b, const photo_rows *r, int first)
 {
-    static const char *kinds[] = {"uploader", "url", "photo-id", "file"};
-    static const char *where[] = {
-        "id IN (SELECT photo FROM provenance WHERE uploader = ?1)",
-        "id IN (SELECT photo FROM provenance WHERE url = ?1)",
-        "id IN (SELECT photo FROM provenance WHERE photo_id = ?1) OR sha256 = ?2",
-        "sha256 = ?2",
-    };
-    uint8_t sha[32], *bytes = NULL;
-    size_t len = 0, n = 0;
-    int have_sha = 0, rc;
-    char msg[512], sql[512], qh[65];
-    sqlite3_stmt *ph = NULL, *pv = NULL;
-    strbuf b;
+    char hex[65];
+    int templates = 0;
+    for (int i = 0; i < r->nfaces; i++)
+        templates += r->faces[i].f.has_template;
+    sodium_bin2hex(hex, sizeof(hex), r->ph.sha, 32);
+    sb_printf(b, "%s{\"photo\":\"%s\",\"kind\":", first ? "" : ",", hex);
+    sb_json_str(b, r->kind);
+    sb_puts(b, ",\"status\":");
+    sb_json_str(b, r->status);
+    if (r->ph.width > 0)
+        sb_printf(b, ",\"width\":%d,\"height\":%d", r->ph.width, r->ph.height);
+    sb_printf(b, ",\"faces\":%d,\"templates\":%d,\"provenance\":[", r->nfaces, templates);
+    for (int i = 0; i < r->nprov; i++) {
+        if (i)
+            sb_putc(b, ',');
+        put_prov_json(b, &r->prov[i]);
+    }
+    sb_puts(b, "]}");
+}
 
-    *json = NULL;
-    if (kind < 0 || kind > LETHE_LOOKUP_FILE || !value || !*value)
-        return store_fail(s, LETHE_ERR_ARG, "lookup needs a value");
+static void put_field_text(strbuf *b, const char *label, const char *v)
+{
+    sb_puts(b, label);
+    sb_text(b, v && *v ? v : "-");
+}
+
+static void put_photo_text(strbuf *b, const photo_rows *r)
+{
+    char hex[65];
+    int templates = 0;
+    for (int i = 0; i < r->nfaces; i++)
+        templates += r->faces[i].f.has_template;
+    sodium_bin2hex(hex, sizeof(hex), r->ph.sha, 32);
+    sb_printf(b, "\nphoto %s (%s)\n  status %s; %d face%s, %d template%s\n", hex, r->kind,
+              r->status, r->nfaces, r->nfaces == 1 ? "" : "s", templates,
+              templates == 1 ? "" : "s");
+    for (int i = 0; i < r->nprov; i++) {
+        char *const *v = r->prov[i].v;
+        put_field_text(b, "  - source ", v[PV_SOURCE]);
+        put_field_text(b, ", uploader ", v[PV_UPLOADER]);
+        put_field_text(b, ", jurisdiction ", v[PV_JURISDICTION]);
+        put_field_text(b, ", consent ", v[PV_CONSENT]);
+        put_field_text(b, ", license ", v[PV_LICENSE]);
+        put_field_text(b, "\n    url ", v[PV_URL]);
+        put_field_text(b, "\n    photo id ", v[PV_PHOTO_ID]);
+        put_field_text(b, ", collected ", v[PV_COLLECTED_AT]);
+        put_field_text(b, ", path ", v[PV_PATH]);
+        sb_putc(b, '\n');
+    }
+}
+
+/* The SQL and bindings of a lookup; *have_sha when the value is a hash. */
+static int lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
+                       uint8_t qhash[32])
+{
+    static const char *where[] = {
+        "id IN (SELECT photo FROM provenance WHERE uploader_h = ?1)",
+        "id IN (SELECT photo FROM provenance WHERE url_h = ?1)",
+        "id IN (SELECT photo FROM provenance WHERE photo_id_h = ?1) OR sha_h = ?2",
+        "sha_h = ?2",
+    };
+    static const char *tags[] = {"uploader", "url", "photo_id", NULL};
+    uint8_t sha[32], h[32];
+    size_t len = 0;
+    char sql[256], msg[512];
+    int have_sha = 0, rc;
     if (kind == LETHE_LOOKUP_FILE) {
-        rc = lethe_read_file(value, 256u << 20, &bytes, &len, msg, sizeof(msg));
-        if (rc)
+        uint8_t *bytes = NULL;
+        if ((rc = lethe_read_file(value, 256u << 20, &bytes, &len, msg, sizeof(msg))))
             return store_fail(s, rc, "%s", msg);
         crypto_hash_sha256(sha, bytes, len);
         lethe_free(bytes);
@@ -251,238 +384,89 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
     } else if (kind == LETHE_LOOKUP_PHOTO_ID && strlen(value) == 64) {
         have_sha = sodium_hex2bin(sha, 32, value, 64, NULL, &len, NULL) == 0 && len == 32;
     }
-    snprintf(sql, sizeof(sql),
-             "SELECT id, sha256, kind, status, width, height, "
-             "(SELECT COUNT(*) FROM faces WHERE photo = photos.id), "
-             "(SELECT COUNT(*) FROM faces WHERE photo = photos.id AND descriptor IS NOT NULL) "
-             "FROM photos WHERE %s ORDER BY sha256", where[kind]);
-    if ((rc = store_prepare(s, sql, &ph)) ||
-        (rc = store_prepare(s, "SELECT path, photo_id, url, uploader, source, license, "
-                               "jurisdiction, consent, collected_at, added_at FROM provenance "
-                               "WHERE photo = ? ORDER BY id", &pv)))
-        goto out;
-    if (kind != LETHE_LOOKUP_FILE)
-        sqlite3_bind_text(ph, 1, value, -1, SQLITE_STATIC);
-    if (have_sha)
-        sqlite3_bind_blob(ph, 2, sha, 32, SQLITE_STATIC);
-    if ((rc = store_begin(s)))
-        goto out;
-    sb_init(&b);
-    sb_puts(&b, "{\"lookup\":");
-    sb_json_str(&b, kinds[kind]);
-    sb_puts(&b, ",\"photos\":[");
-    while (sqlite3_step(ph) == SQLITE_ROW) {
-        char hex[65];
-        sodium_bin2hex(hex, sizeof(hex), sqlite3_column_blob(ph, 1), 32);
-        sb_printf(&b, "%s{\"photo\":\"%s\",\"kind\":", n++ ? "," : "", hex);
-        sb_json_str(&b, (const char *)sqlite3_column_text(ph, 2));
-        sb_puts(&b, ",\"status\":");
-        sb_json_str(&b, (const char *)sqlite3_column_text(ph, 3));
-        if (sqlite3_column_type(ph, 4) == SQLITE_INTEGER)
-            sb_printf(&b, ",\"width\":%d,\"height\":%d", sqlite3_column_int(ph, 4),
-                      sqlite3_column_int(ph, 5));
-        sb_printf(&b, ",\"faces\":%d,\"templates\":%d,\"provenance\":[",
-                  sqlite3_column_int(ph, 6), sqlite3_column_int(ph, 7));
-        sqlite3_bind_int64(pv, 1, sqlite3_column_int64(ph, 0));
-        for (int i = 0; sqlite3_step(pv) == SQLITE_ROW; i++) {
-            if (i)
-                sb_putc(&b, ',');
-            put_prov_json(&b, pv, 0);
-        }
-        sqlite3_reset(pv);
-        sb_puts(&b, "]}");
+    snprintf(sql, sizeof(sql), "SELECT id FROM photos WHERE %s ORDER BY id", where[kind]);
+    if ((rc = store_prepare(s, sql, st)))
+        return rc;
+    if (tags[kind]) {
+        store_hash(s, tags[kind], value, strlen(value), h);
+        sqlite3_bind_blob(*st, 1, h, 32, SQLITE_TRANSIENT);
     }
+    if (have_sha) {
+        store_hash(s, "sha256", sha, 32, h);
+        sqlite3_bind_blob(*st, 2, h, 32, SQLITE_TRANSIENT);
+    }
+    /* what the log records: a keyed hash of the value looked up */
+    store_hash(s, "lookup", have_sha ? (const void *)sha : value, have_sha ? 32 : strlen(value),
+               qhash);
+    return LETHE_OK;
+}
+
+int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
+                 const char *format, char **out)
+{
+    static const char *kinds[] = {"uploader", "url", "photo-id", "file"};
+    sqlite3_stmt *ph = NULL;
+    uint8_t qh[32];
+    char qhex[65];
+    size_t n = 0;
+    int rc, text, step = SQLITE_DONE;
+    strbuf b;
+    *out = NULL;
+    if (kind < 0 || kind > LETHE_LOOKUP_FILE || !value || !*value)
+        return store_fail(s, LETHE_ERR_ARG, "lookup needs a value");
+    if (!format || !strcmp(format, "json"))
+        text = 0;
+    else if (!strcmp(format, "text"))
+        text = 1;
+    else
+        return store_fail(s, LETHE_ERR_ARG, "unknown lookup format \"%s\" (json, text)", format);
+    if ((rc = store_check_text(s, "the actor", actor, 1)) ||
+        (rc = lookup_stmt(s, kind, value, &ph, qh)))
+        return rc;
+    if ((rc = store_begin(s))) {
+        sqlite3_finalize(ph);
+        return rc;
+    }
+    sb_init(&b);
+    sb_printf(&b, "{\"lookup\":\"%s\",\"photos\":[", kinds[kind]);
+    strbuf t;
+    sb_init(&t);
+    while (rc == LETHE_OK && (step = sqlite3_step(ph)) == SQLITE_ROW) {
+        photo_rows r;
+        if ((rc = rows_read(s, sqlite3_column_int64(ph, 0), &r)) != LETHE_OK)
+            break;
+        put_photo_json(&b, &r, n == 0);
+        put_photo_text(&t, &r);
+        rows_free(&r);
+        n++;
+    }
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(s, "looking up");
+    sqlite3_finalize(ph);
     sb_puts(&b, "]}\n");
-    store_keyed_hash(s, have_sha ? (const void *)sha : value, have_sha ? 32 : strlen(value), qh);
-    rc = store_log_append(s, "lookup", actor, kinds[kind], qh, (int64_t)n, NULL);
+    sodium_bin2hex(qhex, sizeof(qhex), qh, sizeof(qh));
+    if (rc == LETHE_OK)
+        rc = store_log_append(s, "lookup", actor, kinds[kind], qhex, (int64_t)n, NULL);
     if (rc == LETHE_OK)
         rc = store_commit(s);
     else
         store_rollback(s);
-    *json = sb_finish(&b);
-    if (rc == LETHE_OK && !*json)
+    if (rc == LETHE_OK && text) {
+        strbuf h;
+        sb_init(&h);
+        sb_printf(&h, "%zu photo%s held for ", n, n == 1 ? "" : "s");
+        sb_text(&h, value);
+        sb_putc(&h, '\n');
+        char *body = sb_finish(&t);
+        sb_puts(&h, body ? body : "");
+        lethe_free(body);
+        *out = sb_finish(&h);
+        sb_free(&b);
+    } else {
+        sb_free(&t);
+        *out = rc == LETHE_OK ? sb_finish(&b) : (sb_free(&b), NULL);
+    }
+    if (rc == LETHE_OK && !*out)
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (rc != LETHE_OK) {
-        lethe_free(*json);
-        *json = NULL;
-    }
-out:
-    sqlite3_finalize(ph);
-    sqlite3_finalize(pv);
     return rc;
-}
-
-/* ------------------------------------------------------------- datasheet */
-
-static int put_breakdown(lethe_store *s, strbuf *b, const char *name, const char *col)
-{
-    char sql[1024];
-    sqlite3_stmt *st;
-    int rc, i = 0;
-    snprintf(sql, sizeof(sql),
-             "WITH ph AS (SELECT id, status, "
-             "  (SELECT COUNT(*) FROM faces WHERE photo = photos.id) AS nf, "
-             "  (SELECT COUNT(*) FROM faces WHERE photo = photos.id AND descriptor IS NOT NULL)"
-             "  AS nt FROM photos), "
-             "pk AS (SELECT DISTINCT photo, %s AS key FROM provenance) "
-             "SELECT pk.key, COUNT(*), SUM(nf), SUM(nt), SUM(ph.status <> 'analysed') "
-             "FROM pk JOIN ph ON ph.id = pk.photo GROUP BY pk.key "
-             "ORDER BY COUNT(*) DESC, pk.key", col);
-    if ((rc = store_prepare(s, sql, &st)))
-        return rc;
-    sb_printf(b, "%s\"%s\":[", strcmp(name, "source") ? "," : "", name);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        sb_puts(b, i++ ? ",{\"key\":" : "{\"key\":");
-        sb_json_str(b, (const char *)sqlite3_column_text(st, 0));
-        sb_printf(b, ",\"photos\":%lld,\"faces\":%lld,\"templates\":%lld,\"refused\":%lld}",
-                  (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 2),
-                  (long long)sqlite3_column_int64(st, 3), (long long)sqlite3_column_int64(st, 4));
-    }
-    sb_putc(b, ']');
-    sqlite3_finalize(st);
-    return LETHE_OK;
-}
-
-static int64_t scalar(lethe_store *s, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v = 0;
-    if (store_prepare(s, sql, &st))
-        return 0;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static int put_searches(lethe_store *s, strbuf *b, const char *name, const char *col)
-{
-    char sql[256];
-    sqlite3_stmt *st;
-    int rc, i = 0;
-    snprintf(sql, sizeof(sql), "SELECT %s, COUNT(*), SUM(results) FROM log WHERE kind = "
-             "'search' GROUP BY 1 ORDER BY 2 DESC, 1", col);
-    if ((rc = store_prepare(s, sql, &st)))
-        return rc;
-    sb_printf(b, "\"%s\":[", name);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        sb_puts(b, i++ ? ",{\"key\":" : "{\"key\":");
-        sb_json_str(b, (const char *)sqlite3_column_text(st, 0));
-        sb_printf(b, ",\"searches\":%lld,\"results\":%lld}",
-                  (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 2));
-    }
-    sb_putc(b, ']');
-    sqlite3_finalize(st);
-    return LETHE_OK;
-}
-
-static char *datasheet_json(lethe_store *s)
-{
-    strbuf b;
-    char now[32], created[64] = "";
-    uint64_t entries = 0, bad = 0;
-    sqlite3_stmt *st;
-    int intact = lethe_log_verify(s, &entries, &bad) == LETHE_OK;
-    char head[96] = "";
-
-    if (store_prepare(s, "SELECT value FROM meta WHERE key = 'created_at'", &st) == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(created, sizeof(created), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    if (store_prepare(s, "SELECT hash FROM log ORDER BY seq DESC LIMIT 1", &st) == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(head, sizeof(head), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    store_now(now);
-    sb_init(&b);
-    sb_printf(&b, "{\"lethe_datasheet\":1,\"generated_at\":\"%s\",\"store\":{\"path\":", now);
-    sb_json_str(&b, s->dir);
-    sb_printf(&b, ",\"format_version\":%d,\"created_at\":", LETHE_STORE_FORMAT);
-    sb_json_str(&b, created);
-    sb_puts(&b, ",\"model\":\"face-api 1.7.15: SSD MobileNet v1, 68 landmarks, ResNet-34 "
-                "128-D\"},");
-    sb_printf(&b,
-              "\"totals\":{\"photos\":%lld,\"provenance_records\":%lld,\"faces\":%lld,"
-              "\"templates\":%lld,\"photos_refused\":%lld,\"photos_failed\":%lld,"
-              "\"photos_no_face\":%lld,\"uploaders\":%lld,\"sources\":%lld,\"searches\":%lld,"
-              "\"lookups\":%lld,\"ingest_batches\":%lld},",
-              (long long)scalar(s, "SELECT COUNT(*) FROM photos"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM provenance"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM faces"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM faces WHERE descriptor IS NOT NULL"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM photos WHERE status <> 'analysed'"),
-              (long long)scalar(s, "SELECT COALESCE(SUM(json_extract(detail, '$.errors')), 0) "
-                                   "FROM log WHERE kind = 'ingest'"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM photos WHERE status = 'analysed' AND "
-                                   "NOT EXISTS (SELECT 1 FROM faces WHERE photo = photos.id)"),
-              (long long)scalar(s, "SELECT COUNT(DISTINCT uploader) FROM provenance WHERE "
-                                   "uploader <> ''"),
-              (long long)scalar(s, "SELECT COUNT(DISTINCT source) FROM provenance WHERE "
-                                   "source <> ''"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'search'"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'lookup'"),
-              (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'ingest'"));
-    sb_puts(&b, "\"by\":{");
-    put_breakdown(s, &b, "source", "source");
-    put_breakdown(s, &b, "license", "license");
-    put_breakdown(s, &b, "jurisdiction", "jurisdiction");
-    put_breakdown(s, &b, "consent", "consent");
-    sb_puts(&b, "},\"policy\":[");
-    for (size_t i = 0; i < policy_rule_count(s->pol); i++) {
-        const char *key;
-        unsigned mask;
-        policy_rule_at(s->pol, i, &key, &mask);
-        sb_puts(&b, i ? ",{\"key\":" : "{\"key\":");
-        sb_json_str(&b, key);
-        sb_puts(&b, ",\"allows\":[");
-        int first = 1;
-        for (int bit = 1; bit <= CONSENT_WITHDRAWN; bit <<= 1)
-            if (mask & (unsigned)bit) {
-                sb_puts(&b, first ? "" : ",");
-                sb_json_str(&b, consent_name(bit));
-                first = 0;
-            }
-        sb_puts(&b, "]}");
-    }
-    sb_puts(&b, "],\"searches\":{");
-    put_searches(s, &b, "by_purpose", "purpose");
-    sb_putc(&b, ',');
-    put_searches(s, &b, "by_actor", "actor");
-    sb_printf(&b, "},\"log\":{\"entries\":%llu,\"head\":\"%s\",\"intact\":%s,\"first_bad\":",
-              (unsigned long long)entries, head, intact ? "true" : "false");
-    if (intact)
-        sb_puts(&b, "null");
-    else
-        sb_printf(&b, "%llu", (unsigned long long)bad);
-    sb_puts(&b, "}}\n");
-    return sb_finish(&b);
-}
-
-int lethe_datasheet(lethe_store *s, const char *format, char **out)
-{
-    char msg[512];
-    *out = NULL;
-    if (!format)
-        format = "json";
-    if (strcmp(format, "json") && strcmp(format, "md") && strcmp(format, "html"))
-        return store_fail(s, LETHE_ERR_ARG, "unknown datasheet format \"%s\" (md, html, json)",
-                          format);
-    char *json = datasheet_json(s);
-    if (!json)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (!strcmp(format, "json")) {
-        *out = json;
-        return LETHE_OK;
-    }
-    char *r = NULL;
-    int rc = datasheet_render(json, strlen(json), format, &r, msg, sizeof(msg));
-    lethe_free(json);
-    if (rc != 0)
-        return store_fail(s, LETHE_ERR_INTERNAL, "datasheet: %s", msg);
-    /* the renderer allocates with malloc; hand over a lethe_malloc copy */
-    *out = lethe_strdup(r);
-    free(r);
-    return *out ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
 }

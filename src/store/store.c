@@ -1,17 +1,17 @@
 /*
  * store.c: opening and creating a store, its schema and format version, the
- * writer lock, keeping the descriptor index in step with the catalog, the
- * consent policy's glue, and the canonical digest. See store.h for the files
- * and the ordering that keeps crashes harmless.
+ * writer lock (with a bounded wait that names the holder), transactions and
+ * the small helpers every part of the store shares. See store.h for the
+ * files and the ordering that keeps crashes harmless.
  */
 #include "store/store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <sodium.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/io.h"
 #include "util/strbuf.h"
 #include "util/util.h"
 
@@ -27,50 +28,49 @@ static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;\n"
     "CREATE TABLE photos(\n"
     "  id INTEGER PRIMARY KEY,\n"
-    "  sha256 BLOB NOT NULL UNIQUE,\n"
+    "  sha_h BLOB NOT NULL UNIQUE,\n"
+    "  key_slot INTEGER NOT NULL, key_id INTEGER NOT NULL,\n"
     "  kind TEXT NOT NULL CHECK(kind IN ('photo','descriptor')),\n"
-    "  bytes INTEGER, width INTEGER, height INTEGER,\n"
     "  status TEXT NOT NULL CHECK(status IN ('analysed','refused','withdrawn')),\n"
-    "  added_at TEXT NOT NULL);\n"
+    "  faces_found INTEGER,\n"
+    "  added_at TEXT NOT NULL,\n"
+    "  sealed BLOB NOT NULL);\n"
     "CREATE TABLE provenance(\n"
     "  id INTEGER PRIMARY KEY,\n"
     "  photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,\n"
-    "  path TEXT NOT NULL, photo_id TEXT NOT NULL, url TEXT NOT NULL,\n"
-    "  uploader TEXT NOT NULL, source TEXT NOT NULL, license TEXT NOT NULL,\n"
-    "  jurisdiction TEXT NOT NULL, consent TEXT NOT NULL, collected_at TEXT NOT NULL,\n"
-    "  added_at TEXT NOT NULL,\n"
-    "  UNIQUE(photo, path, photo_id, url, uploader, source, license, jurisdiction,\n"
-    "         consent, collected_at));\n"
-    "CREATE INDEX provenance_uploader ON provenance(uploader);\n"
-    "CREATE INDEX provenance_url ON provenance(url);\n"
-    "CREATE INDEX provenance_photo_id ON provenance(photo_id);\n"
+    "  fp BLOB NOT NULL,\n"
+    "  uploader_h BLOB, url_h BLOB, photo_id_h BLOB,\n"
+    "  source TEXT NOT NULL, license TEXT NOT NULL, jurisdiction TEXT NOT NULL,\n"
+    "  consent TEXT NOT NULL, added_at TEXT NOT NULL, sealed BLOB NOT NULL,\n"
+    "  UNIQUE(photo, fp));\n"
+    "CREATE INDEX provenance_uploader ON provenance(uploader_h) WHERE uploader_h IS NOT NULL;\n"
+    "CREATE INDEX provenance_url ON provenance(url_h) WHERE url_h IS NOT NULL;\n"
+    "CREATE INDEX provenance_photo_id ON provenance(photo_id_h) WHERE photo_id_h IS NOT NULL;\n"
     "CREATE INDEX provenance_source ON provenance(source);\n"
     "CREATE INDEX provenance_jurisdiction ON provenance(jurisdiction);\n"
     "CREATE TABLE faces(\n"
     "  id INTEGER PRIMARY KEY,\n"
     "  photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,\n"
     "  ord INTEGER NOT NULL,\n"
-    "  x REAL, y REAL, w REAL, h REAL, score REAL,\n"
-    "  descriptor BLOB CHECK(descriptor IS NULL OR length(descriptor) = 512),\n"
+    "  has_template INTEGER NOT NULL CHECK(has_template IN (0, 1)),\n"
+    "  sealed BLOB NOT NULL,\n"
     "  UNIQUE(photo, ord));\n"
-    "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT NOT NULL,\n"
-    "  json TEXT NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS ledger(hash TEXT PRIMARY KEY, time TEXT NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS optouts(\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, uploader_h TEXT NOT NULL,\n"
-    "  source_h TEXT NOT NULL, jurisdiction_h TEXT NOT NULL, sha_h TEXT NOT NULL,\n"
-    "  collected_before TEXT NOT NULL, face_threshold REAL NOT NULL,\n"
-    "  created_at TEXT NOT NULL, receipt TEXT NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS optout_faces(\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  optout INTEGER NOT NULL REFERENCES optouts(id) ON DELETE CASCADE,\n"
-    "  descriptor BLOB NOT NULL CHECK(length(descriptor) = 512));\n"
+    "CREATE TABLE policy(version INTEGER PRIMARY KEY, text TEXT NOT NULL,\n"
+    "  hash TEXT NOT NULL, set_at TEXT NOT NULL, log_seq INTEGER NOT NULL);\n"
+    "CREATE TABLE signing_keys(epoch INTEGER PRIMARY KEY, public_key TEXT NOT NULL UNIQUE,\n"
+    "  created_at TEXT NOT NULL, retired_at TEXT);\n"
+    "CREATE TABLE receipts(hash TEXT PRIMARY KEY, time TEXT NOT NULL, json TEXT NOT NULL);\n"
+    "CREATE TABLE optouts(id INTEGER PRIMARY KEY, kr_slot INTEGER NOT NULL,\n"
+    "  kr_id INTEGER NOT NULL UNIQUE, created_at TEXT NOT NULL, receipt TEXT NOT NULL,\n"
+    "  selects TEXT NOT NULL, removed_at TEXT);\n"
     "CREATE TABLE log(\n"
     "  seq INTEGER PRIMARY KEY,\n"
     "  time TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,\n"
     "  purpose TEXT NOT NULL, query_hash TEXT NOT NULL, results INTEGER NOT NULL,\n"
-    "  detail TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);\n";
+    "  detail TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);\n"
+    "CREATE INDEX log_query_hash ON log(query_hash) WHERE query_hash <> '';\n";
+
+/* ---------------------------------------------------------- messages */
 
 int store_fail(lethe_store *s, int status, const char *fmt, ...)
 {
@@ -86,8 +86,16 @@ int store_sqlfail(lethe_store *s, const char *what)
     int code = s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
     int status = code == SQLITE_NOMEM ? LETHE_ERR_NOMEM
                : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? LETHE_ERR_STORE
-                                                                  : LETHE_ERR_IO;
+               : code == SQLITE_BUSY ? LETHE_ERR_BUSY
+                                     : LETHE_ERR_IO;
     return store_fail(s, status, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no catalog");
+}
+
+int store_writable(lethe_store *s)
+{
+    return s->flags & LETHE_STORE_READONLY
+               ? store_fail(s, LETHE_ERR_ARG, "the store is open read-only")
+               : LETHE_OK;
 }
 
 char *store_file(const lethe_store *s, const char *name)
@@ -99,32 +107,108 @@ char *store_file(const lethe_store *s, const char *name)
     return p;
 }
 
-int store_lock(lethe_store *s)
+int store_check_text(lethe_store *s, const char *what, const char *t, int may_be_empty)
 {
+    size_t n = t ? strlen(t) : 0;
+    if (!n)
+        return may_be_empty ? LETHE_OK : store_fail(s, LETHE_ERR_ARG, "%s is empty", what);
+    if (n > STORE_TEXT_MAX)
+        return store_fail(s, LETHE_ERR_ARG, "%s is %zu bytes, more than %d", what, n,
+                          STORE_TEXT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x20 || c == 0x7f)
+            return store_fail(s, LETHE_ERR_ARG,
+                              "%s holds a control character (byte %zu is 0x%02x)", what, i, c);
+    }
+    if (!sb_utf8_valid(t, n))
+        return store_fail(s, LETHE_ERR_ARG, "%s is not valid UTF-8", what);
+    return LETHE_OK;
+}
+
+/* --------------------------------------------------------------- lock */
+
+/* Who holds the lock, from the lock file (written by the holder). */
+static void lock_holder(lethe_store *s, char *out, size_t n)
+{
+    ssize_t r = pread(s->lock_fd, out, n - 1, 0);
+    out[r > 0 ? r : 0] = 0;
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = *p == '\n' ? 0 : '?';
+    if (!out[0])
+        snprintf(out, n, "another process");
+}
+
+static void lock_record(lethe_store *s, const char *what)
+{
+    char line[160], now[32];
+    store_now(now);
+    int n = snprintf(line, sizeof(line), "pid %ld (lethe %s) since %s\n", (long)getpid(),
+                     what ? what : "", now);
+    /* best effort: the lock is the flock; this only tells waiters who */
+    if (ftruncate(s->lock_fd, 0) == 0 && n > 0)
+        (void)!pwrite(s->lock_fd, line, (size_t)n, 0);
+}
+
+int store_lock(lethe_store *s, const char *what)
+{
+    struct timespec t0, now;
+    double next_report = 1.0;
     if (s->locked)
         return LETHE_OK;
-    while (flock(s->lock_fd, LOCK_EX) < 0) {
-        if (errno != EINTR)
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR)
             return store_fail(s, LETHE_ERR_IO, "%s/%s: cannot lock: %s", s->dir, STORE_LOCK,
                               strerror(errno));
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+        char holder[160];
+        if (waited >= s->wait_seconds) {
+            lock_holder(s, holder, sizeof(holder));
+            return store_fail(s, LETHE_ERR_BUSY,
+                              "%s is locked by %s; gave up after %g s (wait longer with "
+                              "--wait SECONDS)",
+                              s->dir, holder, s->wait_seconds);
+        }
+        if (s->on_wait && waited >= next_report) {
+            lock_holder(s, holder, sizeof(holder));
+            s->on_wait(s->wait_ctx, holder, waited);
+            next_report += 1.0;
+        }
+        usleep(50000);
     }
     s->locked = 1;
+    lock_record(s, what);
     return LETHE_OK;
 }
 
 void store_unlock(lethe_store *s)
 {
     if (s->locked) {
+        if (ftruncate(s->lock_fd, 0) != 0) {
+            /* the holder line stays: harmless, the flock is what counts */
+        }
         flock(s->lock_fd, LOCK_UN);
         s->locked = 0;
     }
 }
 
+/* ------------------------------------------------------------ SQL */
+
 int store_exec(lethe_store *s, const char *sql)
 {
     char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = store_fail(s, LETHE_ERR_IO, "catalog: %s", msg ? msg : sqlite3_errmsg(s->db));
+    int r = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    if (r != SQLITE_OK) {
+        int status = r == SQLITE_NOMEM ? LETHE_ERR_NOMEM
+                   : r == SQLITE_BUSY  ? LETHE_ERR_BUSY
+                   : r == SQLITE_CORRUPT || r == SQLITE_NOTADB ? LETHE_ERR_STORE
+                                                              : LETHE_ERR_IO;
+        int rc = store_fail(s, status, "catalog: %s", msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return rc;
     }
@@ -133,13 +217,16 @@ int store_exec(lethe_store *s, const char *sql)
 
 int store_prepare(lethe_store *s, const char *sql, sqlite3_stmt **st)
 {
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
         return store_sqlfail(s, "catalog query");
+    }
     return LETHE_OK;
 }
 
 int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st)
 {
+    assert(which >= 0 && which < STORE_STMTS);
     if (!s->stmt[which]) {
         if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[which],
                                NULL) != SQLITE_OK)
@@ -152,11 +239,27 @@ int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st)
     return LETHE_OK;
 }
 
+int64_t store_count(lethe_store *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (store_prepare(s, sql, &st))
+        return -1;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else if (r != SQLITE_DONE)
+        v = -1, store_sqlfail(s, "counting");
+    sqlite3_finalize(st);
+    return v;
+}
+
 int store_begin(lethe_store *s)
 {
     int rc = store_exec(s, "BEGIN IMMEDIATE");
     if (rc == LETHE_OK) {
         s->dig_dirty = 0;
+        s->deletes = 0;
         if ((rc = dg_load(s, s->dig)) != LETHE_OK)
             store_rollback(s);
     }
@@ -169,22 +272,42 @@ int store_dg(lethe_store *s, int64_t photo, int sign)
     return dg_photo(s, s->dig, photo, sign);
 }
 
+void store_dg_policy(lethe_store *s, const char *text, int sign)
+{
+    s->dig_dirty = 1;
+    dg_fold_text(s->dig, sign, "policy", text);
+}
+
 int store_commit(lethe_store *s)
 {
     int rc = s->dig_dirty ? dg_save(s, s->dig) : LETHE_OK;
     if (rc == LETHE_OK)
         rc = store_exec(s, "COMMIT");
-    if (rc != LETHE_OK)
+    if (rc != LETHE_OK) {
+        store_rollback(s);
         return rc;
+    }
     s->dig_dirty = 0;
-    return store_log_write_head(s);
+    s->deletes = 0;
+    /* Committed. The head file is the log's outside anchor: if it cannot be
+     * written now (a full disk), it is written at the next commit or open,
+     * and `lethe log verify` says it lags meanwhile. */
+    char keep[sizeof(s->err)];
+    memcpy(keep, s->err, sizeof(keep));
+    s->head_stale = store_log_write_head(s) != LETHE_OK;
+    memcpy(s->err, keep, sizeof(keep));
+    return LETHE_OK;
 }
 
 void store_rollback(lethe_store *s)
 {
-    if (!sqlite3_get_autocommit(s->db))
+    if (s->db && !sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->dig_dirty = 0;
+    s->deletes = 0;
 }
+
+/* ------------------------------------------------------------------ meta */
 
 int store_meta_get_int(lethe_store *s, const char *key, int64_t *v)
 {
@@ -194,10 +317,9 @@ int store_meta_get_int(lethe_store *s, const char *key, int64_t *v)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
         *v = sqlite3_column_int64(st, 0);
-        rc = LETHE_OK;
-    } else if (step == SQLITE_DONE) {
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
         rc = store_fail(s, LETHE_ERR_STORE, "%s/%s: meta.%s is missing", s->dir, STORE_DB, key);
     } else {
         rc = store_sqlfail(s, "reading meta");
@@ -220,18 +342,36 @@ int store_meta_set_int(lethe_store *s, const char *key, int64_t v)
     return rc;
 }
 
-static int meta_get_text(lethe_store *s, const char *key, char *out, size_t n)
+int store_meta_get_text(lethe_store *s, const char *key, char *out, size_t n)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(s, "SELECT value FROM meta WHERE key = ?", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
         snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
-    } else {
-        rc = store_fail(s, LETHE_ERR_STORE, "%s/%s: meta.%s is missing", s->dir, STORE_DB, key);
-    }
+    else if (step == SQLITE_ROW || step == SQLITE_DONE)
+        rc = LETHE_ERR_NOT_FOUND;
+    else
+        rc = store_sqlfail(s, "reading meta");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_meta_set_text(lethe_store *s, const char *key, const char *v)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, v ? "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"
+                                : "DELETE FROM meta WHERE key = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (v)
+        sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlfail(s, "writing meta");
     sqlite3_finalize(st);
     return rc;
 }
@@ -248,10 +388,22 @@ int store_bump_gen(lethe_store *s, uint64_t *gen)
     return rc;
 }
 
+/* --------------------------------------------------------------- misc */
+
+void store_hash(const lethe_store *s, const char *tag, const void *data, size_t len,
+                uint8_t out[32])
+{
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, kr_salt(s->kr), KR_SALT, 32);
+    crypto_generichash_update(&h, (const uint8_t *)tag, strlen(tag) + 1);
+    crypto_generichash_update(&h, data, len);
+    crypto_generichash_final(&h, out, 32);
+}
+
 void store_keyed_hash(const lethe_store *s, const void *data, size_t len, char hex[65])
 {
     uint8_t h[32];
-    crypto_generichash(h, sizeof(h), data, len, s->salt, sizeof(s->salt));
+    store_hash(s, "query", data, len, h);
     sodium_bin2hex(hex, 65, h, sizeof(h));
 }
 
@@ -265,47 +417,41 @@ void store_now(char out[32])
 
 int store_write_file(lethe_store *s, const char *name, const char *data, size_t len)
 {
-    char *path = store_file(s, name);
-    size_t tn = strlen(name) + 48;
     static _Atomic unsigned serial;
+    char *path = store_file(s, name), *tmp = NULL;
+    size_t tn = strlen(name) + 48;
     char *tmpname = lethe_malloc(tn);
-    char *tmp = NULL;
     int rc = LETHE_ERR_NOMEM, fd = -1;
     if (!path || !tmpname)
         goto out;
     /* unique: several processes and threads may write the same file */
-    snprintf(tmpname, tn, "%s.%ld.%u.tmp", name, (long)getpid(),
-             atomic_fetch_add(&serial, 1u));
-    tmp = store_file(s, tmpname);
-    if (!tmp)
+    snprintf(tmpname, tn, "%s.%ld.%u.tmp", name, (long)getpid(), atomic_fetch_add(&serial, 1u));
+    if (!(tmp = store_file(s, tmpname)))
         goto out;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
+    fd = lethe_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        goto io_fail;
     for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
+        ssize_t w = lethe_io_write(fd, data + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            rc = store_fail(s, LETHE_ERR_IO, "%s: %s", tmp, strerror(errno));
-            goto out;
-        }
+        if (w <= 0)
+            goto io_fail;
         off += (size_t)w;
     }
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        fd = -1;
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
+    if (lethe_io_fsync(fd) < 0)
+        goto io_fail;
+    close(fd);
     fd = -1;
-    if (rename(tmp, path) < 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
+    if (lethe_io_rename(tmp, path) < 0)
+        goto io_fail;
     rc = LETHE_OK;
+    goto out;
+io_fail:
+    rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno ? errno : EIO));
 out:
+    if (rc == LETHE_ERR_NOMEM)
+        store_fail(s, rc, "out of memory");
     if (fd >= 0)
         close(fd);
     if (rc != LETHE_OK && tmp)
@@ -316,606 +462,344 @@ out:
     return rc;
 }
 
-/* ---------------------------------------------------------------- policy */
+/* ------------------------------------------------------ the update hook */
 
-int store_photo_eligible(const policy *p, const char *const *jurisdictions,
-                         const char *const *consents, int n)
+/* Counts deletions of personal rows: change_commit refuses a transaction
+ * that deleted any outside the erasure protocol. */
+static void on_update(void *ctx, int op, const char *db, const char *table, sqlite3_int64 row)
 {
-    int allowed = 0;
-    for (int i = 0; i < n; i++) {
-        int bit = consent_parse(consents[i] && *consents[i] ? consents[i] : "none");
-        if (bit == CONSENT_WITHDRAWN)
-            return 0;
-        if (bit > 0 && policy_allows(p, jurisdictions[i] ? jurisdictions[i] : "", bit, NULL))
-            allowed = 1;
-    }
-    return allowed;
+    lethe_store *s = ctx;
+    (void)row;
+    if (op == SQLITE_DELETE && !strcmp(db, "main") &&
+        (!strcmp(table, "photos") || !strcmp(table, "provenance") || !strcmp(table, "faces")))
+        s->deletes++;
 }
 
-static int load_policy(lethe_store *s)
+/* ------------------------------------------------------------ create */
+
+static int insert_signing_key(lethe_store *s, uint32_t epoch)
 {
-    char *path = store_file(s, STORE_POLICY);
-    uint8_t *text = NULL;
-    size_t len = 0;
-    char msg[512];
-    if (!path)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    int rc = lethe_read_file(path, 1u << 20, &text, &len, msg, sizeof(msg));
-    if (rc != LETHE_OK) {
-        rc = store_fail(s, LETHE_ERR_STORE, "consent policy: %s", msg);
-    } else if (policy_parse((const char *)text, len, &s->pol, msg, sizeof(msg)) != 0) {
-        rc = store_fail(s, LETHE_ERR_STORE, "%s: %s", path, msg);
-    }
-    lethe_free(text);
-    lethe_free(path);
-    return rc;
-}
-
-int lethe_policy_get(lethe_store *s, char **text)
-{
-    *text = policy_format(s->pol);
-    return *text ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-}
-
-int lethe_policy_check(lethe_store *s, const char *jurisdiction, const char *consent,
-                       const char **rule)
-{
-    char canon[8], msg[256];
-    int bit = consent_parse(consent && *consent ? consent : "none");
-    if (bit < 0) {
-        store_fail(s, LETHE_ERR_ARG,
-                   "unknown consent basis \"%s\" (explicit, public-license, none, withdrawn)",
-                   consent);
-        return -1;
-    }
-    if (jurisdiction_parse(jurisdiction ? jurisdiction : "", canon, msg, sizeof(msg)) != 0) {
-        store_fail(s, LETHE_ERR_ARG, "%s", msg);
-        return -1;
-    }
-    return policy_allows(s->pol, canon, bit, rule) ? 1 : 0;
-}
-
-/* Drop the templates of every photo the policy p no longer allows. */
-static int apply_policy(lethe_store *s, const policy *p, int dry_run, uint64_t *dropped,
-                        int64_t **rm_ids, size_t *nrm)
-{
-    sqlite3_stmt *ph = NULL, *pv = NULL, *fc = NULL, *upd = NULL, *clr = NULL;
-    int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-    *dropped = 0;
-    if ((rc = store_prepare(s, "SELECT id FROM photos WHERE status = 'analysed'", &ph)) ||
-        (rc = store_prepare(s, "SELECT jurisdiction, consent FROM provenance WHERE photo = ?",
-                            &pv)) ||
-        (rc = store_prepare(s, "SELECT id FROM faces WHERE photo = ? AND descriptor IS NOT NULL",
-                            &fc)) ||
-        (rc = store_prepare(s, "UPDATE photos SET status = 'refused' WHERE id = ?", &upd)) ||
-        (rc = store_prepare(s, "UPDATE faces SET descriptor = NULL WHERE photo = ?", &clr)))
-        goto out;
-    while ((rc = sqlite3_step(ph)) == SQLITE_ROW) {
-        int64_t photo = sqlite3_column_int64(ph, 0);
-        const char *jur[64], *con[64];
-        char jbuf[64][8], cbuf[64][16];
-        int k = 0, eligible;
-        sqlite3_bind_int64(pv, 1, photo);
-        while (sqlite3_step(pv) == SQLITE_ROW && k < 64) {
-            snprintf(jbuf[k], sizeof(jbuf[k]), "%s", (const char *)sqlite3_column_text(pv, 0));
-            snprintf(cbuf[k], sizeof(cbuf[k]), "%s", (const char *)sqlite3_column_text(pv, 1));
-            jur[k] = jbuf[k];
-            con[k] = cbuf[k];
-            k++;
-        }
-        sqlite3_reset(pv);
-        eligible = store_photo_eligible(p, jur, con, k);
-        if (eligible)
-            continue;
-        sqlite3_bind_int64(fc, 1, photo);
-        while (sqlite3_step(fc) == SQLITE_ROW) {
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 256;
-                int64_t *t = lethe_realloc(ids, nc * sizeof(*ids));
-                if (!t) {
-                    sqlite3_reset(fc);
-                    rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                    goto out;
-                }
-                ids = t;
-                cap = nc;
-            }
-            ids[n++] = sqlite3_column_int64(fc, 0);
-        }
-        sqlite3_reset(fc);
-        if (!dry_run) {
-            if ((rc = store_dg(s, photo, -1)))
-                goto out;
-            sqlite3_bind_int64(upd, 1, photo);
-            sqlite3_bind_int64(clr, 1, photo);
-            if (sqlite3_step(upd) != SQLITE_DONE || sqlite3_step(clr) != SQLITE_DONE) {
-                rc = store_sqlfail(s, "dropping templates");
-                goto out;
-            }
-            sqlite3_reset(upd);
-            sqlite3_reset(clr);
-            if ((rc = store_dg(s, photo, 1)))
-                goto out;
-        }
-    }
-    rc = rc == SQLITE_DONE ? LETHE_OK : store_sqlfail(s, "reading photos");
-    *dropped = n;
-out:
-    sqlite3_finalize(ph);
-    sqlite3_finalize(pv);
-    sqlite3_finalize(fc);
-    sqlite3_finalize(upd);
-    sqlite3_finalize(clr);
-    if (rc == LETHE_OK && rm_ids) {
-        *rm_ids = ids;
-        *nrm = n;
-    } else {
-        lethe_free(ids);
-    }
-    return rc;
-}
-
-int lethe_policy_set(lethe_store *s, const char *key, const char *consents, const char *actor,
-                     int dry_run, uint64_t *dropped)
-{
-    char msg[256], *text = NULL, *copy = NULL;
-    policy *p = NULL;
-    int64_t *rm = NULL;
-    size_t nrm = 0;
-    unsigned mask = 0;
-    uint64_t gen = 0, n = 0;
-    int rc;
-
-    if (s->flags & LETHE_STORE_READONLY)
-        return store_fail(s, LETHE_ERR_ARG, "the store is open read-only");
-    copy = lethe_strdup(consents ? consents : "");
-    text = policy_format(s->pol);
-    if (!copy || !text) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    for (char *save = NULL, *tok = strtok_r(copy, ", ", &save); tok;
-         tok = strtok_r(NULL, ", ", &save)) {
-        int bit = consent_parse(tok);
-        if (bit < 0 || bit == CONSENT_WITHDRAWN) {
-            rc = store_fail(s, LETHE_ERR_ARG,
-                            bit < 0 ? "unknown consent basis \"%s\" (explicit, public-license, none)"
-                                    : "\"%s\" can never allow a template", tok);
-            goto out;
-        }
-        mask |= (unsigned)bit;
-    }
-    if (policy_parse(text, strlen(text), &p, msg, sizeof(msg)) != 0 ||
-        policy_set(p, key, mask, msg, sizeof(msg)) != 0) {
-        rc = store_fail(s, LETHE_ERR_ARG, "%s", msg);
-        goto out;
-    }
-    lethe_free(text);
-    text = policy_format(p);
-    if (!text) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((rc = store_lock(s)) || (rc = store_begin(s)))
-        goto out;
-    rc = apply_policy(s, p, dry_run, &n, &rm, &nrm);
-    if (rc == LETHE_OK && !dry_run) {
-        strbuf d;
-        sb_init(&d);
-        sb_puts(&d, "{\"key\":");
-        sb_json_str(&d, key);
-        sb_puts(&d, ",\"allows\":");
-        sb_json_str(&d, consents ? consents : "");
-        sb_printf(&d, ",\"templates_dropped\":%llu}", (unsigned long long)n);
-        char *detail = sb_finish(&d);
-        if (!detail)
-            rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        if (rc == LETHE_OK && nrm)
-            rc = store_bump_gen(s, &gen);
-        if (rc == LETHE_OK)
-            rc = store_log_append(s, "policy", actor, "", "", (int64_t)n, detail);
-        if (rc == LETHE_OK && nrm)
-            rc = store_exec(s, "INSERT OR REPLACE INTO meta(key, value) VALUES "
-                               "('scrub_pending', 1)");
-        lethe_free(detail);
-    }
-    if (rc != LETHE_OK || dry_run) {
-        store_rollback(s);
-        goto out;
-    }
-    if ((rc = store_commit(s)) != LETHE_OK)
-        goto out;
-    /* Templates are gone from the catalog; now the index and the file. */
-    if (nrm) {
-        store_index_apply(s, gen, rm, nrm, NULL, NULL, 0);
-        store_scrub(s, 0);
-    }
-    if ((rc = store_write_file(s, STORE_POLICY, text, strlen(text))) != LETHE_OK)
-        goto out;
-    policy_free(s->pol);
-    s->pol = p;
-    p = NULL;
-out:
-    if (dropped)
-        *dropped = n;
-    store_unlock(s);
-    policy_free(p);
-    lethe_free(rm);
-    lethe_free(text);
-    lethe_free(copy);
-    return rc;
-}
-
-/* ----------------------------------------------------------------- index */
-
-/* Open the one writing handle of the index (the caller holds the store
- * lock, so no other process of ours writes). */
-static int index_writer(lethe_store *s, idx **wx)
-{
-    char msg[512];
-    char *path = store_file(s, STORE_INDEX);
-    if (!path)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    int r = idx_open(path, IDX_WRITE | IDX_CREATE, wx, msg, sizeof(msg));
-    if (r == LETHE_ERR_FORMAT || r == LETHE_ERR_UNSUPPORTED) {
-        /* a damaged or foreign index: it is derived data, start it afresh */
-        r = idx_open(path, IDX_WRITE | IDX_CREATE | IDX_TRUNCATE, wx, msg, sizeof(msg));
-    }
-    lethe_free(path);
-    return r == 0 ? LETHE_OK : store_fail(s, LETHE_ERR_IO, "%s", msg);
-}
-
-/* Rebuild the index from the catalog's templates, as of generation gen. */
-static int index_rebuild(lethe_store *s, idx *wx, uint64_t gen)
-{
-    char msg[512];
-    sqlite3_stmt *st = NULL;
-    enum { CHUNK = 4096 };
-    int64_t *ids = lethe_malloc(CHUNK * sizeof(int64_t));
-    float *vecs = lethe_malloc((size_t)CHUNK * IDX_DIM * sizeof(float));
-    size_t n = 0;
-    int rc, step = SQLITE_DONE;
-    if (!ids || !vecs) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if (idx_clear(wx, msg, sizeof(msg)) != 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
-        goto out;
-    }
-    if ((rc = store_prepare(s, "SELECT id, descriptor FROM faces WHERE descriptor IS NOT NULL "
-                               "ORDER BY id", &st)))
-        goto out;
-    for (;;) {
-        step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            ids[n] = sqlite3_column_int64(st, 0);
-            memcpy(vecs + n * IDX_DIM, sqlite3_column_blob(st, 1), IDX_DIM * sizeof(float));
-            n++;
-        }
-        if (n && (n == CHUNK || step != SQLITE_ROW)) {
-            if (idx_append(wx, ids, vecs, n, msg, sizeof(msg)) != 0) {
-                rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
-                goto out;
-            }
-            n = 0;
-        }
-        if (step != SQLITE_ROW)
-            break;
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_sqlfail(s, "reading templates");
-        goto out;
-    }
-    if (idx_commit(wx, gen, msg, sizeof(msg)) != 0)
-        rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
-out:
-    sqlite3_finalize(st);
-    if (vecs)
-        sodium_memzero(vecs, (size_t)CHUNK * IDX_DIM * sizeof(float));
-    lethe_free(ids);
-    lethe_free(vecs);
-    return rc;
-}
-
-int store_index_apply(lethe_store *s, uint64_t gen, const int64_t *rm, size_t nrm,
-                      const int64_t *ids, const float *vecs, size_t n)
-{
-    char msg[512];
-    size_t removed;
-    int64_t have;
-    idx *wx = NULL;
-    int rc = index_writer(s, &wx);
-    if (rc)
-        return rc; /* the next writable open rebuilds it */
-    /* Only when the index holds the generation just before ours can it be
-     * patched; otherwise (an earlier crash, a lost file) rebuild it. */
-    if (idx_generation(wx) + 1 != gen) {
-        rc = store_meta_get_int(s, "index_gen", &have);
-        if (rc == LETHE_OK)
-            rc = index_rebuild(s, wx, (uint64_t)have);
-    } else if ((nrm && idx_remove(wx, rm, nrm, &removed, msg, sizeof(msg)) != 0) ||
-               (n && idx_append(wx, ids, vecs, n, msg, sizeof(msg)) != 0) ||
-               idx_commit(wx, gen, msg, sizeof(msg)) != 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s (the index will be rebuilt)", msg);
-    }
-    idx_close(wx);
-    return rc;
-}
-
-/* Make the index match the catalog's generation (writable stores only). */
-static int index_sync(lethe_store *s)
-{
-    char msg[512];
-    int64_t gen;
-    idx *rx = NULL, *wx = NULL;
-    char *path = store_file(s, STORE_INDEX);
-    int rc = store_meta_get_int(s, "index_gen", &gen);
-    if (!path)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (rc == LETHE_OK && idx_open(path, IDX_READ, &rx, msg, sizeof(msg)) == 0 &&
-        idx_generation(rx) == (uint64_t)gen) {
-        idx_close(rx);
-        lethe_free(path);
-        return LETHE_OK;
-    }
-    idx_close(rx);
-    lethe_free(path);
+    uint8_t pk[32], sk[64];
+    char hex[65], now[32];
+    sqlite3_stmt *st;
+    kr_signing_key(s->kr, pk, sk);
+    sodium_memzero(sk, sizeof(sk));
+    sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+    store_now(now);
+    int rc = store_prepare(s, "INSERT INTO signing_keys(epoch, public_key, created_at) "
+                              "VALUES (?, ?, ?)", &st);
     if (rc)
         return rc;
-    /* A writer at work brings it up to date itself. */
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
-        return LETHE_OK;
-    s->locked = 1;
-    if ((rc = store_meta_get_int(s, "index_gen", &gen)) == LETHE_OK &&
-        (rc = index_writer(s, &wx)) == LETHE_OK) {
-        if (idx_generation(wx) != (uint64_t)gen || idx_count(wx) == 0)
-            rc = index_rebuild(s, wx, (uint64_t)gen);
-        idx_close(wx);
-    }
-    store_unlock(s);
+    sqlite3_bind_int64(st, 1, epoch);
+    sqlite3_bind_text(st, 2, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlfail(s, "recording the signing key");
+    sqlite3_finalize(st);
     return rc;
 }
 
-int store_index_ready(lethe_store *s)
+/* The first policy version (the shipped policy) and the first log entry. */
+static int create_rows(lethe_store *s, const lethe_store_options *o)
 {
-    char msg[512];
-    if (s->ix)
-        return LETHE_OK;
-    char *path = store_file(s, STORE_INDEX);
-    if (!path)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    int r = idx_open(path, IDX_READ, &s->ix, msg, sizeof(msg));
-    lethe_free(path);
-    if (r == LETHE_ERR_NOT_FOUND && (s->flags & LETHE_STORE_READONLY))
-        return store_fail(s, LETHE_ERR_STORE, "%s (open the store writable to rebuild it)", msg);
-    return r == 0 ? LETHE_OK : store_fail(s, LETHE_ERR_STORE, "%s", msg);
-}
-
-/* lethe_key(text): the keyed hash (hex) of text, for the erasure ledger. */
-static void sql_lethe_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    lethe_store *s = sqlite3_user_data(ctx);
-    char hex[65];
-    (void)argc;
-    const unsigned char *t = sqlite3_value_text(argv[0]);
-    if (!t) {
-        sqlite3_result_null(ctx);
-        return;
-    }
-    store_keyed_hash(s, t, (size_t)sqlite3_value_bytes(argv[0]), hex);
-    sqlite3_result_text(ctx, hex, 64, SQLITE_TRANSIENT);
-}
-
-/* ------------------------------------------------------------ open/close */
-
-static int create_store(lethe_store *s)
-{
-    char now[32], hex[65], *pol = NULL;
-    uint8_t salt[32];
+    char now[32], hex[2 * KR_STORE_ID + 1], detail[256];
+    sqlite3_stmt *st;
     policy *p = NULL;
+    char *text = NULL;
     int rc;
     store_now(now);
-    randombytes_buf(salt, sizeof(salt));
-    sodium_bin2hex(hex, sizeof(hex), salt, sizeof(salt));
+    sodium_bin2hex(hex, sizeof(hex), s->store_id, KR_STORE_ID);
+    if ((rc = store_exec(s, schema_sql)) ||
+        (rc = store_prepare(s, "INSERT INTO meta(key, value) VALUES ('format', ?), "
+                               "('created_at', ?), ('index_gen', 0), ('store_id', ?), "
+                               "('model', 'face-api 1.7.15: SSD MobileNet v1, 68 landmarks, "
+                               "ResNet-34 128-D')", &st)))
+        return rc;
+    sqlite3_bind_int(st, 1, LETHE_STORE_FORMAT);
+    sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlfail(s, "creating the catalog");
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    memset(s->dig, 0, sizeof(s->dig));
+    s->dig_dirty = 1;
+    if (policy_default(&p) != 0 || !(text = policy_format(p))) {
+        policy_free(p);
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    }
+    snprintf(detail, sizeof(detail), "\"store_id\":\"%s\",\"format\":%d", hex,
+             LETHE_STORE_FORMAT);
+    rc = insert_signing_key(s, kr_signing_epoch(s->kr));
+    if (rc == LETHE_OK && o->keyring_mirror && *o->keyring_mirror)
+        rc = store_meta_set_text(s, "keyring_mirror", o->keyring_mirror);
+    if (rc == LETHE_OK)
+        rc = consent_policy_record(s, text, o->actor, "init", detail);
+    if (rc == LETHE_OK)
+        store_dg_policy(s, text, 1);
+    if (rc == LETHE_OK) {
+        policy_free(s->pol);
+        s->pol = p;
+        p = NULL;
+        s->policy_version = 1;
+    }
+    policy_free(p);
+    lethe_free(text);
+    return rc;
+}
+
+/* A new store: the keyring first (so the catalog never exists without
+ * it), then the catalog in one transaction. */
+static int create_store(lethe_store *s, const lethe_store_options *o)
+{
+    char msg[512], *krpath = store_file(s, STORE_KEYRING);
+    struct stat sb;
+    int rc;
+    if (!krpath)
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if (lstat(krpath, &sb) == 0) {
+        rc = store_fail(s, LETHE_ERR_STORE,
+                        "%s exists but there is no catalog: restore the catalog from a backup "
+                        "(`lethe restore`), or move the keyring away to start a new store",
+                        krpath);
+        lethe_free(krpath);
+        return rc;
+    }
+    randombytes_buf(s->store_id, sizeof(s->store_id));
+    rc = kr_create(krpath, s->store_id, &s->kr, msg, sizeof(msg));
+    lethe_free(krpath);
+    if (rc)
+        return store_fail(s, rc, "%s", msg);
+    if (o->keyring_mirror && *o->keyring_mirror &&
+        (rc = kr_set_mirror(s->kr, o->keyring_mirror, msg, sizeof(msg))))
+        return store_fail(s, rc, "%s", msg);
     if ((rc = store_exec(s, "BEGIN IMMEDIATE")))
         return rc;
-    rc = store_exec(s, schema_sql);
-    if (rc == LETHE_OK) {
-        sqlite3_stmt *st;
-        rc = store_prepare(s, "INSERT INTO meta(key, value) VALUES ('format', ?), "
-                              "('created_at', ?), ('index_gen', 0), ('salt', ?), "
-                              "('model', 'face-api 1.7.15: SSD MobileNet v1, 68 landmarks, "
-                              "ResNet-34 128-D')", &st);
-        if (rc == LETHE_OK) {
-            sqlite3_bind_int(st, 1, LETHE_STORE_FORMAT);
-            sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 3, hex, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = store_sqlfail(s, "creating the catalog");
-            sqlite3_finalize(st);
-        }
-    }
-    memcpy(s->salt, salt, sizeof(salt));
-    memset(s->dig, 0, sizeof(s->dig));
-    s->dig_dirty = 1; /* the empty store's state, saved with the rest */
-    if (rc == LETHE_OK)
-        rc = store_log_append(s, "init", "", "", "", 0, "{\"format\":1}");
-    if (rc == LETHE_OK && policy_default(&p) != 0)
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (rc == LETHE_OK && !(pol = policy_format(p)))
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (rc == LETHE_OK)
-        rc = store_write_file(s, STORE_POLICY, pol, strlen(pol));
-    if (rc == LETHE_OK)
+    if ((rc = create_rows(s, o)) == LETHE_OK)
         rc = store_commit(s);
     else
         store_rollback(s);
-    policy_free(p);
-    lethe_free(pol);
+    if (rc == LETHE_OK)
+        rc = store_policy_file_check(s);
     return rc;
 }
 
-static int check_store(lethe_store *s)
+/* ------------------------------------------------------------- open */
+
+static int check_catalog(lethe_store *s)
 {
     int64_t format;
     char hex[80];
-    size_t len;
+    size_t len = 0;
     int rc = store_meta_get_int(s, "format", &format);
     if (rc)
         return store_fail(s, LETHE_ERR_STORE, "%s: not a lethe store (%s)", s->dir, s->err);
     if (format != LETHE_STORE_FORMAT)
         return store_fail(s, LETHE_ERR_STORE,
-                          "%s: store format %lld, this lethe reads format %d", s->dir,
-                          (long long)format, LETHE_STORE_FORMAT);
-    if ((rc = meta_get_text(s, "salt", hex, sizeof(hex))))
-        return rc;
-    if (sodium_hex2bin(s->salt, sizeof(s->salt), hex, strlen(hex), NULL, &len, NULL) != 0 ||
-        len != sizeof(s->salt))
-        return store_fail(s, LETHE_ERR_STORE, "%s: meta.salt is damaged", s->dir);
-    if (dg_load(s, s->dig) != LETHE_OK) {
-        /* a store from before the kept digest: compute it once */
-        if (s->flags & LETHE_STORE_READONLY)
-            return store_fail(s, LETHE_ERR_STORE, "%s: the digest state is missing (open the "
-                              "store writable once to compute it)", s->dir);
-        if ((rc = store_exec(s, "BEGIN IMMEDIATE")))
-            return rc;
-        rc = dg_full(s, s->dig);
-        if (rc == LETHE_OK)
-            rc = dg_save(s, s->dig);
-        if (rc == LETHE_OK)
-            rc = store_exec(s, "COMMIT");
-        else
-            store_rollback(s);
-    }
+                          "%s: store format %lld; this lethe reads format %d%s", s->dir,
+                          (long long)format, LETHE_STORE_FORMAT,
+                          format == 1 ? " (format 1 kept personal data unsealed: ingest the "
+                                        "photos again into a new store)"
+                                      : "");
+    if ((rc = store_meta_get_text(s, "store_id", hex, sizeof(hex))) ||
+        sodium_hex2bin(s->store_id, sizeof(s->store_id), hex, strlen(hex), NULL, &len, NULL) ||
+        len != sizeof(s->store_id))
+        return store_fail(s, LETHE_ERR_STORE, "%s: meta.store_id is missing or damaged", s->dir);
+    return LETHE_OK;
+}
+
+static int open_keyring(lethe_store *s)
+{
+    char msg[512], *path = store_file(s, STORE_KEYRING);
+    if (!path)
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    int rc = kr_open(path, !(s->flags & LETHE_STORE_READONLY), &s->kr, msg, sizeof(msg));
+    if (rc == LETHE_ERR_NOT_FOUND)
+        rc = store_fail(s, LETHE_ERR_STORE,
+                        "%s is missing: without it no photo's personal data can be read. Copy "
+                        "it back from the keyring mirror (lethe keyring --help), or restore a "
+                        "backup with --keyring-mirror",
+                        path);
+    else if (rc)
+        rc = store_fail(s, LETHE_ERR_STORE, "%s", msg);
+    else if (memcmp(kr_store_id(s->kr), s->store_id, KR_STORE_ID) != 0)
+        rc = store_fail(s, LETHE_ERR_STORE, "%s belongs to another store", path);
+    lethe_free(path);
     return rc;
 }
 
-int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
+/* The keyring mirror named in the catalog, if any: brought up to date. */
+static int open_mirror(lethe_store *s)
 {
-    lethe_store *s = lethe_calloc(1, sizeof(*s));
-    char *dbpath = NULL, *lockpath = NULL, *ixpath = NULL;
+    char dir[4096], msg[512];
+    int rc = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir));
+    if (rc == LETHE_ERR_NOT_FOUND)
+        return LETHE_OK;
+    if (rc)
+        return rc;
+    if ((rc = kr_set_mirror(s->kr, dir, msg, sizeof(msg))))
+        return store_fail(s, rc, "%s", msg);
+    return LETHE_OK;
+}
+
+/* After a crash: log.head behind the catalog's head is rewritten. */
+static int repair_head(lethe_store *s)
+{
+    return store_log_write_head(s);
+}
+
+/* Writable opens: finish what a crash left (under the lock if free). */
+static int open_recover(lethe_store *s)
+{
+    int rc = store_index_sync(s);
+    if (rc)
+        return rc;
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return LETHE_OK; /* a writer at work: it finishes it itself */
+    s->locked = 1;
+    lock_record(s, "recovery");
+    int64_t pending = store_count(s, "SELECT COUNT(*) FROM meta WHERE key = 'scrub_pending'");
+    if (pending < 0)
+        rc = LETHE_ERR_IO;
+    if (rc == LETHE_OK && pending > 0)
+        rc = store_recover(s);
+    if (rc == LETHE_OK)
+        rc = open_mirror(s);
+    if (rc == LETHE_OK)
+        rc = repair_head(s);
+    store_unlock(s);
+    return rc;
+}
+
+static int open_catalog(lethe_store *s, const char *dbpath)
+{
+    int ro = (s->flags & LETHE_STORE_READONLY) != 0;
+    if (sqlite3_open_v2(dbpath, &s->db,
+                        ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK)
+        return store_sqlfail(s, dbpath);
+    sqlite3_busy_timeout(s->db, 30000);
+    sqlite3_update_hook(s->db, on_update, s);
+    /* secure_delete: freed pages and cells are zeroed, so erased data does
+     * not linger in the file; WAL: searches run while an ingest writes. */
+    int rc = store_exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; "
+                           "PRAGMA temp_store = MEMORY");
+    /* No automatic checkpoints: an erasure reads the WAL's page list to
+     * scrub those pages (scrub.c), so the WAL is only checkpointed by lethe
+     * itself: by the scrub, by ingest between batches, and on close. */
+    if (rc == LETHE_OK && !ro)
+        rc = store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                           "PRAGMA wal_autocheckpoint = 0");
+    /* Scratch tables of a selection live in memory, never in a file. */
+    if (rc == LETHE_OK)
+        rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS sel_photos(id INTEGER PRIMARY KEY); "
+                           "CREATE TEMP TABLE IF NOT EXISTS sel_faces(id INTEGER PRIMARY KEY, "
+                           "distance REAL)");
+    return rc;
+}
+
+void lethe_store_options_init(lethe_store_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->wait_seconds = 30;
+}
+
+/* The directory: exists (or is created) and is one. */
+static int open_dir(lethe_store *s, const char *dir, unsigned flags)
+{
     struct stat sb;
-    int rc, fresh = 0;
-    *out = s;
-    if (!s)
-        return LETHE_ERR_NOMEM;
-    s->lock_fd = -1;
-    s->flags = flags;
-    if (sodium_init() < 0)
-        return store_fail(s, LETHE_ERR_INTERNAL, "libsodium failed to initialise");
-    if (!dir || !*dir)
-        return store_fail(s, LETHE_ERR_ARG, "no store directory given");
-    if (!(s->dir = lethe_strdup(dir)))
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
     if (stat(dir, &sb) < 0) {
         if (errno != ENOENT || !(flags & LETHE_STORE_CREATE))
-            return store_fail(s, LETHE_ERR_STORE,
-                              "%s: %s (create a store with `lethe init`)", dir, strerror(errno));
+            return store_fail(s, LETHE_ERR_STORE, "%s: %s (create a store with `lethe init`)",
+                              dir, strerror(errno));
         if (mkdir(dir, 0700) < 0)
             return store_fail(s, LETHE_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISDIR(sb.st_mode)) {
         return store_fail(s, LETHE_ERR_STORE, "%s: not a directory", dir);
     }
+    return LETHE_OK;
+}
+
+int lethe_store_open_with(const char *dir, const lethe_store_options *opt, lethe_store **out)
+{
+    lethe_store_options o;
+    lethe_store *s = lethe_calloc(1, sizeof(*s));
+    char *dbpath = NULL, *lockpath = NULL;
+    struct stat sb;
+    int rc, fresh = 0;
+    *out = s;
+    if (!s)
+        return LETHE_ERR_NOMEM;
+    if (opt)
+        o = *opt;
+    else
+        lethe_store_options_init(&o);
+    s->lock_fd = -1;
+    s->flags = o.flags;
+    s->wait_seconds = o.wait_seconds >= 0 ? o.wait_seconds : 0;
+    s->on_wait = o.on_wait;
+    s->wait_ctx = o.ctx;
+    if (sodium_init() < 0)
+        return store_fail(s, LETHE_ERR_INTERNAL, "libsodium failed to initialise");
+    if (!dir || !*dir)
+        return store_fail(s, LETHE_ERR_ARG, "no store directory given");
+    if ((o.flags & LETHE_STORE_CREATE) && (rc = store_check_text(s, "the actor", o.actor, 1)))
+        return rc;
+    if (!(s->dir = lethe_strdup(dir)))
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if ((rc = open_dir(s, dir, o.flags)))
+        return rc;
     dbpath = store_file(s, STORE_DB);
     lockpath = store_file(s, STORE_LOCK);
-    ixpath = store_file(s, STORE_INDEX);
-    if (!dbpath || !lockpath || !ixpath) {
+    if (!dbpath || !lockpath) {
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         goto out;
     }
     if (stat(dbpath, &sb) < 0) {
-        if (!(flags & LETHE_STORE_CREATE)) {
+        if (!(o.flags & LETHE_STORE_CREATE)) {
             rc = store_fail(s, LETHE_ERR_STORE, "%s: not a lethe store (no %s; create one with "
                             "`lethe init`)", dir, STORE_DB);
             goto out;
         }
         fresh = 1;
     }
-    s->lock_fd = open(lockpath, ((flags & LETHE_STORE_READONLY) ? O_RDONLY : O_RDWR | O_CREAT) |
+    s->lock_fd = open(lockpath, ((o.flags & LETHE_STORE_READONLY) ? O_RDONLY : O_RDWR | O_CREAT) |
                       O_CLOEXEC, 0600);
     if (s->lock_fd < 0) {
         rc = store_fail(s, LETHE_ERR_IO, "%s: %s", lockpath, strerror(errno));
         goto out;
     }
-    if (fresh && (rc = store_lock(s)))
+    if (fresh && (rc = store_lock(s, "init")))
         goto out;
     /* Another process may have created it while we waited for the lock. */
     if (fresh && stat(dbpath, &sb) == 0)
         fresh = 0;
-    if (sqlite3_open_v2(dbpath, &s->db,
-                        (flags & LETHE_STORE_READONLY) ? SQLITE_OPEN_READONLY
-                                                       : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                        NULL) != SQLITE_OK) {
-        rc = store_sqlfail(s, dbpath);
-        goto out;
-    }
-    sqlite3_busy_timeout(s->db, 30000);
-    sqlite3_create_function(s->db, "lethe_key", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
-                            sql_lethe_key, NULL, NULL);
-    /* secure_delete: freed pages and cells are zeroed, so erased data does
-     * not linger in the file; WAL: searches run while an ingest writes. */
-    if ((rc = store_exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON")))
-        goto out;
-    /* No automatic checkpoints: an erasure reads the WAL's page list to
-     * scrub those pages (scrub.c), so the WAL is only checkpointed by lethe
-     * itself: by the scrub, by ingest between batches, and on close. */
-    if (!(flags & LETHE_STORE_READONLY) &&
-        (rc = store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
-                            "PRAGMA wal_autocheckpoint = 0")))
+    if ((rc = open_catalog(s, dbpath)))
         goto out;
     if (fresh) {
-        if ((rc = create_store(s)))
-            goto out;
-    } else if ((rc = check_store(s))) {
-        goto out;
+        rc = create_store(s, &o);
+    } else if ((rc = check_catalog(s)) == LETHE_OK && (rc = open_keyring(s)) == LETHE_OK &&
+               (rc = store_policy_load(s)) == LETHE_OK) {
+        rc = store_policy_file_check(s);
     }
-    if ((rc = load_policy(s)))
-        goto out;
-    /* Scratch tables of a selection live in memory, never in a file. */
-    if ((rc = store_exec(s, "PRAGMA temp_store = MEMORY; "
-                            "CREATE TEMP TABLE IF NOT EXISTS sel_photos(id INTEGER PRIMARY KEY); "
-                            "CREATE TEMP TABLE IF NOT EXISTS sel_faces(id INTEGER PRIMARY KEY, "
-                            "distance REAL); "
-                            "CREATE TEMP TABLE IF NOT EXISTS sel_touched(id INTEGER PRIMARY KEY)")))
-        goto out;
-    if (!fresh && !(flags & LETHE_STORE_READONLY) &&
-        (rc = store_exec(s, "CREATE TABLE IF NOT EXISTS ledger(hash TEXT PRIMARY KEY, time TEXT "
-                            "NOT NULL); "
-                            "CREATE TABLE IF NOT EXISTS receipts(hash TEXT PRIMARY KEY, time TEXT "
-                            "NOT NULL, json TEXT NOT NULL); CREATE TABLE IF NOT EXISTS optouts(id "
-                            "INTEGER PRIMARY KEY, photo_id_h TEXT NOT NULL, url_h TEXT NOT NULL, "
-                            "uploader_h TEXT NOT NULL, source_h TEXT NOT NULL, jurisdiction_h TEXT "
-                            "NOT NULL, sha_h TEXT NOT NULL, collected_before TEXT NOT NULL, "
-                            "face_threshold REAL NOT NULL, created_at TEXT NOT NULL, receipt TEXT "
-                            "NOT NULL); CREATE TABLE IF NOT EXISTS optout_faces(id INTEGER PRIMARY "
-                            "KEY, optout INTEGER NOT NULL REFERENCES optouts(id) ON DELETE CASCADE, "
-                            "descriptor BLOB NOT NULL CHECK(length(descriptor) = 512))")))
-        goto out;
-    if (!(flags & LETHE_STORE_READONLY))
-        rc = index_sync(s);
-    if (rc == LETHE_OK && !(flags & LETHE_STORE_READONLY)) {
-        /* an erasure committed but not scrubbed (a crash): scrub it all */
-        int64_t pending = 0;
-        sqlite3_stmt *st;
-        if (store_prepare(s, "SELECT value FROM meta WHERE key = 'scrub_pending'", &st) == 0) {
-            pending = sqlite3_step(st) == SQLITE_ROW;
-            sqlite3_finalize(st);
-        }
-        if (pending && flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
-            s->locked = 1;
-            rc = store_scrub(s, 1);
-            store_unlock(s);
-        }
+    if (rc == LETHE_OK && !(o.flags & (LETHE_STORE_READONLY | STORE_NO_RECOVER))) {
+        store_unlock(s);
+        rc = open_recover(s);
     }
 out:
     store_unlock(s);
     lethe_free(dbpath);
     lethe_free(lockpath);
-    lethe_free(ixpath);
     return rc;
+}
+
+int lethe_store_open(const char *dir, unsigned flags, lethe_store **out)
+{
+    lethe_store_options o;
+    lethe_store_options_init(&o);
+    o.flags = flags;
+    return lethe_store_open_with(dir, &o, out);
 }
 
 void lethe_store_close(lethe_store *s)
@@ -927,10 +811,10 @@ void lethe_store_close(lethe_store *s)
         sqlite3_finalize(s->stmt[i]); /* NULL is fine */
     if (s->db) {
         /* Fold the WAL back into the catalog so no stale page copies stay
-         * beside it (ignored when another process still has it open). */
+         * beside it (ignored when another process still has it open), but
+         * not while an erasure's scrub still needs the WAL's page list. */
         if (!(s->flags & LETHE_STORE_READONLY)) {
-            /* not while an erasure's scrub still needs the WAL's page list */
-            int pending = 0;
+            int pending = 1;
             sqlite3_stmt *st;
             if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM meta WHERE key = 'scrub_pending'", -1,
                                    &st, NULL) == SQLITE_OK) {
@@ -944,9 +828,9 @@ void lethe_store_close(lethe_store *s)
     }
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    kr_close(s->kr);
     policy_free(s->pol);
     lethe_free(s->dir);
-    sodium_memzero(s->salt, sizeof(s->salt));
     lethe_free(s);
 }
 

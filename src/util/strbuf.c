@@ -149,6 +149,44 @@ void sb_json_str(strbuf *b, const char *str)
     sb_putc(b, '"');
 }
 
+int sb_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len(s + i);
+        if (k == 0 || k > n - i)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+void sb_text(strbuf *b, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)(str ? str : "");
+    while (*s) {
+        unsigned c = *s;
+        size_t n;
+        if (c == '\\') {
+            sb_puts(b, "\\\\");
+            s++;
+        } else if (c < 0x20 || c == 0x7f) {
+            const char *esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+            if (esc)
+                sb_puts(b, esc);
+            else
+                sb_printf(b, "\\x%02x", c);
+            s++;
+        } else if ((n = utf8_len(s)) == 0) {
+            sb_printf(b, "\\x%02x", c);
+            s++;
+        } else {
+            sb_putn(b, (const char *)s, n);
+            s += n;
+        }
+    }
+}
+
 char *sb_finish(strbuf *b)
 {
     if (b->failed) {

@@ -1,0 +1,192 @@
+/*
+ * keys.c: the keyring as the operator sees it: the public signing key, its
+ * rotation, the mirror, and a check of the keyring against the catalog.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forget/change.h"
+#include "store/store.h"
+#include "util/strbuf.h"
+#include "util/util.h"
+
+int lethe_store_public_key(lethe_store *s, char hex[65])
+{
+    uint8_t pk[32], sk[64];
+    kr_signing_key(s->kr, pk, sk);
+    sodium_memzero(sk, sizeof(sk));
+    sodium_bin2hex(hex, 65, pk, sizeof(pk));
+    return LETHE_OK;
+}
+
+int lethe_keyring_rotate(lethe_store *s, const char *actor, char public_hex[65])
+{
+    char old[65], now[32], msg[512], detail[256];
+    sqlite3_stmt *st;
+    int rc;
+    if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)) ||
+        (rc = store_lock(s, "keyring rotate")))
+        return rc;
+    lethe_store_public_key(s, old);
+    uint32_t epoch = kr_signing_epoch(s->kr);
+    /* The keyring first: a crash before the catalog records the new key is
+     * repaired at the next open (the catalog learns the keyring's key). */
+    rc = kr_rotate_signing_key(s->kr, msg, sizeof(msg));
+    if (kr_signing_epoch(s->kr) == epoch) {
+        rc = store_fail(s, rc, "%s", msg);
+        goto out;
+    }
+    int mirror_rc = rc;
+    lethe_store_public_key(s, public_hex);
+    store_now(now);
+    if ((rc = store_begin(s)))
+        goto out;
+    if ((rc = store_prepare(s, "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+                            &st)) == LETHE_OK) {
+        sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = store_sqlfail(s, "retiring the signing key");
+        sqlite3_finalize(st);
+    }
+    if (rc == LETHE_OK &&
+        (rc = store_prepare(s, "INSERT INTO signing_keys(epoch, public_key, created_at) VALUES "
+                               "(?, ?, ?)", &st)) == LETHE_OK) {
+        sqlite3_bind_int64(st, 1, kr_signing_epoch(s->kr));
+        sqlite3_bind_text(st, 2, public_hex, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = store_sqlfail(s, "recording the signing key");
+        sqlite3_finalize(st);
+    }
+    snprintf(detail, sizeof(detail), "{\"old_key\":\"%s\",\"new_key\":\"%s\",\"epoch\":%u}", old,
+             public_hex, kr_signing_epoch(s->kr));
+    if (rc == LETHE_OK)
+        rc = store_log_append(s, "key-rotate", actor, "", "", 1, detail);
+    if (rc == LETHE_OK)
+        rc = store_commit(s);
+    else
+        store_rollback(s);
+    if (rc == LETHE_OK && mirror_rc)
+        rc = store_fail(s, mirror_rc, "rotated, but %s", msg);
+out:
+    store_unlock(s);
+    return rc;
+}
+
+int lethe_keyring_mirror(lethe_store *s, const char *dir, const char *actor)
+{
+    char msg[512], *abs = NULL;
+    strbuf d;
+    int rc;
+    if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)))
+        return rc;
+    if (dir && *dir && !(abs = realpath(dir, NULL)))
+        return store_fail(s, LETHE_ERR_ARG, "keyring mirror %s: %s", dir, strerror(errno));
+    if ((rc = store_lock(s, "keyring mirror")))
+        goto out;
+    if ((rc = kr_set_mirror(s->kr, abs, msg, sizeof(msg)))) {
+        rc = store_fail(s, rc, "%s", msg);
+        goto out;
+    }
+    sb_init(&d);
+    sb_puts(&d, "{\"mirror\":");
+    if (abs)
+        sb_json_str(&d, abs);
+    else
+        sb_puts(&d, "null");
+    sb_puts(&d, "}");
+    char *detail = sb_finish(&d);
+    if (!detail) {
+        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = store_begin(s)) == LETHE_OK) {
+        rc = store_meta_set_text(s, "keyring_mirror", abs);
+        if (rc == LETHE_OK)
+            rc = store_log_append(s, "keyring-mirror", actor, "", "", abs ? 1 : 0, detail);
+        rc = rc == LETHE_OK ? store_commit(s) : (store_rollback(s), rc);
+    }
+    lethe_free(detail);
+out:
+    store_unlock(s);
+    free(abs);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct census {
+    lethe_store *s;
+    uint64_t keys, optouts, receipts, pending, orphans;
+    sqlite3_stmt *used;
+    int failed;
+} census;
+
+static int count_record(void *ctx, int kind, kr_ref ref, unsigned flags, const uint8_t *payload,
+                        size_t len)
+{
+    census *c = ctx;
+    (void)payload;
+    (void)len;
+    if (flags & KR_PENDING)
+        c->pending++;
+    if (kind == KR_PHOTO) {
+        c->keys++;
+        sqlite3_bind_int64(c->used, 1, (int64_t)ref.slot);
+        sqlite3_bind_int64(c->used, 2, (int64_t)ref.id);
+        int r = sqlite3_step(c->used);
+        if (r == SQLITE_DONE)
+            c->orphans++;
+        else if (r != SQLITE_ROW)
+            c->failed = 1;
+        sqlite3_reset(c->used);
+    } else if (kind == KR_OPTOUT) {
+        c->optouts++;
+    } else if (kind == KR_RECEIPT) {
+        c->receipts++;
+    }
+    return c->failed;
+}
+
+int lethe_keyring_check(lethe_store *s, char **json)
+{
+    census c;
+    char msg[512], dir[4096] = "";
+    uint64_t damaged = 0;
+    strbuf b;
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    *json = NULL;
+    int rc = store_exec(s, "BEGIN");
+    if (rc)
+        return rc;
+    if ((rc = store_prepare(s, "SELECT 1 FROM photos WHERE key_slot = ? AND key_id = ?",
+                            &c.used)) == LETHE_OK &&
+        (rc = kr_foreach(s->kr, count_record, &c, &damaged, msg, sizeof(msg))) != LETHE_OK)
+        rc = c.failed ? store_sqlfail(s, "reading photos") : store_fail(s, rc, "%s", msg);
+    sqlite3_finalize(c.used);
+    int64_t photos = store_count(s, "SELECT COUNT(*) FROM photos");
+    int has_mirror = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir)) == LETHE_OK;
+    store_exec(s, "COMMIT");
+    if (rc)
+        return rc;
+    sb_init(&b);
+    sb_printf(&b, "{\"slots\":%llu,\"photo_keys\":%llu,\"photos\":%lld,\"orphan_keys\":%llu,"
+                  "\"optouts\":%llu,\"receipts\":%llu,\"pending\":%llu,\"damaged_slots\":%llu,"
+                  "\"generation\":%llu,\"signing_epoch\":%u,\"mirror\":",
+              (unsigned long long)kr_slot_count(s->kr), (unsigned long long)c.keys,
+              (long long)photos, (unsigned long long)c.orphans, (unsigned long long)c.optouts,
+              (unsigned long long)c.receipts, (unsigned long long)c.pending,
+              (unsigned long long)damaged, (unsigned long long)kr_generation(s->kr),
+              kr_signing_epoch(s->kr));
+    if (has_mirror)
+        sb_json_str(&b, dir);
+    else
+        sb_puts(&b, "null");
+    sb_puts(&b, "}\n");
+    *json = sb_finish(&b);
+    return *json ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+}
