@@ -199,8 +199,8 @@ LETHE_API void lethe_engine_close(lethe_engine *engine);
  * threads that each read their own failures. The string is valid until the
  * calling thread's next call that fails on an engine, or its exit. NULL
  * gives "out of memory" (lethe_engine_open could not allocate the engine).
- * Calls that take a msg buffer (lethe_engine_analyze_bytes, _file, _batch)
- * write their message there and leave this one alone.
+ * lethe_engine_analyze_bytes and _file write their message into the
+ * caller's buffer, and the batch's into each result: they leave this alone.
  */
 LETHE_API const char *lethe_engine_errmsg(const lethe_engine *engine);
 
@@ -300,11 +300,12 @@ typedef struct lethe_analysis {
 
 /*
  * Decode the photo in data[0..len) (JPEG, PNG or WebP; image_opt may be NULL
- * for the defaults) and analyse it with flags (LETHE_WANT_*, LETHE_SINGLE_
- * THREAD, LETHE_LARGEST_FACE, LETHE_CHIP). Returns LETHE_OK with *out
- * filled, or a status with *out holding no faces (width and height set when
- * the photo was decoded) and, if msg is not NULL, why in msg[0..msg_len)
- * (always NUL-terminated; "" on success). The bytes are not kept.
+ * for the defaults) and analyse it with flags (LETHE_WANT_*,
+ * LETHE_SINGLE_THREAD, LETHE_LARGEST_FACE, LETHE_CHIP). Returns LETHE_OK
+ * with *out filled, or a status with *out holding no faces (width and
+ * height set when the photo was decoded) and, if msg is not NULL and
+ * msg_len > 0, why in msg[0..msg_len) (NUL-terminated; "" on success). The
+ * bytes are not kept.
  */
 LETHE_API int lethe_engine_analyze_bytes(lethe_engine *engine, const void *data, size_t len,
                                          const lethe_image_options *image_opt, unsigned flags,
