@@ -193,8 +193,17 @@ LETHE_API int lethe_engine_open(lethe_engine **out, const lethe_engine_options *
 /* Stop the workers and free everything; NULL is fine. */
 LETHE_API void lethe_engine_close(lethe_engine *engine);
 
-/* The message of the last failure on this engine (never NULL). Not thread-safe
- * with respect to concurrent calls failing on the same engine. */
+/*
+ * Why the calling thread's last failed call on this engine failed (never
+ * NULL; "no error" when this thread has seen no failure on it). Like errno,
+ * the message is per thread: failures in other threads, on this engine or
+ * another, never change what a thread reads, so one engine may be shared by
+ * threads that each read their own failures. The string is valid until the
+ * calling thread's next call that fails on an engine, or its exit. NULL
+ * gives "out of memory" (lethe_engine_open could not allocate the engine).
+ * lethe_engine_analyze_bytes and _file write their message into the
+ * caller's buffer, and the batch's into each result: they leave this alone.
+ */
 LETHE_API const char *lethe_engine_errmsg(const lethe_engine *engine);
 
 /* The number of worker threads (the caller included). */
@@ -254,6 +263,129 @@ LETHE_API int lethe_engine_describe_chips(lethe_engine *engine,
 
 /* Free an array returned by lethe_engine_analyze; NULL is fine. */
 LETHE_API void lethe_faces_free(lethe_face *faces);
+
+/*
+ * Photos in one call: decode and analyse. These are what programs use (the
+ * CLI, a server, a language binding): they read or take a photo's bytes,
+ * decode them (lethe_image_decode) and analyse the image
+ * (lethe_engine_analyze), and say why in the caller's buffer when anything
+ * fails (never through lethe_engine_errmsg). Thread-safe: one engine may
+ * serve many threads at once.
+ */
+
+/* More flags for lethe_engine_analyze and the calls below. */
+/* Keep only the largest face, with its descriptor (implies
+ * LETHE_WANT_DESCRIPTOR): the face a 1:1 compare, a search by photo, a
+ * forget-by-face or an opt-out-by-selfie uses. The largest face is the one
+ * whose box, as reported (original pixels), has the greatest area w * h
+ * (the exact product of the two floats); of boxes of equal area, the one
+ * lethe_engine_analyze lists first (the higher score) wins. Faces that
+ * cannot be aligned (lethe_engine_analyze drops them) are never chosen. No
+ * face at all is LETHE_ERR_NO_FACE, with a message, where without this flag
+ * it is success with zero faces. */
+#define LETHE_LARGEST_FACE 4u
+/* The input already is a face chip: no detection; the whole image is
+ * described as lethe_engine_describe_chip does, giving exactly one face
+ * with box {0, 0, width, height}, score 1, has_descriptor 1 and no
+ * landmarks. LETHE_WANT_* and LETHE_LARGEST_FACE are then ignored. */
+#define LETHE_CHIP 8u
+
+/* What one photo holds. */
+typedef struct lethe_analysis {
+    int width;          /* the photo's size in original pixels, after EXIF */
+    int height;         /* orientation; 0 when it could not be decoded */
+    lethe_face *faces;  /* count faces, highest score first (as
+                           lethe_engine_analyze); NULL when none or on
+                           failure. Owned by the caller: lethe_faces_free */
+    int count;
+} lethe_analysis;
+
+/*
+ * Decode the photo in data[0..len) (JPEG, PNG or WebP; image_opt may be NULL
+ * for the defaults) and analyse it with flags (LETHE_WANT_*,
+ * LETHE_SINGLE_THREAD, LETHE_LARGEST_FACE, LETHE_CHIP). Returns LETHE_OK
+ * with *out filled, or a status with *out holding no faces (width and
+ * height set when the photo was decoded) and, if msg is not NULL and
+ * msg_len > 0, why in msg[0..msg_len) (NUL-terminated; "" on success). The
+ * bytes are not kept.
+ */
+LETHE_API int lethe_engine_analyze_bytes(lethe_engine *engine, const void *data, size_t len,
+                                         const lethe_image_options *image_opt, unsigned flags,
+                                         lethe_analysis *out, char *msg, size_t msg_len);
+
+/*
+ * The same for the file at path (at most 256 MiB). Only a regular file is
+ * read: a directory, FIFO, socket or device is refused (without waiting on
+ * it) with LETHE_ERR_IO, a missing file is LETHE_ERR_NOT_FOUND. Every
+ * message names the path.
+ */
+LETHE_API int lethe_engine_analyze_file(lethe_engine *engine, const char *path,
+                                        const lethe_image_options *image_opt, unsigned flags,
+                                        lethe_analysis *out, char *msg, size_t msg_len);
+
+/*
+ * Many photos: a batch analysed by a pool of threads, its results handed to
+ * a callback in input order, each as soon as it and all before it are ready.
+ */
+typedef struct lethe_batch_input {
+    const char *path;   /* a photo file, or NULL to take data and len */
+    const void *data;   /* the photo's bytes when path is NULL; not copied:
+                           they must stay valid until the batch call returns */
+    size_t len;
+} lethe_batch_input;
+
+typedef struct lethe_batch_stats {
+    size_t total;       /* inputs in the batch */
+    size_t delivered;   /* results handed to the callback */
+    size_t failed;      /* of which failed */
+    int cancelled;      /* 1 when the callback stopped the batch */
+} lethe_batch_stats;
+
+typedef struct lethe_batch_result {
+    size_t index;              /* which input this is: 0, 1, 2, ... in turn */
+    const char *path;          /* that input's path, or NULL */
+    int status;                /* LETHE_OK, or why this input failed */
+    const char *message;       /* "" or why (valid during the callback only) */
+    lethe_analysis analysis;   /* as lethe_engine_analyze_file/_bytes give */
+    lethe_batch_stats progress; /* so far, this result included */
+} lethe_batch_result;
+
+/*
+ * Called on the thread that called lethe_engine_analyze_batch, one result at
+ * a time, never concurrently. analysis.faces is freed when the callback
+ * returns, unless it takes them: it may set result->analysis.faces to NULL
+ * and free them later with lethe_faces_free. Return 0 to go on; non-zero
+ * stops the batch: no more callbacks, photos being analysed are finished
+ * and their results dropped, no new one is started.
+ */
+typedef int (*lethe_batch_fn)(void *ctx, lethe_batch_result *result);
+
+typedef struct lethe_batch_options {
+    unsigned flags;          /* as for lethe_engine_analyze_file */
+    int threads;             /* photos analysed at once (0: as many as the
+                                engine has threads); with more than one, each
+                                photo runs on one thread (LETHE_SINGLE_THREAD),
+                                with one, its layers use the engine's threads */
+    const lethe_image_options *image_opt; /* NULL: defaults */
+    lethe_batch_fn on_result; /* required */
+    void *ctx;               /* passed to on_result */
+} lethe_batch_options;
+
+/* Fill *opt with defaults (flags LETHE_WANT_DESCRIPTOR, threads 0). */
+LETHE_API void lethe_batch_options_init(lethe_batch_options *opt);
+
+/*
+ * Analyse inputs[0..n) and hand each result to opt->on_result, in order. A
+ * photo that fails is a result like any other (status and message); the
+ * batch goes on. Returns LETHE_OK when every result was delivered or the
+ * callback stopped the batch (*stats, which may be NULL, says which);
+ * LETHE_ERR_ARG or LETHE_ERR_NOMEM when the batch could not start (no
+ * callback is then made). At most a few results per thread wait for the
+ * callback at any time, however long the batch.
+ */
+LETHE_API int lethe_engine_analyze_batch(lethe_engine *engine, const lethe_batch_input *inputs,
+                                         size_t n, const lethe_batch_options *opt,
+                                         lethe_batch_stats *stats);
 
 /* ------------------------------------------------------------------ */
 /* 4. Descriptor utilities                                             */

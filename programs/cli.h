@@ -13,8 +13,26 @@
 #define CLI_EXIT_FAILED 1
 #define CLI_EXIT_USAGE 2
 
-/* Write s as a JSON string (quoted, escaped; invalid UTF-8 bytes as \u00XX). */
+/*
+ * Text that came from outside (file names, messages quoting them, argument
+ * values), written safely (cli_text.c):
+ *
+ * json_put_string: as a JSON string, quoted; every control character (C0,
+ * DEL, C1) and U+2028/U+2029 as \u00XX / \u2028, a byte that is not part of
+ * well-formed UTF-8 as \u00XX (its Latin-1 reading); other UTF-8 as is.
+ *
+ * cli_put_text: for a terminal, unquoted; control characters and bytes that
+ * are not well-formed UTF-8 as \xNN (a C1 control as its two bytes), a
+ * backslash as \\ (so every \ in the output starts an escape); other UTF-8
+ * as is. NULL prints "(null)".
+ *
+ * cli_text_error: as cli_error, the formatted message written by
+ * cli_put_text (the format strings are plain text, so only what came from
+ * outside is changed).
+ */
 void json_put_string(FILE *f, const char *s);
+void cli_put_text(FILE *f, const char *s);
+void cli_text_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Options every face command shares. */
 typedef struct face_opts {

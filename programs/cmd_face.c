@@ -1,17 +1,15 @@
 /*
- * cmd_face.c: lethe detect, lethe embed and lethe compare.
- *
- * A batch of images is spread over worker threads, one image per worker at a
- * time (decode + detect + landmarks + describe), and printed in input order
- * as soon as each result and all before it are ready. An image that cannot
- * be read is reported (as {"image", "error"} with --json) and the batch goes
- * on; the exit status is then 1.
+ * cmd_face.c: lethe detect, lethe embed and lethe compare: options, and the
+ * printing of what the library finds (lethe_engine_analyze_batch analyses a
+ * batch over its threads and hands the results over in input order;
+ * lethe_engine_analyze_file describes compare's largest faces). An image
+ * that cannot be read is reported (as {"image", "error"} with --json) and
+ * the batch goes on; the exit status is then 1. Text output escapes what
+ * came from outside (cli_put_text).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -28,7 +26,7 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
     errno = 0;
     x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi) {
-        cli_error("%s expects a whole number from %d to %d, not '%s'", flag, lo, hi, v);
+        cli_text_error("%s expects a whole number from %d to %d, not '%s'", flag, lo, hi, v);
         return -1;
     }
     *out = (int)x;
@@ -42,7 +40,7 @@ static int parse_float(const char *flag, const char *v, double lo, double hi, fl
     errno = 0;
     x = strtod(v, &end);
     if (errno || *end || end == v || !(x > lo && x < hi)) {
-        cli_error("%s expects a number between %g and %g, not '%s'", flag, lo, hi, v);
+        cli_text_error("%s expects a number between %g and %g, not '%s'", flag, lo, hi, v);
         return -1;
     }
     *out = (float)x;
@@ -66,7 +64,7 @@ int cli_parse_precision(const char *cmd, const char *v, int *out)
     else if (!strcmp(v, "int8"))
         *out = LETHE_PRECISION_INT8;
     else {
-        cli_error("%s%s--precision is default, fp32 or int8, not '%s'", cmd ? cmd : "",
+        cli_text_error("%s%s--precision is default, fp32 or int8, not '%s'", cmd ? cmd : "",
                   cmd ? ": " : "", v);
         return -1;
     }
@@ -93,7 +91,7 @@ int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
         if (strcmp(a, valued[k]))
             continue;
         if (!v) {
-            cli_error("%s needs a value", a);
+            cli_text_error("%s needs a value", a);
             return -1;
         }
         (*i)++;
@@ -103,7 +101,7 @@ int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
             else if (!strcmp(v, "tiny"))
                 o->engine.detector = LETHE_DETECTOR_TINY;
             else {
-                cli_error("--detector is ssd or tiny, not '%s'", v);
+                cli_text_error("--detector is ssd or tiny, not '%s'", v);
                 return -1;
             }
             return 1;
@@ -114,7 +112,7 @@ int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
             else if (!strcmp(v, "box"))
                 o->engine.align = LETHE_ALIGN_BOX;
             else {
-                cli_error("--align is similarity or box, not '%s'", v);
+                cli_text_error("--align is similarity or box, not '%s'", v);
                 return -1;
             }
             return 1;
@@ -142,77 +140,13 @@ int face_opts_parse(face_opts *o, int argc, char **argv, int *i)
 }
 
 /* ------------------------------------------------------------------ */
-/* The batch runner                                                     */
+/* Printing a batch's results (the library analyses, in order)          */
 /* ------------------------------------------------------------------ */
 
-typedef struct item {
-    const char *path;
-    int status;           /* LETHE_OK or the failure */
-    char error[512];
-    int width, height;    /* original pixels */
-    lethe_face *faces;
-    int count;
-    float chip_desc[LETHE_DESCRIPTOR_DIM];
-    int done;
-} item;
-
-typedef struct batch {
-    face_opts *o;
-    lethe_engine *engine;
+typedef struct printer {
+    const face_opts *o;
     unsigned flags;
-    item *items;
-    int n;
-    int next;             /* next item to take */
-    int parallel;         /* images analysed one per thread */
-    pthread_mutex_t lock;
-    pthread_cond_t ready;
-} batch;
-
-static void analyse_one(batch *b, item *it)
-{
-    lethe_image *img = NULL;
-    lethe_image_options io;
-    char msg[400];
-    int rc;
-
-    lethe_image_options_init(&io);
-    rc = lethe_image_load(it->path, &io, &img, msg, sizeof(msg));
-    if (rc != LETHE_OK) {
-        it->status = rc;
-        snprintf(it->error, sizeof(it->error), "%s", msg);
-        return;
-    }
-    it->width = img->orig_width > 0 ? img->orig_width : img->width;
-    it->height = img->orig_height > 0 ? img->orig_height : img->height;
-    if (b->o->chip) {
-        rc = lethe_engine_describe_chip(b->engine, img, it->chip_desc);
-    } else {
-        unsigned flags = b->flags | (b->parallel ? LETHE_SINGLE_THREAD : 0);
-        rc = lethe_engine_analyze(b->engine, img, flags, &it->faces, &it->count);
-    }
-    if (rc != LETHE_OK) {
-        it->status = rc;
-        snprintf(it->error, sizeof(it->error), "%s", lethe_engine_errmsg(b->engine));
-    }
-    lethe_image_free(img);
-}
-
-static void *worker(void *arg)
-{
-    batch *b = arg;
-    for (;;) {
-        pthread_mutex_lock(&b->lock);
-        int i = b->next < b->n ? b->next++ : -1;
-        pthread_mutex_unlock(&b->lock);
-        if (i < 0)
-            return NULL;
-        analyse_one(b, &b->items[i]);
-        pthread_mutex_lock(&b->lock);
-        b->items[i].done = 1;
-        pthread_cond_broadcast(&b->ready);
-        pthread_mutex_unlock(&b->lock);
-    }
-}
+} printer;
 
 static void put_floats(FILE *f, const float *v, int n, const char *fmt)
 {
@@ -225,53 +159,57 @@ static void put_floats(FILE *f, const float *v, int n, const char *fmt)
     fputc(']', f);
 }
 
-static void print_item(const batch *b, const item *it)
+static void print_text(const printer *p, const lethe_batch_result *r)
 {
     FILE *f = stdout;
-    int want_desc = (b->flags & LETHE_WANT_DESCRIPTOR) != 0;
+    const lethe_analysis *a = &r->analysis;
 
-    if (!b->o->json) {
-        if (it->status != LETHE_OK) {
-            fprintf(stderr, "lethe: %s\n", it->error);
-            return;
-        }
-        if (b->o->chip) {
-            fprintf(f, "%s: chip %dx%d\n  embedding ", it->path, it->width, it->height);
-            put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.9g");
-            fputc('\n', f);
-            return;
-        }
-        fprintf(f, "%s: %dx%d, %d face%s\n", it->path, it->width, it->height, it->count,
-                it->count == 1 ? "" : "s");
-        for (int i = 0; i < it->count; i++) {
-            const lethe_face *fc = &it->faces[i];
-            fprintf(f, "  face %d: box %.1f,%.1f %.1fx%.1f score %.3f\n", i + 1,
-                    (double)fc->box[0], (double)fc->box[1], (double)fc->box[2],
-                    (double)fc->box[3], (double)fc->score);
-            if (want_desc && fc->has_descriptor) {
-                fputs("    embedding ", f);
-                put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
-                fputc('\n', f);
-            }
-        }
+    if (r->status != LETHE_OK) {
+        cli_text_error("%s", r->message);
         return;
     }
+    cli_put_text(f, r->path);
+    if (p->o->chip) {
+        fprintf(f, ": chip %dx%d\n  embedding ", a->width, a->height);
+        put_floats(f, a->faces[0].descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
+        fputc('\n', f);
+        return;
+    }
+    fprintf(f, ": %dx%d, %d face%s\n", a->width, a->height, a->count, a->count == 1 ? "" : "s");
+    for (int i = 0; i < a->count; i++) {
+        const lethe_face *fc = &a->faces[i];
+        fprintf(f, "  face %d: box %.1f,%.1f %.1fx%.1f score %.3f\n", i + 1, (double)fc->box[0],
+                (double)fc->box[1], (double)fc->box[2], (double)fc->box[3], (double)fc->score);
+        if ((p->flags & LETHE_WANT_DESCRIPTOR) && fc->has_descriptor) {
+            fputs("    embedding ", f);
+            put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
+            fputc('\n', f);
+        }
+    }
+}
+
+static void print_json(const printer *p, const lethe_batch_result *r)
+{
+    FILE *f = stdout;
+    const lethe_analysis *a = &r->analysis;
+
     fputs("{\"image\":", f);
-    json_put_string(f, it->path);
-    if (it->status != LETHE_OK) {
+    json_put_string(f, r->path);
+    if (r->status != LETHE_OK) {
         fputs(",\"error\":", f);
-        json_put_string(f, it->error);
+        json_put_string(f, r->message);
         fputs("}\n", f);
         return;
     }
-    fprintf(f, ",\"width\":%d,\"height\":%d,\"faces\":[", it->width, it->height);
-    if (b->o->chip) {
-        fprintf(f, "{\"box\":[0,0,%d,%d],\"score\":1,\"embedding\":", it->width, it->height);
-        put_floats(f, it->chip_desc, LETHE_DESCRIPTOR_DIM, "%.9g");
-        fputc('}', f);
+    fprintf(f, ",\"width\":%d,\"height\":%d,\"faces\":[", a->width, a->height);
+    if (p->o->chip) {
+        fprintf(f, "{\"box\":[0,0,%d,%d],\"score\":1,\"embedding\":", a->width, a->height);
+        put_floats(f, a->faces[0].descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
+        fputs("}]}\n", f);
+        return;
     }
-    for (int i = 0; i < it->count; i++) {
-        const lethe_face *fc = &it->faces[i];
+    for (int i = 0; i < a->count; i++) {
+        const lethe_face *fc = &a->faces[i];
         if (i)
             fputc(',', f);
         fputs("{\"box\":", f);
@@ -281,7 +219,7 @@ static void print_item(const batch *b, const item *it)
             fprintf(f, "%s[%.3f,%.3f]", k ? "," : "", (double)fc->landmarks[k][0],
                     (double)fc->landmarks[k][1]);
         fputc(']', f);
-        if (want_desc && fc->has_descriptor) {
+        if ((p->flags & LETHE_WANT_DESCRIPTOR) && fc->has_descriptor) {
             fputs(",\"embedding\":", f);
             put_floats(f, fc->descriptor, LETHE_DESCRIPTOR_DIM, "%.9g");
         }
@@ -290,75 +228,55 @@ static void print_item(const batch *b, const item *it)
     fputs("]}\n", f);
 }
 
+static int print_result(void *ctx, lethe_batch_result *r)
+{
+    const printer *p = ctx;
+    if (p->o->json)
+        print_json(p, r);
+    else
+        print_text(p, r);
+    fflush(stdout);
+    return 0;
+}
+
 /* Analyse paths[0..n) and print; returns the exit status. */
 static int run_batch(face_opts *o, unsigned flags, char **paths, int n)
 {
     lethe_engine *engine = NULL;
-    batch b;
-    pthread_t *threads = NULL;
-    int nthreads, failed = 0, rc;
+    lethe_batch_input *inputs;
+    lethe_batch_options bo;
+    lethe_batch_stats st;
+    printer p = {o, flags};
+    int rc;
 
     rc = lethe_engine_open(&engine, &o->engine);
     if (rc != LETHE_OK) {
-        cli_error("%s", lethe_engine_errmsg(engine));
+        cli_text_error("%s", lethe_engine_errmsg(engine));
         lethe_engine_close(engine);
         return CLI_EXIT_FAILED;
     }
-    memset(&b, 0, sizeof(b));
-    b.o = o;
-    b.engine = engine;
-    b.flags = flags;
-    b.n = n;
-    b.items = calloc((size_t)n, sizeof(item));
-    nthreads = lethe_engine_threads(engine);
-    if (nthreads > n)
-        nthreads = n;
-    /* Several images: one per thread. One image: its layers use the pool. */
-    b.parallel = nthreads > 1;
-    if (!b.parallel)
-        nthreads = 1;
-    threads = calloc((size_t)nthreads, sizeof(pthread_t));
-    if (!b.items || !threads) {
+    inputs = calloc((size_t)n, sizeof(*inputs));
+    if (!inputs) {
         cli_error("out of memory");
-        free(b.items);
-        free(threads);
         lethe_engine_close(engine);
         return CLI_EXIT_FAILED;
     }
-    for (int i = 0; i < n; i++) {
-        b.items[i].path = paths[i];
-        b.items[i].status = LETHE_OK;
-    }
-    pthread_mutex_init(&b.lock, NULL);
-    pthread_cond_init(&b.ready, NULL);
-    int started = 0;
-    for (int t = 0; t < nthreads; t++)
-        if (pthread_create(&threads[t], NULL, worker, &b) == 0)
-            started++;
-    if (started == 0)
-        worker(&b);
-    for (int i = 0; i < n; i++) {
-        pthread_mutex_lock(&b.lock);
-        while (!b.items[i].done)
-            pthread_cond_wait(&b.ready, &b.lock);
-        pthread_mutex_unlock(&b.lock);
-        print_item(&b, &b.items[i]);
-        fflush(stdout);
-        if (b.items[i].status != LETHE_OK)
-            failed++;
-        lethe_faces_free(b.items[i].faces);
-        b.items[i].faces = NULL;
-    }
-    for (int t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
-    pthread_mutex_destroy(&b.lock);
-    pthread_cond_destroy(&b.ready);
-    free(b.items);
-    free(threads);
+    for (int i = 0; i < n; i++)
+        inputs[i].path = paths[i];
+    lethe_batch_options_init(&bo);
+    bo.flags = o->chip ? LETHE_CHIP : flags;
+    bo.on_result = print_result;
+    bo.ctx = &p;
+    rc = lethe_engine_analyze_batch(engine, inputs, (size_t)n, &bo, &st);
+    free(inputs);
     lethe_engine_close(engine);
-    if (failed && !o->json)
-        cli_error("%d of %d image%s could not be processed", failed, n, n == 1 ? "" : "s");
-    return failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    if (rc != LETHE_OK) {
+        cli_error("%s", lethe_strerror(rc));
+        return CLI_EXIT_FAILED;
+    }
+    if (st.failed && !o->json)
+        cli_error("%zu of %d image%s could not be processed", st.failed, n, n == 1 ? "" : "s");
+    return st.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 static const char common_help[] =
@@ -396,7 +314,7 @@ static int parse_face_args(face_opts *o, int argc, char **argv, int allow_chip,
         if (r < 0)
             return -2;
         if (r == 0) {
-            cli_error("unknown option '%s' for %s (see 'lethe %s --help')", a, argv[0],
+            cli_text_error("unknown option '%s' for %s (see 'lethe %s --help')", a, argv[0],
                       argv[0]);
             return -2;
         }
@@ -500,39 +418,20 @@ int cmd_embed(int argc, char **argv)
 }
 
 /* The descriptor of the largest face of one image (or of the chip). */
-static int describe_for_compare(face_opts *o, lethe_engine *e, const char *path, float *desc)
+static int describe_for_compare(const face_opts *o, lethe_engine *e, const char *path,
+                                float *desc)
 {
-    lethe_image *img = NULL;
-    char msg[400];
-    int rc = lethe_image_load(path, NULL, &img, msg, sizeof(msg));
+    lethe_analysis a;
+    char msg[600];
+    int rc = lethe_engine_analyze_file(e, path, NULL, o->chip ? LETHE_CHIP : LETHE_LARGEST_FACE,
+                                       &a, msg, sizeof(msg));
     if (rc != LETHE_OK) {
-        cli_error("%s", msg);
+        cli_text_error("%s", msg);
         return rc;
     }
-    if (o->chip) {
-        rc = lethe_engine_describe_chip(e, img, desc);
-        if (rc != LETHE_OK)
-            cli_error("%s: %s", path, lethe_engine_errmsg(e));
-    } else {
-        lethe_face *faces = NULL;
-        int n = 0;
-        rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &n);
-        if (rc != LETHE_OK) {
-            cli_error("%s: %s", path, lethe_engine_errmsg(e));
-        } else if (n == 0) {
-            cli_error("%s: no face found", path);
-            rc = LETHE_ERR_NO_FACE;
-        } else {
-            int best = 0; /* the largest face */
-            for (int k = 1; k < n; k++)
-                if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3])
-                    best = k;
-            memcpy(desc, faces[best].descriptor, sizeof(faces[best].descriptor));
-        }
-        lethe_faces_free(faces);
-    }
-    lethe_image_free(img);
-    return rc;
+    memcpy(desc, a.faces[0].descriptor, sizeof(a.faces[0].descriptor));
+    lethe_faces_free(a.faces);
+    return LETHE_OK;
 }
 
 int cmd_compare(int argc, char **argv)
@@ -554,7 +453,7 @@ int cmd_compare(int argc, char **argv)
     }
     rc = lethe_engine_open(&e, &o.engine);
     if (rc != LETHE_OK) {
-        cli_error("%s", lethe_engine_errmsg(e));
+        cli_text_error("%s", lethe_engine_errmsg(e));
         lethe_engine_close(e);
         return CLI_EXIT_FAILED;
     }

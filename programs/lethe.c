@@ -43,50 +43,6 @@ void cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-void json_put_string(FILE *f, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    while (*p) {
-        unsigned char c = *p;
-        int n = 0;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            p++;
-            continue;
-        }
-        if (c < 0x20) {
-            fprintf(f, "\\u%04x", c);
-            p++;
-            continue;
-        }
-        if (c < 0x80) {
-            fputc(c, f);
-            p++;
-            continue;
-        }
-        /* Pass valid UTF-8 sequences through; escape stray bytes. */
-        if ((c & 0xE0) == 0xC0 && c >= 0xC2)
-            n = 1;
-        else if ((c & 0xF0) == 0xE0)
-            n = 2;
-        else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
-            n = 3;
-        int ok = n > 0;
-        for (int k = 1; ok && k <= n; k++)
-            ok = (p[k] & 0xC0) == 0x80;
-        if (ok) {
-            fwrite(p, 1, (size_t)n + 1, f);
-            p += n + 1;
-        } else {
-            fprintf(f, "\\u%04x", c);
-            p++;
-        }
-    }
-    fputc('"', f);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,

@@ -1,17 +1,19 @@
 /*
  * engine.c: the public face engine (lethe.h section 3): loads the four
  * networks, owns the worker pool, and runs detect -> landmarks -> align ->
- * describe on an image.
+ * describe on an image (or describes a chip, or only the largest face).
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "face/align.h"
 #include "face/detect.h"
+#include "face/engine_int.h"
 #include "face/nets.h"
 #include "face/prep.h"
 #include "util/bufcache.h"
@@ -22,6 +24,7 @@
 #endif
 
 struct lethe_engine {
+    uint64_t id;                /* unique in the process: tags its messages */
     lethe_engine_options opt;
     char *model_dir;
     ssd_net *ssd;
@@ -31,12 +34,23 @@ struct lethe_engine {
     nn_pool *pool;
     int detect_loaded;          /* detector and landmark nets loaded (lazily) */
     int detect_status;          /* their load status once tried */
+    char detect_msg[512];       /* and why it failed */
     pthread_mutex_t load_lock;
-    pthread_mutex_t err_lock;
     lethe_bufcache work;        /* the descriptor net's working memory */
     size_t work_size;
-    char errmsg[512];
 };
+
+/*
+ * lethe_engine_errmsg's message: the calling thread's last failure, as
+ * errno is, so that threads sharing an engine never read (or tear) each
+ * other's. Tagged with the engine's id rather than its address, which a
+ * later engine may reuse.
+ */
+static _Thread_local struct {
+    uint64_t engine;
+    char msg[512];
+} last_failure;
+static atomic_uint_fast64_t engine_ids;
 
 void lethe_engine_options_init(lethe_engine_options *opt)
 {
@@ -52,17 +66,18 @@ void lethe_engine_options_init(lethe_engine_options *opt)
     opt->mirror_average = 1;
 }
 
-static int engine_fail(lethe_engine *e, int status, const char *fmt, ...)
+/* Record why a public call failed, for this thread's lethe_engine_errmsg.
+ * No argument may point into last_failure.msg. */
+static int engine_fail(const lethe_engine *e, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int engine_fail(lethe_engine *e, int status, const char *fmt, ...)
+static int engine_fail(const lethe_engine *e, int status, const char *fmt, ...)
 {
     va_list ap;
-    pthread_mutex_lock(&e->err_lock);
     va_start(ap, fmt);
-    vsnprintf(e->errmsg, sizeof(e->errmsg), fmt, ap);
+    vsnprintf(last_failure.msg, sizeof(last_failure.msg), fmt, ap);
     va_end(ap);
-    pthread_mutex_unlock(&e->err_lock);
+    last_failure.engine = e->id;
     return status;
 }
 
@@ -106,28 +121,27 @@ static int check_model_files(const char *dir, int detector, char *msg, size_t ms
     return LETHE_OK;
 }
 
-/* Load the detector and landmark nets on first use (thread-safe). */
-static int load_detect_nets(lethe_engine *e)
+/* Load the detector and landmark nets on first use (thread-safe). A
+ * failure is kept, with its message, for every later call. */
+static int load_detect_nets(lethe_engine *e, char *msg, size_t msg_len)
 {
-    char msg[512];
     int rc;
 
     pthread_mutex_lock(&e->load_lock);
-    if (e->detect_loaded) {
-        rc = e->detect_status;
-        pthread_mutex_unlock(&e->load_lock);
-        return rc;
+    if (!e->detect_loaded) {
+        /* The tiny detector is also SSD's last resort (see engine_analyze). */
+        rc = tiny_net_load(e->model_dir, &e->tiny, e->detect_msg, sizeof(e->detect_msg));
+        if (rc == LETHE_OK && e->opt.detector == LETHE_DETECTOR_SSD)
+            rc = ssd_net_load_precision(e->model_dir, e->opt.precision, &e->ssd, e->detect_msg,
+                                        sizeof(e->detect_msg));
+        if (rc == LETHE_OK)
+            rc = lm68_load(e->model_dir, &e->lm, e->detect_msg, sizeof(e->detect_msg));
+        e->detect_status = rc;
+        e->detect_loaded = rc != LETHE_ERR_NOMEM; /* out of memory may pass */
     }
-    /* The tiny detector is also SSD's last resort (see lethe_engine_analyze). */
-    rc = tiny_net_load(e->model_dir, &e->tiny, msg, sizeof(msg));
-    if (rc == LETHE_OK && e->opt.detector == LETHE_DETECTOR_SSD)
-        rc = ssd_net_load_precision(e->model_dir, e->opt.precision, &e->ssd, msg, sizeof(msg));
-    if (rc == LETHE_OK)
-        rc = lm68_load(e->model_dir, &e->lm, msg, sizeof(msg));
+    rc = e->detect_status;
     if (rc != LETHE_OK)
-        engine_fail(e, rc, "%s", msg);
-    e->detect_status = rc;
-    e->detect_loaded = rc != LETHE_ERR_NOMEM; /* out of memory may pass */
+        lethe_fail(msg, msg_len, rc, "%s", e->detect_msg);
     pthread_mutex_unlock(&e->load_lock);
     return rc;
 }
@@ -148,7 +162,7 @@ int lethe_engine_open(lethe_engine **out, const lethe_engine_options *opt)
     e = lethe_calloc(1, sizeof(*e));
     if (!e)
         return LETHE_ERR_NOMEM;
-    pthread_mutex_init(&e->err_lock, NULL);
+    e->id = atomic_fetch_add(&engine_ids, 1) + 1;
     pthread_mutex_init(&e->load_lock, NULL);
     lethe_bufcache_init(&e->work);
     *out = e;
@@ -191,7 +205,6 @@ void lethe_engine_close(lethe_engine *e)
     resnet_free(e->rn);
     lethe_free(e->model_dir);
     lethe_bufcache_destroy(&e->work);
-    pthread_mutex_destroy(&e->err_lock);
     pthread_mutex_destroy(&e->load_lock);
     lethe_free(e);
 }
@@ -200,7 +213,9 @@ const char *lethe_engine_errmsg(const lethe_engine *e)
 {
     if (!e)
         return "out of memory";
-    return e->errmsg[0] ? e->errmsg : "no error";
+    if (last_failure.engine != e->id || !last_failure.msg[0])
+        return "no error";
+    return last_failure.msg;
 }
 
 const char *lethe_engine_kernels(const lethe_engine *e)
@@ -451,14 +466,23 @@ static int merge_detections(face_det **dets, int *n, const face_det *more, int m
     return LETHE_OK;
 }
 
-/* Map from decoded pixels to original pixels (reduced-scale decoding). */
-static void to_original(const lethe_image *img, lethe_face *f)
+/* The factors from decoded pixels to original pixels (reduced-scale
+ * decoding); 0 when they are the same. */
+static int original_scale(const lethe_image *img, float *sx, float *sy)
 {
     if (img->orig_width <= 0 || img->orig_height <= 0 ||
         (img->orig_width == img->width && img->orig_height == img->height))
+        return 0;
+    *sx = (float)img->orig_width / (float)img->width;
+    *sy = (float)img->orig_height / (float)img->height;
+    return 1;
+}
+
+static void to_original(const lethe_image *img, lethe_face *f)
+{
+    float sx, sy;
+    if (!original_scale(img, &sx, &sy))
         return;
-    float sx = (float)img->orig_width / (float)img->width;
-    float sy = (float)img->orig_height / (float)img->height;
     f->box[0] *= sx;
     f->box[1] *= sy;
     f->box[2] *= sx;
@@ -469,51 +493,69 @@ static void to_original(const lethe_image *img, lethe_face *f)
     }
 }
 
-int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags,
-                         lethe_face **faces, int *count)
+/* The area of f's box as it will be reported (original pixels): the same
+ * float products to_original makes, multiplied exactly in double. */
+static double reported_area(const lethe_image *img, const lethe_face *f)
 {
-    face_det *dets = NULL;
-    lethe_face *out = NULL;
-    int n = 0, kept = 0, rc;
+    float sx, sy, w = f->box[2], h = f->box[3];
+    if (original_scale(img, &sx, &sy)) {
+        w *= sx;
+        h *= sy;
+    }
+    return (double)w * (double)h;
+}
 
-    *faces = NULL;
-    *count = 0;
-    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
-        return engine_fail(e, LETHE_ERR_ARG, "no image");
-    nn_pool *pool = (flags & LETHE_SINGLE_THREAD) ? NULL : e->pool;
-    rc = load_detect_nets(e);
-    if (rc != LETHE_OK)
-        return rc;
-    if (flags & LETHE_WANT_DESCRIPTOR)
-        flags |= LETHE_WANT_LANDMARKS;
-    rc = run_detector(e, img->rgb, img->width, img->height, &dets, &n, pool);
-    if (rc == LETHE_OK && !e->opt.single_pass && !has_large_face(img, dets, n)) {
+/* Every detection in img: the detector, then the second look and the last
+ * resort when they are called for (see lethe.h). */
+static int detect_all(lethe_engine *e, const lethe_image *img, nn_pool *pool, face_det **dets,
+                      int *n)
+{
+    int rc = run_detector(e, img->rgb, img->width, img->height, dets, n, pool);
+    if (rc == LETHE_OK && !e->opt.single_pass && !has_large_face(img, *dets, *n)) {
         face_det *more = NULL;
         int m = 0;
         rc = detect_second_look(e, img, &more, &m, pool);
         if (rc == LETHE_OK)
-            rc = merge_detections(&dets, &n, more, m, e->opt.max_faces);
+            rc = merge_detections(dets, n, more, m, e->opt.max_faces);
         lethe_free(more);
     }
-    if (rc == LETHE_OK && n == 0 && !e->opt.single_pass && e->opt.detector == LETHE_DETECTOR_SSD) {
+    if (rc == LETHE_OK && *n == 0 && !e->opt.single_pass &&
+        e->opt.detector == LETHE_DETECTOR_SSD) {
         /* Last resort: the tiny detector at about the photo's own size
          * finds some faces SSD scores near zero (blurred, tilted, occluded). */
         int side = LETHE_MAX(img->width, img->height);
         int size = LETHE_MIN(LETHE_MAX((side + 16) / 32 * 32, 128), 608);
-        lethe_free(dets);
-        dets = NULL;
+        lethe_free(*dets);
+        *dets = NULL;
         rc = tiny_net_detect(e->tiny, img->rgb, img->width, img->height, size,
-                             e->opt.min_score, e->opt.max_faces, &dets, &n, pool);
+                             e->opt.min_score, e->opt.max_faces, dets, n, pool);
     }
-    if (rc != LETHE_OK)
-        return engine_fail(e, rc, "face detection failed: %s", lethe_strerror(rc));
+    if (rc != LETHE_OK) {
+        lethe_free(*dets);
+        *dets = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/*
+ * The faces of dets[0..n), in decoded pixels, with what flags ask for. A
+ * face too small, outside the image or that cannot be aligned is dropped.
+ * *faces is NULL when none is kept.
+ */
+static int build_faces(lethe_engine *e, const lethe_image *img, const face_det *dets, int n,
+                       unsigned flags, nn_pool *pool, lethe_face **faces, int *count)
+{
+    lethe_face *out;
+    int kept = 0, rc = LETHE_OK;
+
+    *faces = NULL;
+    *count = 0;
     if (n == 0)
         return LETHE_OK;
     out = lethe_calloc((size_t)n, sizeof(*out));
-    if (!out) {
-        lethe_free(dets);
-        return engine_fail(e, LETHE_ERR_NOMEM, "out of memory");
-    }
+    if (!out)
+        return LETHE_ERR_NOMEM;
     for (int i = 0; i < n; i++) {
         const face_det *d = &dets[i];
         lethe_face *f = &out[kept];
@@ -531,19 +573,21 @@ int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags
             if (rc == LETHE_ERR_NO_FACE)
                 continue; /* a box entirely outside the image */
             if (rc != LETHE_OK)
-                goto fail;
+                break;
         }
         if (flags & LETHE_WANT_DESCRIPTOR) {
             rc = face_descriptor(e, img, f, pool);
             if (rc == LETHE_ERR_NO_FACE)
                 continue;
             if (rc != LETHE_OK)
-                goto fail;
+                break;
         }
-        to_original(img, f);
         kept++;
     }
-    lethe_free(dets);
+    if (rc != LETHE_OK && rc != LETHE_ERR_NO_FACE) {
+        lethe_free(out);
+        return rc;
+    }
     if (kept == 0) {
         lethe_free(out);
         return LETHE_OK;
@@ -551,10 +595,131 @@ int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags
     *faces = out;
     *count = kept;
     return LETHE_OK;
-fail:
+}
+
+/* Image size for messages: the original pixels. */
+static int orig_w(const lethe_image *img)
+{
+    return img->orig_width > 0 ? img->orig_width : img->width;
+}
+
+static int orig_h(const lethe_image *img)
+{
+    return img->orig_height > 0 ? img->orig_height : img->height;
+}
+
+/*
+ * Of faces[0..n) (landmarks placed, decoded pixels), describe the largest
+ * (see LETHE_LARGEST_FACE) and move it to faces[0]. A face that cannot be
+ * aligned is passed over, as lethe_engine_analyze drops it; has_landmarks
+ * marks the candidates left. Only the chosen face is described.
+ */
+static int describe_largest(lethe_engine *e, const lethe_image *img, lethe_face *faces, int n,
+                            nn_pool *pool, char *msg, size_t msg_len)
+{
+    for (;;) {
+        int best = -1;
+        double best_area = 0;
+        for (int i = 0; i < n; i++) {
+            double a = reported_area(img, &faces[i]);
+            if (faces[i].has_landmarks && (best < 0 || a > best_area)) {
+                best = i;
+                best_area = a;
+            }
+        }
+        if (best < 0)
+            return lethe_fail(msg, msg_len, LETHE_ERR_NO_FACE,
+                              "no face found (image of %dx%d pixels)", orig_w(img),
+                              orig_h(img));
+        int rc = face_descriptor(e, img, &faces[best], pool);
+        if (rc == LETHE_ERR_NO_FACE) {
+            faces[best].has_landmarks = 0;
+            continue;
+        }
+        if (rc != LETHE_OK)
+            return lethe_fail(msg, msg_len, rc, "face analysis failed: %s", lethe_strerror(rc));
+        if (best != 0)
+            faces[0] = faces[best];
+        return LETHE_OK;
+    }
+}
+
+/* LETHE_CHIP: the whole image is one face chip. */
+static int analyze_chip(lethe_engine *e, const lethe_image *img, nn_pool *pool,
+                        lethe_face **faces, int *count, char *msg, size_t msg_len)
+{
+    lethe_face *f = lethe_calloc(1, sizeof(*f));
+    if (!f)
+        return lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "out of memory");
+    int rc = describe(e, img->rgb, img->width, img->height, f->descriptor, pool);
+    if (rc != LETHE_OK) {
+        lethe_free(f);
+        return lethe_fail(msg, msg_len, rc, "describe failed: %s", lethe_strerror(rc));
+    }
+    f->box[2] = (float)orig_w(img);
+    f->box[3] = (float)orig_h(img);
+    f->score = 1;
+    f->has_descriptor = 1;
+    f->crop_w = img->width;
+    f->crop_h = img->height;
+    *faces = f;
+    *count = 1;
+    return LETHE_OK;
+}
+
+int engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags, lethe_face **faces,
+                   int *count, char *msg, size_t msg_len)
+{
+    face_det *dets = NULL;
+    lethe_face *out = NULL;
+    int n = 0, kept = 0, rc;
+
+    *faces = NULL;
+    *count = 0;
+    if (msg && msg_len)
+        msg[0] = '\0';
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+        return lethe_fail(msg, msg_len, LETHE_ERR_ARG, "no image");
+    nn_pool *pool = (flags & LETHE_SINGLE_THREAD) ? NULL : e->pool;
+    if (flags & LETHE_CHIP)
+        return analyze_chip(e, img, pool, faces, count, msg, msg_len);
+    rc = load_detect_nets(e, msg, msg_len);
+    if (rc != LETHE_OK)
+        return rc;
+    if (flags & LETHE_LARGEST_FACE)
+        flags = LETHE_WANT_LANDMARKS | LETHE_LARGEST_FACE; /* described once chosen */
+    if (flags & LETHE_WANT_DESCRIPTOR)
+        flags |= LETHE_WANT_LANDMARKS;
+    rc = detect_all(e, img, pool, &dets, &n);
+    if (rc != LETHE_OK)
+        return lethe_fail(msg, msg_len, rc, "face detection failed: %s", lethe_strerror(rc));
+    rc = build_faces(e, img, dets, n, flags, pool, &out, &kept);
     lethe_free(dets);
-    lethe_free(out);
-    return engine_fail(e, rc, "face analysis failed: %s", lethe_strerror(rc));
+    if (rc != LETHE_OK)
+        return lethe_fail(msg, msg_len, rc, "face analysis failed: %s", lethe_strerror(rc));
+    if (flags & LETHE_LARGEST_FACE) {
+        rc = describe_largest(e, img, out, kept, pool, msg, msg_len);
+        if (rc != LETHE_OK) {
+            lethe_free(out);
+            return rc;
+        }
+        kept = 1;
+    }
+    for (int i = 0; i < kept; i++)
+        to_original(img, &out[i]);
+    *faces = out;
+    *count = kept;
+    return LETHE_OK;
+}
+
+int lethe_engine_analyze(lethe_engine *e, const lethe_image *img, unsigned flags,
+                         lethe_face **faces, int *count)
+{
+    char msg[sizeof(last_failure.msg)];
+    int rc = engine_analyze(e, img, flags, faces, count, msg, sizeof(msg));
+    if (rc != LETHE_OK)
+        engine_fail(e, rc, "%s", msg);
+    return rc;
 }
 
 int lethe_engine_threads(const lethe_engine *e) { return nn_pool_size(e->pool); }

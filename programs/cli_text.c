@@ -1,0 +1,143 @@
+/*
+ * cli_text.c: writing text that came from outside the program (file names,
+ * messages that quote them, values given on the command line) so that it
+ * can neither drive a terminal nor break a parser: as terminal text
+ * (cli_put_text, cli_text_error) and as JSON strings (json_put_string).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+/*
+ * The length (1 to 4) of the well-formed UTF-8 sequence at p, or 0 when p
+ * does not start one: a stray continuation byte, a truncated sequence, an
+ * overlong form, a surrogate (U+D800..U+DFFF) or a code point above
+ * U+10FFFF (Unicode 15, table 3-7). p is NUL-terminated; NUL is never a
+ * continuation byte, so the checks stop there.
+ */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0; /* overlong below U+0800 */
+    else if (c == 0xED)
+        hi = 0x9F; /* surrogates */
+    else if (c == 0xF0)
+        lo = 0x90; /* overlong below U+10000 */
+    else if (c == 0xF4)
+        hi = 0x8F; /* above U+10FFFF */
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++)
+        if ((p[k] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* The code point of a well-formed sequence of n bytes. */
+static unsigned long utf8_decode(const unsigned char *p, size_t n)
+{
+    static const unsigned char lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    unsigned long cp = p[0] & lead_mask[n];
+    for (size_t k = 1; k < n; k++)
+        cp = (cp << 6) | (p[k] & 0x3F);
+    return cp;
+}
+
+/* C0, DEL and C1 controls: a terminal acts on them. */
+static int is_control(unsigned long cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+}
+
+void cli_put_text(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (!s) {
+        fputs("(null)", f);
+        return;
+    }
+    while (*p) {
+        size_t n = utf8_len(p);
+        if (n == 0 || is_control(utf8_decode(p, n))) {
+            /* an invalid byte alone; a control whole (a C1 is two bytes) */
+            size_t k = n ? n : 1;
+            for (size_t i = 0; i < k; i++)
+                fprintf(f, "\\x%02x", p[i]);
+            p += k;
+        } else if (*p == '\\') {
+            fputs("\\\\", f); /* so that an escape in the output is one */
+            p++;
+        } else {
+            fwrite(p, 1, n, f);
+            p += n;
+        }
+    }
+}
+
+void cli_text_error(const char *fmt, ...)
+{
+    va_list ap;
+    char small[512], *text = small;
+    int len;
+
+    va_start(ap, fmt);
+    len = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        len = 0;
+        small[0] = '\0';
+    }
+    if ((size_t)len >= sizeof(small)) {
+        char *big = malloc((size_t)len + 1);
+        if (big) {
+            va_start(ap, fmt);
+            vsnprintf(big, (size_t)len + 1, fmt, ap);
+            va_end(ap);
+            text = big;
+        }
+    }
+    fputs("lethe: ", stderr);
+    cli_put_text(stderr, text);
+    fputc('\n', stderr);
+    if (text != small)
+        free(text);
+}
+
+void json_put_string(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (p && *p) {
+        size_t n = utf8_len(p);
+        unsigned long cp = n ? utf8_decode(p, n) : 0;
+        if (n == 0) {
+            fprintf(f, "\\u%04x", *p); /* a byte that is not UTF-8, as its Latin-1 */
+            p++;
+            continue;
+        }
+        if (cp == '"' || cp == '\\')
+            fprintf(f, "\\%c", (int)cp);
+        else if (is_control(cp) || cp == 0x2028 || cp == 0x2029)
+            /* controls, and the two separators JavaScript ends lines at */
+            fprintf(f, "\\u%04lx", cp);
+        else
+            fwrite(p, 1, n, f);
+        p += n;
+    }
+    fputc('"', f);
+}
