@@ -49,11 +49,14 @@ void lethe_io_fail_after(long countdown, int err);
 /* Write-side calls made since the last lethe_io_fail_after. */
 long lethe_io_count(void);
 /*
- * The hook itself: one write-side call is about to be made. Returns 0 to go
- * ahead, or the errno it must fail with. The wrappers call it; a write path
- * the library does not own (a test's SQLite VFS shim) may call it too, so
- * that one countdown walks every write-side call in the order they happen.
+ * The hook itself: one write-side call, named op (a static string such as
+ * "pwrite"), is about to be made. Returns 0 to go ahead, or the errno it
+ * must fail with. The wrappers call it; a write path the library does not
+ * own (a test's SQLite VFS shim) may call it too, so that one countdown
+ * walks every write-side call in the order they happen.
  */
-int lethe_io_fault(void);
+int lethe_io_fault(const char *op);
+/* The op of the first call that failed since lethe_io_fail_after, or NULL. */
+const char *lethe_io_failed_op(void);
 
 #endif
