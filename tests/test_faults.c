@@ -18,8 +18,9 @@
  * for k = 0, 1, 2, ... until a run meets no fault. The state before is the
  * store as copied; the state after is what a fault-free run leaves. After
  * each run, faults off, the store is reopened as its next user would, and:
- *   - it opens, its log verifies, its kept digest equals the recomputed one,
- *     and its index holds one row per template of the catalog;
+ *   - it opens, its log verifies, log.head names the log's last entry, its
+ *     kept digest equals the recomputed one, and its index holds one row
+ *     per template of the catalog;
  *   - its state (the digest, the log's entry count, the opt-outs) is exactly
  *     the state before or the state after, never in between;
  *   - the status says so: an error when the state is "before", LETHE_OK only
@@ -225,7 +226,7 @@ typedef struct state {
     char files[1024];   /* the folder's files */
 } state;
 
-enum { P_NONE, P_OPEN, P_LOG, P_DIGEST, P_INDEX };
+enum { P_NONE, P_OPEN, P_LOG, P_DIGEST, P_INDEX, P_HEAD };
 
 static long json_long(const char *json, const char *after, const char *key)
 {
@@ -326,6 +327,18 @@ static int read_state(const char *dir, state *st, char *why, size_t n)
     }
     idx_close(ix);
     lethe_store_close(s);
+    /* The log's anchor must name its last entry once the store is reopened:
+     * a head left behind hides entries cut off the end (issue #9). */
+    snprintf(path, sizeof(path), "%s/log.head", dir);
+    FILE *f = fopen(path, "r");
+    long long seq = 0;
+    if (f && fscanf(f, "%lld", &seq) == 1 && !prob && (uint64_t)seq != st->log) {
+        snprintf(why, n, "log.head names entry %lld, the log has %llu", seq,
+                 (unsigned long long)st->log);
+        prob = P_HEAD;
+    }
+    if (f)
+        fclose(f);
     return prob;
 }
 
@@ -797,7 +810,8 @@ static void judge_state(const op *o, int fault, long k, const outcome *r, const 
     const char *fo = r->failed_op;
     char diff[600];
     static const char *probs[] = {"", "did not open", "log broken",
-                                  "kept digest differs from recomputed", "index out of step"};
+                                  "kept digest differs from recomputed", "index out of step",
+                                  "log.head behind the log"};
     if (r->prob != P_NONE)
         finding_add(o->name, fault, k, fo, probs[r->prob], "%s (call returned %s)", r->why,
                     lethe_strerror(r->rc));
