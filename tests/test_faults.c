@@ -17,7 +17,10 @@
  *     about ten times the runs);
  * for k = 0, 1, 2, ... until a run meets no fault. The state before is the
  * store as copied; the state after is what a fault-free run leaves. After
- * each run, faults off, the store is reopened as its next user would, and:
+ * each run, faults off, the store is reopened as its next user would, twice:
+ * after its handle was closed normally, and from a copy of its files taken
+ * the moment the call returned (a "crash image": the process dies right
+ * after the failure; findings there say "(crash image)"). Each time:
  *   - it opens, its log verifies, log.head names the log's last entry, its
  *     kept digest equals the recomputed one, and its index holds one row
  *     per template of the catalog;
@@ -28,9 +31,10 @@
  *     search or lookup that failed left no log entry;
  *   - what an erasure erased (forget, opt-out, opt-out removal, a policy
  *     that drops templates, a withdrawal, a restore's replay) is in no file
- *     of the store once the call said LETHE_OK, nor after the reopen;
- *   - nothing is left behind (temporary files and folders, the folder of a
- *     backup that failed).
+ *     of the store after the reopen, nor, if the call said LETHE_OK, when
+ *     it returned;
+ * and nothing is left behind (temporary files and folders, the folder of a
+ * backup that failed), and a backup that says LETHE_OK restores.
  *
  * Today's store (src/store, src/forget) fails some of these (issue #9 §2.7):
  * each distinct finding (call, fault, kind of wrong) prints once as a
@@ -377,6 +381,8 @@ typedef struct finding {
 
 static finding found[512];
 static int nfound;
+/* Appended to each finding's kind while the crash image is judged. */
+static const char *finding_label = "";
 
 static const char *fault_names[] = {"none", "ENOSPC", "EIO", "alloc"};
 enum { F_NONE, F_ENOSPC, F_EIO, F_ALLOC };
@@ -394,7 +400,7 @@ static void finding_add(const char *op, int fault, long k, const char *failed_op
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    snprintf(key, sizeof(key), "%s | %s | %s", op, fault_names[fault], what);
+    snprintf(key, sizeof(key), "%s | %s | %s%s", op, fault_names[fault], what, finding_label);
     for (int i = 0; i < nfound; i++)
         if (!strcmp(found[i].key, key)) {
             found[i].runs++;
@@ -409,9 +415,9 @@ static void finding_add(const char *op, int fault, long k, const char *failed_op
         found[nfound].runs = 1;
         nfound++;
     }
-    fprintf(stderr, "  %s %s %s k=%ld [%s]: %s: %s\n", strict ? "FAIL KNOWN" : "KNOWN", op,
+    fprintf(stderr, "  %s %s %s k=%ld [%s]: %s%s: %s\n", strict ? "FAIL KNOWN" : "KNOWN", op,
             fault_names[fault], k, failed_op ? failed_op : fault == F_ALLOC ? "allocation" : "-",
-            what, detail);
+            what, finding_label, detail);
     if (strict)
         test_cur_failed++;
     else
@@ -674,6 +680,17 @@ static int call_lookup(run *r)
 
 /* ------------------------------------------------------------------- runs */
 
+/* The store as its next user finds it: reopened after the handle was
+ * closed normally, or from a copy of its files taken the moment the call
+ * returned, as if the process had died then (a "crash image"). */
+typedef struct view {
+    int taken;            /* this view exists */
+    int prob;             /* P_* found on reopening */
+    char why[600];
+    state st;             /* the state on reopening */
+    char residue[600];    /* erased bytes in the store after the reopen */
+} view;
+
 typedef struct outcome {
     int rc;               /* the call's status */
     int hit;              /* the armed fault was met */
@@ -681,14 +698,12 @@ typedef struct outcome {
     long sqlite_points;   /* ... of which SQLite's */
     long alloc_points;    /* allocations the call made */
     const char *failed_op;
-    int prob;             /* P_* found on reopening */
-    char why[600];
-    state st;             /* the state on reopening */
+    view closed;          /* reopened after a normal close */
+    view crashed;         /* reopened from the crash image */
     lethe_ingest_stats stats;
     int has_stats;
     char residue[600];    /* what the call left behind */
-    char residue_call[600];  /* erased bytes in the store when the call returned */
-    char residue_reopen[600]; /* ... after the reopen */
+    char residue_call[600]; /* erased bytes in the store when the call returned */
     int backup_ok;        /* K_BACKUP: the backup restores to the source's digest */
     char backup_why[600];
 } outcome;
@@ -711,6 +726,13 @@ static void arm(int fault, long k)
     lethe_io_fail_after(fault == F_ENOSPC || fault == F_EIO ? k : -1,
                         fault == F_ENOSPC ? ENOSPC : EIO);
     faultvfs_reset_calls();
+}
+
+static void take_view(const char *dir, const op *o, view *v)
+{
+    v->taken = 1;
+    v->prob = read_state(dir, &v->st, v->why, sizeof(v->why));
+    scan_residue(dir, o->erased, v->residue, sizeof(v->residue));
 }
 
 /* What a run left beside the store (the store's own files are judged
@@ -790,11 +812,21 @@ static int run_once(const op *o, int fault, long k, const state *before, outcome
     out->has_stats = r.has_stats;
     const char *sdir = o->kind == K_RESTORE_NEW ? r.dest : r.store;
     scan_residue(sdir, o->erased, out->residue_call, sizeof(out->residue_call));
+    char crash[340];
+    snprintf(crash, sizeof(crash), "%s/c", r.dir);
+    if (r.s && copy_dir(sdir, crash) == 0) {
+        char shm[400]; /* the WAL index is rebuilt by whoever opens next */
+        snprintf(shm, sizeof(shm), "%s/catalog.db-shm", crash);
+        unlink(shm);
+        out->crashed.taken = 1;
+    }
     lethe_store_close(r.s);
     r.s = NULL;
 
-    out->prob = read_state(sdir, &out->st, out->why, sizeof(out->why));
-    scan_residue(sdir, o->erased, out->residue_reopen, sizeof(out->residue_reopen));
+    take_view(sdir, o, &out->closed);
+    if (out->crashed.taken)
+        take_view(crash, o, &out->crashed);
+    remove_tree(crash);
 
     leftovers(&r, o, out);
     if (o->kind == K_BACKUP && out->rc == LETHE_OK)
@@ -803,57 +835,73 @@ static int run_once(const op *o, int fault, long k, const state *before, outcome
     return 0;
 }
 
-/* The store as reopened and the call's status, against the promises. */
-static void judge_state(const op *o, int fault, long k, const outcome *r, const state *before,
-                        const state *after)
+/* One view of the store and the call's status, against the promises. */
+static void judge_view(const op *o, int fault, long k, const outcome *r, const view *v,
+                       const state *before, const state *after)
 {
     const char *fo = r->failed_op;
     char diff[600];
     static const char *probs[] = {"", "did not open", "log broken",
                                   "kept digest differs from recomputed", "index out of step",
                                   "log.head behind the log"};
-    if (r->prob != P_NONE)
-        finding_add(o->name, fault, k, fo, probs[r->prob], "%s (call returned %s)", r->why,
+    if (v->prob != P_NONE)
+        finding_add(o->name, fault, k, fo, probs[v->prob], "%s (call returned %s)", v->why,
                     lethe_strerror(r->rc));
-    if (r->prob == P_OPEN)
+    if (v->prob == P_OPEN)
         return;
-    int is_before = state_eq(&r->st, before), is_after = state_eq(&r->st, after);
+    int is_before = state_eq(&v->st, before), is_after = state_eq(&v->st, after);
     int failed = r->rc != LETHE_OK;
     /* An ingest may also fail input by input (stats.errors), the rest going
      * in: then its batch is in (the log has its entry) or nothing is. */
     int partial = r->has_stats && r->stats.errors > 0;
-    state_diff(&r->st, before, after, diff, sizeof(diff));
+    state_diff(&v->st, before, after, diff, sizeof(diff));
     if (!partial && !is_before && !is_after)
         finding_add(o->name, fault, k, fo, "half state", "%s; call returned %s", diff,
                     lethe_strerror(r->rc));
-    if (partial && !is_before && r->st.log != after->log)
+    if (partial && !is_before && v->st.log != after->log)
         finding_add(o->name, fault, k, fo, "half state", "%llu input errors; %s; call returned %s",
                     (unsigned long long)r->stats.errors, diff, lethe_strerror(r->rc));
     if (!partial && is_before && !is_after && !failed)
         finding_add(o->name, fault, k, fo, "status lied",
                     "returned OK but the store is as before the call");
-    if (o->kind == K_LOG && failed && r->st.log > before->log)
+    if (o->kind == K_LOG && failed && v->st.log > before->log)
         finding_add(o->name, fault, k, fo, "failed but logged",
                     "returned %s, yet the log has %llu entries (before %llu)",
-                    lethe_strerror(r->rc), (unsigned long long)r->st.log,
+                    lethe_strerror(r->rc), (unsigned long long)v->st.log,
                     (unsigned long long)before->log);
-    if (r->has_stats && r->st.photos >= 0 && before->photos >= 0 &&
-        (uint64_t)(r->st.photos - before->photos) != r->stats.added)
+    if (r->has_stats && v->st.photos >= 0 && before->photos >= 0 &&
+        (uint64_t)(v->st.photos - before->photos) != r->stats.added)
         finding_add(o->name, fault, k, fo, "stats lied",
                     "returned %s saying %llu photos added (%llu errors), %ld were committed",
                     lethe_strerror(r->rc), (unsigned long long)r->stats.added,
-                    (unsigned long long)r->stats.errors, r->st.photos - before->photos);
-    if (o->kind == K_BACKUP && !failed && !r->backup_ok)
-        finding_add(o->name, fault, k, fo, "status lied", "backup returned OK but %s",
-                    r->backup_why);
-    /* Erased means erased: no byte of it in any file once the call said OK,
-     * nor once the store was reopened after it (a pending scrub done). */
-    if (!failed && !partial && r->residue_call[0])
-        finding_add(o->name, fault, k, fo, "erased bytes left",
-                    "returned OK, yet these still hold erased descriptors: %s", r->residue_call);
-    if (is_after && r->residue_reopen[0])
+                    (unsigned long long)r->stats.errors, v->st.photos - before->photos);
+    /* Erased means erased, at the latest once the store was reopened (a
+     * pending scrub done). */
+    if (is_after && v->residue[0])
         finding_add(o->name, fault, k, fo, "erased bytes left after reopen",
-                    "%s(call returned %s)", r->residue_reopen, lethe_strerror(r->rc));
+                    "%s(call returned %s)", v->residue, lethe_strerror(r->rc));
+}
+
+/* The call against the promises: the store after a normal close, then the
+ * crash image, then what only the call itself answers for. */
+static void judge_state(const op *o, int fault, long k, const outcome *r, const state *before,
+                        const state *after)
+{
+    judge_view(o, fault, k, r, &r->closed, before, after);
+    if (r->crashed.taken) {
+        finding_label = " (crash image)";
+        judge_view(o, fault, k, r, &r->crashed, before, after);
+        finding_label = "";
+    }
+    int failed = r->rc != LETHE_OK;
+    int partial = r->has_stats && r->stats.errors > 0;
+    if (o->kind == K_BACKUP && !failed && !r->backup_ok)
+        finding_add(o->name, fault, k, r->failed_op, "status lied",
+                    "backup returned OK but %s", r->backup_why);
+    /* Erased means erased: no byte of it in any file once the call said OK. */
+    if (!failed && !partial && r->residue_call[0])
+        finding_add(o->name, fault, k, r->failed_op, "erased bytes left",
+                    "returned OK, yet these still hold erased descriptors: %s", r->residue_call);
 }
 
 /* Files in the store that neither the state before nor after has, and what
@@ -865,7 +913,7 @@ static void judge_leftovers(const op *o, int fault, long k, const outcome *r,
     size_t el = 0;
     int len;
     extra[0] = 0;
-    for (const char *p = r->st.files; sscanf(p, " %299s%n", name, &len) == 1; p += len)
+    for (const char *p = r->closed.st.files; sscanf(p, " %299s%n", name, &len) == 1; p += len)
         if (!has_name(before->files, name) && !has_name(after->files, name) &&
             el < sizeof(extra))
             el += (size_t)snprintf(extra + el, sizeof(extra) - el, "%s ", name);
@@ -928,20 +976,25 @@ static void exercise(const op *o)
         CHECK(!"the fault-free run could not be set up");
         return;
     }
-    after = r.st;
+    after = r.closed.st;
     CHECK_EQ_INT(r.rc, LETHE_OK);
-    CHECK_EQ_INT(r.prob, P_NONE);
-    if (r.prob)
-        fprintf(stderr, "  fault-free %s: %s\n", o->name, r.why);
+    CHECK_EQ_INT(r.closed.prob, P_NONE);
+    if (r.closed.prob)
+        fprintf(stderr, "  fault-free %s: %s\n", o->name, r.closed.why);
+    if (r.crashed.taken) {
+        CHECK_EQ_INT(r.crashed.prob, P_NONE);
+        CHECK(state_eq(&r.crashed.st, &after));
+        CHECK(r.crashed.residue[0] == 0);
+    }
     CHECK(!state_eq(&before, &after)); /* every call here changes something */
     if (o->kind == K_LOG)
         CHECK_EQ_INT(after.log, before.log + 1);
     CHECK(r.residue[0] == 0);
     CHECK(r.residue_call[0] == 0);
-    CHECK(r.residue_reopen[0] == 0);
-    if (r.residue_call[0] || r.residue_reopen[0])
+    CHECK(r.closed.residue[0] == 0);
+    if (r.residue_call[0] || r.closed.residue[0])
         fprintf(stderr, "  fault-free %s left erased bytes: %s| %s\n", o->name, r.residue_call,
-                r.residue_reopen);
+                r.closed.residue);
     if (o->kind == K_BACKUP)
         CHECK(r.backup_ok);
     CHECK(r.io_points > 0);
