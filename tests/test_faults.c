@@ -381,8 +381,11 @@ typedef struct finding {
 
 static finding found[512];
 static int nfound;
-/* Appended to each finding's kind while the crash image is judged. */
+/* Appended to each finding's kind while the crash image is judged; a kind
+ * the normal view of the same run already showed is not repeated for it. */
 static const char *finding_label = "";
+static char run_kinds[16][64];
+static int nrun_kinds;
 
 static const char *fault_names[] = {"none", "ENOSPC", "EIO", "alloc"};
 enum { F_NONE, F_ENOSPC, F_EIO, F_ALLOC };
@@ -400,6 +403,11 @@ static void finding_add(const char *op, int fault, long k, const char *failed_op
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    if (!finding_label[0] && nrun_kinds < (int)LETHE_ARRAY_LEN(run_kinds))
+        snprintf(run_kinds[nrun_kinds++], sizeof(run_kinds[0]), "%s", what);
+    for (int i = 0; finding_label[0] && i < nrun_kinds; i++)
+        if (!strcmp(run_kinds[i], what))
+            return;
     snprintf(key, sizeof(key), "%s | %s | %s%s", op, fault_names[fault], what, finding_label);
     for (int i = 0; i < nfound; i++)
         if (!strcmp(found[i].key, key)) {
@@ -887,6 +895,7 @@ static void judge_view(const op *o, int fault, long k, const outcome *r, const v
 static void judge_state(const op *o, int fault, long k, const outcome *r, const state *before,
                         const state *after)
 {
+    nrun_kinds = 0;
     judge_view(o, fault, k, r, &r->closed, before, after);
     if (r->crashed.taken) {
         finding_label = " (crash image)";
@@ -1014,7 +1023,6 @@ static void exercise(const op *o)
            "them SQLite's; %ld allocations); %d findings; %.1f s\n",
            o->name, enospc, eio, alloc, fault_free_io, fault_free_sqlite, fault_free_alloc,
            nfound - first_finding, now_s() - t0);
-    fflush(stdout);
 }
 
 /* ---------------------------------------------------------------- fixture */
@@ -1108,6 +1116,48 @@ static const op ops[] = {
 static const op op_photos = {"ingest-photos", tmpl_base, K_STORE, 1, call_ingest_photos, NULL};
 
 static int fixture_ok;
+
+/* The hook itself: one countdown over lethe's wrappers and SQLite's VFS. */
+static void test_io_hook(void)
+{
+    char path[300], db_path[300];
+    int fd;
+    snprintf(path, sizeof(path), "%s/hook", root);
+    lethe_io_fail_after(1, ENOSPC);
+    fd = lethe_io_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);                                  /* call 0 goes ahead */
+    errno = 0;
+    CHECK_EQ_INT(lethe_io_write(fd, "x", 1), -1);    /* call 1 fails ... */
+    CHECK_EQ_INT(errno, ENOSPC);
+    CHECK_EQ_INT(lethe_io_fsync(fd), -1);            /* ... and so do the rest */
+    CHECK_EQ_INT(lethe_io_count(), 3);
+    CHECK(lethe_io_failed_op() && !strcmp(lethe_io_failed_op(), "write"));
+    int rfd = lethe_io_open(path, O_RDONLY | O_CLOEXEC, 0); /* reads do not count */
+    CHECK(rfd >= 0);
+    CHECK_EQ_INT(lethe_io_count(), 3);
+    if (rfd >= 0)
+        close(rfd);
+    lethe_io_fail_after(-1, 0);
+    CHECK_EQ_INT(lethe_io_write(fd, "x", 1), 1);
+    CHECK_EQ_INT(lethe_io_count(), 1);
+    CHECK(lethe_io_failed_op() == NULL);
+    close(fd);
+
+    /* SQLite's writes walk the same countdown and fail as a full disk does */
+    sqlite3 *db = NULL;
+    snprintf(db_path, sizeof(db_path), "%s/hook.db", root);
+    CHECK_EQ_INT(sqlite3_open(db_path, &db), SQLITE_OK);
+    lethe_io_fail_after(0, ENOSPC);
+    faultvfs_reset_calls();
+    int rc = sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)", NULL, NULL, NULL);
+    CHECK(rc == SQLITE_FULL || rc == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR);
+    CHECK(faultvfs_calls() >= 1);
+    CHECK_EQ_INT(lethe_io_count(), faultvfs_calls());
+    CHECK(lethe_io_failed_op() && !strncmp(lethe_io_failed_op(), "sqlite ", 7));
+    lethe_io_fail_after(-1, 0);
+    CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
 
 static void test_fixture(void)
 {
@@ -1214,6 +1264,7 @@ int main(void)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     double t0 = now_s();
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep its lines whole among stderr's */
     strict = getenv("LETHE_FAULTS_STRICT") && atoi(getenv("LETHE_FAULTS_STRICT"));
     verbose = getenv("LETHE_FAULTS_VERBOSE") && atoi(getenv("LETHE_FAULTS_VERBOSE"));
     san = getenv("LETHE_TEST_SAN") != NULL;
@@ -1235,7 +1286,7 @@ int main(void)
     make_vecs();
     printf("store of %d descriptors; I/O faults: %s; allocation faults: lethe's%s\n", rows,
            san ? "ENOSPC" : "ENOSPC, EIO", sqlite_malloc ? " and SQLite's" : "");
-    fflush(stdout);
+    RUN(test_io_hook);
     RUN(test_fixture);
     RUN(test_ingest_descriptors);
     RUN(test_ingest_photos);

@@ -9,8 +9,8 @@
  *
  * Each wrapper behaves exactly as the call it wraps (same return value, same
  * errno) unless the hook says this call fails: then it returns -1 with
- * errno set and does nothing. With the hook off (the default) the only cost
- * is one relaxed atomic counter update and one load per call.
+ * errno set and does nothing. Until a test first calls lethe_io_fail_after
+ * the hook costs one relaxed load (a plain move) per call.
  */
 #ifndef LETHE_IO_H
 #define LETHE_IO_H
@@ -46,7 +46,8 @@ int lethe_io_fdatasync_retry(int fd);
  * EINTR is not a fault (the retrying helpers would spin on it).
  */
 void lethe_io_fail_after(long countdown, int err);
-/* Write-side calls made since the last lethe_io_fail_after. */
+/* Write-side calls made since the last lethe_io_fail_after (0 before the
+ * first: nothing is counted until then). */
 long lethe_io_count(void);
 /*
  * The hook itself: one write-side call, named op (a static string such as
