@@ -156,35 +156,3 @@ int cli_status(int rc)
 }
 
 
-/* Text from outside for a terminal: control characters and invalid UTF-8
- * escaped (\n, \t, \r, \xNN), a backslash doubled, the rest as is. */
-void cli_put_text(FILE *f, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    while (*p) {
-        unsigned c = *p;
-        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1
-                             : (c & 0xF0) == 0xE0              ? 2
-                             : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3
-                                                               : -1;
-        int ok = n >= 0;
-        for (int k = 1; ok && k <= n; k++)
-            ok = (p[k] & 0xC0) == 0x80;
-        if (ok && n == 2)
-            ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
-        if (ok && n == 3)
-            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
-        if (c == '\\') {
-            fputs("\\\\", f);
-        } else if (c == '\n' || c == '\t' || c == '\r') {
-            fputs(c == '\n' ? "\\n" : c == '\t' ? "\\t" : "\\r", f);
-        } else if (c < 0x20 || c == 0x7f || !ok) {
-            fprintf(f, "\\x%02x", c);
-        } else {
-            fwrite(p, 1, (size_t)n + 1, f);
-            p += n + 1;
-            continue;
-        }
-        p++;
-    }
-}

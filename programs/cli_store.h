@@ -38,8 +38,6 @@ int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
 lethe_store *cli_open_store(const cli_common *c, unsigned flags);
 /* The options cli_open_store uses. */
 void cli_store_options(const cli_common *c, unsigned flags, lethe_store_options *o);
-/* Text from outside for a terminal, control characters escaped. */
-void cli_put_text(FILE *f, const char *s);
 /* The exit status for a library status: 0, 2 for a bad argument, else 1. */
 int cli_status(int rc);
 

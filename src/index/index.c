@@ -5,7 +5,8 @@
  * commit, and iteration. The layout is described in index_int.h; the search
  * is in index_search.c.
  *
- * Writes go through pwrite (so a full disk is an error, not a SIGBUS); reads
+ * Writes go through pwrite (so a full disk is an error, not a SIGBUS), by way
+ * of the wrappers of util/io.h (so tests can make them fail); reads
  * go through a read-only shared mapping, which sees those writes at once.
  * Rows are changed a block at a time in a staging buffer that is written
  * back region by region, only over the rows that changed.
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "index/index_int.h"
+#include "util/io.h"
 #include "util/util.h"
 
 /* Bytes of zeros written at a time when wiping. */
@@ -56,23 +58,6 @@ static int flock_retry(int fd, int op)
     return rc;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 static int pread_all(int fd, void *buf, size_t n, uint64_t off, size_t *got)
 {
     uint8_t *p = buf;
@@ -92,15 +77,6 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off, size_t *got)
     return 0;
 }
 
-static int fdatasync_retry(int fd)
-{
-    int rc;
-    do
-        rc = fdatasync(fd);
-    while (rc != 0 && errno == EINTR);
-    return rc;
-}
-
 /* Write zeros over [off, off + n). */
 static int write_zeros(idx *ix, uint64_t off, uint64_t n, char *err, size_t errlen)
 {
@@ -112,7 +88,7 @@ static int write_zeros(idx *ix, uint64_t off, uint64_t n, char *err, size_t errl
         return lethe_fail(err, errlen, LETHE_ERR_NOMEM, "%s: out of memory", ix->path);
     while (n > 0) {
         size_t len = n < IDX_ZERO_CHUNK ? (size_t)n : IDX_ZERO_CHUNK;
-        if (pwrite_all(ix->fd, zeros, len, off) != 0) {
+        if (lethe_io_pwrite_all(ix->fd, zeros, len, off) != 0) {
             lethe_free(zeros);
             return io_fail(ix, err, errlen, "writing zeros");
         }
@@ -245,7 +221,7 @@ static int header_write(idx *ix, uint64_t count, uint64_t generation, char *err,
 {
     idx_header h;
     header_make(&h, count, generation);
-    if (pwrite_all(ix->fd, &h, sizeof h, 0) != 0)
+    if (lethe_io_pwrite_all(ix->fd, &h, sizeof h, 0) != 0)
         return io_fail(ix, err, errlen, "writing the header");
     return LETHE_OK;
 }
@@ -441,7 +417,7 @@ static int stage_flush(idx *ix, stage *st, char *err, size_t errlen)
     uint64_t base = IDX_HEADER_BYTES + st->block * (uint64_t)IDX_BLOCK_BYTES;
     for (size_t i = 0; i < LETHE_ARRAY_LEN(span); i++) {
         unsigned o = span[i].off + span[i].start;
-        if (pwrite_all(ix->fd, b + o, span[i].len, base + o) != 0)
+        if (lethe_io_pwrite_all(ix->fd, b + o, span[i].len, base + o) != 0)
             return io_fail(ix, err, errlen, "writing rows");
     }
     st->lo = IDX_BLOCK_ROWS;
@@ -582,7 +558,7 @@ static int trim_tail(idx *ix, uint64_t rows, char *err, size_t errlen)
         rc = write_zeros(ix, keep, size - keep, err, errlen);
         if (rc != LETHE_OK)
             return rc;
-        if (fdatasync_retry(ix->fd) != 0)
+        if (lethe_io_fdatasync_retry(ix->fd) != 0)
             return io_fail(ix, err, errlen, "fdatasync");
     }
     if (size != keep) {
@@ -591,7 +567,7 @@ static int trim_tail(idx *ix, uint64_t rows, char *err, size_t errlen)
             ix->map = NULL;
             ix->map_len = 0;
         }
-        if (ftruncate(ix->fd, (off_t)keep) != 0)
+        if (lethe_io_ftruncate(ix->fd, (off_t)keep) != 0)
             return io_fail(ix, err, errlen, "ftruncate");
     }
     return map_refresh(ix, &size, err, errlen);
@@ -616,15 +592,15 @@ static int init_empty(idx *ix, char *err, size_t errlen)
         int rc = write_zeros(ix, 0, (uint64_t)st.st_size, err, errlen);
         if (rc != LETHE_OK)
             return rc;
-        if (fdatasync_retry(ix->fd) != 0)
+        if (lethe_io_fdatasync_retry(ix->fd) != 0)
             return io_fail(ix, err, errlen, "fdatasync");
     }
-    if (ftruncate(ix->fd, IDX_HEADER_BYTES) != 0)
+    if (lethe_io_ftruncate(ix->fd, IDX_HEADER_BYTES) != 0)
         return io_fail(ix, err, errlen, "ftruncate");
     int rc = header_write(ix, 0, 0, err, errlen);
     if (rc != LETHE_OK)
         return rc;
-    if (fdatasync_retry(ix->fd) != 0)
+    if (lethe_io_fdatasync_retry(ix->fd) != 0)
         return io_fail(ix, err, errlen, "fdatasync");
     ix->count = ix->committed = ix->generation = 0;
     return LETHE_OK;
@@ -647,7 +623,7 @@ static void sync_parent_dir(const char *path)
     }
     int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-        fsync(fd);
+        lethe_io_fsync(fd);
         close(fd);
     }
     lethe_free(dir);
@@ -742,13 +718,13 @@ int idx_open(const char *path, int flags, idx **out, char *err, size_t errlen)
     if (ix->writable) {
         int oflags = O_RDWR | O_CLOEXEC;
         if (flags & IDX_CREATE) {
-            ix->fd = open(path, oflags | O_CREAT | O_EXCL, 0644);
+            ix->fd = lethe_io_open(path, oflags | O_CREAT | O_EXCL, 0644);
             if (ix->fd >= 0)
                 created = 1;
             else if (errno == EEXIST)
-                ix->fd = open(path, oflags);
+                ix->fd = lethe_io_open(path, oflags, 0);
         } else {
-            ix->fd = open(path, oflags);
+            ix->fd = lethe_io_open(path, oflags, 0);
         }
     } else {
         ix->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -837,7 +813,7 @@ int idx_append(idx *ix, const int64_t *ids, const float *vecs, size_t n, char *e
     }
     uint64_t first = ix->count, total = ix->count + n;
     /* Size the file first, so every block is whole however the writes land. */
-    if (ftruncate(ix->fd, (off_t)(IDX_HEADER_BYTES +
+    if (lethe_io_ftruncate(ix->fd, (off_t)(IDX_HEADER_BYTES +
                                   idx_blocks_for(total) * (uint64_t)IDX_BLOCK_BYTES)) != 0) {
         rc = io_fail(ix, err, errlen, "ftruncate");
         goto out;
@@ -1053,14 +1029,14 @@ int idx_commit(idx *ix, uint64_t generation, char *err, size_t errlen)
     if (rc != LETHE_OK)
         return rc;
     /* The rows first, then the header that makes them count. */
-    if (fdatasync_retry(ix->fd) != 0) {
+    if (lethe_io_fdatasync_retry(ix->fd) != 0) {
         rc = io_fail(ix, err, errlen, "fdatasync");
         goto out;
     }
     rc = header_write(ix, ix->count, generation, err, errlen);
     if (rc != LETHE_OK)
         goto out;
-    if (fdatasync_retry(ix->fd) != 0) {
+    if (lethe_io_fdatasync_retry(ix->fd) != 0) {
         rc = io_fail(ix, err, errlen, "fdatasync");
         goto out;
     }
