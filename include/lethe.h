@@ -521,8 +521,9 @@ typedef struct lethe_ingest_stats {
     uint64_t bytes;         /* bytes of photos read */
     uint64_t opted_out;     /* photos skipped by a standing opt-out */
     uint64_t opted_out_faces; /* faces not stored because a face opt-out matched */
-    uint64_t uncommitted;   /* inputs whose outcome was lost when a batch failed to
-                               commit (a full disk): run the ingest again */
+    uint64_t uncommitted;   /* inputs of a batch that failed to commit (a full disk;
+                               after a failed fsync its outcome is unknown): run the
+                               ingest again, it adds nothing twice */
 } lethe_ingest_stats;
 
 /* Called for every input that fails; line is the manifest line or 0. */

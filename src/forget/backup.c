@@ -188,7 +188,7 @@ int lethe_backup(lethe_store *s, const char *dest, const char *actor, char **inf
     char *db = NULL, *meta = NULL, *mpath = NULL, digest[65], hash[65], cat[65], msg[512];
     uint64_t seq = 0;
     struct stat sb;
-    int rc;
+    int rc, made = 0;
     *info = NULL;
     if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)))
         return rc;
@@ -197,10 +197,11 @@ int lethe_backup(lethe_store *s, const char *dest, const char *actor, char **inf
                           dest);
     if ((rc = store_lock(s, "backup")))
         return rc;
-    if (mkdir(dest, 0700) < 0) {
+    if (lethe_io_mkdir(dest, 0700) < 0) {
         rc = store_fail(s, LETHE_ERR_IO, "%s: %s", dest, strerror(errno));
         goto out;
     }
+    made = 1;
     if (!(db = backup_join(dest, STORE_DB)) || !(mpath = backup_join(dest, "backup.json"))) {
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         goto out;
@@ -229,12 +230,8 @@ int lethe_backup(lethe_store *s, const char *dest, const char *actor, char **inf
         meta = NULL;
     }
 out:
-    if (rc != LETHE_OK && db) {
-        unlink(db);
-        if (mpath)
-            unlink(mpath);
-        rmdir(dest);
-    }
+    if (rc != LETHE_OK && made)
+        restore_remove_tree(dest); /* a failed backup leaves nothing behind */
     store_unlock(s);
     lethe_free(db);
     lethe_free(mpath);

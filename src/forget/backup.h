@@ -21,6 +21,9 @@ typedef struct backup_info {
 int backup_info_parse(const char *text, size_t len, backup_info *bi, char *msg, size_t msg_len);
 /* BLAKE2b-256 of a file's bytes, hex. */
 int backup_file_hash(const char *path, char hex[65], char *msg, size_t msg_len);
+/* Remove a flat folder and its files (keyring files zeroed first); no
+ * allocation, so it works on out-of-memory failure paths. */
+void restore_remove_tree(const char *dir);
 /* dir/name (lethe_free). */
 char *backup_join(const char *dir, const char *name);
 

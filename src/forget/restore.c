@@ -90,11 +90,12 @@ out:
 }
 
 /* Overwrite a file's bytes with zeros, then remove it (a keyring copy: its
- * keys must not stay in the file system's free blocks more than needed). */
-static void shred_file(const char *path)
+ * keys must not stay in the file system's free blocks more than needed).
+ * No allocation: this runs on failure paths, memory exhausted or not. */
+static void shred_at(int dfd, const char *name)
 {
     struct stat sb;
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0 && fstat(fd, &sb) == 0) {
         static const uint8_t zeros[4096];
         for (off_t at = 0; at < sb.st_size; at += (off_t)sizeof(zeros))
@@ -104,28 +105,34 @@ static void shred_file(const char *path)
     }
     if (fd >= 0)
         close(fd);
-    unlink(path);
+    unlinkat(dfd, name, 0);
 }
 
-static void remove_tree(const char *dir)
+/* Remove a flat folder (a store copy): its files, then itself. */
+void restore_remove_tree(const char *dir)
 {
-    DIR *d = opendir(dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     struct dirent *e;
-    if (!d)
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        rmdir(dir);
         return;
+    }
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        char *p = backup_join(dir, e->d_name);
-        if (p && !strcmp(e->d_name, STORE_KEYRING))
-            shred_file(p);
-        else if (p)
-            unlink(p);
-        lethe_free(p);
+        if (!strcmp(e->d_name, STORE_KEYRING))
+            shred_at(dfd, e->d_name);
+        else
+            unlinkat(dfd, e->d_name, 0);
     }
     closedir(d);
     rmdir(dir);
 }
+
+#define remove_tree restore_remove_tree
 
 /* The backup's description, checked against its catalog's bytes. */
 static int read_backup(const char *src, backup_info *bi, char *msg, size_t msg_len)

@@ -281,8 +281,14 @@ void store_dg_policy(lethe_store *s, const char *text, int sign)
 int store_commit(lethe_store *s)
 {
     int rc = s->dig_dirty ? dg_save(s, s->dig) : LETHE_OK;
-    if (rc == LETHE_OK)
-        rc = store_exec(s, "COMMIT");
+    if (rc == LETHE_OK && (rc = store_exec(s, "COMMIT")) == LETHE_ERR_IO) {
+        /* The commit frame may be in the WAL already: SQLite cannot say
+         * whether it will count after a crash, and neither can we. */
+        char keep[sizeof(s->err)];
+        memcpy(keep, s->err, sizeof(keep));
+        store_fail(s, rc, "%s; the disk failed while committing, so whether this change was "
+                   "recorded is unknown until the store is opened again", keep);
+    }
     if (rc != LETHE_OK) {
         store_rollback(s);
         return rc;
