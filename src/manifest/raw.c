@@ -157,7 +157,7 @@ int raw_open(const char *f32_file, const char *sidecar, raw_reader **out, char *
         char msg[512];
         st = lethe_fopen_regular(sidecar, &r->side_f, NULL, msg, sizeof(msg));
         if (st != LETHE_OK)
-            lethe_fail(err, errlen, st, "sidecar %s", msg);
+            lethe_fail(err, errlen, st, "sidecar: %s", msg);
     }
     if (st != LETHE_OK) {
         raw_close(r);
@@ -172,7 +172,7 @@ int raw_open_mem(const void *f32, size_t f32_len, const void *sidecar, size_t si
     raw_reader *r;
 
     *out = NULL;
-    r = raw_new("the descriptors", sidecar_name ? sidecar_name : "(memory)");
+    r = raw_new("the float32 data", sidecar_name ? sidecar_name : "(memory)");
     if (!r)
         return lethe_fail(err, errlen, LETHE_ERR_NOMEM, "out of memory");
     r->mem = f32 ? f32 : (const void *)"";

@@ -18,6 +18,14 @@
  * counters must not be a data race even though only tests read them. */
 static _Atomic long alloc_countdown = -1; /* < 0: never fail */
 static _Atomic long alloc_count;
+static _Atomic long alloc_live; /* blocks from the wrapper not yet freed */
+
+static void *counted(void *p)
+{
+    if (p)
+        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
 
 static int alloc_should_fail(void)
 {
@@ -39,28 +47,37 @@ void lethe_alloc_fail_after(long countdown)
 
 long lethe_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
 
+long lethe_alloc_live(void) { return atomic_load_explicit(&alloc_live, memory_order_relaxed); }
+
 void *lethe_malloc(size_t n)
 {
     if (alloc_should_fail())
         return NULL;
-    return malloc(n ? n : 1);
+    return counted(malloc(n ? n : 1));
 }
 
 void *lethe_calloc(size_t count, size_t size)
 {
     if (alloc_should_fail())
         return NULL;
-    return calloc(count ? count : 1, size ? size : 1);
+    return counted(calloc(count ? count : 1, size ? size : 1));
 }
 
 void *lethe_realloc(void *p, size_t n)
 {
+    void *q;
     if (alloc_should_fail())
         return NULL;
-    return realloc(p, n ? n : 1);
+    q = realloc(p, n ? n : 1);
+    return p ? q : counted(q);
 }
 
-void lethe_free(void *p) { free(p); }
+void lethe_free(void *p)
+{
+    if (p)
+        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+    free(p);
+}
 
 char *lethe_strdup(const char *s)
 {
@@ -79,10 +96,10 @@ void *lethe_malloc_aligned(size_t n)
     n = (n + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, n ? n : 64) != 0)
         return NULL;
-    return p;
+    return counted(p);
 }
 
-void lethe_free_aligned(void *p) { free(p); }
+void lethe_free_aligned(void *p) { lethe_free(p); }
 
 const char *lethe_version(void) { return LETHE_VERSION_STRING; }
 

@@ -29,6 +29,9 @@ void lethe_free_aligned(void *p);
  */
 void lethe_alloc_fail_after(long countdown);
 long lethe_alloc_count(void);
+/* Blocks allocated through the wrapper and not freed yet: equal before and
+ * after a call that should leave nothing behind (tests' leak check). */
+long lethe_alloc_live(void);
 
 /* a*b and a+b into *out; return 0 on overflow, 1 on success. */
 static inline int lethe_mul_size(size_t a, size_t b, size_t *out)
