@@ -348,7 +348,8 @@ LETHE_API void lethe_manifest_close(lethe_manifest *m);
  * (symbolic links resolved) lies outside the folder is a bad row: "line N:
  * path '...' is outside the manifest's folder (--allow-outside permits it)".
  * A missing file inside the folder is not refused here (ingest reports it).
- * This flag (for every lethe_manifest_open*) accepts such paths.
+ * This flag, for lethe_manifest_open and lethe_manifest_open_mem, accepts
+ * such paths.
  */
 #define LETHE_MANIFEST_ALLOW_OUTSIDE 4u
 
@@ -392,8 +393,8 @@ LETHE_API int lethe_manifest_open_raw_mem(const void *f32, size_t f32_len,
  * Search queries given as JSON text. A descriptor is a JSON array of 128
  * numbers (finite as 32-bit floats), or an object whose "embedding" (or
  * "descriptor") is one. lethe_descriptor_parse reads one descriptor from
- * json[0..len) into descriptor[0..128); LETHE_ERR_FORMAT with msg saying
- * what is wrong.
+ * json[0..len) (at most 1 MiB) into descriptor[0..128); LETHE_ERR_FORMAT
+ * with msg saying what is wrong.
  */
 LETHE_API int lethe_descriptor_parse(const char *json, size_t len, float *descriptor,
                                      char *msg, size_t msg_len);

@@ -934,9 +934,9 @@ static int csv_next(manifest *m, manifest_row *row, char *err, size_t errlen)
 /* JSON Lines                                                          */
 /* ------------------------------------------------------------------ */
 
-/* A cheap upper bound of the values json_parse would build, to bound memory. */
-static size_t json_value_estimate(const uint8_t *s, size_t n)
+size_t manifest_json_value_estimate(const void *data, size_t n)
 {
+    const uint8_t *s = data;
     size_t count = 1;
     int in_string = 0;
 
@@ -1026,7 +1026,7 @@ static int jsonl_read(manifest *m, size_t *line_out, char *err, size_t errlen)
     bad = utf8_check(s, n);
     if (bad != n)
         return row_fail(err, errlen, line, "invalid UTF-8 (byte %zu)", bad + 1);
-    if (json_value_estimate(s, n) > MANIFEST_MAX_JSON_VALUES)
+    if (manifest_json_value_estimate(s, n) > MANIFEST_MAX_JSON_VALUES)
         return row_fail(err, errlen, line, "more than %d JSON values on the line",
                         MANIFEST_MAX_JSON_VALUES);
     st = json_parse((const char *)s, n, &m->json, msg, sizeof(msg));

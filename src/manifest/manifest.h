@@ -181,6 +181,9 @@ int manifest_valid_timestamp(const char *s);
  * "line N: why"), MANIFEST_END, MANIFEST_FATAL.
  */
 struct json_value;
+/* A cheap upper bound of the JSON values in s[0..n), to refuse a line before
+ * parsing it would cost more than MANIFEST_MAX_JSON_VALUES values. */
+size_t manifest_json_value_estimate(const void *s, size_t n);
 int manifest_next_json(manifest *m, const struct json_value **v, size_t *line, char *err,
                        size_t errlen);
 

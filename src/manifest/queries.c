@@ -126,6 +126,12 @@ int lethe_descriptor_parse(const char *json, size_t len, float *descriptor, char
 
     if (!json || !descriptor)
         return lethe_fail(msg, msg_len, LETHE_ERR_ARG, "no descriptor");
+    /* The bounds of a line of queries, so that no text costs more memory. */
+    if (len > MANIFEST_MAX_RECORD)
+        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT, "longer than 1 MiB");
+    if (manifest_json_value_estimate(json, len) > MANIFEST_MAX_JSON_VALUES)
+        return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT, "more than %d JSON values",
+                          MANIFEST_MAX_JSON_VALUES);
     st = json_parse(json, len, &v, why, sizeof(why));
     if (st == LETHE_ERR_NOMEM)
         return lethe_fail(msg, msg_len, st, "out of memory");
