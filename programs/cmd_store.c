@@ -406,7 +406,7 @@ int cmd_ingest(int argc, char **argv)
         int bad = 0, r = cli_common_parse(&g.c, argc, argv, &i);
         const char *v;
         if (r < 0)
-            return CLI_EXIT_USAGE;
+            goto usage;
         if (r > 0)
             continue;
         if ((v = cli_flag_value(argc, argv, &i, "--manifest", &bad)))
@@ -431,13 +431,13 @@ int cmd_ingest(int argc, char **argv)
             g.models = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
             if (cli_parse_precision("ingest", v, &g.precision) < 0)
-                return CLI_EXIT_USAGE;
+                goto usage;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
             char *end;
             long t = strtol(v, &end, 10);
             if (*end || t < 0 || t > 1024) {
                 cli_error("ingest: --threads: '%s' is not a number from 0 to 1024", v);
-                return CLI_EXIT_USAGE;
+                goto usage;
             }
             g.threads = (int)t;
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
@@ -445,11 +445,14 @@ int cmd_ingest(int argc, char **argv)
         else if (!strcmp(argv[i], "--allow-outside"))
             g.allow_outside = 1;
         else if (bad)
-            return CLI_EXIT_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_unknown_option("ingest", argv[i]);
-        else if (collect(&paths, argv[i], 1) < 0) {
+            goto usage;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            rc = cli_unknown_option("ingest", argv[i]);
+            pl_free(&paths);
+            return rc;
+        } else if (collect(&paths, argv[i], 1) < 0) {
             cli_error("out of memory");
+            pl_free(&paths);
             return CLI_EXIT_FAILED;
         }
     }
@@ -457,15 +460,15 @@ int cmd_ingest(int argc, char **argv)
     if (modes != 1) {
         cli_error("ingest: give photos or folders, or --manifest FILE, or --descriptors FILE "
                   "(exactly one kind; try 'lethe ingest --help')");
-        return CLI_EXIT_USAGE;
+        goto usage;
     }
     if (g.sidecar && !g.descriptors) {
         cli_error("ingest: --sidecar goes with --descriptors");
-        return CLI_EXIT_USAGE;
+        goto usage;
     }
     if (g.allow_outside && !g.manifest) {
         cli_error("ingest: --allow-outside goes with --manifest");
-        return CLI_EXIT_USAGE;
+        goto usage;
     }
     int raw = g.descriptors && !g.sidecar ? 0 : g.descriptors != NULL;
     if (g.descriptors) {
@@ -473,7 +476,7 @@ int cmd_ingest(int argc, char **argv)
         if (dot && (!strcmp(dot, ".f32") || !strcmp(dot, ".bin")) && !g.sidecar) {
             cli_error("ingest: %s looks like raw float32 descriptors: give their provenance "
                       "with --sidecar FILE", g.descriptors);
-            return CLI_EXIT_USAGE;
+            goto usage;
         }
     }
     if (!(s = cli_open_store(&g.c, 0))) {
@@ -580,4 +583,8 @@ int cmd_ingest(int argc, char **argv)
     lethe_engine_close(engine);
     lethe_store_close(s);
     return fatal || g.nerr ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+usage:
+    /* a usage error: free the paths collected so far */
+    pl_free(&paths);
+    return CLI_EXIT_USAGE;
 }
