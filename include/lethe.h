@@ -503,6 +503,87 @@ LETHE_API size_t lethe_manifest_unknown_columns(const lethe_manifest *m,
                                                 const char *const **names);
 LETHE_API void lethe_manifest_close(lethe_manifest *m);
 
+/*
+ * Confinement: a photo manifest's paths are relative to its folder, and a
+ * row whose path is absolute, climbs out with `..`, or whose real path
+ * (symbolic links resolved) lies outside the folder is a bad row: "line N:
+ * path '...' is outside the manifest's folder (--allow-outside permits it)".
+ * A missing file inside the folder is not refused here (ingest reports it).
+ * This flag, for lethe_manifest_open and lethe_manifest_open_mem, accepts
+ * such paths.
+ */
+#define LETHE_MANIFEST_ALLOW_OUTSIDE 4u
+
+/*
+ * A manifest held in memory (a server receives it as bytes, its photos
+ * uploaded beside it). data is not copied: it must stay valid and unchanged
+ * until lethe_manifest_close. name (may be NULL) chooses the format by its
+ * extension as for files (.csv; .jsonl, .ndjson), else the content does.
+ * With base_dir, relative paths are resolved against that folder and
+ * confined to it as for files; with base_dir NULL, row.file is the path
+ * exactly as written (for the caller to match against what was uploaded),
+ * and only the lexical check applies (absolute paths and `..` that leave
+ * are bad rows).
+ */
+LETHE_API int lethe_manifest_open_mem(const void *data, size_t len, const char *name,
+                                      const char *base_dir, unsigned flags,
+                                      lethe_manifest **out, char *msg, size_t msg_len);
+
+/*
+ * Raw descriptors: a file of little-endian float32, 128 per descriptor (512
+ * bytes each, nothing else), with a sidecar manifest (CSV or JSON Lines, as
+ * with LETHE_MANIFEST_PROVENANCE) giving each descriptor's provenance, row
+ * by row in order. Rows come out as from a descriptor manifest (embedding
+ * set, file ""). Refused at open, with a message: a file whose size is not
+ * a multiple of 512 bytes, a sidecar with more or fewer records than there
+ * are descriptors, a FIFO or device for either. A descriptor with a NaN or
+ * infinite component is a bad row (-1 from lethe_manifest_next), and so is
+ * a bad sidecar record (its descriptor is skipped with it). flags: 0.
+ */
+LETHE_API int lethe_manifest_open_raw(const char *f32_file, const char *sidecar,
+                                      unsigned flags, lethe_manifest **out, char *msg,
+                                      size_t msg_len);
+/* The same from memory (neither buffer is copied: keep both until close);
+ * sidecar_name (may be NULL) chooses the sidecar's format by extension. */
+LETHE_API int lethe_manifest_open_raw_mem(const void *f32, size_t f32_len,
+                                          const void *sidecar, size_t sidecar_len,
+                                          const char *sidecar_name, unsigned flags,
+                                          lethe_manifest **out, char *msg, size_t msg_len);
+
+/*
+ * Search queries given as JSON text. A descriptor is a JSON array of 128
+ * numbers (finite as 32-bit floats), or an object whose "embedding" (or
+ * "descriptor") is one. lethe_descriptor_parse reads one descriptor from
+ * json[0..len) (at most 1 MiB) into descriptor[0..128); LETHE_ERR_FORMAT
+ * with msg saying what is wrong.
+ */
+LETHE_API int lethe_descriptor_parse(const char *json, size_t len, float *descriptor,
+                                     char *msg, size_t msg_len);
+
+/* A queries file is JSON Lines: each line one descriptor as above, or a line
+ * of `lethe embed --json` output ({"faces": [{"embedding": [...]}, ...]}),
+ * one query per face. Blank lines are skipped; a line may hold 1 MiB. */
+typedef struct lethe_queries lethe_queries;
+
+typedef struct lethe_query {
+    size_t line;              /* the line it is on (1-based) */
+    int face;                 /* -1: the line is the descriptor; else its index in "faces" */
+    const float *descriptor;  /* 128 floats, valid until the next lethe_queries_next */
+} lethe_query;
+
+/* Open a file of queries (a FIFO or device is refused), or queries held in
+ * memory (not copied: keep data until close). An empty input is refused. */
+LETHE_API int lethe_queries_open(const char *file, lethe_queries **out, char *msg,
+                                 size_t msg_len);
+LETHE_API int lethe_queries_open_mem(const void *data, size_t len, lethe_queries **out,
+                                     char *msg, size_t msg_len);
+/* The next query: 1 and *query filled; 0 at the end; -1 for a bad line or
+ * face, skipped (msg says "line N: why"; call again); -2 when reading failed
+ * (msg says why; stop). */
+LETHE_API int lethe_queries_next(lethe_queries *q, lethe_query *query, char *msg,
+                                 size_t msg_len);
+LETHE_API void lethe_queries_close(lethe_queries *q); /* NULL is fine */
+
 /* Ingest: photos (decoded, detected, described in parallel) or descriptors
  * computed elsewhere, each with provenance, committed in batches. */
 typedef struct lethe_ingest lethe_ingest;

@@ -6,42 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cli_store.h"
 
 /* ---------------------------------------------------- descriptor input */
-
-/* Parse "[n, n, ... 128 numbers]" at *p; advances *p. 0 ok, -1 bad. */
-static int parse_vec(const char **p, float *out)
-{
-    const char *s = *p;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    if (*s != '[')
-        return -1;
-    s++;
-    for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++) {
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (end == s || errno || !isfinite(v))
-            return -1;
-        out[i] = (float)v;
-        s = end;
-        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-            s++;
-        if (i < LETHE_DESCRIPTOR_DIM - 1) {
-            if (*s != ',')
-                return -1;
-            s++;
-        }
-    }
-    if (*s != ']')
-        return -1;
-    *p = s + 1;
-    return 0;
-}
 
 typedef struct qlist {
     float *v;
@@ -80,44 +50,94 @@ static void ql_free(qlist *q)
     free(q->v);
 }
 
-/* A line of --queries: a bare array, or objects whose "embedding" or
- * "descriptor" keys hold arrays (lethe embed --json output works). */
-static int parse_query_line(qlist *q, const char *line, const char *file, size_t lineno)
+#define QUERIES_MAX_PIPE_BYTES (1ull << 30)
+
+/* All of a pipe into *buf (malloc'd), at most QUERIES_MAX_PIPE_BYTES. */
+static int slurp(FILE *in, const char *name, char **buf, size_t *len)
 {
-    float v[LETHE_DESCRIPTOR_DIM];
-    char label[512];
-    const char *p = line;
-    int found = 0;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p == '[') {
-        snprintf(label, sizeof(label), "%s:%zu", file, lineno);
-        if (parse_vec(&p, v) < 0)
-            return -1;
-        return ql_add(q, v, label) < 0 ? -2 : 1;
+    FILE *mem = open_memstream(buf, len);
+    char chunk[65536];
+    size_t got;
+    uint64_t total = 0;
+    if (!mem) {
+        cli_error("out of memory");
+        return -1;
     }
-    for (const char *k = line; (k = strstr(k, "\"")) != NULL; k++) {
-        const char *after = NULL;
-        if (!strncmp(k, "\"embedding\"", 11))
-            after = k + 11;
-        else if (!strncmp(k, "\"descriptor\"", 12))
-            after = k + 12;
-        if (!after)
-            continue;
-        while (*after == ' ')
-            after++;
-        if (*after != ':')
-            continue;
-        after++;
-        snprintf(label, sizeof(label), "%s:%zu#%d", file, lineno, found);
-        if (parse_vec(&after, v) < 0)
+    while ((got = fread(chunk, 1, sizeof(chunk), in)) > 0) {
+        total += got;
+        if (total > QUERIES_MAX_PIPE_BYTES) {
+            cli_error("search: %s: more than 1 GiB of queries", name);
+            fclose(mem);
             return -1;
-        if (ql_add(q, v, label) < 0)
-            return -2;
-        found++;
-        k = after - 1;
+        }
+        fwrite(chunk, 1, got, mem);
     }
-    return found;
+    if (ferror(in) || fclose(mem) != 0) {
+        cli_error("search: %s: %s", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Every query of a --queries file ('-': standard input), labelled FILE:LINE
+ * (FILE:LINE#FACE for 'lethe embed --json' lines). Bad lines are reported
+ * and skipped (*status becomes 1); returns -1 when reading cannot go on. */
+static int read_queries(qlist *q, const char *file, int *status)
+{
+    lethe_queries *qs = NULL;
+    lethe_query query;
+    char msg[1024], label[4200], *buf = NULL;
+    size_t len = 0;
+    struct stat sb;
+    int rc, r;
+
+    if (!strcmp(file, "-") || (stat(file, &sb) == 0 && S_ISFIFO(sb.st_mode))) {
+        /* The library opens regular files only (a FIFO could block a
+         * server forever). Here the user named the pipe ('-', or
+         * --queries <(...)), and nothing is locked while it is read:
+         * read it here and hand over the bytes. */
+        FILE *in = strcmp(file, "-") ? fopen(file, "rb") : stdin;
+        int bad = !in || slurp(in, file, &buf, &len) < 0;
+        if (!in)
+            cli_error("search: %s: %s", file, strerror(errno));
+        if (in && in != stdin)
+            fclose(in);
+        if (bad) {
+            free(buf);
+            return -1;
+        }
+        rc = lethe_queries_open_mem(buf, len, &qs, msg, sizeof(msg));
+    } else {
+        rc = lethe_queries_open(file, &qs, msg, sizeof(msg));
+    }
+    if (rc != LETHE_OK) {
+        cli_error("search: %s", msg);
+        free(buf);
+        return -1;
+    }
+    while ((r = lethe_queries_next(qs, &query, msg, sizeof(msg))) != 0) {
+        if (r == -1) {
+            cli_error("search: %s: %s", file, msg);
+            *status = CLI_EXIT_FAILED;
+            continue;
+        }
+        if (r == -2) {
+            cli_error("search: %s: %s", file, msg);
+            break;
+        }
+        if (query.face < 0)
+            snprintf(label, sizeof(label), "%s:%zu", file, query.line);
+        else
+            snprintf(label, sizeof(label), "%s:%zu#%d", file, query.line, query.face);
+        if (ql_add(q, query.descriptor, label) < 0) {
+            cli_error("out of memory");
+            r = -2;
+            break;
+        }
+    }
+    lethe_queries_close(qs);
+    free(buf);
+    return r == -2 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- search */
@@ -139,9 +159,11 @@ static void search_help(void)
         "  --threshold T      only faces at most T away (default: no limit; the\n"
         "                     same-person threshold is %.2f, marked in the output)\n"
         "  --all-faces        search every face of IMAGE (default: the largest)\n"
-        "  --descriptor JSON  a descriptor: a JSON array of 128 numbers\n"
-        "  --queries FILE     JSON Lines: arrays, or objects with \"embedding\" arrays\n"
-        "                     (the output of 'lethe embed --json'); '-' reads stdin\n"
+        "  --descriptor JSON  a descriptor: a JSON array of 128 numbers, or an object\n"
+        "                     with \"embedding\" (such an array)\n"
+        "  --queries FILE     JSON Lines, a descriptor per line as for --descriptor, or\n"
+        "                     lines of 'lethe embed --json' (one query per face); '-'\n"
+        "                     reads stdin. Bad lines are reported and skipped (exit 1)\n"
         "  --threads N        threads (default: one per core)\n"
         "  --models DIR       model folder, for IMAGE\n"
         "  --precision default|fp32|int8\n"
@@ -264,41 +286,19 @@ int cmd_search(int argc, char **argv)
 
     if (desc) {
         float v[LETHE_DESCRIPTOR_DIM];
-        const char *p = desc;
-        if (parse_vec(&p, v) < 0) {
-            cli_error("search: --descriptor: not a JSON array of %d numbers",
-                      LETHE_DESCRIPTOR_DIM);
+        char msg[512];
+        if (lethe_descriptor_parse(desc, strlen(desc), v, msg, sizeof(msg)) != LETHE_OK) {
+            cli_error("search: --descriptor: %s (a JSON array of %d numbers, or an object "
+                      "with \"embedding\")", msg, LETHE_DESCRIPTOR_DIM);
             return CLI_EXIT_USAGE;
         }
         if (ql_add(&q, v, "descriptor") < 0)
             goto oom;
     } else if (queries) {
-        FILE *f = strcmp(queries, "-") ? fopen(queries, "r") : stdin;
-        char *line = NULL;
-        size_t cap = 0, lineno = 0;
-        ssize_t len;
-        if (!f) {
-            cli_error("search: %s: %s", queries, strerror(errno));
+        if (read_queries(&q, queries, &status) < 0) {
+            ql_free(&q);
             return CLI_EXIT_FAILED;
         }
-        while ((len = getline(&line, &cap, f)) >= 0) {
-            lineno++;
-            if (len <= 1)
-                continue;
-            int r = parse_query_line(&q, line, queries, lineno);
-            if (r == -2) {
-                free(line);
-                goto oom;
-            }
-            if (r <= 0) {
-                cli_error("search: %s: line %zu: no descriptor (128 numbers) found", queries,
-                          lineno);
-                status = CLI_EXIT_FAILED;
-            }
-        }
-        free(line);
-        if (f != stdin)
-            fclose(f);
     } else {
         lethe_engine_options eo;
         lethe_engine *e = NULL;

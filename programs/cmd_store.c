@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -106,7 +107,7 @@ typedef struct ingest_cli {
     cli_common c;
     lethe_provenance defaults;
     const char *manifest, *descriptors, *sidecar, *models;
-    int threads, quiet, progress, precision;
+    int threads, quiet, progress, precision, allow_outside;
     err_item *errs;
     size_t nerr, caperr;
     uint64_t total;          /* inputs expected, for the progress bar (0 unknown) */
@@ -271,31 +272,32 @@ static void merge_defaults(lethe_provenance *p, const lethe_provenance *d)
             *dst[i] = src[i];
 }
 
+/* Lines in a file, for the progress bar only (0 when unknown). Called after
+ * the manifest reader accepted the file; a FIFO swapped in since is still
+ * never waited on (O_NONBLOCK, and only regular files are read). */
 static uint64_t count_lines(const char *file)
 {
-    FILE *f = fopen(file, "r");
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
     uint64_t n = 0;
     char buf[65536];
-    size_t r;
-    if (!f)
+    ssize_t r;
+    if (fd < 0)
         return 0;
-    while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
-        for (size_t i = 0; i < r; i++)
-            n += buf[i] == '\n';
-    fclose(f);
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        while ((r = read(fd, buf, sizeof(buf))) > 0)
+            for (ssize_t i = 0; i < r; i++)
+                n += buf[i] == '\n';
+    close(fd);
     return n;
 }
 
-static int ingest_manifest(ingest_cli *g, const char *file, unsigned flags)
+/* Ingest every row of an open manifest; file names it in messages. */
+static int ingest_rows(ingest_cli *g, lethe_manifest *m, const char *file)
 {
-    lethe_manifest *m = NULL;
     lethe_manifest_row row;
     char msg[1024];
-    int rc = lethe_manifest_open(file, flags, &m, msg, sizeof(msg));
-    if (rc != LETHE_OK) {
-        cli_error("ingest: %s", msg);
-        return -1;
-    }
+    int rc = 0;
     const char *const *unknown;
     size_t nu = lethe_manifest_unknown_columns(m, &unknown);
     for (size_t i = 0; i < nu && !g->c.json; i++)
@@ -333,61 +335,42 @@ static int ingest_manifest(ingest_cli *g, const char *file, unsigned flags)
     }
     /* line-level errors from the ingest itself name the manifest's line with
      * the photo's path; that is what a user needs to fix the row */
+    return rc;
+}
+
+static int ingest_manifest(ingest_cli *g, const char *file, unsigned flags)
+{
+    lethe_manifest *m = NULL;
+    char msg[1024];
+    if (lethe_manifest_open(file, flags, &m, msg, sizeof(msg)) != LETHE_OK) {
+        cli_error("ingest: %s", msg);
+        return -1;
+    }
+    g->total = count_lines(file);
+    if (g->total && !(flags & LETHE_MANIFEST_DESCRIPTORS))
+        g->total--; /* the header, for CSV; close enough for JSON Lines */
+    int rc = ingest_rows(g, m, file);
     lethe_manifest_close(m);
     return rc;
 }
 
 /* Raw little-endian float32 descriptors, 128 per row, with a sidecar
- * manifest (CSV or JSON Lines) giving each row's provenance in order. */
+ * manifest (CSV or JSON Lines) giving each row's provenance in order; row
+ * errors name the sidecar's line. */
 static int ingest_raw(ingest_cli *g)
 {
-    FILE *f = fopen(g->descriptors, "rb");
     lethe_manifest *m = NULL;
-    lethe_manifest_row row;
     char msg[1024];
-    float v[LETHE_DESCRIPTOR_DIM];
-    int rc = 0, r;
     struct stat sb;
-    if (!f || fstat(fileno(f), &sb) < 0) {
-        cli_error("ingest: %s: %s", g->descriptors, strerror(errno));
-        if (f)
-            fclose(f);
-        return -1;
-    }
-    if (sb.st_size % (off_t)sizeof(v)) {
-        cli_error("ingest: %s: %lld bytes is not a whole number of 128-float descriptors "
-                  "(512 bytes each)", g->descriptors, (long long)sb.st_size);
-        fclose(f);
-        return -1;
-    }
-    g->total = (uint64_t)sb.st_size / sizeof(v);
-    if (lethe_manifest_open(g->sidecar, LETHE_MANIFEST_PROVENANCE, &m, msg, sizeof(msg)) !=
+    if (lethe_manifest_open_raw(g->descriptors, g->sidecar, 0, &m, msg, sizeof(msg)) !=
         LETHE_OK) {
-        cli_error("ingest: sidecar %s", msg);
-        fclose(f);
+        cli_error("ingest: %s", msg);
         return -1;
     }
-    uint64_t n = 0;
-    while (fread(v, sizeof(v), 1, f) == 1) {
-        n++;
-        while ((r = lethe_manifest_next(m, &row, msg, sizeof(msg))) == -1)
-            lethe_ingest_fail(g->ing, g->sidecar, 0, msg);
-        if (r <= 0) {
-            cli_error("ingest: %s has fewer rows than %s has descriptors (%llu)", g->sidecar,
-                      g->descriptors, (unsigned long long)g->total);
-            rc = -1;
-            break;
-        }
-        row.prov.path = "";
-        merge_defaults(&row.prov, &g->defaults);
-        if (lethe_ingest_descriptor(g->ing, v, &row.prov, row.line) != LETHE_OK) {
-            rc = -1;
-            break;
-        }
-        show_progress(g, 0);
-    }
+    if (stat(g->descriptors, &sb) == 0)
+        g->total = (uint64_t)sb.st_size / (LETHE_DESCRIPTOR_DIM * sizeof(float));
+    int rc = ingest_rows(g, m, g->sidecar);
     lethe_manifest_close(m);
-    fclose(f);
     return rc;
 }
 
@@ -412,11 +395,16 @@ static void ingest_help(void)
         "  --manifest FILE     CSV with a header, or JSON Lines: path (relative to\n"
         "                      the manifest's folder), photo_id, url, uploader, source,\n"
         "                      license, jurisdiction, consent, collected_at\n"
+        "  --allow-outside     let manifest rows name files outside the manifest's\n"
+        "                      folder (absolute paths, '..', links leading out); by\n"
+        "                      default such a row is an error\n"
         "  --descriptors FILE  descriptors computed elsewhere in the same model space:\n"
         "                      JSON Lines with \"embedding\" (128 numbers) and the\n"
         "                      provenance columns, or raw little-endian float32 (.f32,\n"
         "                      512 bytes per descriptor) with --sidecar\n"
         "  --sidecar FILE      provenance of the raw descriptors, one row each, in order\n"
+        "                      (as many rows as descriptors; NaN or infinite values\n"
+        "                      are row errors)\n"
         "\n"
         "Provenance (for PATHs; for manifests, fills the columns a row leaves empty):\n"
         "  --source S          the collection (a site, a dataset)\n"
@@ -462,7 +450,7 @@ int cmd_ingest(int argc, char **argv)
         int bad = 0, r = cli_common_parse(&g.c, argc, argv, &i);
         const char *v;
         if (r < 0)
-            return CLI_EXIT_USAGE;
+            goto usage;
         if (r > 0)
             continue;
         if ((v = cli_flag_value(argc, argv, &i, "--manifest", &bad)))
@@ -487,23 +475,28 @@ int cmd_ingest(int argc, char **argv)
             g.models = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
             if (cli_parse_precision("ingest", v, &g.precision) < 0)
-                return CLI_EXIT_USAGE;
+                goto usage;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
             char *end;
             long t = strtol(v, &end, 10);
             if (*end || t < 0 || t > 1024) {
                 cli_error("ingest: --threads: '%s' is not a number from 0 to 1024", v);
-                return CLI_EXIT_USAGE;
+                goto usage;
             }
             g.threads = (int)t;
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
             g.quiet = 1;
+        else if (!strcmp(argv[i], "--allow-outside"))
+            g.allow_outside = 1;
         else if (bad)
-            return CLI_EXIT_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_unknown_option("ingest", argv[i]);
-        else if (collect(&paths, argv[i], 1) < 0) {
+            goto usage;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            rc = cli_unknown_option("ingest", argv[i]);
+            pl_free(&paths);
+            return rc;
+        } else if (collect(&paths, argv[i], 1) < 0) {
             cli_error("out of memory");
+            pl_free(&paths);
             return CLI_EXIT_FAILED;
         }
     }
@@ -511,11 +504,15 @@ int cmd_ingest(int argc, char **argv)
     if (modes != 1) {
         cli_error("ingest: give photos or folders, or --manifest FILE, or --descriptors FILE "
                   "(exactly one kind; try 'lethe ingest --help')");
-        return CLI_EXIT_USAGE;
+        goto usage;
     }
     if (g.sidecar && !g.descriptors) {
         cli_error("ingest: --sidecar goes with --descriptors");
-        return CLI_EXIT_USAGE;
+        goto usage;
+    }
+    if (g.allow_outside && !g.manifest) {
+        cli_error("ingest: --allow-outside goes with --manifest");
+        goto usage;
     }
     int raw = g.descriptors && !g.sidecar ? 0 : g.descriptors != NULL;
     if (g.descriptors) {
@@ -523,7 +520,7 @@ int cmd_ingest(int argc, char **argv)
         if (dot && (!strcmp(dot, ".f32") || !strcmp(dot, ".bin")) && !g.sidecar) {
             cli_error("ingest: %s looks like raw float32 descriptors: give their provenance "
                       "with --sidecar FILE", g.descriptors);
-            return CLI_EXIT_USAGE;
+            goto usage;
         }
     }
     if (!(s = cli_open_store(&g.c, 0))) {
@@ -578,14 +575,11 @@ int cmd_ingest(int argc, char **argv)
             show_progress(&g, 0);
         }
     } else if (g.manifest) {
-        g.total = count_lines(g.manifest);
-        if (g.total)
-            g.total--; /* the header, for CSV; close enough for JSON Lines */
-        fatal = ingest_manifest(&g, g.manifest, 0) < 0;
+        fatal = ingest_manifest(&g, g.manifest,
+                                g.allow_outside ? LETHE_MANIFEST_ALLOW_OUTSIDE : 0) < 0;
     } else if (raw) {
         fatal = ingest_raw(&g) < 0;
     } else {
-        g.total = count_lines(g.descriptors);
         fatal = ingest_manifest(&g, g.descriptors, LETHE_MANIFEST_DESCRIPTORS) < 0;
     }
     rc = lethe_ingest_end(g.ing, &st);
@@ -642,4 +636,8 @@ int cmd_ingest(int argc, char **argv)
     lethe_engine_close(engine);
     lethe_store_close(s);
     return fatal || g.nerr ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+usage:
+    /* a usage error: free the paths collected so far */
+    pl_free(&paths);
+    return CLI_EXIT_USAGE;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "face/align.h"
 #include "face/detect.h"
@@ -108,15 +109,19 @@ static int check_model_files(const char *dir, int detector, char *msg, size_t ms
     const char *names[3] = {"tiny_face_detector_model", "face_landmark_68_model",
                             "ssd_mobilenetv1_model"};
     for (int i = 0; i < (detector == LETHE_DETECTOR_SSD ? 3 : 2); i++) {
-        char path[4096];
-        FILE *f;
+        char path[4096], why[512];
+        int fd, rc;
         snprintf(path, sizeof(path), "%s/%s-weights_manifest.json", dir, names[i]);
-        f = fopen(path, "rb");
-        if (!f)
+        /* Not fopen: a FIFO in the model folder would block it forever. */
+        rc = lethe_open_regular(path, &fd, NULL, why, sizeof(why));
+        if (rc == LETHE_ERR_NOT_FOUND)
             return lethe_fail(msg, msg_len, LETHE_ERR_MODEL,
                               "model file %s is missing (run scripts/fetch-models.sh, or pass "
                               "--models DIR / set LETHE_MODELS)", path);
-        fclose(f);
+        if (rc != LETHE_OK)
+            return lethe_fail(msg, msg_len, rc == LETHE_ERR_NOMEM ? rc : LETHE_ERR_MODEL, "%s",
+                              why);
+        close(fd);
     }
     return LETHE_OK;
 }

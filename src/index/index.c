@@ -727,7 +727,9 @@ int idx_open(const char *path, int flags, idx **out, char *err, size_t errlen)
             ix->fd = lethe_io_open(path, oflags, 0);
         }
     } else {
-        ix->fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO in its place must not block the open; the
+         * type check below then refuses it. */
+        ix->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     }
     if (ix->fd < 0) {
         rc = lethe_fail(err, errlen, errno == ENOENT ? LETHE_ERR_NOT_FOUND : LETHE_ERR_IO,

@@ -12,12 +12,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "util/json.h"
 #include "util/util.h"
@@ -51,6 +51,10 @@ struct manifest {
     size_t max_record;     /* bytes in a record, line breaks excluded */
     size_t chunk;          /* bytes per read */
     char *base_dir;        /* relative paths are joined to it; NULL: as written */
+    int from_file;         /* opened by name: its folder is "." when base_dir is NULL */
+    int confine;           /* photo mode, outside paths refused */
+    char *base_real;       /* the real path of the folder, for confine; NULL: the
+                              lexical check only */
 
     /* The input window: data[0..len), data == buf for streams. */
     FILE *f;               /* stream source, or NULL for memory */
@@ -561,6 +565,15 @@ static int finish_row(manifest *m, char *val[F_COUNT], size_t line, manifest_row
         set_fatal(m, LETHE_ERR_NOMEM, "out of memory");
         return MANIFEST_FATAL;
     }
+    if (m->confine && (!manifest_path_lexically_inside(row->path) ||
+                       (m->base_real &&
+                        !manifest_path_really_inside(row->resolved, m->base_real)))) {
+        char qp[MANIFEST_QUOTE_BUF];
+        manifest_quote_path(row->path, qp, sizeof(qp));
+        return row_fail(err, errlen, line,
+                        "path %s is outside the manifest's folder (--allow-outside permits it)",
+                        qp);
+    }
     return MANIFEST_ROW;
 }
 
@@ -921,9 +934,9 @@ static int csv_next(manifest *m, manifest_row *row, char *err, size_t errlen)
 /* JSON Lines                                                          */
 /* ------------------------------------------------------------------ */
 
-/* A cheap upper bound of the values json_parse would build, to bound memory. */
-static size_t json_value_estimate(const uint8_t *s, size_t n)
+size_t manifest_json_value_estimate(const void *data, size_t n)
 {
+    const uint8_t *s = data;
     size_t count = 1;
     int in_string = 0;
 
@@ -953,14 +966,13 @@ static int json_error(char *err, size_t errlen, size_t line, const char *msg)
     return row_fail(err, errlen, line, "invalid JSON: %s", msg);
 }
 
-static int jsonl_next(manifest *m, manifest_row *row, char *err, size_t errlen)
+/* The next non-blank line parsed into m->json; *line_out its number. */
+static int jsonl_read(manifest *m, size_t *line_out, char *err, size_t errlen)
 {
     const uint8_t *s;
     size_t n, line, bad;
-    char lim[32], msg[256], why[160];
-    char *val[F_COUNT] = {0};
-    const json_value *emb = NULL;
-    int seen[F_COUNT] = {0}, st;
+    char lim[32], msg[256];
+    int st;
 
     json_free(m->json);
     m->json = NULL;
@@ -1014,7 +1026,7 @@ static int jsonl_next(manifest *m, manifest_row *row, char *err, size_t errlen)
     bad = utf8_check(s, n);
     if (bad != n)
         return row_fail(err, errlen, line, "invalid UTF-8 (byte %zu)", bad + 1);
-    if (json_value_estimate(s, n) > MANIFEST_MAX_JSON_VALUES)
+    if (manifest_json_value_estimate(s, n) > MANIFEST_MAX_JSON_VALUES)
         return row_fail(err, errlen, line, "more than %d JSON values on the line",
                         MANIFEST_MAX_JSON_VALUES);
     st = json_parse((const char *)s, n, &m->json, msg, sizeof(msg));
@@ -1024,6 +1036,47 @@ static int jsonl_next(manifest *m, manifest_row *row, char *err, size_t errlen)
     }
     if (st != LETHE_OK)
         return json_error(err, errlen, line, msg);
+    *line_out = line;
+    return MANIFEST_ROW;
+}
+
+int manifest_next_json(manifest *m, const json_value **v, size_t *line, char *err,
+                       size_t errlen)
+{
+    int st;
+
+    if (err && errlen)
+        err[0] = '\0';
+    *v = NULL;
+    *line = 0;
+    if (!m || m->format != MANIFEST_JSONL) {
+        lethe_fail(err, errlen, LETHE_ERR_ARG, "not a JSON Lines reader");
+        return MANIFEST_FATAL;
+    }
+    if (m->fatal) {
+        lethe_fail(err, errlen, m->fatal, "%s", m->fatal_msg);
+        return MANIFEST_FATAL;
+    }
+    st = jsonl_read(m, line, err, errlen);
+    if (st == MANIFEST_FATAL)
+        lethe_fail(err, errlen, m->fatal ? m->fatal : LETHE_ERR_INTERNAL, "%s",
+                   m->fatal ? m->fatal_msg : "manifest reader failed");
+    if (st == MANIFEST_ROW)
+        *v = m->json;
+    return st;
+}
+
+static int jsonl_next(manifest *m, manifest_row *row, char *err, size_t errlen)
+{
+    size_t line;
+    char why[160];
+    char *val[F_COUNT] = {0};
+    const json_value *emb = NULL;
+    int seen[F_COUNT] = {0}, st;
+
+    st = jsonl_read(m, &line, err, errlen);
+    if (st != MANIFEST_ROW)
+        return st;
     if (m->json->type != JSON_OBJECT)
         return row_fail(err, errlen, line, "not a JSON object");
 
@@ -1139,6 +1192,20 @@ static void sniff(manifest *m, int *first)
     }
 }
 
+/* Remember the real path of the folder rows must stay in. */
+static int confine_to(manifest *m, const char *dir, char *err, size_t errlen)
+{
+    char real[PATH_MAX];
+
+    if (!realpath(dir, real))
+        return lethe_fail(err, errlen, errno == ENOENT ? LETHE_ERR_NOT_FOUND : LETHE_ERR_IO,
+                          "the manifest's folder %s: %s", dir, strerror(errno));
+    m->base_real = lethe_strdup(real);
+    if (!m->base_real)
+        return lethe_fail(err, errlen, LETHE_ERR_NOMEM, "out of memory");
+    return LETHE_OK;
+}
+
 /* Common to every source: options, format, header. Takes m. */
 static int manifest_start(manifest *m, const char *name, const manifest_options *opt,
                           manifest **out, char *err, size_t errlen)
@@ -1165,6 +1232,12 @@ static int manifest_start(manifest *m, const char *name, const manifest_options 
             st = lethe_fail(err, errlen, LETHE_ERR_NOMEM, "out of memory");
             goto fail;
         }
+    }
+    m->confine = m->mode == MANIFEST_PHOTOS && !opt->allow_outside;
+    if (m->confine && (m->base_dir || m->from_file)) {
+        st = confine_to(m, m->base_dir ? m->base_dir : ".", err, errlen);
+        if (st != LETHE_OK)
+            goto fail;
     }
     sniff(m, &first);
     if (m->fatal) {
@@ -1240,25 +1313,22 @@ int manifest_open_ex(const char *file, const manifest_options *opt, manifest **o
 {
     FILE *f;
     manifest *m;
-    struct stat st;
     const char *slash;
+    int st;
 
     *out = NULL;
     if (!file)
         return lethe_fail(err, errlen, LETHE_ERR_ARG, "no manifest file");
-    f = fopen(file, "rb");
-    if (!f)
-        return lethe_fail(err, errlen, errno == ENOENT ? LETHE_ERR_NOT_FOUND : LETHE_ERR_IO,
-                          "cannot open %s: %s", file, strerror(errno));
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return lethe_fail(err, errlen, LETHE_ERR_IO, "%s is a directory", file);
-    }
+    /* A FIFO or a device would block or never end: regular files only. */
+    st = lethe_fopen_regular(file, &f, NULL, err, errlen);
+    if (st != LETHE_OK)
+        return st;
     m = stream_manifest(f, 1);
     if (!m) {
         fclose(f);
         return lethe_fail(err, errlen, LETHE_ERR_NOMEM, "out of memory");
     }
+    m->from_file = 1;
     slash = strrchr(file, '/');
     if ((!opt || !opt->base_dir) && slash) {
         size_t n = slash == file ? 1 : (size_t)(slash - file);
@@ -1304,6 +1374,10 @@ int manifest_next(manifest *m, manifest_row *row, char *err, size_t errlen)
 
 int manifest_format(const manifest *m) { return m ? m->format : MANIFEST_AUTO; }
 
+int manifest_format_for_name(const char *name) { return format_from_name(name); }
+
+int manifest_status(const manifest *m) { return m ? m->fatal : LETHE_ERR_ARG; }
+
 size_t manifest_unknown_columns(const manifest *m, const char *const **names)
 {
     if (names)
@@ -1327,5 +1401,6 @@ void manifest_close(manifest *m)
     lethe_free(m->fld);
     json_free(m->json);
     lethe_free(m->resolved);
+    lethe_free(m->base_real);
     lethe_free(m);
 }

@@ -55,11 +55,22 @@
  * plus a copy of the current record's fields (at most the limit again) or,
  * for JSON Lines, its parsed tree (at most MANIFEST_MAX_JSON_VALUES values).
  * The parser never checks that the files named exist.
+ *
+ * Confinement (photo mode): a path that is absolute, or whose `..`
+ * components climb above the folder, or whose real path (symbolic links
+ * resolved, the file's against the folder's) lies outside the folder, is a
+ * row error "path '...' is outside the manifest's folder (--allow-outside
+ * permits it)", unless allow_outside is set. The folder is base_dir, or
+ * the manifest file's own; a manifest from memory or a stream with no
+ * base_dir gets the lexical check only. A missing file is not refused here
+ * (the caller's open says it is missing), unless the folder it would be in
+ * is itself outside.
  */
 #ifndef LETHE_MANIFEST_H
 #define LETHE_MANIFEST_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "policy/policy.h"
@@ -110,6 +121,7 @@ typedef struct manifest_options {
     size_t io_chunk;      /* bytes per read (0: 64 KiB; at least 16) */
     const char *base_dir; /* folder for relative paths; NULL: the manifest's own
                              folder (manifest_open_ex), none (_mem, _stream) */
+    int allow_outside;    /* 1: accept paths outside the folder (see above) */
 } manifest_options;
 
 void manifest_options_init(manifest_options *opt);
@@ -140,6 +152,12 @@ int manifest_next(manifest *m, manifest_row *row, char *err, size_t errlen);
 
 /* MANIFEST_CSV or MANIFEST_JSONL. */
 int manifest_format(const manifest *m);
+/* The format a file name's extension says: MANIFEST_CSV, MANIFEST_JSONL, or
+ * MANIFEST_AUTO (no or another extension, or name NULL). */
+int manifest_format_for_name(const char *name);
+/* Why reading stopped after MANIFEST_FATAL (LETHE_ERR_NOMEM, LETHE_ERR_IO,
+ * ...); LETHE_OK while it has not. */
+int manifest_status(const manifest *m);
 
 /*
  * Columns or keys that lethe does not use, as written, for a warning: for CSV
@@ -153,5 +171,55 @@ void manifest_close(manifest *m); /* NULL is fine */
 
 /* Exposed for tests: is s a valid collected_at value (see above)? 1 or 0. */
 int manifest_valid_timestamp(const char *s);
+
+/*
+ * JSON Lines without rows: the next line's JSON value, whatever it is, for
+ * readers of other line formats (the search queries). The manifest must
+ * have been opened with format MANIFEST_JSONL. Returns MANIFEST_ROW with *v
+ * (owned by m, valid until the next call or manifest_close) and *line set,
+ * or MANIFEST_BAD_ROW (invalid JSON, an over-long line, ...: err says
+ * "line N: why"), MANIFEST_END, MANIFEST_FATAL.
+ */
+struct json_value;
+/* A cheap upper bound of the JSON values in s[0..n), to refuse a line before
+ * parsing it would cost more than MANIFEST_MAX_JSON_VALUES values. */
+size_t manifest_json_value_estimate(const void *s, size_t n);
+int manifest_next_json(manifest *m, const struct json_value **v, size_t *line, char *err,
+                       size_t errlen);
+
+/* manifest_path.c: the confinement checks (see above). */
+/* 1 if path is relative and no prefix of it climbs above its start. */
+int manifest_path_lexically_inside(const char *path);
+/* 1 if resolved (as it would be opened) really is base_real (a realpath)
+ * or below it; a missing file counts as inside when its folder is. */
+int manifest_path_really_inside(const char *resolved, const char *base_real);
+/* For messages: s in single quotes, control bytes, quotes and backslashes
+ * as \xNN, cut after MANIFEST_QUOTE_MAX bytes with "...". */
+#define MANIFEST_QUOTE_MAX 200
+#define MANIFEST_QUOTE_BUF (4 * MANIFEST_QUOTE_MAX + 8)
+void manifest_quote_path(const char *s, char *out, size_t outlen);
+
+/*
+ * raw.c: raw little-endian float32 descriptors (512 bytes each) with a
+ * sidecar manifest giving each one's provenance, in order. Open refuses a
+ * descriptor file whose size is not a multiple of 512 bytes and a sidecar
+ * whose record count (good and bad rows alike) differs from the number of
+ * descriptors. Rows are descriptor-mode rows (path ""); a descriptor with a
+ * NaN or infinite component is a bad row, as is a bad sidecar record (the
+ * descriptor is skipped with it).
+ */
+typedef struct raw_reader raw_reader;
+int raw_open(const char *f32_file, const char *sidecar, raw_reader **out, char *err,
+             size_t errlen);
+/* From memory: both buffers must stay valid until raw_close; sidecar_name
+ * (may be NULL) chooses the sidecar's format by extension, as for files. */
+int raw_open_mem(const void *f32, size_t f32_len, const void *sidecar, size_t sidecar_len,
+                 const char *sidecar_name, raw_reader **out, char *err, size_t errlen);
+int raw_next(raw_reader *r, manifest_row *row, char *err, size_t errlen);
+/* The number of descriptors (and sidecar records). */
+uint64_t raw_count(const raw_reader *r);
+/* The sidecar's unknown columns, as manifest_unknown_columns. */
+size_t raw_unknown_columns(const raw_reader *r, const char *const **names);
+void raw_close(raw_reader *r); /* NULL is fine */
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lethe.h"
 
@@ -28,6 +29,9 @@ void lethe_free_aligned(void *p);
  */
 void lethe_alloc_fail_after(long countdown);
 long lethe_alloc_count(void);
+/* Blocks allocated through the wrapper and not freed yet: equal before and
+ * after a call that should leave nothing behind (tests' leak check). */
+long lethe_alloc_live(void);
 
 /* a*b and a+b into *out; return 0 on overflow, 1 on success. */
 static inline int lethe_mul_size(size_t a, size_t b, size_t *out)
@@ -49,7 +53,22 @@ static inline int lethe_add_size(size_t a, size_t b, size_t *out)
 int lethe_fail(char *msg, size_t msg_len, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Read a whole file (at most max_bytes) into a new buffer (lethe_free). */
+/*
+ * Reading files named by users. A FIFO, a device, a socket or a directory
+ * is refused before it is opened ("PATH is a FIFO (named pipe), not a
+ * regular file"), the open cannot block, and the type is checked again on
+ * the open descriptor. LETHE_ERR_NOT_FOUND when path does not exist,
+ * LETHE_ERR_IO otherwise; msg names the path.
+ */
+/* Open for reading; *fd is O_CLOEXEC and blocking; *size (may be NULL) its size. */
+int lethe_open_regular(const char *path, int *fd, uint64_t *size, char *msg, size_t msg_len);
+/* The same as a stdio stream ("rb"), *out closed with fclose. */
+int lethe_fopen_regular(const char *path, FILE **out, uint64_t *size, char *msg,
+                        size_t msg_len);
+/* "a FIFO (named pipe)", "a directory", ... for a st_mode, for messages. */
+const char *lethe_file_kind(unsigned mode);
+/* Read a whole regular file (at most max_bytes) into a new buffer (lethe_free);
+ * (*out)[*len] is a NUL byte, not counted. */
 int lethe_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len,
                     char *msg, size_t msg_len);
 

@@ -11,16 +11,26 @@
  *   manifest_jsonl  the same for JSON Lines
  *   policy   policy_parse; what parses must format, re-parse and re-format
  *            to the same text; jurisdiction and consent parsing
+ *   datasheet, receipt  the datasheet renderer, lethe_receipt_verify
+ *   index    a descriptor index built, then damaged as the input says, opened
+ *            for reading and writing, searched, appended to and committed
+ *   manifest_raw    raw float32 descriptors with a sidecar, from memory and
+ *                   from files, which must agree
+ *   queries  lethe_queries_* and lethe_descriptor_parse (search queries)
  */
+#include <fcntl.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "report/datasheet.h"
 #include "manifest/manifest.h"
+#include "index/index_int.h"
 #include "lethe.h"
 #include "model/model.h"
 #include "policy/policy.h"
@@ -35,6 +45,9 @@ int lethe_fuzz_manifest_jsonl(const uint8_t *data, size_t size);
 int lethe_fuzz_policy(const uint8_t *data, size_t size);
 int lethe_fuzz_datasheet(const uint8_t *data, size_t size);
 int lethe_fuzz_receipt(const uint8_t *data, size_t size);
+int lethe_fuzz_index(const uint8_t *data, size_t size);
+int lethe_fuzz_manifest_raw(const uint8_t *data, size_t size);
+int lethe_fuzz_queries(const uint8_t *data, size_t size);
 lethe_fuzz_fn lethe_fuzz_find(const char *name);
 const char *lethe_fuzz_names(void);
 
@@ -261,7 +274,10 @@ static int fuzz_manifest(const uint8_t *data, size_t size, int format)
         manifest_options_init(&opt);
         opt.mode = modes[i];
         opt.format = format;
-        opt.base_dir = "/base";
+        /* Photo mode: no folder, so the confinement is the lexical check
+         * (a real folder would make rows depend on the disk). Descriptor
+         * mode: paths joined to a folder, which need not exist. */
+        opt.base_dir = modes[i] == MANIFEST_PHOTOS ? NULL : "/base";
         manifest_run(data, size, &opt, 0, &mem);
         opt.max_record = 200;
         opt.io_chunk = 16;
@@ -407,6 +423,429 @@ int lethe_fuzz_receipt(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Files for the targets that read files                               */
+/* ------------------------------------------------------------------ */
+
+/* A folder of this process's own for scratch files (tmpfs when there is
+ * one: the index target writes and syncs a file per input), removed at
+ * exit; NULL if none could be made. */
+static char fuzz_dir[64];
+
+static void fuzz_dir_remove(void)
+{
+    static const char *const names[] = {"faces.idx", "d.f32", "side.csv", "side.jsonl",
+                                        "side"};
+    char p[128];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", fuzz_dir, names[i]);
+        unlink(p);
+    }
+    rmdir(fuzz_dir);
+}
+
+static const char *fuzz_file(const char *name, char *buf, size_t n)
+{
+    if (!fuzz_dir[0]) {
+        snprintf(fuzz_dir, sizeof(fuzz_dir), "/dev/shm/lethe-fuzz-XXXXXX");
+        if (!mkdtemp(fuzz_dir)) {
+            snprintf(fuzz_dir, sizeof(fuzz_dir), "/tmp/lethe-fuzz-XXXXXX");
+            if (!mkdtemp(fuzz_dir)) {
+                fuzz_dir[0] = '\0';
+                return NULL;
+            }
+        }
+        atexit(fuzz_dir_remove);
+    }
+    snprintf(buf, n, "%s/%s", fuzz_dir, name);
+    return buf;
+}
+
+static int put_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    int ok = f && (len == 0 || fwrite(data, 1, len, f) == len);
+    if (f && fclose(f) != 0)
+        ok = 0;
+    return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* The index file                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Input: byte 0 flags, byte 1 rows, byte 2 a size parameter, then patches.
+ * A real index is built first (rows + 256 * (flags & 16 ? 1 : 0) rows,
+ * committed with generation 7), then damaged: the patches (3-byte
+ * little-endian offset into the file, modulo its size; 1-byte length; the
+ * bytes) are written over it; flags & 1 then recomputes the header's
+ * checksum, so that changed counts, versions and layouts get past it;
+ * (flags >> 1) & 3 changes the size: 1 cuts byte2 * 64 bytes off, 2 adds
+ * as many, 3 cuts the file to 4096 + byte2 bytes. flags & 8 skips the
+ * writer.
+ */
+#define FUZZ_IDX_FIRST_ID 1000 /* the built rows' ids: 1000, 1001, ... */
+
+static void idx_vector(float *v, unsigned seed)
+{
+    uint32_t x = seed * 2654435761u + 12345u;
+    for (int d = 0; d < IDX_DIM; d++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v[d] = (float)((int)(x % 2001u) - 1000) / 2000.0f;
+    }
+}
+
+/* Build the undamaged index: 0, or -1 if it could not be made (an
+ * injected allocation failure). */
+static int idx_build(const char *path, unsigned rows)
+{
+    idx *ix = NULL;
+    float *vecs = lethe_malloc((size_t)(rows ? rows : 1) * IDX_DIM * sizeof(float));
+    int64_t *ids = lethe_malloc((size_t)(rows ? rows : 1) * sizeof(int64_t));
+    int rc = -1;
+
+    if (!vecs || !ids)
+        goto out;
+    for (unsigned i = 0; i < rows; i++) {
+        ids[i] = FUZZ_IDX_FIRST_ID + (int64_t)i;
+        idx_vector(vecs + (size_t)i * IDX_DIM, i);
+    }
+    if (idx_open(path, IDX_WRITE | IDX_CREATE | IDX_TRUNCATE, &ix, NULL, 0) != LETHE_OK)
+        goto out;
+    if (idx_append(ix, ids, vecs, rows, NULL, 0) == LETHE_OK &&
+        idx_commit(ix, 7, NULL, 0) == LETHE_OK)
+        rc = 0;
+out:
+    idx_close(ix);
+    lethe_free(vecs);
+    lethe_free(ids);
+    return rc;
+}
+
+/* Damage the file as the input says. */
+static void idx_damage(const char *path, const uint8_t *data, size_t size)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    uint64_t fsize;
+    size_t at = 3;
+
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    fsize = (uint64_t)st.st_size;
+    while (fsize > 0 && at + 4 <= size) {
+        uint64_t off = ((uint64_t)data[at] | (uint64_t)data[at + 1] << 8 |
+                        (uint64_t)data[at + 2] << 16) % fsize;
+        size_t len = data[at + 3];
+        at += 4;
+        if (len > size - at)
+            len = size - at;
+        if (len > fsize - off)
+            len = (size_t)(fsize - off);
+        if (pwrite(fd, data + at, len, (off_t)off) < 0)
+            break;
+        at += len;
+    }
+    if (data[0] & 1) {
+        idx_header h;
+        if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h)) {
+            const uint8_t *p = (const uint8_t *)&h;
+            uint64_t sum = 0xcbf29ce484222325ull;
+            for (size_t i = 0; i < offsetof(idx_header, checksum); i++)
+                sum = (sum ^ p[i]) * 0x100000001b3ull;
+            h.checksum = sum;
+            if (pwrite(fd, &h, sizeof(h), 0) < 0)
+                fsize = 0;
+        }
+    }
+    {
+        uint64_t cut = LETHE_MIN(fsize, (uint64_t)data[2] * 64);
+        uint64_t sizes[4] = {fsize, fsize - cut, fsize + (uint64_t)data[2] * 64,
+                             IDX_HEADER_BYTES + (uint64_t)data[2]};
+        uint64_t want = sizes[(data[0] >> 1) & 3];
+        if (want != fsize && ftruncate(fd, (off_t)want) != 0)
+            want = fsize; /* the file stays as it is */
+    }
+    close(fd);
+}
+
+/* The rows a file of this size can hold (whole blocks). */
+static uint64_t idx_rows_fitting(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || (uint64_t)st.st_size <= IDX_HEADER_BYTES)
+        return 0;
+    return ((uint64_t)st.st_size - IDX_HEADER_BYTES) / IDX_BLOCK_BYTES * IDX_BLOCK_ROWS;
+}
+
+static int count_row(void *ctx, int64_t id, const float *vec)
+{
+    (void)id;
+    (void)vec;
+    ++*(uint64_t *)ctx;
+    return 0;
+}
+
+/* Search an open index and check what must hold whatever the file held. */
+static void idx_probe(idx *ix, uint64_t fit)
+{
+    enum { NQ = 2, K = 5 };
+    float q[NQ * IDX_DIM];
+    idx_hit hits[NQ * K];
+    size_t nhits[NQ];
+    uint64_t count = idx_count(ix), gen = idx_generation(ix), live = 0;
+
+    if (count > IDX_MAX_ROWS || count > fit)
+        __builtin_trap(); /* more rows than the file can hold */
+    idx_vector(q, 3);
+    idx_vector(q + IDX_DIM, 77);
+    if (idx_search(ix, q, NQ, K, INFINITY, 1, hits, nhits, NULL, 0) == LETHE_OK) {
+        for (int i = 0; i < NQ; i++) {
+            if (nhits[i] > K || nhits[i] > idx_count(ix))
+                __builtin_trap();
+            for (size_t j = 0; j < nhits[i]; j++)
+                if (hits[i * K + j].distance < 0)
+                    __builtin_trap();
+        }
+    }
+    /* With no writer, a search sees what the open saw. */
+    if (idx_count(ix) != count || idx_generation(ix) != gen)
+        __builtin_trap();
+    if (idx_foreach(ix, count_row, &live, NULL, 0) == LETHE_OK && live > count)
+        __builtin_trap();
+}
+
+int lethe_fuzz_index(const uint8_t *data, size_t size)
+{
+    char buf[128];
+    const char *path = fuzz_file("faces.idx", buf, sizeof(buf));
+    idx *ix = NULL;
+    uint64_t count = 0, gen = 0;
+    float v[IDX_DIM];
+    int64_t id = INT64_MIN;
+    int wrote = 0;
+
+    if (!path || size < 3)
+        return 0;
+    unlink(path);
+    if (idx_build(path, data[1] + ((data[0] & 16) ? 256u : 0u)) != 0)
+        return 0;
+    idx_damage(path, data, size);
+
+    if (idx_open(path, IDX_READ, &ix, NULL, 0) == LETHE_OK) {
+        idx_probe(ix, idx_rows_fitting(path));
+        idx_close(ix);
+        ix = NULL;
+    }
+    if (data[0] & 8)
+        return 0;
+    /* The writer: opens (dropping uncommitted rows), searches, appends a
+     * row, commits; a reader then sees exactly that. */
+    if (idx_open(path, IDX_WRITE, &ix, NULL, 0) != LETHE_OK)
+        return 0;
+    idx_probe(ix, idx_rows_fitting(path));
+    count = idx_count(ix);
+    gen = idx_generation(ix);
+    idx_vector(v, 5);
+    if (count < IDX_MAX_ROWS && idx_append(ix, &id, v, 1, NULL, 0) == LETHE_OK &&
+        idx_commit(ix, gen + 1, NULL, 0) == LETHE_OK)
+        wrote = 1;
+    idx_close(ix);
+    ix = NULL;
+    if (!wrote)
+        return 0;
+    {
+        int rc = idx_open(path, IDX_READ, &ix, NULL, 0);
+        if (rc == LETHE_OK) {
+            if (idx_count(ix) != count + 1 || idx_generation(ix) != gen + 1)
+                __builtin_trap(); /* the commit must be what a reader sees */
+            idx_probe(ix, idx_rows_fitting(path));
+            idx_close(ix);
+        } else if (rc != LETHE_ERR_NOMEM) {
+            __builtin_trap(); /* what the writer committed must open */
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Raw float32 descriptors with a sidecar                              */
+/* ------------------------------------------------------------------ */
+
+/* What reading a raw manifest gave: statuses and row contents, not the
+ * messages (they name the files, which differ between memory and disk). */
+typedef struct raw_digest {
+    int open_status;
+    unsigned rows, bad, fatal;
+    uint64_t hash;
+} raw_digest;
+
+static void raw_drain(lethe_manifest *m, raw_digest *d, uint64_t descriptors)
+{
+    lethe_manifest_row r;
+    char msg[512];
+    size_t last = 0;
+
+    for (unsigned guard = 0; guard < 100000; guard++) {
+        int st = lethe_manifest_next(m, &r, msg, sizeof(msg));
+        fnv(&d->hash, &st, sizeof(st));
+        if (st == 0)
+            break;
+        if (st == -2) {
+            d->fatal = 1;
+            if (!msg[0])
+                __builtin_trap();
+            return;
+        }
+        if (st == -1) {
+            d->bad++;
+            if (strncmp(msg, "line ", 5) != 0)
+                __builtin_trap();
+            continue;
+        }
+        if (st != 1 || !r.embedding || strcmp(r.file, "") != 0 || r.line <= last)
+            __builtin_trap();
+        last = r.line;
+        d->rows++;
+        for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++)
+            if (!isfinite(r.embedding[i]))
+                __builtin_trap();
+        fnv(&d->hash, r.embedding, LETHE_DESCRIPTOR_DIM * sizeof(float));
+        fnv(&d->hash, &r.line, sizeof(r.line));
+        fnv_str(&d->hash, r.prov.uploader);
+        fnv_str(&d->hash, r.prov.consent);
+        fnv_str(&d->hash, r.prov.jurisdiction);
+    }
+    /* Every descriptor was paired with exactly one sidecar record. */
+    if (d->rows + d->bad != descriptors)
+        __builtin_trap();
+}
+
+/*
+ * Input: byte 0 chooses the sidecar's name (0: none, 1: s.csv, 2:
+ * s.jsonl), bytes 1-2 (little-endian) how many of the following bytes are
+ * the float32 data; the rest is the sidecar. Read from memory and from two
+ * files, which must agree.
+ */
+int lethe_fuzz_manifest_raw(const uint8_t *data, size_t size)
+{
+    static const char *const names[] = {NULL, "side.csv", "side.jsonl"};
+    const char *name, *f32_path, *side_path;
+    char b1[128], b2[128], msg[512];
+    size_t f32_len;
+    raw_digest mem = {0}, file = {0};
+    lethe_manifest *m = NULL;
+
+    if (size < 3)
+        return 0;
+    name = names[data[0] % 3];
+    f32_len = LETHE_MIN((size_t)data[1] | (size_t)data[2] << 8, size - 3);
+    mem.hash = file.hash = 1469598103934665603ull;
+    mem.open_status = lethe_manifest_open_raw_mem(data + 3, f32_len, data + 3 + f32_len,
+                                                  size - 3 - f32_len, name, 0, &m, msg,
+                                                  sizeof(msg));
+    if (mem.open_status == LETHE_OK) {
+        if (f32_len % 512)
+            __builtin_trap(); /* a partial descriptor must be refused */
+        raw_drain(m, &mem, f32_len / 512);
+    } else if (m || !msg[0]) {
+        __builtin_trap();
+    }
+    lethe_manifest_close(m);
+    m = NULL;
+
+    f32_path = fuzz_file("d.f32", b1, sizeof(b1));
+    side_path = fuzz_file(name ? name : "side", b2, sizeof(b2));
+    if (!f32_path || !put_bytes(f32_path, data + 3, f32_len) ||
+        !put_bytes(side_path, data + 3 + f32_len, size - 3 - f32_len))
+        return 0;
+    file.open_status = lethe_manifest_open_raw(f32_path, side_path, 0, &m, msg, sizeof(msg));
+    if (file.open_status == LETHE_OK)
+        raw_drain(m, &file, f32_len / 512);
+    else if (m || !msg[0])
+        __builtin_trap();
+    lethe_manifest_close(m);
+    if (mem.open_status == LETHE_ERR_NOMEM || file.open_status == LETHE_ERR_NOMEM ||
+        mem.fatal || file.fatal)
+        return 0; /* an injected allocation failure: nothing to compare */
+    if (mem.open_status != file.open_status || mem.rows != file.rows || mem.bad != file.bad ||
+        mem.hash != file.hash)
+        __builtin_trap(); /* memory and files must read the same */
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Search queries                                                      */
+/* ------------------------------------------------------------------ */
+
+/* lethe_queries_* over the input as JSON Lines, and lethe_descriptor_parse
+ * over the whole of it: descriptors finite, lines in order, every bad line
+ * named, every failure explained. */
+int lethe_fuzz_queries(const uint8_t *data, size_t size)
+{
+    lethe_queries *q = NULL;
+    lethe_query query;
+    float v[LETHE_DESCRIPTOR_DIM];
+    char msg[512];
+    size_t last = 0;
+    int st;
+
+    st = lethe_descriptor_parse((const char *)data, size, v, msg, sizeof(msg));
+    if (st == LETHE_OK) {
+        for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++)
+            if (!isfinite(v[i]))
+                __builtin_trap();
+    } else if ((st != LETHE_ERR_FORMAT && st != LETHE_ERR_NOMEM) || !msg[0]) {
+        __builtin_trap();
+    }
+
+    st = lethe_queries_open_mem(data, size, &q, msg, sizeof(msg));
+    if (st != LETHE_OK) {
+        if (q || !msg[0] || (st != LETHE_ERR_FORMAT && st != LETHE_ERR_NOMEM))
+            __builtin_trap();
+        return 0;
+    }
+    for (unsigned guard = 0;; guard++) {
+        int r = lethe_queries_next(q, &query, msg, sizeof(msg));
+        size_t line;
+        char *end;
+        if (guard > 1000000)
+            __builtin_trap(); /* a reader that never ends */
+        if (r == 0)
+            break;
+        if (r == -2) {
+            if (!msg[0] || lethe_queries_next(q, &query, msg, sizeof(msg)) != -2)
+                __builtin_trap(); /* a failure is final and explained */
+            break;
+        }
+        if (r == -1) {
+            if (strncmp(msg, "line ", 5) != 0)
+                __builtin_trap();
+            line = strtoul(msg + 5, &end, 10);
+            if (end[0] != ':')
+                __builtin_trap();
+        } else if (r == 1) {
+            line = query.line;
+            for (int i = 0; i < LETHE_DESCRIPTOR_DIM; i++)
+                if (!isfinite(query.descriptor[i]))
+                    __builtin_trap();
+        } else {
+            __builtin_trap();
+        }
+        if (line < last || line == 0)
+            __builtin_trap(); /* faces share their line; lines never go back */
+        last = line;
+    }
+    lethe_queries_close(q);
+    return 0;
+}
+
 static const struct {
     const char *name;
     lethe_fuzz_fn fn;
@@ -418,6 +857,9 @@ static const struct {
     {"policy", lethe_fuzz_policy},
     {"datasheet", lethe_fuzz_datasheet},
     {"receipt", lethe_fuzz_receipt},
+    {"index", lethe_fuzz_index},
+    {"manifest_raw", lethe_fuzz_manifest_raw},
+    {"queries", lethe_fuzz_queries},
 };
 
 /* The target called name, or NULL. */
@@ -432,5 +874,6 @@ lethe_fuzz_fn lethe_fuzz_find(const char *name)
 /* The target names, for usage messages. */
 const char *lethe_fuzz_names(void)
 {
-    return "image, weights, manifest_csv, manifest_jsonl, policy";
+    return "image, weights, manifest_csv, manifest_jsonl, policy, datasheet, receipt, index, "
+           "manifest_raw, queries";
 }
