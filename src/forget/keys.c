@@ -121,8 +121,8 @@ out:
 typedef struct census {
     lethe_store *s;
     uint64_t keys, optouts, receipts, pending, orphans;
-    sqlite3_stmt *used;
-    int failed;
+    kr_ref *used;         /* the keys the catalog names, sorted */
+    size_t nused;
 } census;
 
 static int count_record(void *ctx, int kind, kr_ref ref, unsigned flags, const uint8_t *payload,
@@ -135,20 +135,14 @@ static int count_record(void *ctx, int kind, kr_ref ref, unsigned flags, const u
         c->pending++;
     if (kind == KR_PHOTO) {
         c->keys++;
-        sqlite3_bind_int64(c->used, 1, (int64_t)ref.slot);
-        sqlite3_bind_int64(c->used, 2, (int64_t)ref.id);
-        int r = sqlite3_step(c->used);
-        if (r == SQLITE_DONE)
+        if (!bsearch(&ref, c->used, c->nused, sizeof(ref), store_ref_cmp))
             c->orphans++;
-        else if (r != SQLITE_ROW)
-            c->failed = 1;
-        sqlite3_reset(c->used);
     } else if (kind == KR_OPTOUT) {
         c->optouts++;
     } else if (kind == KR_RECEIPT) {
         c->receipts++;
     }
-    return c->failed;
+    return 0;
 }
 
 int lethe_keyring_check(lethe_store *s, char **json)
@@ -163,11 +157,10 @@ int lethe_keyring_check(lethe_store *s, char **json)
     int rc = store_exec(s, "BEGIN");
     if (rc)
         return rc;
-    if ((rc = store_prepare(s, "SELECT 1 FROM photos WHERE key_slot = ? AND key_id = ?",
-                            &c.used)) == LETHE_OK &&
+    if ((rc = store_key_refs(s, &c.used, &c.nused)) == LETHE_OK &&
         (rc = kr_foreach(s->kr, count_record, &c, &damaged, msg, sizeof(msg))) != LETHE_OK)
-        rc = c.failed ? store_sqlfail(s, "reading photos") : store_fail(s, rc, "%s", msg);
-    sqlite3_finalize(c.used);
+        rc = store_fail(s, rc, "%s", msg);
+    lethe_free(c.used);
     int64_t photos = store_count(s, "SELECT COUNT(*) FROM photos");
     int has_mirror = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir)) == LETHE_OK;
     store_exec(s, "COMMIT");

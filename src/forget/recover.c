@@ -26,7 +26,7 @@ typedef struct recon {
     int failed;
 } recon;
 
-static int cmp_ref(const void *a, const void *b)
+int store_ref_cmp(const void *a, const void *b)
 {
     const kr_ref *x = a, *y = b;
     if (x->slot != y->slot)
@@ -48,25 +48,32 @@ static int push(kr_ref **v, size_t *n, size_t *cap, kr_ref r)
     return 0;
 }
 
-static int load_used(recon *x)
+int store_key_refs(lethe_store *s, kr_ref **out, size_t *n)
 {
     sqlite3_stmt *st;
     size_t cap = 0;
-    int rc = store_prepare(x->s, "SELECT key_slot, key_id FROM photos", &st), step;
+    int rc = store_prepare(s, "SELECT key_slot, key_id FROM photos", &st), step;
+    *out = NULL;
+    *n = 0;
     if (rc)
         return rc;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         kr_ref r = {(uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1)};
-        if (push(&x->used, &x->nused, &cap, r)) {
-            rc = store_fail(x->s, LETHE_ERR_NOMEM, "out of memory");
+        if (push(out, n, &cap, r)) {
+            rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
             break;
         }
     }
     if (rc == LETHE_OK && step != SQLITE_DONE)
-        rc = store_sqlfail(x->s, "reading photos");
+        rc = store_sqlfail(s, "reading photos");
     sqlite3_finalize(st);
-    if (x->nused)
-        qsort(x->used, x->nused, sizeof(*x->used), cmp_ref);
+    if (rc) {
+        lethe_free(*out);
+        *out = NULL;
+        *n = 0;
+    } else if (*n) {
+        qsort(*out, *n, sizeof(**out), store_ref_cmp);
+    }
     return rc;
 }
 
@@ -100,7 +107,7 @@ static int visit(void *ctx, int kind, kr_ref ref, unsigned flags, const uint8_t 
     recon *x = ctx;
     int r = 0;
     if (kind == KR_PHOTO) {
-        if (!bsearch(&ref, x->used, x->nused, sizeof(ref), cmp_ref))
+        if (!bsearch(&ref, x->used, x->nused, sizeof(ref), store_ref_cmp))
             r = push(&x->shred, &x->nshred, &x->cap_shred, ref);
     } else if ((kind == KR_OPTOUT || kind == KR_RECEIPT) && (flags & KR_PENDING)) {
         int held = catalog_holds(x->s, kind, ref, payload, len);
@@ -133,7 +140,7 @@ int store_recover(lethe_store *s)
     x.s = s;
     int rc = store_exec(s, "BEGIN");
     if (rc == LETHE_OK) {
-        rc = load_used(&x);
+        rc = store_key_refs(s, &x.used, &x.nused);
         if (rc == LETHE_OK &&
             (rc = kr_foreach(s->kr, visit, &x, &damaged, msg, sizeof(msg))) != LETHE_OK)
             rc = x.failed ? store_fail(s, LETHE_ERR_NOMEM, "out of memory")

@@ -746,21 +746,13 @@ int lethe_ingest_photo(lethe_ingest *g, const char *file, const lethe_provenance
     char msg[512], *abs;
     uint8_t *bytes = NULL;
     size_t len = 0;
-    struct stat sb;
     prov_rec *p;
     int rc = ingest_start(g);
     if (rc)
         return rc;
-    /* Refuse what is not a regular file before opening it: a FIFO would
-     * block the read, and with it every writer waiting for our lock. */
-    if (stat(file, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(msg, sizeof(msg), "%s", errno && stat(file, &sb) != 0 ? strerror(errno)
-                                         : S_ISFIFO(sb.st_mode) ? "a FIFO, not a regular file"
-                                         : S_ISDIR(sb.st_mode)  ? "a directory, not a file"
-                                                                : "not a regular file");
-        report(g, file, line, msg);
-        return LETHE_OK;
-    }
+    /* lethe_read_file refuses what is not a regular file before opening
+     * it: a FIFO would block the read, and every writer waiting for our
+     * lock with it. */
     if (!(abs = realpath(file, NULL))) {
         report(g, file, line, strerror(errno));
         return LETHE_OK;

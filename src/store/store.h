@@ -276,5 +276,9 @@ int store_scrub(lethe_store *s, int all);
  * records against the catalog, then a scrub of every page. Caller holds
  * the lock. */
 int store_recover(lethe_store *s);
+/* The photo keys the catalog names, sorted (store_ref_cmp), for matching
+ * against the keyring's records with bsearch. */
+int store_key_refs(lethe_store *s, kr_ref **out, size_t *n);
+int store_ref_cmp(const void *a, const void *b);
 
 #endif

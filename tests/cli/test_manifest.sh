@@ -42,7 +42,10 @@ CSV
 expect "escaping rows are row errors" 1 "$LETHE" ingest --store "$S" --json --quiet --manifest "$tmp/m/escape.csv"
 for n in 4 5 6 7 8; do contains "line $n refused as outside" "$tmp/err" "line $n: path '.*' $OUTSIDE"; done
 lacks "rows inside are not refused" "$tmp/err" "line [23]:"
-same "2 rows inside seen" "$(jnum "$tmp/out" seen)" 2
+# every row counts as seen; the 5 refused ones as errors (and so in the
+# batch's log entry and the datasheet's failed inputs)
+same "7 rows seen" "$(jnum "$tmp/out" seen)" 7
+same "2 rows inside taken in" "$(( $(jnum "$tmp/out" added) + $(jnum "$tmp/out" duplicates) ))" 2
 cat >"$tmp/m/out.csv" <<CSV
 path,uploader,consent,jurisdiction
 ../elsewhere/sample2.jpg,dotdot,explicit,DE
@@ -99,7 +102,8 @@ contains "raw: counts named (fewer)" "$tmp/err" "holds 2 descriptors but its sid
 f32 "$tmp/nan.f32" 3 2
 expect "raw: a NaN is a row error" 1 "$LETHE" ingest --store "$S" --quiet --json --descriptors "$tmp/nan.f32" --sidecar "$tmp/d.csv"
 contains "raw: the NaN row is named" "$tmp/err" "d.csv: line 3: descriptor 2 of .*nan.f32 has a non-finite value (NaN at component 4)"
-same "raw: the other rows go in" "$(jnum "$tmp/out" seen)" 2
+same "raw: every row seen" "$(jnum "$tmp/out" seen)" 3
+same "raw: the other rows go in" "$(( $(jnum "$tmp/out" added) + $(jnum "$tmp/out" duplicates) ))" 2
 expect "raw: a FIFO as the descriptors" 1 timeout 20 "$LETHE" ingest --store "$S" --quiet --descriptors "$tmp/pipe.f32" --sidecar "$tmp/d.csv"
 contains "raw: FIFO descriptors said so" "$tmp/err" "pipe.f32 is a FIFO"
 expect "raw: a FIFO as the sidecar" 1 timeout 20 "$LETHE" ingest --store "$S" --quiet --descriptors "$tmp/d.f32" --sidecar "$tmp/pipe.csv"
