@@ -56,8 +56,11 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i)
     const char *v;
     if ((v = cli_flag_value(argc, argv, i, "--store", &bad)))
         c->store = v;
-    else if ((v = cli_flag_value(argc, argv, i, "--actor", &bad)))
+    else if ((v = cli_flag_value(argc, argv, i, "--actor", &bad))) {
+        if (!cli_text_ok("--actor", v))
+            return -1;
         c->actor = v;
+    }
     else if ((v = cli_flag_value(argc, argv, i, "--wait", &bad))) {
         char *end;
         double w = strtod(v, &end);
@@ -146,6 +149,26 @@ lethe_store *cli_open_store(const cli_common *c, unsigned flags)
         return NULL;
     }
     return s;
+}
+
+int cli_text_ok(const char *flag, const char *v)
+{
+    size_t n = strlen(v);
+    if (!n) {
+        cli_error("%s is empty", flag);
+        return 0;
+    }
+    if (n > 4096) {
+        cli_error("%s is %zu bytes, more than 4096", flag, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+            cli_error("%s holds a control character (byte %zu is 0x%02x)", flag, i,
+                      (unsigned char)v[i]);
+            return 0;
+        }
+    return 1;
 }
 
 int cli_status(int rc)

@@ -38,6 +38,9 @@ int cli_parse_simple(const char *cmd, cli_common *c, int argc, char **argv,
 lethe_store *cli_open_store(const cli_common *c, unsigned flags);
 /* The options cli_open_store uses. */
 void cli_store_options(const cli_common *c, unsigned flags, lethe_store_options *o);
+/* A text option (actor, purpose): non-empty, no control characters, at
+ * most 4096 bytes; else 0 with the error printed (a usage error). */
+int cli_text_ok(const char *flag, const char *v);
 /* The exit status for a library status: 0, 2 for a bad argument, else 1. */
 int cli_status(int rc);
 

@@ -227,8 +227,11 @@ int cmd_search(int argc, char **argv)
             return CLI_EXIT_USAGE;
         if (r > 0)
             continue;
-        if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad)))
+        if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad))) {
+            if (!cli_text_ok("--purpose", v))
+                return CLI_EXIT_USAGE;
             so.purpose = v;
+        }
         else if ((v = cli_flag_value(argc, argv, &i, "--top", &bad))) {
             long k = strtol(v, &end, 10);
             if (*end || k < 1 || k > 10000) {
