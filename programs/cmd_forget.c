@@ -3,6 +3,9 @@
  * forgetting and what keeps it final.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,16 +369,25 @@ int cmd_receipt(int argc, char **argv)
         cli_error("receipt: usage: lethe receipt verify FILE [--store DIR]");
         return CLI_EXIT_USAGE;
     }
-    FILE *f = fopen(file, "rb");
+    /* a receipt is a small regular file: a FIFO or a device is refused
+     * before it is read */
+    struct stat sb;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     char *text = NULL;
     size_t len = 0;
-    if (f) {
+    if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        close(fd);
+        cli_text_error("receipt: %s is not a regular file", file);
+        return CLI_EXIT_FAILED;
+    }
+    if (fd >= 0) {
         text = malloc(1 << 20);
-        len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-        fclose(f);
+        ssize_t r = text ? read(fd, text, (1 << 20) - 1) : -1;
+        len = r > 0 ? (size_t)r : 0;
+        close(fd);
     }
     if (!text) {
-        cli_error("receipt: %s: %s", file, strerror(errno));
+        cli_text_error("receipt: %s: %s", file, strerror(errno));
         return CLI_EXIT_FAILED;
     }
     text[len] = 0;

@@ -13,11 +13,9 @@
  * receipt's hash is in the store's log.
  */
 #include <sodium.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "lethe.h"
-#include "store/store.h"
 #include "util/util.h"
 
 #define SIG_HEX 128 /* 64 bytes */
@@ -70,52 +68,5 @@ int lethe_receipt_verify(const char *text, size_t len, const char *store_key_hex
     if (!ok)
         return lethe_fail(msg, msg_len, LETHE_ERR_FORMAT,
                           "the signature does not match: the receipt was altered");
-    return LETHE_OK;
-}
-
-/* ------------------------------------------------- issued by this store? */
-
-int lethe_receipt_check(lethe_store *s, const char *text, size_t len)
-{
-    char msg[256], key[65], hex[65];
-    uint8_t h[32];
-    sqlite3_stmt *st;
-    int rc = lethe_receipt_verify(text, len, NULL, msg, sizeof(msg));
-    if (rc)
-        return store_fail(s, rc, "%s", msg);
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-        len--;
-    /* the key it names (lethe_receipt_verify found it well formed) */
-    const char *k = memmem(text, len, "\"store_key\":\"", 13);
-    memcpy(key, k + 13, 64);
-    key[64] = 0;
-    crypto_generichash(h, sizeof(h), (const uint8_t *)text, len, NULL, 0);
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-    if ((rc = store_exec(s, "BEGIN")))
-        return rc;
-    int known_key = 0, logged = 0;
-    if ((rc = store_prepare(s, "SELECT 1 FROM signing_keys WHERE public_key = ?", &st)) == 0) {
-        sqlite3_bind_text(st, 1, key, 64, SQLITE_STATIC);
-        known_key = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-    }
-    if (rc == LETHE_OK &&
-        (rc = store_prepare(s, "SELECT 1 FROM log WHERE query_hash = ? AND kind IN ('forget', "
-                               "'optout', 'receipt-carried')", &st)) == 0) {
-        sqlite3_bind_text(st, 1, hex, 64, SQLITE_STATIC);
-        logged = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-    }
-    store_exec(s, "COMMIT");
-    if (rc)
-        return rc;
-    if (!known_key)
-        return store_fail(s, LETHE_ERR_FORMAT,
-                          "the receipt is signed with a key this store never had: another store "
-                          "issued it, or it is forged");
-    if (!logged)
-        return store_fail(s, LETHE_ERR_FORMAT,
-                          "the receipt's signature is valid, but this store's log never recorded "
-                          "it: it was not issued by this store (forged with a stolen key?)");
     return LETHE_OK;
 }

@@ -55,10 +55,15 @@ static int scrub_wal_pages(lethe_store *s, uint32_t **out, size_t *n)
     *n = 0;
     if (!path)
         return LETHE_ERR_NOMEM;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+    struct stat sb;
     lethe_free(path);
     if (fd < 0)
         return LETHE_OK; /* no WAL: nothing pending */
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return LETHE_ERR_IO; /* not SQLite's WAL: refuse to scrub blind */
+    }
     if (pread(fd, hdr, 32, 0) == 32) {
         uint32_t psz = be32(hdr + 8);
         if (psz >= 512 && psz <= 65536) {
@@ -145,8 +150,8 @@ static int scrub_pages(lethe_store *s, const uint32_t *pages, size_t n)
     int rc = LETHE_OK;
     if (!path)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &sb) < 0 || pread(fd, hdr, 100, 0) != 100) {
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || pread(fd, hdr, 100, 0) != 100) {
         rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
@@ -209,7 +214,8 @@ int store_scrub(lethe_store *s, int all)
     size_t n = 0;
     int rc = all ? LETHE_OK : scrub_wal_pages(s, &pages, &n);
     if (rc)
-        return store_fail(s, rc, "out of memory");
+        return store_fail(s, rc, rc == LETHE_ERR_NOMEM ? "out of memory"
+                                                        : "the catalog's WAL is not a regular file");
     if ((rc = store_truncate_wal(s)))
         goto out;
     /* No other writer while the pages are rewritten (readers are fine: only

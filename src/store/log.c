@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/head.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -218,13 +219,7 @@ int lethe_log_export(lethe_store *s, const char *format, char **out)
 /* Parse "SEQ HASH" into its parts; 0 on success. */
 static int parse_head(const char *text, int64_t *seq, char hash[65])
 {
-    long long q;
-    char h[80];
-    if (sscanf(text, "%lld %79s", &q, h) != 2 || strlen(h) != 64 || q < 1)
-        return -1;
-    *seq = q;
-    memcpy(hash, h, 65);
-    return 0;
+    return log_head_parse(text, strlen(text), seq, hash);
 }
 
 int lethe_log_head(lethe_store *s, uint64_t *seq, char hash[65])
@@ -300,16 +295,17 @@ static int verify_heads(lethe_store *s, int64_t last, const char *prev, uint64_t
     int rc = read_meta_head(s, meta_head, sizeof(meta_head));
     if (rc)
         return rc;
-    char *path = store_file(s, STORE_LOG_HEAD);
-    FILE *f = path ? fopen(path, "r") : NULL;
-    if (f) {
-        if (!fgets(file_head, sizeof(file_head), f))
-            file_head[0] = 0;
-        fclose(f);
-    }
+    char *path = store_file(s, STORE_LOG_HEAD), emsg[256];
+    uint8_t *text = NULL;
+    size_t tlen = 0;
+    /* not a regular file (a FIFO planted there) is refused, not waited on */
+    int f = path && lethe_read_file(path, 4096, &text, &tlen, emsg, sizeof(emsg)) == LETHE_OK;
+    if (f)
+        snprintf(file_head, sizeof(file_head), "%.*s", (int)tlen, (const char *)text);
+    lethe_free(text);
     if (!f) {
-        rc = store_fail(s, LETHE_ERR_FORMAT, "%s: %s (the log's anchor is gone)",
-                        path ? path : STORE_LOG_HEAD, strerror(errno));
+        rc = store_fail(s, LETHE_ERR_FORMAT, "%s (the log's anchor is gone)",
+                        path ? emsg : "out of memory");
         *first_bad = (uint64_t)last + 1;
     } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
                parse_head(file_head, &fseq, fhash) != 0) {

@@ -771,9 +771,10 @@ int lethe_store_open_with(const char *dir, const lethe_store_options *opt, lethe
         fresh = 1;
     }
     s->lock_fd = open(lockpath, ((o.flags & LETHE_STORE_READONLY) ? O_RDONLY : O_RDWR | O_CREAT) |
-                      O_CLOEXEC, 0600);
-    if (s->lock_fd < 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", lockpath, strerror(errno));
+                      O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0 || fstat(s->lock_fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", lockpath,
+                        s->lock_fd < 0 ? strerror(errno) : "not a regular file");
         goto out;
     }
     if (fresh && (rc = store_lock(s, "init")))

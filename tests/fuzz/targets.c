@@ -28,7 +28,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "forget/backup.h"
+#include "forget/keyring.h"
 #include "report/datasheet.h"
+#include "store/head.h"
 #include "manifest/manifest.h"
 #include "index/index_int.h"
 #include "lethe.h"
@@ -846,6 +849,133 @@ int lethe_fuzz_queries(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* The keyring file                                                    */
+/* ------------------------------------------------------------------ */
+
+typedef struct kr_seen {
+    uint64_t records;
+    uint64_t last_slot;
+    int any;
+} kr_seen;
+
+static int kr_visit(void *ctx, int kind, kr_ref ref, unsigned flags, const uint8_t *payload,
+                    size_t len)
+{
+    kr_seen *k = ctx;
+    (void)flags;
+    (void)payload;
+    if (kind < KR_PHOTO || kind > KR_RECEIPT || len > KR_MAX_RECORD)
+        __builtin_trap(); /* only valid records are handed out */
+    if (k->any && ref.slot <= k->last_slot)
+        __builtin_trap(); /* in slot order */
+    k->any = 1;
+    k->last_slot = ref.slot;
+    k->records++;
+    return 0;
+}
+
+/*
+ * The keyring (forget/keyring.c) read as it lies on disk: any bytes must
+ * open or be refused with a status; one that opens must list its records in
+ * slot order, answer key and record look-ups with a status, and a writer
+ * must be able to add a key that a reader then finds, and destroy it.
+ */
+int lethe_fuzz_keyring(const uint8_t *data, size_t size)
+{
+    char buf[128];
+    const char *path = fuzz_file("keyring", buf, sizeof(buf));
+    keyring *k = NULL;
+    uint8_t key[KR_KEY], got[KR_KEY];
+    kr_seen seen = {0, 0, 0};
+    if (!path)
+        return 0;
+    if (size >= KR_HEADER) {
+        uint64_t gen;
+        uint8_t id[KR_STORE_ID];
+        (void)kr_header_check(data, &gen, id);
+    }
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return 0;
+    int ok = size == 0 || write(fd, data, size) == (ssize_t)size;
+    close(fd);
+    if (!ok)
+        return 0;
+    if (kr_open(path, 0, &k, NULL, 0) == LETHE_OK) {
+        uint64_t damaged = 0;
+        if (kr_foreach(k, kr_visit, &seen, &damaged, NULL, 0) == LETHE_OK &&
+            seen.records + damaged > kr_slot_count(k) + 1)
+            __builtin_trap();
+        for (uint64_t i = 0; i < 4 && i < kr_slot_count(k); i++) {
+            kr_ref ref = {i, (uint64_t)i * 7919};
+            uint8_t *payload = NULL;
+            size_t len = 0;
+            (void)kr_get_key(k, ref, key);
+            if (kr_get_record(k, ref, KR_OPTOUT, &payload, &len, NULL) == LETHE_OK &&
+                len > KR_MAX_RECORD)
+                __builtin_trap();
+            lethe_free(payload);
+        }
+        kr_close(k);
+        k = NULL;
+    }
+    if (kr_open(path, 1, &k, NULL, 0) != LETHE_OK)
+        return 0;
+    kr_ref ref;
+    int rc = kr_new_key(k, &ref, key);
+    if (rc == LETHE_OK)
+        rc = kr_flush(k, NULL, 0);
+    if (rc == LETHE_OK) {
+        keyring *r = NULL;
+        if (kr_open(path, 0, &r, NULL, 0) != LETHE_OK)
+            __builtin_trap(); /* what a writer flushed must open */
+        if (kr_get_key(r, ref, got) != LETHE_OK || memcmp(got, key, KR_KEY))
+            __builtin_trap(); /* ... and hold the new key */
+        kr_close(r);
+        if (kr_shred(k, &ref, 1, NULL, 0) == LETHE_OK && kr_get_key(k, ref, got) == LETHE_OK)
+            __builtin_trap(); /* a destroyed key is gone */
+    }
+    kr_close(k);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* backup.json and log.head                                            */
+/* ------------------------------------------------------------------ */
+
+/* backup.json (forget/backup_info.c): parsed within the bytes given; what
+ * parses has hex digests of the right lengths. */
+int lethe_fuzz_backup_json(const uint8_t *data, size_t size)
+{
+    backup_info bi;
+    char msg[256];
+    if (backup_info_parse((const char *)data, size, &bi, msg, sizeof(msg)) != LETHE_OK) {
+        if (!msg[0])
+            __builtin_trap(); /* a refusal says why */
+        return 0;
+    }
+    if (strlen(bi.digest) != 64 || strlen(bi.log_hash) != 64 || strlen(bi.catalog_hash) != 64 ||
+        strlen(bi.store_id) != 2 * KR_STORE_ID || bi.log_seq < 1 || !bi.created_at[0])
+        __builtin_trap();
+    return 0;
+}
+
+/* log.head (store/head.c): a parse formats back to the same bytes. */
+int lethe_fuzz_log_head(const uint8_t *data, size_t size)
+{
+    int64_t seq;
+    char hash[65], out[128];
+    if (log_head_parse((const char *)data, size, &seq, hash) != 0)
+        return 0;
+    int n = log_head_format(seq, hash, out, sizeof(out));
+    size_t want = size && data[size - 1] == '\n' ? size : size + 1;
+    if (n < 0 || (size_t)n != want || memcmp(out, data, want - 1) != 0 || seq < 1)
+        __builtin_trap();
+    return 0;
+}
+
 static const struct {
     const char *name;
     lethe_fuzz_fn fn;
@@ -860,6 +990,9 @@ static const struct {
     {"index", lethe_fuzz_index},
     {"manifest_raw", lethe_fuzz_manifest_raw},
     {"queries", lethe_fuzz_queries},
+    {"keyring", lethe_fuzz_keyring},
+    {"backup_json", lethe_fuzz_backup_json},
+    {"log_head", lethe_fuzz_log_head},
 };
 
 /* The target called name, or NULL. */

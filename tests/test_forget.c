@@ -1,0 +1,645 @@
+/*
+ * test_forget.c: forgetting through the public API: every selector erases
+ * exactly what it selects (the digest becomes that of a store that never
+ * held it), dry runs and refusals change nothing, wide erasures need
+ * confirmation, receipts check against the store and forged ones do not,
+ * opt-outs hold on re-ingest and can be withdrawn, backups carry no secret
+ * and no plaintext, restore drops what was erased since (with the live
+ * keyring or, the store lost, its mirror), the keyring is checked on open,
+ * and recovery after a crash destroys keys nobody uses.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "forget/change.h"
+#include "lethe.h"
+#include "store/store.h"
+#include "test.h"
+#include "util/util.h"
+
+static char root[256];
+static int nstore;
+
+static void new_dir(char *out, size_t n)
+{
+    snprintf(out, n, "%s/s%d", root, nstore++);
+}
+
+static unsigned rng = 777;
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
+}
+
+#define N 120
+static float vecs[N][128];
+
+/* 12 people, 10 faces each */
+static void make_vecs(void)
+{
+    for (int p = 0; p < 12; p++) {
+        float c[128];
+        for (int k = 0; k < 128; k++)
+            c[k] = frand() * 0.4f;
+        for (int j = 0; j < 10; j++)
+            for (int k = 0; k < 128; k++)
+                vecs[p * 10 + j][k] = c[k] + frand() * 0.04f;
+    }
+}
+
+/* Row i's provenance: person i/10's account; dates for rows with i%3 != 0. */
+static void prov_of(int i, char up[32], char url[48], char id[32], char at[16],
+                    lethe_provenance *p)
+{
+    snprintf(up, 32, "person%d", i / 10);
+    snprintf(url, 48, "https://photos.example/%d", i);
+    snprintf(id, 32, "photo-%d", i);
+    snprintf(at, 16, "%d-06-01", 1995 + i % 20);
+    memset(p, 0, sizeof(*p));
+    p->uploader = up;
+    p->url = url;
+    p->photo_id = id;
+    p->source = i < 60 ? "site-a" : "site-b";
+    p->jurisdiction = i % 4 == 0 ? "GB-SCT" : "US";
+    p->consent = "explicit";
+    p->collected_at = i % 3 ? at : NULL;
+}
+
+/* ingest rows [from, to) except those where skip(i) */
+static int ingest(lethe_store *s, int from, int to, int (*skip)(int), lethe_ingest_stats *st)
+{
+    lethe_ingest_options o;
+    lethe_ingest *g = NULL;
+    lethe_ingest_options_init(&o);
+    o.actor = "test";
+    int rc = lethe_ingest_begin(s, &o, &g);
+    for (int i = from; i < to && rc == LETHE_OK; i++) {
+        char up[32], url[48], id[32], at[16];
+        lethe_provenance p;
+        if (skip && skip(i))
+            continue;
+        prov_of(i, up, url, id, at, &p);
+        rc = lethe_ingest_descriptor(g, vecs[i], &p, (size_t)i + 1);
+    }
+    int rc2 = g ? lethe_ingest_end(g, st) : LETHE_OK;
+    return rc ? rc : rc2;
+}
+
+static lethe_store *make_store(char *dir, size_t n, int (*skip)(int))
+{
+    lethe_store *s = NULL;
+    new_dir(dir, n);
+    int rc = lethe_store_open(dir, LETHE_STORE_CREATE, &s);
+    if (rc == LETHE_OK)
+        rc = ingest(s, 0, N, skip, NULL);
+    CHECK_EQ_INT(rc, LETHE_OK);
+    if (rc) {
+        fprintf(stderr, "  %s\n", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void digest(lethe_store *s, char hex[65])
+{
+    int matches = 0;
+    CHECK_EQ_INT(lethe_store_digest_full(s, hex, &matches), LETHE_OK);
+    CHECK(matches);
+}
+
+/* The digest of a store that never held the rows skip() names. */
+static int ref_skip_kind;
+static int ref_skip(int i)
+{
+    switch (ref_skip_kind) {
+    case 0: return i / 10 == 3;                      /* person3 */
+    case 1: return i == 17;                          /* one URL */
+    case 2: return i == 42;                          /* one photo id */
+    case 3: return i >= 60;                          /* site-b */
+    case 4: return i % 4 == 0;                       /* GB (GB-SCT rows) */
+    case 5: return i % 3 && 1995 + i % 20 < 2000;    /* dated before 2000 */
+    case 6: return i % 3 == 0 || 1995 + i % 20 < 2000; /* ... and the undated */
+    default: return 0;
+    }
+}
+
+static void reference_digest(int kind, char hex[65])
+{
+    char dir[300];
+    ref_skip_kind = kind;
+    lethe_store *s = make_store(dir, sizeof(dir), ref_skip);
+    if (s)
+        digest(s, hex);
+    lethe_store_close(s);
+}
+
+static int64_t log_entries(lethe_store *s)
+{
+    uint64_t n = 0, bad = 0;
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);
+    return (int64_t)n;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_each_selector(void)
+{
+    struct {
+        lethe_selector sel;
+        int kind;
+        uint64_t photos;
+        int wide;
+    } cases[] = {
+        {{.uploader = "person3"}, 0, 10, 0},
+        {{.url = "https://photos.example/17"}, 1, 1, 0},
+        {{.photo_id = "photo-42"}, 2, 1, 0},
+        {{.source = "site-b"}, 3, 60, 1},
+        {{.jurisdiction = "GB"}, 4, 30, 1},
+        {{.collected_before = "2000-01-01"}, 5, 0, 1},
+        {{.collected_before = "2000-01-01", .include_undated = 1}, 6, 0, 1},
+    };
+    int expect5 = 0, expect6 = 0;
+    for (int i = 0; i < N; i++) {
+        ref_skip_kind = 5;
+        expect5 += ref_skip(i);
+        ref_skip_kind = 6;
+        expect6 += ref_skip(i);
+    }
+    cases[5].photos = (uint64_t)expect5;
+    cases[6].photos = (uint64_t)expect6;
+    for (size_t c = 0; c < LETHE_ARRAY_LEN(cases); c++) {
+        char dir[300], before[65], after[65], want[65];
+        lethe_store *s = make_store(dir, sizeof(dir), NULL);
+        if (!s)
+            return;
+        lethe_forget_result r;
+        char *receipt = NULL, *matched = NULL;
+        digest(s, before);
+        int64_t entries = log_entries(s);
+        /* a dry run counts and changes nothing */
+        CHECK_EQ_INT(lethe_forget(s, &cases[c].sel, LETHE_FORGET_DRY_RUN, "test", &r, &receipt,
+                                  &matched), LETHE_OK);
+        CHECK_EQ_INT(r.photos, cases[c].photos);
+        CHECK(receipt == NULL);
+        CHECK(matched && strstr(matched, "\"photo\":"));
+        lethe_free_string(matched);
+        matched = NULL;
+        digest(s, after);
+        CHECK(!strcmp(before, after));
+        CHECK_EQ_INT(log_entries(s), entries);
+        if (cases[c].kind == 5)
+            CHECK_EQ_INT(r.undated_kept, 40); /* rows with i % 3 == 0 carry no date */
+        /* wide erasures need confirmation, and change nothing without it */
+        int rc = lethe_forget(s, &cases[c].sel, 0, "test", &r, &receipt, NULL);
+        if (cases[c].wide) {
+            CHECK_EQ_INT(rc, LETHE_ERR_CONFIRM);
+            CHECK(r.wide != NULL);
+            CHECK_EQ_INT(r.photos, cases[c].photos);
+            CHECK(receipt == NULL);
+            digest(s, after);
+            CHECK(!strcmp(before, after));
+            rc = lethe_forget(s, &cases[c].sel, LETHE_FORGET_CONFIRMED, "test", &r, &receipt,
+                              NULL);
+        }
+        CHECK_EQ_INT(rc, LETHE_OK);
+        CHECK_EQ_INT(r.photos, cases[c].photos);
+        CHECK(!strcmp(r.digest_before, before));
+        digest(s, after);
+        CHECK(!strcmp(r.digest_after, after));
+        reference_digest(cases[c].kind, want);
+        CHECK(!strcmp(after, want)); /* as if never held */
+        CHECK(receipt != NULL);
+        if (receipt) {
+            CHECK_EQ_INT(lethe_receipt_check(s, receipt, strlen(receipt)), LETHE_OK);
+            CHECK(strstr(receipt, "person3") == NULL && strstr(receipt, "photos.example") == NULL);
+        }
+        lethe_free_string(receipt);
+        CHECK_EQ_INT(log_entries(s), entries + 1);
+        lethe_store_close(s);
+    }
+}
+
+static void test_forget_face(void)
+{
+    char dir[300], *receipt = NULL, *json = NULL;
+    lethe_forget_result r;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    /* person 5's faces, by two of their descriptors */
+    lethe_selector sel = {.faces = &vecs[50][0], .n_faces = 2};
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", &r, &receipt, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.faces, 10);
+    CHECK_EQ_INT(r.templates, 10);
+    CHECK_EQ_INT(r.photos, 0); /* faces go, photos stay */
+    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "person5", "test", "json", &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"faces\":0,\"templates\":0"));
+    CHECK(json && !strstr(json, "\"faces\":1"));
+    lethe_free_string(json);
+    /* a search for them finds nobody within the threshold */
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 9;
+    lethe_search_options_init(&so);
+    so.purpose = "check";
+    so.threshold = 0.3f;
+    CHECK_EQ_INT(lethe_search(s, vecs[55], 1, &so, &m, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 0);
+    lethe_matches_free(m, n);
+    /* a threshold above the match threshold needs confirmation */
+    lethe_selector wide = {.faces = &vecs[60][0], .n_faces = 1, .face_threshold = 0.9f};
+    CHECK_EQ_INT(lethe_forget(s, &wide, 0, "test", &r, NULL, NULL), LETHE_ERR_CONFIRM);
+    lethe_free_string(receipt);
+    lethe_store_close(s);
+}
+
+static int skip_person2(int i)
+{
+    return i / 10 == 2;
+}
+
+static void test_optout(void)
+{
+    char dir[300], *receipt = NULL, *json = NULL;
+    lethe_ingest_stats st;
+    lethe_forget_result r;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    lethe_selector sel = {.uploader = "person2"};
+    CHECK_EQ_INT(lethe_forget(s, &sel, LETHE_FORGET_OPTOUT, "test", &r, &receipt, NULL),
+                 LETHE_OK);
+    CHECK_EQ_INT(r.photos, 10);
+    CHECK(receipt && strstr(receipt, "\"kind\":\"optout\""));
+    CHECK_EQ_INT(lethe_optout_list(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"selects\":[\"uploader\"]"));
+    CHECK(json && !strstr(json, "person2"));
+    lethe_free_string(json);
+    /* re-ingest: refused, not even catalogued */
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(ingest(s, 20, 30, NULL, &st), LETHE_OK);
+    CHECK_EQ_INT(st.opted_out, 10);
+    CHECK_EQ_INT(st.added, 0);
+    CHECK_EQ_INT(st.seen, 10);
+    char got[65], want[65];
+    digest(s, got);
+    ref_skip_kind = -1;
+    lethe_store *t = make_store(dir, sizeof(dir), skip_person2);
+    if (t)
+        digest(t, want);
+    lethe_store_close(t);
+    CHECK(!strcmp(got, want));
+    /* withdrawn: re-ingest brings them in */
+    CHECK_EQ_INT(lethe_optout_remove(s, 1, "test"), LETHE_OK);
+    CHECK_EQ_INT(lethe_optout_remove(s, 1, "test"), LETHE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(ingest(s, 20, 30, NULL, &st), LETHE_OK);
+    CHECK_EQ_INT(st.added, 10);
+    CHECK_EQ_INT(st.opted_out, 0);
+    /* a face opt-out refuses their faces in other photos too */
+    lethe_selector face = {.faces = &vecs[70][0], .n_faces = 1};
+    CHECK_EQ_INT(lethe_forget(s, &face, LETHE_FORGET_OPTOUT, "test", &r, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.faces, 10);
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(ingest(s, 70, 80, NULL, &st), LETHE_OK);
+    CHECK_EQ_INT(st.opted_out, 10);
+    lethe_free_string(receipt);
+    lethe_store_close(s);
+}
+
+/* The catalog and the keyring's secrets: the backup holds neither the
+ * signing secret, nor the salt, nor a descriptor, nor an identifier. */
+static int file_holds(const char *path, const void *needle, size_t n)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    char msg[256];
+    if (lethe_read_file(path, (size_t)1 << 30, &b, &len, msg, sizeof(msg)) != LETHE_OK)
+        return -1;
+    int found = memmem(b, len, needle, n) != NULL;
+    lethe_free(b);
+    return found;
+}
+
+static void test_backup_holds_nothing(void)
+{
+    char dir[300], bk[320], db[340];
+    char *info = NULL;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    snprintf(bk, sizeof(bk), "%s.bk", dir);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    CHECK(info && strstr(info, "\"lethe_backup\":2"));
+    lethe_free_string(info);
+    snprintf(db, sizeof(db), "%s/catalog.db", bk);
+    uint8_t pk[32], sk[64];
+    kr_signing_key(s->kr, pk, sk);
+    CHECK_EQ_INT(file_holds(db, sk, 32), 0);
+    CHECK_EQ_INT(file_holds(db, kr_salt(s->kr), 32), 0);
+    CHECK_EQ_INT(file_holds(db, vecs[7], 512), 0);
+    CHECK_EQ_INT(file_holds(db, vecs[7], 64), 0);
+    CHECK_EQ_INT(file_holds(db, "person1", 7), 0);
+    CHECK_EQ_INT(file_holds(db, "photos.example", 14), 0);
+    /* the check can fail: the keyring holds the secret */
+    char kr[340];
+    snprintf(kr, sizeof(kr), "%s/keyring", dir);
+    CHECK_EQ_INT(file_holds(kr, sk, 32), 1);
+    sodium_memzero(sk, sizeof(sk));
+    lethe_store_close(s);
+}
+
+/* A receipt made up and signed with the store's own secret (stolen) has a
+ * valid signature, but the store never issued it. */
+static void test_forged_receipt(void)
+{
+    char dir[300], *receipt = NULL, pkhex[65], sighex[129], forged[1024];
+    uint8_t pk[32], sk[64], sig[64];
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    lethe_selector sel = {.uploader = "person1"};
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", NULL, &receipt, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_receipt_check(s, receipt, strlen(receipt)), LETHE_OK);
+    kr_signing_key(s->kr, pk, sk);
+    sodium_bin2hex(pkhex, sizeof(pkhex), pk, 32);
+    int n = snprintf(forged, sizeof(forged),
+                     "{\"lethe_receipt\":1,\"kind\":\"forget\",\"store_key\":\"%s\",\"time\":"
+                     "\"2026-01-01T00:00:00Z\",\"selector\":{},\"erased\":{\"photos\":999}}",
+                     pkhex);
+    crypto_sign_detached(sig, NULL, (const uint8_t *)forged, (size_t)n, sk);
+    sodium_memzero(sk, sizeof(sk));
+    sodium_bin2hex(sighex, sizeof(sighex), sig, sizeof(sig));
+    snprintf(forged + n - 1, sizeof(forged) - (size_t)n + 1, ",\"signature\":\"%s\"}", sighex);
+    char msg[256];
+    CHECK_EQ_INT(lethe_receipt_verify(forged, strlen(forged), pkhex, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(lethe_receipt_check(s, forged, strlen(forged)), LETHE_ERR_FORMAT);
+    CHECK(strstr(lethe_store_errmsg(s), "never recorded") != NULL);
+    /* rotation: a new key, the old receipt still checks, the forgery still not */
+    char newkey[65], oldkey[65];
+    CHECK_EQ_INT(lethe_store_public_key(s, oldkey), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_rotate(s, "test", newkey), LETHE_OK);
+    CHECK(strcmp(oldkey, newkey) != 0);
+    CHECK_EQ_INT(lethe_store_public_key(s, pkhex), LETHE_OK);
+    CHECK(!strcmp(pkhex, newkey));
+    CHECK_EQ_INT(lethe_receipt_check(s, receipt, strlen(receipt)), LETHE_OK);
+    CHECK_EQ_INT(lethe_receipt_check(s, forged, strlen(forged)), LETHE_ERR_FORMAT);
+    /* after reopening, too */
+    lethe_store_close(s);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_public_key(s, pkhex), LETHE_OK);
+    CHECK(!strcmp(pkhex, newkey));
+    CHECK_EQ_INT(lethe_receipt_check(s, receipt, strlen(receipt)), LETHE_OK);
+    log_entries(s);
+    lethe_free_string(receipt);
+    lethe_store_close(s);
+}
+
+static void test_restore(void)
+{
+    char dir[300], bk[320], mirror[320], lost[320], msg[512], before[65], after[65], got[65];
+    char *info = NULL;
+    lethe_restore_options o;
+    lethe_restore_result res;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    snprintf(mirror, sizeof(mirror), "%s.mirror", dir);
+    CHECK_EQ_INT(mkdir(mirror, 0700), 0);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, mirror, "test"), LETHE_OK);
+    snprintf(bk, sizeof(bk), "%s.bk", dir);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    digest(s, before);
+    lethe_selector sel = {.uploader = "person4"};
+    lethe_selector face = {.faces = &vecs[90][0], .n_faces = 1};
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", NULL, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(s, &face, 0, "test", NULL, NULL, NULL), LETHE_OK);
+    digest(s, after);
+    lethe_store_close(s);
+    /* the disk is lost: restore elsewhere with the mirror */
+    snprintf(lost, sizeof(lost), "%s.new", dir);
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    CHECK_EQ_INT(lethe_restore(bk, lost, &o, &res, msg, sizeof(msg)), LETHE_ERR_ARG);
+    CHECK(strstr(msg, "mirror") != NULL);
+    o.keyring_mirror = mirror;
+    CHECK_EQ_INT(lethe_restore(bk, lost, &o, &res, msg, sizeof(msg)), LETHE_OK);
+    /* person4's 10 photos and person9's 10 (re-keyed when their faces went)
+     * are dropped: nothing erased comes back */
+    CHECK_EQ_INT(res.dropped_erased, 20);
+    CHECK_EQ_INT(res.photos, N - 20);
+    CHECK_EQ_INT(res.receipts_carried, 2);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(lost, 0, &s), LETHE_OK);
+    digest(s, got);
+    CHECK(strcmp(got, before) != 0);
+    char *json = NULL;
+    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "person4", "test", "json", &json),
+                 LETHE_OK);
+    CHECK(json && strstr(json, "\"photos\":[]"));
+    lethe_free_string(json);
+    log_entries(s);
+    lethe_store_close(s);
+    /* a damaged backup is refused */
+    char db[340];
+    snprintf(db, sizeof(db), "%s/catalog.db", bk);
+    int fd = open(db, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "X", 1, 4000) == 1);
+    if (fd >= 0)
+        close(fd);
+    snprintf(lost, sizeof(lost), "%s.new2", dir);
+    CHECK_EQ_INT(lethe_restore(bk, lost, &o, &res, msg, sizeof(msg)), LETHE_ERR_STORE);
+    CHECK(strstr(msg, "damaged or was altered") != NULL);
+    struct stat sb;
+    CHECK(stat(lost, &sb) != 0);
+    (void)after;
+}
+
+static void test_restore_live_refuses_newer(void)
+{
+    char dir[300], bk[320], msg[512];
+    char *info = NULL;
+    lethe_restore_options o;
+    lethe_restore_result res;
+    lethe_store *s = make_store(dir, sizeof(dir), skip_person2);
+    if (!s)
+        return;
+    snprintf(bk, sizeof(bk), "%s.bk", dir);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    CHECK_EQ_INT(ingest(s, 20, 30, NULL, NULL), LETHE_OK);
+    lethe_store_close(s);
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    CHECK_EQ_INT(lethe_restore(bk, dir, &o, &res, msg, sizeof(msg)), LETHE_ERR_CONFIRM);
+    CHECK(strstr(msg, "10 photos the backup does not") != NULL);
+    o.discard_newer = 1;
+    CHECK_EQ_INT(lethe_restore(bk, dir, &o, &res, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(res.dropped_newer, 10);
+    /* their keys went with them */
+    s = NULL;
+    char *json = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"orphan_keys\":0"));
+    CHECK(json && strstr(json, "\"photo_keys\":110"));
+    lethe_free_string(json);
+    log_entries(s);
+    lethe_store_close(s);
+    /* a backup of another store */
+    char other[300];
+    lethe_store *t = make_store(other, sizeof(other), NULL);
+    lethe_store_close(t);
+    o.discard_newer = 1;
+    CHECK_EQ_INT(lethe_restore(bk, other, &o, &res, msg, sizeof(msg)), LETHE_ERR_STORE);
+    CHECK(strstr(msg, "another store") != NULL);
+}
+
+static void test_keyring_checked_on_open(void)
+{
+    char dir[300], kr[340], msg[8];
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    lethe_store_close(s);
+    snprintf(kr, sizeof(kr), "%s/keyring", dir);
+    (void)msg;
+    /* readable by others */
+    CHECK_EQ_INT(chmod(kr, 0644), 0);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "chmod 600") != NULL);
+    lethe_store_close(s);
+    CHECK_EQ_INT(chmod(kr, 0600), 0);
+    /* one header copy damaged: the other is used */
+    int fd = open(kr, O_RDWR);
+    uint8_t hdr[512];
+    CHECK(fd >= 0 && pread(fd, hdr, 512, 0) == 512);
+    uint8_t junk[64];
+    memset(junk, 0xAB, sizeof(junk));
+    uint64_t gen = 0;
+    int a_valid = kr_header_check(hdr, &gen, NULL) == 0;
+    CHECK(pread(fd, hdr, 512, 512) == 512);
+    int b_valid = kr_header_check(hdr, NULL, NULL) == 0;
+    CHECK(a_valid || b_valid);
+    if (a_valid && b_valid) {
+        CHECK(pwrite(fd, junk, sizeof(junk), 100) == (ssize_t)sizeof(junk));
+        s = NULL;
+        CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+        lethe_store_close(s);
+    }
+    /* both damaged: refused, naming the mirror */
+    CHECK(pwrite(fd, junk, sizeof(junk), 100) == (ssize_t)sizeof(junk));
+    CHECK(pwrite(fd, junk, sizeof(junk), 612) == (ssize_t)sizeof(junk));
+    close(fd);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "damaged") != NULL);
+    lethe_store_close(s);
+    /* gone */
+    CHECK_EQ_INT(unlink(kr), 0);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "is missing") != NULL);
+    lethe_store_close(s);
+    /* and a new store is not made over a lone keyring */
+    char lone[300];
+    new_dir(lone, sizeof(lone));
+    CHECK_EQ_INT(mkdir(lone, 0700), 0);
+    snprintf(kr, sizeof(kr), "%s/keyring", lone);
+    fd = open(kr, O_WRONLY | O_CREAT, 0600);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(lone, LETHE_STORE_CREATE, &s), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "no catalog") != NULL);
+    lethe_store_close(s);
+}
+
+/* After a crash between a commit and the keyring's work (simulated: a key
+ * flushed that no photo uses, and the pending mark), the next writable
+ * open destroys the orphan. */
+static void test_recovery_destroys_orphans(void)
+{
+    char dir[300], *json = NULL, m[128];
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    kr_ref ref;
+    uint8_t key[32];
+    CHECK_EQ_INT(kr_new_key(s->kr, &ref, key), LETHE_OK);
+    CHECK_EQ_INT(kr_flush(s->kr, m, sizeof(m)), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"orphan_keys\":1"));
+    lethe_free_string(json);
+    lethe_store_close(s);
+    char db[340];
+    sqlite3 *d = NULL;
+    snprintf(db, sizeof(db), "%s/catalog.db", dir);
+    CHECK_EQ_INT(sqlite3_open(db, &d), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(d, "INSERT INTO meta(key, value) VALUES ('scrub_pending', 1)", NULL,
+                              NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(d);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"orphan_keys\":0"));
+    lethe_free_string(json);
+    CHECK_EQ_INT(kr_get_key(s->kr, ref, key), LETHE_ERR_NOT_FOUND);
+    lethe_store_close(s);
+}
+
+/* Deleting personal rows outside the erasure protocol is refused. */
+static void test_protocol_enforced(void)
+{
+    char dir[300];
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    char before[65], after[65];
+    change c = {0};
+    digest(s, before);
+    CHECK_EQ_INT(store_lock(s, "test"), LETHE_OK);
+    CHECK_EQ_INT(change_begin(s, &c), LETHE_OK);
+    CHECK_EQ_INT(store_exec(s, "DELETE FROM photos WHERE id = 1"), LETHE_OK);
+    CHECK_EQ_INT(change_commit(&c), LETHE_ERR_INTERNAL);
+    CHECK(strstr(lethe_store_errmsg(s), "outside the erasure protocol") != NULL);
+    CHECK(!c.committed);
+    change_free(&c);
+    store_unlock(s);
+    digest(s, after);
+    CHECK(!strcmp(before, after));
+    lethe_store_close(s);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof(root), "/tmp/lethe-test-forget-XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    make_vecs();
+    RUN(test_each_selector);
+    RUN(test_forget_face);
+    RUN(test_optout);
+    RUN(test_backup_holds_nothing);
+    RUN(test_forged_receipt);
+    RUN(test_restore);
+    RUN(test_restore_live_refuses_newer);
+    RUN(test_keyring_checked_on_open);
+    RUN(test_recovery_destroys_orphans);
+    RUN(test_protocol_enforced);
+    char cmd[320];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", root);
+    return test_summary();
+}
