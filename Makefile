@@ -62,6 +62,13 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
 
+# The programs see the public header only, as SQLite's shell does: if one
+# needs src/, the library lacks a function.
+CLI_CPPFLAGS := -Iinclude -D_GNU_SOURCE
+$(BUILD)/programs/%.o: programs/%.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(CLI_CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
+
 $(BUILD)/lethe: $(CLI_OBJ) $(BUILD)/liblethe.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblethe.a $(LIBS)
 

@@ -106,30 +106,18 @@ static int face_descriptors(fargs *a)
         return -1;
     }
     for (int i = 0; i < a->n_face_images; i++) {
-        lethe_image *img = NULL;
-        lethe_face *f = NULL;
-        int n = 0, best = 0;
+        lethe_analysis an;
         char msg[512];
-        if (lethe_image_load(a->face_images[i], NULL, &img, msg, sizeof(msg)) != LETHE_OK) {
-            cli_error("--face %s: %s", a->face_images[i], msg);
+        /* the largest face (the library's rule), described */
+        if (lethe_engine_analyze_file(e, a->face_images[i], NULL, LETHE_LARGEST_FACE, &an, msg,
+                                      sizeof(msg)) != LETHE_OK) {
+            cli_text_error("--face %s: %s", a->face_images[i], msg);
             lethe_engine_close(e);
             return -1;
         }
-        int rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &f, &n);
-        lethe_image_free(img);
-        if (rc != LETHE_OK || n == 0) {
-            cli_error("--face %s: %s", a->face_images[i],
-                      rc != LETHE_OK ? lethe_engine_errmsg(e) : "no face found");
-            lethe_faces_free(f);
-            lethe_engine_close(e);
-            return -1;
-        }
-        for (int k = 1; k < n; k++)
-            if (f[k].box[2] * f[k].box[3] > f[best].box[2] * f[best].box[3])
-                best = k;
-        memcpy(a->faces + (size_t)i * LETHE_DESCRIPTOR_DIM, f[best].descriptor,
-               sizeof(f[best].descriptor));
-        lethe_faces_free(f);
+        memcpy(a->faces + (size_t)i * LETHE_DESCRIPTOR_DIM, an.faces[0].descriptor,
+               sizeof(an.faces[0].descriptor));
+        lethe_faces_free(an.faces);
     }
     lethe_engine_close(e);
     a->sel.faces = a->faces;

@@ -305,38 +305,30 @@ int cmd_search(int argc, char **argv)
     } else {
         lethe_engine_options eo;
         lethe_engine *e = NULL;
-        lethe_image *img = NULL;
-        lethe_face *faces = NULL;
-        int nf = 0;
+        lethe_analysis an;
         char msg[512];
         lethe_engine_options_init(&eo);
         eo.model_dir = models;
         eo.threads = threads;
         eo.precision = precision;
-        if (lethe_image_load(image, NULL, &img, msg, sizeof(msg)) != LETHE_OK) {
-            cli_error("search: %s: %s", image, msg);
-            return CLI_EXIT_FAILED;
-        }
-        if (lethe_engine_open(&e, &eo) != LETHE_OK ||
-            lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &nf) != LETHE_OK) {
-            cli_error("search: %s: %s", image, lethe_engine_errmsg(e));
+        if (lethe_engine_open(&e, &eo) != LETHE_OK) {
+            cli_text_error("search: %s", lethe_engine_errmsg(e));
             lethe_engine_close(e);
-            lethe_image_free(img);
             return CLI_EXIT_FAILED;
         }
-        lethe_image_free(img);
+        /* every face, or the largest (the library's rule) */
+        int rc = lethe_engine_analyze_file(e, image, NULL,
+                                           all_faces ? LETHE_WANT_DESCRIPTOR : LETHE_LARGEST_FACE,
+                                           &an, msg, sizeof(msg));
         lethe_engine_close(e);
-        if (nf == 0) {
-            cli_error("search: %s: no face found", image);
+        if (rc == LETHE_OK && an.count == 0)
+            snprintf(msg, sizeof(msg), "no face found");
+        if (rc != LETHE_OK || an.count == 0) {
+            cli_text_error("search: %s: %s", image, msg);
             return CLI_EXIT_FAILED;
         }
-        int largest = 0;
-        for (int i = 1; i < nf; i++)
-            if (faces[i].box[2] * faces[i].box[3] > faces[largest].box[2] * faces[largest].box[3])
-                largest = i;
-        for (int i = 0; i < nf; i++) {
-            if (!all_faces && i != largest)
-                continue;
+        lethe_face *faces = an.faces;
+        for (int i = 0; i < an.count; i++) {
             char label[4200];
             snprintf(label, sizeof(label), "%s [%.0f,%.0f,%.0f,%.0f]", image,
                      (double)faces[i].box[0], (double)faces[i].box[1], (double)faces[i].box[2],

@@ -193,29 +193,20 @@ static int withdraws(const prov_rec *p)
 
 /* ------------------------------------------------------------- workers */
 
+/* Decode and analyse one photo (on a worker thread): the message of a
+ * failure goes into the job, never into shared state. */
 static void analyse(lethe_ingest *g, job *j)
 {
-    lethe_image *img = NULL;
-    lethe_image_options io;
-    char msg[384];
-    lethe_image_options_init(&io);
-    int rc = lethe_image_decode(j->bytes, j->len, &io, &img, msg, sizeof(msg));
+    lethe_analysis a;
+    unsigned flags = LETHE_WANT_DESCRIPTOR | (g->nthreads > 1 ? LETHE_SINGLE_THREAD : 0);
+    j->status = lethe_engine_analyze_bytes(g->opt.engine, j->bytes, j->len, NULL, flags, &a,
+                                           j->error, sizeof(j->error));
     lethe_free(j->bytes);
     j->bytes = NULL;
-    if (rc != LETHE_OK) {
-        j->status = rc;
-        snprintf(j->error, sizeof(j->error), "%s", msg);
-        return;
-    }
-    j->width = img->orig_width > 0 ? img->orig_width : img->width;
-    j->height = img->orig_height > 0 ? img->orig_height : img->height;
-    unsigned flags = LETHE_WANT_DESCRIPTOR | (g->nthreads > 1 ? LETHE_SINGLE_THREAD : 0);
-    rc = lethe_engine_analyze(g->opt.engine, img, flags, &j->faces, &j->nfaces);
-    if (rc != LETHE_OK) {
-        j->status = rc;
-        snprintf(j->error, sizeof(j->error), "%s", lethe_strerror(rc));
-    }
-    lethe_image_free(img);
+    j->width = a.width;
+    j->height = a.height;
+    j->faces = a.faces;
+    j->nfaces = a.count;
 }
 
 static void *worker(void *arg)

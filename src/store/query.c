@@ -268,20 +268,20 @@ int lethe_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count)
 {
     lethe_face *faces = NULL;
-    int nf = 0, largest = 0;
+    int nf = 0;
     *matches = NULL;
     *count = 0;
     if (!e || !img)
         return store_fail(s, LETHE_ERR_ARG, "searching by image needs an engine and an image");
-    int rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR, &faces, &nf);
+    /* the largest face, by the rule of lethe_engine_analyze_bytes */
+    int rc = lethe_engine_analyze(e, img, LETHE_WANT_DESCRIPTOR | LETHE_LARGEST_FACE, &faces,
+                                  &nf);
+    if (rc == LETHE_OK && nf == 0)
+        rc = LETHE_ERR_NO_FACE;
     if (rc)
-        return store_fail(s, rc, "analysing the image: %s", lethe_strerror(rc));
-    if (nf == 0)
-        return store_fail(s, LETHE_ERR_NO_FACE, "no face found in the image");
-    for (int i = 1; i < nf; i++)
-        if (faces[i].box[2] * faces[i].box[3] > faces[largest].box[2] * faces[largest].box[3])
-            largest = i;
-    rc = lethe_search(s, faces[largest].descriptor, 1, opt, matches, count);
+        return store_fail(s, rc, "analysing the image: %s",
+                          rc == LETHE_ERR_NO_FACE ? "no face found" : lethe_strerror(rc));
+    rc = lethe_search(s, faces[0].descriptor, 1, opt, matches, count);
     lethe_faces_free(faces);
     return rc;
 }
