@@ -218,7 +218,7 @@ forget_case() { # KEY ERASED SAMPLED QUERIES SCAN-ARGS-NAME UPLOADER FORGET-SELE
 import json, sys
 r = json.load(open(sys.argv[1]))
 n = int(sys.argv[2])
-e = r["erased"]
+e = r["receipt"]["erased"]
 if not (e["photos"] == e["faces"] == e["templates"] == n):
     sys.exit("bench/forget.sh: forget erased %s, expected %d photos" % (json.dumps(e), n))
 EOF
@@ -249,7 +249,7 @@ forget_case account "$N_ACCOUNT" "$N_ACCOUNT" "$out/data/account.jsonl" SCAN_A t
 
 echo "== forget a jurisdiction: lethe forget --jurisdiction GB ($N_GB faces)"
 forget_case gb "$N_GB" "$N_SAMPLE" "$out/data/gb-sample.jsonl" SCAN_GB g0000000 \
-    --jurisdiction GB
+    --jurisdiction GB --yes
 
 "$PY" - "$res" "$(nproc)" <<'EOF'
 import sys
