@@ -24,8 +24,9 @@ echo "== lethe compare samples/sample2.jpg samples/sample4.jpg"
 # A store built from the same photos with a manifest that mixes
 # jurisdictions and consent bases, as a photo site's export would.
 STORE=${DEMO_STORE:-build/demo-store}
-rm -rf "$STORE"
-mkdir -p build
+MIRROR=build/demo-keyring-mirror
+rm -rf "$STORE" "$MIRROR" build/demo-backup build/demo-restored
+mkdir -p build "$MIRROR"
 MANIFEST=build/demo-manifest.csv
 cat >"$MANIFEST" <<CSV
 path,photo_id,url,uploader,source,license,jurisdiction,consent,collected_at
@@ -38,8 +39,10 @@ $PWD/samples/sample6.jpg,p6,https://photos.example/p/6,alice,examplr,CC-BY-4.0,D
 CSV
 export LETHE_ACTOR=demo
 echo
-echo "== lethe init --store $STORE"
-"$LETHE" init --store "$STORE"
+echo "== lethe init --store $STORE --keyring-mirror $MIRROR"
+echo "   (every photo's personal fields are sealed with its own key, kept in the"
+echo "    keyring, never in a backup; the mirror belongs on another disk)"
+"$LETHE" init --store "$STORE" --keyring-mirror "$MIRROR"
 echo
 echo "== lethe policy show (the shipped consent policy)"
 "$LETHE" policy show --store "$STORE"
@@ -49,8 +52,9 @@ echo
 echo "== the manifest: 6 photos, 5 jurisdictions, 4 consent bases"
 cat "$MANIFEST"
 echo
-echo "== lethe ingest --manifest $MANIFEST"
-"$LETHE" ingest --store "$STORE" --manifest "$MANIFEST"
+echo "== lethe ingest --manifest $MANIFEST --allow-outside"
+echo "   (the rows name the samples by absolute path, outside the manifest's folder)"
+"$LETHE" ingest --store "$STORE" --manifest "$MANIFEST" --allow-outside
 echo
 echo "== lethe search --purpose 'demo: who is in sample1.jpg' --top 5 samples/sample1.jpg"
 "$LETHE" search --store "$STORE" --purpose "demo: who is in sample1.jpg" --top 5 samples/sample1.jpg
@@ -67,4 +71,18 @@ echo "== lethe datasheet (also --format html or json)"
 "$LETHE" datasheet --store "$STORE"
 "$LETHE" datasheet --store "$STORE" --format html -o build/demo-datasheet.html
 echo
-echo "The store is in $STORE; the HTML datasheet is build/demo-datasheet.html."
+echo "== lethe backup build/demo-backup (the catalog only: no keyring, nothing in clear)"
+"$LETHE" backup --store "$STORE" build/demo-backup
+echo
+echo "== lethe forget --uploader alice --receipt build/demo-receipt.json"
+"$LETHE" forget --store "$STORE" --uploader alice --receipt build/demo-receipt.json
+echo "== lethe receipt verify build/demo-receipt.json --store $STORE"
+"$LETHE" receipt verify build/demo-receipt.json --store "$STORE"
+echo
+echo "== the store's disk is lost: lethe restore build/demo-backup --keyring-mirror $MIRROR"
+echo "   (alice's photos were erased after the backup: their keys are gone, so they stay gone)"
+"$LETHE" restore --store build/demo-restored --keyring-mirror "$MIRROR" build/demo-backup
+"$LETHE" lookup --store build/demo-restored --uploader alice || true
+echo
+echo "The store is in $STORE (restored copy: build/demo-restored); the HTML"
+echo "datasheet is build/demo-datasheet.html."
