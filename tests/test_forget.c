@@ -619,6 +619,155 @@ static void test_protocol_enforced(void)
     lethe_store_close(s);
 }
 
+static int waits;
+static void count_wait(void *ctx, const char *holder, double waited)
+{
+    (void)waited;
+    waits++;
+    if (!strstr(holder, "lethe test-holder"))
+        *(int *)ctx = 1;
+}
+
+/* The rest of the store's API: options, the lock's wait, ingest from memory
+ * and failed inputs, progress, the log head, the policy text, search by
+ * image. */
+static void test_api_rest(void)
+{
+    char dir[300], *text = NULL, *json = NULL, hash[65];
+    lethe_store_options o;
+    lethe_store *s = NULL, *t = NULL;
+    new_dir(dir, sizeof(dir));
+    lethe_store_options_init(&o);
+    CHECK(o.wait_seconds == 30);
+    o.flags = LETHE_STORE_CREATE;
+    o.actor = "bad\nactor";
+    CHECK_EQ_INT(lethe_store_open_with(dir, &o, &s), LETHE_ERR_ARG);
+    lethe_store_close(s);
+    o.actor = "creator";
+    CHECK_EQ_INT(lethe_store_open_with(dir, &o, &s), LETHE_OK);
+    CHECK(!strcmp(lethe_store_path(s), dir));
+    CHECK_EQ_INT(lethe_log_export(s, "jsonl", &text), LETHE_OK);
+    CHECK(text && strstr(text, "\"kind\":\"init\",\"actor\":\"creator\""));
+    lethe_free_string(text);
+    CHECK_EQ_INT(lethe_policy_get(s, &text), LETHE_OK);
+    CHECK(text && strstr(text, "\ndefault  explicit\n"));
+    lethe_free_string(text);
+    CHECK(lethe_forget_face_threshold() < lethe_descriptor_threshold());
+    /* ingest: a failed input is counted and logged; progress sees the batch */
+    lethe_ingest_options io;
+    lethe_ingest *g = NULL;
+    lethe_ingest_stats st;
+    lethe_ingest_options_init(&io);
+    io.actor = "test";
+    CHECK_EQ_INT(lethe_ingest_begin(s, &io, &g), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_fail(g, "rows.csv", 7, "a bad row"), LETHE_OK);
+    lethe_provenance p = {.uploader = "mem", .consent = "explicit", .jurisdiction = "US"};
+    CHECK_EQ_INT(lethe_ingest_descriptor(g, vecs[0], &p, 8), LETHE_OK);
+    /* bytes that are no image: an input error, not a fatal one */
+    CHECK_EQ_INT(lethe_ingest_photo_bytes(g, "not an image", 12, "upload-1", &p, 9),
+                 LETHE_ERR_ARG); /* photos need an engine */
+    lethe_ingest_progress(g, &st);
+    CHECK_EQ_INT(st.seen, 2);
+    CHECK_EQ_INT(st.errors, 1);
+    CHECK_EQ_INT(lethe_ingest_end(g, &st), LETHE_OK);
+    CHECK_EQ_INT(st.added, 1);
+    CHECK_EQ_INT(st.errors, 1);
+    CHECK_EQ_INT(lethe_datasheet(s, "json", &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"photos_failed\":1"));
+    CHECK(json && strstr(json, "\"digest_matches\":true"));
+    lethe_free_string(json);
+    /* the head names the last entry */
+    uint64_t seq = 0, n = 0, bad = 0;
+    CHECK_EQ_INT(lethe_log_head(s, &seq, hash), LETHE_OK);
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);
+    CHECK_EQ_INT(seq, n);
+    /* the lock: another writer waits, is told who holds it, gives up */
+    CHECK_EQ_INT(store_lock(s, "test-holder"), LETHE_OK);
+    lethe_store_options_init(&o);
+    o.wait_seconds = 1.6;
+    o.on_wait = count_wait;
+    int wrong_holder = 0;
+    o.ctx = &wrong_holder;
+    CHECK_EQ_INT(lethe_store_open_with(dir, &o, &t), LETHE_OK);
+    lethe_selector sel = {.uploader = "mem"};
+    waits = 0;
+    CHECK_EQ_INT(lethe_forget(t, &sel, 0, "test", NULL, NULL, NULL), LETHE_ERR_BUSY);
+    CHECK(strstr(lethe_store_errmsg(t), "lethe test-holder") != NULL);
+    CHECK(waits >= 1);
+    CHECK(!wrong_holder);
+    /* a dry run does not wait */
+    lethe_forget_result r;
+    CHECK_EQ_INT(lethe_forget(t, &sel, LETHE_FORGET_DRY_RUN, "test", &r, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.photos, 1);
+    store_unlock(s);
+    CHECK_EQ_INT(lethe_forget(t, &sel, 0, "test", &r, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.photos, 1);
+    lethe_store_close(t);
+    lethe_store_close(s);
+}
+
+/* Photos from memory and search by image (needs the models and samples). */
+static void test_photos_from_memory(void)
+{
+    char dir[300], msg[256];
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    lethe_engine_options eo;
+    lethe_engine *e = NULL;
+    if (lethe_read_file("samples/sample1.jpg", 1u << 24, &bytes, &len, msg, sizeof(msg)))
+        SKIP("samples/sample1.jpg absent (run scripts/setup.sh)");
+    lethe_engine_options_init(&eo);
+    eo.threads = 1;
+    if (lethe_engine_open(&e, &eo) != LETHE_OK) {
+        lethe_engine_close(e);
+        lethe_free(bytes);
+        SKIP("models absent (set LETHE_MODELS)");
+    }
+    lethe_store *s = NULL;
+    new_dir(dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    lethe_ingest_options io;
+    lethe_ingest *g = NULL;
+    lethe_ingest_stats st;
+    lethe_ingest_options_init(&io);
+    io.engine = e;
+    io.actor = "test";
+    lethe_provenance p = {.uploader = "uploader-1", .consent = "explicit", .jurisdiction = "US"};
+    CHECK_EQ_INT(lethe_ingest_begin(s, &io, &g), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_photo_bytes(g, bytes, len, "upload-1.jpg", &p, 1), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_photo_bytes(g, "junk", 4, "upload-2.jpg", &p, 2), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_end(g, &st), LETHE_OK);
+    CHECK_EQ_INT(st.added, 1);
+    CHECK_EQ_INT(st.errors, 1);
+    CHECK(st.templates >= 1);
+    lethe_image *img = NULL;
+    CHECK_EQ_INT(lethe_image_decode(bytes, len, NULL, &img, msg, sizeof(msg)), LETHE_OK);
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 0;
+    lethe_search_options_init(&so);
+    so.purpose = "test";
+    so.top_k = 1;
+    CHECK_EQ_INT(lethe_search_image(s, e, img, &so, &m, &n), LETHE_OK);
+    CHECK_EQ_INT(n, 1);
+    if (n) {
+        CHECK(m[0].distance < 0.01f);
+        CHECK(!strcmp(m[0].prov.uploader, "uploader-1"));
+        CHECK(!strcmp(m[0].prov.path, "upload-1.jpg"));
+    }
+    lethe_matches_free(m, n);
+    lethe_image_free(img);
+    /* an image without a face */
+    uint8_t grey[64 * 64 * 3];
+    memset(grey, 128, sizeof(grey));
+    CHECK_EQ_INT(lethe_image_from_rgb(grey, 64, 64, &img), LETHE_OK);
+    CHECK_EQ_INT(lethe_search_image(s, e, img, &so, &m, &n), LETHE_ERR_NO_FACE);
+    lethe_image_free(img);
+    lethe_store_close(s);
+    lethe_engine_close(e);
+    lethe_free(bytes);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/lethe-test-forget-XXXXXX");
@@ -637,6 +786,8 @@ int main(void)
     RUN(test_keyring_checked_on_open);
     RUN(test_recovery_destroys_orphans);
     RUN(test_protocol_enforced);
+    RUN(test_api_rest);
+    RUN(test_photos_from_memory);
     char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)
