@@ -5,6 +5,7 @@
  */
 #include "forget/erase.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ int erase_photos(change *c, const int64_t *ids, size_t n, erase_counts *counts)
 {
     lethe_store *s = c->s;
     int rc = LETHE_OK;
+    assert(c->open); /* erasures happen inside a change, never on their own */
     for (size_t i = 0; i < n && rc == LETHE_OK; i++) {
         photo_rows r;
         if ((rc = rows_read(s, ids[i], &r)) == LETHE_ERR_NOT_FOUND) {
@@ -103,11 +105,13 @@ int erase_part(change *c, int64_t photo, const int64_t *faces, size_t nfaces, in
 {
     lethe_store *s = c->s;
     photo_rows r;
+    assert(c->open);
     int rc = rows_read(s, photo, &r);
     if (rc)
         return rc == LETHE_ERR_NOT_FOUND ? LETHE_OK : rc;
     store_dg_rows(s, &r, -1);
     kr_ref old = r.key_ref;
+    assert(old.id != 0); /* every photo row names its key */
     if ((rc = drop_faces(c, &r, faces, nfaces, drop_templates, counts)) == LETHE_OK &&
         (rc = kr_new_key(s->kr, &r.key_ref, r.key)) != LETHE_OK)
         rc = store_fail(s, rc, "keyring: %s", lethe_strerror(rc));

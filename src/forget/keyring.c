@@ -131,11 +131,17 @@ static int slot_valid(uint64_t slot, const uint8_t *s)
     return sodium_memcmp(want, s + 48, 16) == 0 && s[0] != KR_FREE ? 1 : -1;
 }
 
+static uint32_t slots_for(size_t len)
+{
+    return len <= KR_DATA ? 1u : (uint32_t)((len + KR_DATA - 1) / KR_DATA);
+}
+
 /* Encode a record's slots (first at `slot`) into bytes (count * KR_SLOT). */
 static void record_encode(uint64_t slot, int kind, unsigned flags, uint64_t id,
                           const uint8_t *payload, size_t len, uint32_t count, uint8_t *bytes)
 {
     memset(bytes, 0, (size_t)count * KR_SLOT);
+    assert(count == slots_for(len) && count <= UINT16_MAX);
     for (uint32_t i = 0; i < count; i++) {
         uint8_t *s = bytes + (size_t)i * KR_SLOT;
         size_t off = (size_t)i * KR_DATA, n = off < len ? LETHE_MIN(len - off, KR_DATA) : 0;
@@ -148,11 +154,6 @@ static void record_encode(uint64_t slot, int kind, unsigned flags, uint64_t id,
             memcpy(s + 16, payload + off, n);
         slot_seal(slot + i, s);
     }
-}
-
-static uint32_t slots_for(size_t len)
-{
-    return len <= KR_DATA ? 1u : (uint32_t)((len + KR_DATA - 1) / KR_DATA);
 }
 
 /* ------------------------------------------------------------- header */
@@ -860,6 +861,7 @@ void kr_discard(keyring *k)
 
 int kr_flush(keyring *k, char *msg, size_t msg_len)
 {
+    assert(k->writable);
     if (!k->nst)
         return LETHE_OK;
     kr_write *w = lethe_malloc(k->nst * sizeof(*w));

@@ -16,6 +16,7 @@
  * (set in the erasure's transaction) makes the next writable open scrub
  * every page of the file.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -210,6 +211,7 @@ int store_truncate_wal(lethe_store *s)
  * the cached page images, clear the pending mark. */
 int store_scrub(lethe_store *s, int all)
 {
+    assert(s->locked); /* no other writer may be between the pages */
     uint32_t *pages = NULL;
     size_t n = 0;
     int rc = all ? LETHE_OK : scrub_wal_pages(s, &pages, &n);

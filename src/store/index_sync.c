@@ -6,6 +6,7 @@
  * and an index of another generation (a crash in between, a lost or
  * damaged file) is rebuilt from the catalog's sealed templates.
  */
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,6 +116,7 @@ int store_index_apply(lethe_store *s, uint64_t gen, const int64_t *rm, size_t nr
     int rc = index_writer(s, &wx);
     if (rc)
         return rc; /* the next writable open rebuilds it */
+    assert(s->locked); /* the one writer of the index */
     /* Only when the index holds the generation just before ours can it be
      * patched; otherwise (an earlier crash, a lost file) rebuild it. */
     if (idx_generation(wx) + 1 != gen) {

@@ -4,6 +4,7 @@
  * reads or writes the personal fields of photos, provenance and faces goes
  * through here, so that no plaintext of them reaches the catalog.
  */
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -231,6 +232,7 @@ int rows_find_sha(lethe_store *s, const uint8_t sha[32], int64_t *id, char statu
 
 int rows_insert_photo(lethe_store *s, const photo_rows *r, int64_t *id)
 {
+    assert(r->key_ref.id != 0); /* sealed with a key the keyring holds */
     sqlite3_stmt *st;
     uint8_t h[32], *sealed = NULL;
     size_t n = 0;

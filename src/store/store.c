@@ -280,6 +280,7 @@ void store_dg_policy(lethe_store *s, const char *text, int sign)
 
 int store_commit(lethe_store *s)
 {
+    assert(!sqlite3_get_autocommit(s->db)); /* a transaction is open */
     int rc = s->dig_dirty ? dg_save(s, s->dig) : LETHE_OK;
     if (rc == LETHE_OK && (rc = store_exec(s, "COMMIT")) == LETHE_ERR_IO) {
         /* The commit frame may be in the WAL already: SQLite cannot say
