@@ -35,7 +35,8 @@ BUILD=${BUILD:-build}
 N=${N:-1000000}
 PEER=${PEER:-1b6ef0f}
 QUERIES=${QUERIES:-200}
-LETHE=$PWD/$BUILD/lethe
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+LETHE=$BUILD/lethe
 PY=/usr/bin/python3
 export LETHE_ACTOR=bench-shred
 
