@@ -59,7 +59,7 @@ avail_kb=$(df -Pk "$out" | awk 'NR == 2 { print $4 }')
 echo "== the peer: lethe at $PEER (before sealing), built in a worktree"
 git worktree add -q --detach "$out/peer-src" "$PEER" || die "cannot check out $PEER"
 ln -s "$PWD/models" "$out/peer-src/models"
-make -s -C "$out/peer-src" -j"$(nproc)" cli >/dev/null || die "the peer does not build"
+make -s -C "$out/peer-src" -j"$(nproc)" BUILD=build cli >/dev/null || die "the peer does not build"
 PEER_LETHE=$out/peer-src/build/lethe
 
 res=$out/results
