@@ -691,7 +691,7 @@ static int open_catalog(lethe_store *s, const char *dbpath)
     /* secure_delete: freed pages and cells are zeroed, so erased data does
      * not linger in the file; WAL: searches run while an ingest writes. */
     int rc = store_exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; "
-                           "PRAGMA temp_store = MEMORY");
+                           "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536");
     /* No automatic checkpoints: an erasure reads the WAL's page list to
      * scrub those pages (scrub.c), so the WAL is only checkpointed by lethe
      * itself: by the scrub, by ingest between batches, and on close. */
