@@ -2,7 +2,7 @@
 # tests/fnlen.sh: no function in the store, forget, manifest and report code
 # or in the programs has a body longer than 80 lines (STYLE.md: split
 # functions longer than about 80 lines; issue #9, 2.5). One check per .c
-# file; an offender is printed as "LINES FILE:LINE SIGNATURE". Prints the
+# file; an offender is printed as "FILE:LINE N lines: SIGNATURE". Prints the
 # "N passed, N failed, 0 skipped" line tests/run.sh reads.
 #
 #   tests/fnlen.sh             the folders below
@@ -23,7 +23,7 @@ measure() {
         /^\{/ && next_is_body { body = FNR; inbody = 1; next_is_body = 0; next }
         /^\}/ && inbody {
             len = FNR - body - 1
-            if (len > max) printf "%5d %s:%d %s\n", len, FILENAME, start, name
+            if (len > max) printf "%s:%d %d lines: %s\n", FILENAME, start, len, name
             inbody = 0
         }' "$1"
 }
@@ -38,8 +38,7 @@ while IFS= read -r f; do
     else
         fail=$((fail + 1))
         echo "not ok $f"
-        echo "  FAIL: function bodies longer than $MAX lines (split them):"
-        echo "$out" | sed 's/^/  /'
+        echo "$out" | sed "s/^/  FAIL: body longer than $MAX lines (split it): /"
     fi
 done < <(find "$@" -name '*.c' -type f | sort)
 if [ "$files" = 0 ]; then
