@@ -177,69 +177,67 @@ static void print_result(const fargs *a, int optout, const lethe_forget_result *
         printf("receipt: %s\n", receipt);
 }
 
-static int run_forget(int argc, char **argv, int optout)
+static void forget_help(int optout)
 {
-    static fargs a;
-    const char *cmd = optout ? "optout" : "forget";
-    memset(&a, 0, sizeof(a));
-    a.remove_id = -1;
-    cli_common_init(&a.c);
-    if (cli_wants_help(argc, argv)) {
-        if (optout)
-            printf("usage: lethe optout [SELECTORS] [--json] [--receipt FILE]\n"
-                   "       lethe optout --list [--json]\n"
-                   "       lethe optout --remove ID\n\n"
-                   "A standing refusal: erases what the selectors match now (as 'lethe forget'\n"
-                   "does) and keeps it out of every later ingest: matching photos are not even\n"
-                   "catalogued, and faces like a --face person are not stored. The store keeps\n"
-                   "only keyed hashes of the selector's values and, for --face, the person's\n"
-                   "descriptors, apart from the gallery: never searched, never exported.\n"
-                   "--remove withdraws an opt-out (its descriptors are erased with it).\n\n");
-        else
-            printf("usage: lethe forget [SELECTORS] [--dry-run] [--json] [--receipt FILE]\n\n"
-                   "Erase, completely: photos and everything derived from them (provenance,\n"
-                   "faces, templates, index entries), or with --face the faces of a person.\n"
-                   "When it returns no search, lookup or datasheet shows the erased data and\n"
-                   "no file of the store holds a byte of it (freed database pages are zeroed,\n"
-                   "the write-ahead log is emptied, index rows are overwritten). It is all or\n"
-                   "nothing. The signed receipt (JSON, Ed25519 with the store's key) gives the\n"
-                   "selector's kinds (values only as keyed hashes), the counts erased, the\n"
-                   "time and the store's digest before and after; the log records its hash.\n"
-                   "--dry-run shows what would go (and, for --face, the photos matched).\n\n");
-        printf(selector_help, (double)lethe_forget_face_threshold(),
-               (double)lethe_descriptor_threshold());
-        printf("\nOther options:\n"
-               "  --yes                  go on with an erasure wider than one person\n"
-               "  --receipt FILE         also write the receipt to FILE\n"
-               "  --models DIR           model folder, for --face\n%s\n"
-               "Exit status: 0 erased (or dry run shown), 1 failed or needs --yes, 2 usage.\n",
-               cli_common_help);
-        return CLI_EXIT_OK;
-    }
+    if (optout)
+        printf("usage: lethe optout [SELECTORS] [--json] [--receipt FILE]\n"
+               "       lethe optout --list [--json]\n"
+               "       lethe optout --remove ID\n\n"
+               "A standing refusal: erases what the selectors match now (as 'lethe forget'\n"
+               "does) and keeps it out of every later ingest: matching photos are not even\n"
+               "catalogued, and faces like a --face person are not stored. The store keeps\n"
+               "only keyed hashes of the selector's values and, for --face, the person's\n"
+               "descriptors, apart from the gallery: never searched, never exported.\n"
+               "--remove withdraws an opt-out (its descriptors are erased with it).\n\n");
+    else
+        printf("usage: lethe forget [SELECTORS] [--dry-run] [--json] [--receipt FILE]\n\n"
+               "Erase, completely: photos and everything derived from them (provenance,\n"
+               "faces, templates, index entries), or with --face the faces of a person.\n"
+               "When it returns no search, lookup or datasheet shows the erased data and\n"
+               "no file of the store holds a byte of it (freed database pages are zeroed,\n"
+               "the write-ahead log is emptied, index rows are overwritten). It is all or\n"
+               "nothing. The signed receipt (JSON, Ed25519 with the store's key) gives the\n"
+               "selector's kinds (values only as keyed hashes), the counts erased, the\n"
+               "time and the store's digest before and after; the log records its hash.\n"
+               "--dry-run shows what would go (and, for --face, the photos matched).\n\n");
+    printf(selector_help, (double)lethe_forget_face_threshold(),
+           (double)lethe_descriptor_threshold());
+    printf("\nOther options:\n"
+           "  --yes                  go on with an erasure wider than one person\n"
+           "  --receipt FILE         also write the receipt to FILE\n"
+           "  --models DIR           model folder, for --face\n%s\n"
+           "Exit status: 0 erased (or dry run shown), 1 failed or needs --yes, 2 usage.\n",
+           cli_common_help);
+}
+
+/* The command line of forget or optout (cmd) into *a. Returns CLI_EXIT_OK
+ * to go on, else the exit status (message printed). */
+static int forget_parse(fargs *a, int argc, char **argv, int optout, const char *cmd)
+{
     for (int i = 1; i < argc; i++) {
-        int bad = 0, r = cli_common_parse(&a.c, argc, argv, &i);
+        int bad = 0, r = cli_common_parse(&a->c, argc, argv, &i);
         const char *v;
         if (r < 0)
             return CLI_EXIT_USAGE;
         if (r > 0)
             continue;
-        r = parse_selector(&a, argc, argv, &i);
+        r = parse_selector(a, argc, argv, &i);
         if (r < 0)
             return CLI_EXIT_USAGE;
         if (r > 0)
             continue;
         if ((v = cli_flag_value(argc, argv, &i, "--receipt", &bad)))
-            a.receipt_file = v;
+            a->receipt_file = v;
         else if (!optout && !strcmp(argv[i], "--dry-run"))
-            a.dry = 1;
+            a->dry = 1;
         else if (!strcmp(argv[i], "--yes"))
-            a.yes = 1;
+            a->yes = 1;
         else if (optout && !strcmp(argv[i], "--list"))
-            a.list = 1;
+            a->list = 1;
         else if (optout && (v = cli_flag_value(argc, argv, &i, "--remove", &bad))) {
             char *end;
-            a.remove_id = strtoll(v, &end, 10);
-            if (*end || a.remove_id < 1) {
+            a->remove_id = strtoll(v, &end, 10);
+            if (*end || a->remove_id < 1) {
                 cli_error("optout --remove: '%s' is not an opt-out id", v);
                 return CLI_EXIT_USAGE;
             }
@@ -248,6 +246,77 @@ static int run_forget(int argc, char **argv, int optout)
         else
             return cli_unknown_option(cmd, argv[i]);
     }
+    return CLI_EXIT_OK;
+}
+
+/* optout --list (the standing opt-outs, as JSON) or --remove ID. Returns
+ * the exit status. */
+static int optout_list_or_remove(const fargs *a)
+{
+    lethe_store *s = cli_open_store(&a->c, a->list ? LETHE_STORE_READONLY : 0);
+    char *json = NULL;
+    int rc;
+    if (!s)
+        return CLI_EXIT_FAILED;
+    if (a->list) {
+        rc = lethe_optout_list(s, &json);
+        if (rc == LETHE_OK)
+            fputs(json, stdout);
+    } else {
+        rc = lethe_optout_remove(s, a->remove_id, a->c.actor);
+        if (rc == LETHE_OK)
+            printf(a->c.json ? "{\"removed\":%lld}\n" : "opt-out %lld withdrawn\n",
+                   a->remove_id);
+    }
+    if (rc != LETHE_OK)
+        cli_error("optout: %s", lethe_store_errmsg(s));
+    lethe_free_string(json);
+    lethe_store_close(s);
+    return cli_status(rc);
+}
+
+/* The erasure (or its dry run) of what a->sel selects, its receipt written
+ * to --receipt FILE, and the outcome printed. Returns the exit status. */
+static int forget_selected(const fargs *a, int optout, const char *cmd)
+{
+    lethe_store *s = cli_open_store(&a->c, 0);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    lethe_forget_result r;
+    char *receipt = NULL, *matched = NULL;
+    unsigned flags = (a->dry ? LETHE_FORGET_DRY_RUN : 0) | (optout ? LETHE_FORGET_OPTOUT : 0) |
+                     (a->yes ? LETHE_FORGET_CONFIRMED : 0);
+    int rc = lethe_forget(s, &a->sel, flags, a->c.actor, &r, &receipt, &matched);
+    int status = cli_status(rc);
+    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM && !receipt) {
+        cli_error("%s: %s", cmd, lethe_store_errmsg(s));
+    } else {
+        if (rc != LETHE_OK)
+            cli_error("%s: %s", cmd, lethe_store_errmsg(s));
+        if (receipt && a->receipt_file && write_file(a->receipt_file, receipt) < 0)
+            status = CLI_EXIT_FAILED;
+        print_result(a, optout, &r, receipt, matched);
+    }
+    lethe_free_string(receipt);
+    lethe_free_string(matched);
+    lethe_store_close(s);
+    return status;
+}
+
+static int run_forget(int argc, char **argv, int optout)
+{
+    static fargs a;
+    const char *cmd = optout ? "optout" : "forget";
+    int rc;
+    memset(&a, 0, sizeof(a));
+    a.remove_id = -1;
+    cli_common_init(&a.c);
+    if (cli_wants_help(argc, argv)) {
+        forget_help(optout);
+        return CLI_EXIT_OK;
+    }
+    if ((rc = forget_parse(&a, argc, argv, optout, cmd)) != CLI_EXIT_OK)
+        return rc;
     const lethe_selector *q = &a.sel;
     int any = q->photo_id || q->url || q->uploader || q->source || q->jurisdiction ||
               q->collected_before || q->image || a.n_face_images;
@@ -255,28 +324,8 @@ static int run_forget(int argc, char **argv, int optout)
         cli_error("optout: --list and --remove take no selector");
         return CLI_EXIT_USAGE;
     }
-    if (a.list || a.remove_id > 0) {
-        lethe_store *s = cli_open_store(&a.c, a.list ? LETHE_STORE_READONLY : 0);
-        char *json = NULL;
-        int rc;
-        if (!s)
-            return CLI_EXIT_FAILED;
-        if (a.list) {
-            rc = lethe_optout_list(s, &json);
-            if (rc == LETHE_OK)
-                fputs(json, stdout);
-        } else {
-            rc = lethe_optout_remove(s, a.remove_id, a.c.actor);
-            if (rc == LETHE_OK)
-                printf(a.c.json ? "{\"removed\":%lld}\n" : "opt-out %lld withdrawn\n",
-                       a.remove_id);
-        }
-        if (rc != LETHE_OK)
-            cli_error("optout: %s", lethe_store_errmsg(s));
-        lethe_free_string(json);
-        lethe_store_close(s);
-        return cli_status(rc);
-    }
+    if (a.list || a.remove_id > 0)
+        return optout_list_or_remove(&a);
     if (q->include_undated && !q->collected_before) {
         cli_error("%s: --include-undated goes with --collected-before", cmd);
         return CLI_EXIT_USAGE;
@@ -287,28 +336,7 @@ static int run_forget(int argc, char **argv, int optout)
     }
     if (face_descriptors(&a) < 0)
         return CLI_EXIT_FAILED;
-    lethe_store *s = cli_open_store(&a.c, 0);
-    if (!s)
-        return CLI_EXIT_FAILED;
-    lethe_forget_result r;
-    char *receipt = NULL, *matched = NULL;
-    unsigned flags = (a.dry ? LETHE_FORGET_DRY_RUN : 0) | (optout ? LETHE_FORGET_OPTOUT : 0) |
-                     (a.yes ? LETHE_FORGET_CONFIRMED : 0);
-    int rc = lethe_forget(s, &a.sel, flags, a.c.actor, &r, &receipt, &matched);
-    int status = cli_status(rc);
-    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM && !receipt) {
-        cli_error("%s: %s", cmd, lethe_store_errmsg(s));
-    } else {
-        if (rc != LETHE_OK)
-            cli_error("%s: %s", cmd, lethe_store_errmsg(s));
-        if (receipt && a.receipt_file && write_file(a.receipt_file, receipt) < 0)
-            status = CLI_EXIT_FAILED;
-        print_result(&a, optout, &r, receipt, matched);
-    }
-    lethe_free_string(receipt);
-    lethe_free_string(matched);
-    lethe_store_close(s);
-    return status;
+    return forget_selected(&a, optout, cmd);
 }
 
 int cmd_forget(int argc, char **argv)
@@ -319,6 +347,59 @@ int cmd_forget(int argc, char **argv)
 int cmd_optout(int argc, char **argv)
 {
     return run_forget(argc, argv, 1);
+}
+
+/* The receipt in file, at most 1 MiB, into *text (malloc'd, NUL-terminated;
+ * *len bytes). A FIFO or a device is refused before it is read. Returns
+ * CLI_EXIT_OK, else CLI_EXIT_FAILED (message printed). */
+static int read_receipt(const char *file, char **text, size_t *len)
+{
+    struct stat sb;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    *text = NULL;
+    *len = 0;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        close(fd);
+        cli_text_error("receipt: %s is not a regular file", file);
+        return CLI_EXIT_FAILED;
+    }
+    if (fd >= 0) {
+        *text = malloc(1 << 20);
+        ssize_t r = *text ? read(fd, *text, (1 << 20) - 1) : -1;
+        *len = r > 0 ? (size_t)r : 0;
+        close(fd);
+    }
+    if (!*text) {
+        cli_text_error("receipt: %s: %s", file, strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
+    (*text)[*len] = 0;
+    return CLI_EXIT_OK;
+}
+
+/* The verdict rc (LETHE_OK: valid; else msg says why) on a receipt, checked
+ * against store when one was given. */
+static void print_verdict(int json, int rc, const char *store, const char *msg)
+{
+    if (json) {
+        printf("{\"valid\":%s,\"issued_by_store\":%s,\"error\":", rc ? "false" : "true",
+               rc ? "false" : store ? "true" : "null");
+        if (rc)
+            json_put_string(stdout, msg);
+        else
+            fputs("null", stdout);
+        printf("}\n");
+    } else if (rc) {
+        printf("receipt NOT valid: ");
+        cli_put_text(stdout, msg);
+        putchar('\n');
+    } else if (store) {
+        printf("receipt valid: issued by the store %s (signed by its key and in its log)\n",
+               store);
+    } else {
+        printf("signature valid (the receipt is unaltered), but who issued it is not "
+               "established: check it against the store with --store DIR\n");
+    }
 }
 
 int cmd_receipt(int argc, char **argv)
@@ -357,28 +438,10 @@ int cmd_receipt(int argc, char **argv)
         cli_error("receipt: usage: lethe receipt verify FILE [--store DIR]");
         return CLI_EXIT_USAGE;
     }
-    /* a receipt is a small regular file: a FIFO or a device is refused
-     * before it is read */
-    struct stat sb;
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    char *text = NULL;
-    size_t len = 0;
-    if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        close(fd);
-        cli_text_error("receipt: %s is not a regular file", file);
+    char *text;
+    size_t len;
+    if (read_receipt(file, &text, &len) != CLI_EXIT_OK)
         return CLI_EXIT_FAILED;
-    }
-    if (fd >= 0) {
-        text = malloc(1 << 20);
-        ssize_t r = text ? read(fd, text, (1 << 20) - 1) : -1;
-        len = r > 0 ? (size_t)r : 0;
-        close(fd);
-    }
-    if (!text) {
-        cli_text_error("receipt: %s: %s", file, strerror(errno));
-        return CLI_EXIT_FAILED;
-    }
-    text[len] = 0;
     char msg[512] = "";
     int rc = lethe_receipt_verify(text, len, NULL, msg, sizeof(msg));
     if (rc == LETHE_OK && store) {
@@ -392,25 +455,7 @@ int cmd_receipt(int argc, char **argv)
             snprintf(msg, sizeof(msg), "%s", lethe_store_errmsg(s));
         lethe_store_close(s);
     }
-    if (c.json) {
-        printf("{\"valid\":%s,\"issued_by_store\":%s,\"error\":", rc ? "false" : "true",
-               rc ? "false" : store ? "true" : "null");
-        if (rc)
-            json_put_string(stdout, msg);
-        else
-            fputs("null", stdout);
-        printf("}\n");
-    } else if (rc) {
-        printf("receipt NOT valid: ");
-        cli_put_text(stdout, msg);
-        putchar('\n');
-    } else if (store) {
-        printf("receipt valid: issued by the store %s (signed by its key and in its log)\n",
-               store);
-    } else {
-        printf("signature valid (the receipt is unaltered), but who issued it is not "
-               "established: check it against the store with --store DIR\n");
-    }
+    print_verdict(c.json, rc, store, msg);
     free(text);
     return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -204,23 +204,20 @@ static const char *or_dash(const char *s)
     return s && *s ? s : "-";
 }
 
-int cmd_search(int argc, char **argv)
-{
+/* A search's command line. */
+typedef struct search_cli {
     cli_common c;
     lethe_search_options so;
-    const char *image = NULL, *desc = NULL, *queries = NULL, *models = NULL;
-    int all_faces = 0, threads = 0, precision = LETHE_PRECISION_DEFAULT;
-    qlist q = {0};
-    int status = CLI_EXIT_OK;
+    const char *image, *desc, *queries, *models;
+    int all_faces, threads, precision;
+} search_cli;
 
-    cli_common_init(&c);
-    lethe_search_options_init(&so);
-    if (cli_wants_help(argc, argv)) {
-        search_help();
-        return CLI_EXIT_OK;
-    }
+/* The command line into *a. Returns CLI_EXIT_OK to go on, else the exit
+ * status (message printed). */
+static int search_parse(search_cli *a, int argc, char **argv)
+{
     for (int i = 1; i < argc; i++) {
-        int bad = 0, r = cli_common_parse(&c, argc, argv, &i);
+        int bad = 0, r = cli_common_parse(&a->c, argc, argv, &i);
         const char *v;
         char *end;
         if (r < 0)
@@ -230,7 +227,7 @@ int cmd_search(int argc, char **argv)
         if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad))) {
             if (!cli_text_ok("--purpose", v))
                 return CLI_EXIT_USAGE;
-            so.purpose = v;
+            a->so.purpose = v;
         }
         else if ((v = cli_flag_value(argc, argv, &i, "--top", &bad))) {
             long k = strtol(v, &end, 10);
@@ -238,135 +235,145 @@ int cmd_search(int argc, char **argv)
                 cli_error("search: --top: '%s' is not a number from 1 to 10000", v);
                 return CLI_EXIT_USAGE;
             }
-            so.top_k = (int)k;
+            a->so.top_k = (int)k;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threshold", &bad))) {
             double t = strtod(v, &end);
             if (*end || !(t >= 0) || !isfinite(t)) {
                 cli_error("search: --threshold: '%s' is not a non-negative number", v);
                 return CLI_EXIT_USAGE;
             }
-            so.threshold = (float)t;
+            a->so.threshold = (float)t;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
             long t = strtol(v, &end, 10);
             if (*end || t < 0 || t > 1024) {
                 cli_error("search: --threads: '%s' is not a number from 0 to 1024", v);
                 return CLI_EXIT_USAGE;
             }
-            threads = (int)t;
+            a->threads = (int)t;
         } else if ((v = cli_flag_value(argc, argv, &i, "--descriptor", &bad)))
-            desc = v;
+            a->desc = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--queries", &bad)))
-            queries = v;
+            a->queries = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
-            models = v;
+            a->models = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
-            if (cli_parse_precision("search", v, &precision) < 0)
+            if (cli_parse_precision("search", v, &a->precision) < 0)
                 return CLI_EXIT_USAGE;
         }
         else if (!strcmp(argv[i], "--all-faces"))
-            all_faces = 1;
+            a->all_faces = 1;
         else if (bad)
             return CLI_EXIT_USAGE;
         else if (argv[i][0] == '-' && argv[i][1])
             return cli_unknown_option("search", argv[i]);
-        else if (image) {
+        else if (a->image) {
             cli_error("search: one IMAGE at a time (use --queries for many)");
             return CLI_EXIT_USAGE;
         } else
-            image = argv[i];
+            a->image = argv[i];
     }
-    if (!so.purpose || !*so.purpose) {
+    if (!a->so.purpose || !*a->so.purpose) {
         cli_error("search: --purpose TEXT is required: every search is logged with why it "
                   "was made");
         return CLI_EXIT_USAGE;
     }
-    if ((image != NULL) + (desc != NULL) + (queries != NULL) != 1) {
+    if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
         cli_error("search: give exactly one of IMAGE, --descriptor JSON, --queries FILE");
         return CLI_EXIT_USAGE;
     }
-    so.actor = c.actor;
-    so.threads = threads;
+    return CLI_EXIT_OK;
+}
 
-    if (desc) {
+/* The faces of IMAGE as queries: the largest (the library's rule), or every
+ * one with --all-faces. Returns CLI_EXIT_OK, else CLI_EXIT_FAILED (message
+ * printed). */
+static int image_queries(const search_cli *a, qlist *q)
+{
+    lethe_engine_options eo;
+    lethe_engine *e = NULL;
+    lethe_analysis an;
+    char msg[512];
+    lethe_engine_options_init(&eo);
+    eo.model_dir = a->models;
+    eo.threads = a->threads;
+    eo.precision = a->precision;
+    if (lethe_engine_open(&e, &eo) != LETHE_OK) {
+        cli_text_error("search: %s", lethe_engine_errmsg(e));
+        lethe_engine_close(e);
+        return CLI_EXIT_FAILED;
+    }
+    /* every face, or the largest (the library's rule) */
+    int rc = lethe_engine_analyze_file(e, a->image, NULL,
+                                       a->all_faces ? LETHE_WANT_DESCRIPTOR : LETHE_LARGEST_FACE,
+                                       &an, msg, sizeof(msg));
+    lethe_engine_close(e);
+    if (rc == LETHE_OK && an.count == 0)
+        snprintf(msg, sizeof(msg), "no face found");
+    if (rc != LETHE_OK || an.count == 0) {
+        cli_text_error("search: %s: %s", a->image, msg);
+        return CLI_EXIT_FAILED;
+    }
+    lethe_face *faces = an.faces;
+    for (int i = 0; i < an.count; i++) {
+        char label[4200];
+        snprintf(label, sizeof(label), "%s [%.0f,%.0f,%.0f,%.0f]", a->image,
+                 (double)faces[i].box[0], (double)faces[i].box[1], (double)faces[i].box[2],
+                 (double)faces[i].box[3]);
+        if (ql_add(q, faces[i].descriptor, label) < 0) {
+            lethe_faces_free(faces);
+            cli_error("out of memory");
+            return CLI_EXIT_FAILED;
+        }
+    }
+    lethe_faces_free(faces);
+    return CLI_EXIT_OK;
+}
+
+/* The queries into *q, from --descriptor, --queries or IMAGE (bad lines of
+ * --queries set *status to 1). Returns CLI_EXIT_OK when there is something
+ * to search for, else the exit status (message printed); the caller frees
+ * *q either way. */
+static int search_queries(const search_cli *a, qlist *q, int *status)
+{
+    if (a->desc) {
         float v[LETHE_DESCRIPTOR_DIM];
         char msg[512];
-        if (lethe_descriptor_parse(desc, strlen(desc), v, msg, sizeof(msg)) != LETHE_OK) {
+        if (lethe_descriptor_parse(a->desc, strlen(a->desc), v, msg, sizeof(msg)) != LETHE_OK) {
             cli_error("search: --descriptor: %s (a JSON array of %d numbers, or an object "
                       "with \"embedding\")", msg, LETHE_DESCRIPTOR_DIM);
             return CLI_EXIT_USAGE;
         }
-        if (ql_add(&q, v, "descriptor") < 0)
-            goto oom;
-    } else if (queries) {
-        if (read_queries(&q, queries, &status) < 0) {
-            ql_free(&q);
+        if (ql_add(q, v, "descriptor") < 0) {
+            cli_error("out of memory");
             return CLI_EXIT_FAILED;
         }
+    } else if (a->queries) {
+        if (read_queries(q, a->queries, status) < 0)
+            return CLI_EXIT_FAILED;
     } else {
-        lethe_engine_options eo;
-        lethe_engine *e = NULL;
-        lethe_analysis an;
-        char msg[512];
-        lethe_engine_options_init(&eo);
-        eo.model_dir = models;
-        eo.threads = threads;
-        eo.precision = precision;
-        if (lethe_engine_open(&e, &eo) != LETHE_OK) {
-            cli_text_error("search: %s", lethe_engine_errmsg(e));
-            lethe_engine_close(e);
-            return CLI_EXIT_FAILED;
-        }
-        /* every face, or the largest (the library's rule) */
-        int rc = lethe_engine_analyze_file(e, image, NULL,
-                                           all_faces ? LETHE_WANT_DESCRIPTOR : LETHE_LARGEST_FACE,
-                                           &an, msg, sizeof(msg));
-        lethe_engine_close(e);
-        if (rc == LETHE_OK && an.count == 0)
-            snprintf(msg, sizeof(msg), "no face found");
-        if (rc != LETHE_OK || an.count == 0) {
-            cli_text_error("search: %s: %s", image, msg);
-            return CLI_EXIT_FAILED;
-        }
-        lethe_face *faces = an.faces;
-        for (int i = 0; i < an.count; i++) {
-            char label[4200];
-            snprintf(label, sizeof(label), "%s [%.0f,%.0f,%.0f,%.0f]", image,
-                     (double)faces[i].box[0], (double)faces[i].box[1], (double)faces[i].box[2],
-                     (double)faces[i].box[3]);
-            if (ql_add(&q, faces[i].descriptor, label) < 0) {
-                lethe_faces_free(faces);
-                goto oom;
-            }
-        }
-        lethe_faces_free(faces);
+        int rc = image_queries(a, q);
+        if (rc != CLI_EXIT_OK)
+            return rc;
     }
-    if (q.n == 0) {
+    if (q->n == 0) {
         cli_error("search: nothing to search for");
-        ql_free(&q);
         return CLI_EXIT_FAILED;
     }
+    return CLI_EXIT_OK;
+}
 
-    lethe_store *s = cli_open_store(&c, 0);
-    lethe_match *m = NULL;
-    size_t nm = 0;
-    if (!s) {
-        ql_free(&q);
-        return CLI_EXIT_FAILED;
-    }
-    if (lethe_search(s, q.v, q.n, &so, &m, &nm) != LETHE_OK) {
-        cli_error("search: %s", lethe_store_errmsg(s));
-        lethe_store_close(s);
-        ql_free(&q);
-        return CLI_EXIT_FAILED;
-    }
+/* The matches m[0..nm) (in query order) of each query of q: one JSON line
+ * per query, or a table per query. */
+static void search_print(const qlist *q, const lethe_match *m, size_t nm, int json)
+{
     size_t at = 0;
-    for (int qi = 0; qi < q.n; qi++) {
+    for (int qi = 0; qi < q->n; qi++) {
         size_t from = at;
         while (at < nm && m[at].query == qi)
             at++;
-        if (c.json) {
+        if (json) {
             printf("{\"query\":%d,\"source\":", qi);
-            json_put_string(stdout, q.label[qi]);
+            json_put_string(stdout, q->label[qi]);
             printf(",\"matches\":[");
             for (size_t k = from; k < at; k++) {
                 if (k > from)
@@ -376,7 +383,7 @@ int cmd_search(int argc, char **argv)
             printf("]}\n");
             continue;
         }
-        printf("%s%s: %zu match%s\n", qi ? "\n" : "", q.label[qi], at - from,
+        printf("%s%s: %zu match%s\n", qi ? "\n" : "", q->label[qi], at - from,
                at - from == 1 ? "" : "es");
         if (at > from)
             printf("  %4s %8s %-4s %-12s %-16s %-12s %-6s %s\n", "rank", "distance", "same",
@@ -391,14 +398,48 @@ int cmd_search(int argc, char **argv)
                    r->prov.url && *r->prov.url ? r->prov.url : or_dash(r->prov.path));
         }
     }
+}
+
+int cmd_search(int argc, char **argv)
+{
+    search_cli a = {0};
+    qlist q = {0};
+    int status = CLI_EXIT_OK, rc;
+
+    a.precision = LETHE_PRECISION_DEFAULT;
+    cli_common_init(&a.c);
+    lethe_search_options_init(&a.so);
+    if (cli_wants_help(argc, argv)) {
+        search_help();
+        return CLI_EXIT_OK;
+    }
+    if ((rc = search_parse(&a, argc, argv)) != CLI_EXIT_OK)
+        return rc;
+    a.so.actor = a.c.actor;
+    a.so.threads = a.threads;
+    if ((rc = search_queries(&a, &q, &status)) != CLI_EXIT_OK) {
+        ql_free(&q);
+        return rc;
+    }
+
+    lethe_store *s = cli_open_store(&a.c, 0);
+    lethe_match *m = NULL;
+    size_t nm = 0;
+    if (!s) {
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+    if (lethe_search(s, q.v, q.n, &a.so, &m, &nm) != LETHE_OK) {
+        cli_error("search: %s", lethe_store_errmsg(s));
+        lethe_store_close(s);
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+    search_print(&q, m, nm, a.c.json);
     lethe_matches_free(m, nm);
     lethe_store_close(s);
     ql_free(&q);
     return status;
-oom:
-    cli_error("out of memory");
-    ql_free(&q);
-    return CLI_EXIT_FAILED;
 }
 
 /* ---------------------------------------------------------------- lookup */
@@ -551,6 +592,94 @@ int cmd_log(int argc, char **argv)
 
 /* ---------------------------------------------------------------- policy */
 
+static void policy_help(void)
+{
+    printf("usage: lethe policy show\n"
+           "       lethe policy set KEY BASES [--dry-run]\n"
+           "       lethe policy check JURISDICTION CONSENT\n\n"
+           "The consent policy says, per jurisdiction, on which consent bases a face\n"
+           "template may be computed. KEY is default, EEA, a country (US) or a\n"
+           "subdivision (US-IL); the most specific rule decides. BASES is a list of\n"
+           "explicit, public-license, none (comma-separated), or 'refuse'. withdrawn\n"
+           "always refuses. The shipped policy requires explicit consent for default,\n"
+           "EEA, GB, US-IL (BIPA), US-TX and US-WA.\n\n"
+           "'set' drops the templates already held that the new rule refuses (and\n"
+           "says how many; --dry-run only counts). 'check' prints allowed or refused\n"
+           "and the deciding rule; exit 0 when allowed, 1 when refused.\n\n%s",
+           cli_common_help);
+}
+
+/* policy show: the policy's text. Returns the exit status. */
+static int policy_show(lethe_store *s, int json)
+{
+    char *text = NULL;
+    int status = CLI_EXIT_OK;
+    if (lethe_policy_get(s, &text) != LETHE_OK) {
+        cli_error("policy: %s", lethe_store_errmsg(s));
+        status = CLI_EXIT_FAILED;
+    } else if (json) {
+        printf("{\"policy\":");
+        json_put_string(stdout, text);
+        printf("}\n");
+    } else {
+        fputs(text, stdout);
+    }
+    lethe_free_string(text);
+    return status;
+}
+
+/* policy set KEY BASES ('refuse': none): the rule, and how many templates
+ * it drops (would drop, when dry). Returns the exit status. */
+static int policy_set(lethe_store *s, const cli_common *c, const char *key, const char *arg,
+                      int dry)
+{
+    uint64_t dropped = 0;
+    const char *bases = !strcmp(arg, "refuse") ? "" : arg;
+    int rc = lethe_policy_set(s, key, bases, c->actor, dry, &dropped);
+    if (rc != LETHE_OK) {
+        cli_error("policy set: %s", lethe_store_errmsg(s));
+        return rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+    }
+    if (c->json) {
+        printf("{\"key\":");
+        json_put_string(stdout, key);
+        printf(",\"allows\":");
+        json_put_string(stdout, bases);
+        printf(",\"dry_run\":%s,\"templates_dropped\":%llu}\n", dry ? "true" : "false",
+               (unsigned long long)dropped);
+    } else {
+        printf("%s %s: %s; %llu template%s %s\n", dry ? "would set" : "set", key,
+               *bases ? bases : "refuse", (unsigned long long)dropped,
+               dropped == 1 ? "" : "s", dry ? "would be dropped" : "dropped");
+    }
+    return CLI_EXIT_OK;
+}
+
+/* policy check JURISDICTION CONSENT: allowed (exit 0) or refused (exit 1),
+ * and the deciding rule. */
+static int policy_check(lethe_store *s, int json, const char *jurisdiction,
+                        const char *consent)
+{
+    const char *rule = NULL;
+    int r = lethe_policy_check(s, jurisdiction, consent, &rule);
+    if (r < 0) {
+        cli_error("policy check: %s", lethe_store_errmsg(s));
+        return CLI_EXIT_USAGE;
+    }
+    if (json) {
+        printf("{\"jurisdiction\":");
+        json_put_string(stdout, jurisdiction);
+        printf(",\"consent\":");
+        json_put_string(stdout, consent);
+        printf(",\"allowed\":%s,\"rule\":", r ? "true" : "false");
+        json_put_string(stdout, rule ? rule : "");
+        printf("}\n");
+    } else {
+        printf("%s (rule: %s)\n", r ? "allowed" : "refused", rule ? rule : "?");
+    }
+    return r ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
 int cmd_policy(int argc, char **argv)
 {
     cli_common c;
@@ -558,19 +687,7 @@ int cmd_policy(int argc, char **argv)
     int na = 0, dry = 0;
     cli_common_init(&c);
     if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: lethe policy show\n"
-               "       lethe policy set KEY BASES [--dry-run]\n"
-               "       lethe policy check JURISDICTION CONSENT\n\n"
-               "The consent policy says, per jurisdiction, on which consent bases a face\n"
-               "template may be computed. KEY is default, EEA, a country (US) or a\n"
-               "subdivision (US-IL); the most specific rule decides. BASES is a list of\n"
-               "explicit, public-license, none (comma-separated), or 'refuse'. withdrawn\n"
-               "always refuses. The shipped policy requires explicit consent for default,\n"
-               "EEA, GB, US-IL (BIPA), US-TX and US-WA.\n\n"
-               "'set' drops the templates already held that the new rule refuses (and\n"
-               "says how many; --dry-run only counts). 'check' prints allowed or refused\n"
-               "and the deciding rule; exit 0 when allowed, 1 when refused.\n\n%s",
-               cli_common_help);
+        policy_help();
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     for (int i = 1; i < argc; i++) {
@@ -598,62 +715,15 @@ int cmd_policy(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     lethe_store *s = cli_open_store(&c, !strcmp(sub, "set") ? 0 : LETHE_STORE_READONLY);
-    int status = CLI_EXIT_OK;
+    int status;
     if (!s)
         return CLI_EXIT_FAILED;
-    if (!strcmp(sub, "show")) {
-        char *text = NULL;
-        if (lethe_policy_get(s, &text) != LETHE_OK) {
-            cli_error("policy: %s", lethe_store_errmsg(s));
-            status = CLI_EXIT_FAILED;
-        } else if (c.json) {
-            printf("{\"policy\":");
-            json_put_string(stdout, text);
-            printf("}\n");
-        } else {
-            fputs(text, stdout);
-        }
-        lethe_free_string(text);
-    } else if (!strcmp(sub, "set")) {
-        uint64_t dropped = 0;
-        const char *bases = !strcmp(args[2], "refuse") ? "" : args[2];
-        int rc = lethe_policy_set(s, args[1], bases, c.actor, dry, &dropped);
-        if (rc != LETHE_OK) {
-            cli_error("policy set: %s", lethe_store_errmsg(s));
-            status = rc == LETHE_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
-        } else if (c.json) {
-            printf("{\"key\":");
-            json_put_string(stdout, args[1]);
-            printf(",\"allows\":");
-            json_put_string(stdout, bases);
-            printf(",\"dry_run\":%s,\"templates_dropped\":%llu}\n", dry ? "true" : "false",
-                   (unsigned long long)dropped);
-        } else {
-            printf("%s %s: %s; %llu template%s %s\n", dry ? "would set" : "set", args[1],
-                   *bases ? bases : "refuse", (unsigned long long)dropped,
-                   dropped == 1 ? "" : "s", dry ? "would be dropped" : "dropped");
-        }
-    } else {
-        const char *rule = NULL;
-        int r = lethe_policy_check(s, args[1], args[2], &rule);
-        if (r < 0) {
-            cli_error("policy check: %s", lethe_store_errmsg(s));
-            status = CLI_EXIT_USAGE;
-        } else {
-            if (c.json) {
-                printf("{\"jurisdiction\":");
-                json_put_string(stdout, args[1]);
-                printf(",\"consent\":");
-                json_put_string(stdout, args[2]);
-                printf(",\"allowed\":%s,\"rule\":", r ? "true" : "false");
-                json_put_string(stdout, rule ? rule : "");
-                printf("}\n");
-            } else {
-                printf("%s (rule: %s)\n", r ? "allowed" : "refused", rule ? rule : "?");
-            }
-            status = r ? CLI_EXIT_OK : CLI_EXIT_FAILED;
-        }
-    }
+    if (!strcmp(sub, "show"))
+        status = policy_show(s, c.json);
+    else if (!strcmp(sub, "set"))
+        status = policy_set(s, &c, args[1], args[2], dry);
+    else
+        status = policy_check(s, c.json, args[1], args[2]);
     lethe_store_close(s);
     return status;
 }

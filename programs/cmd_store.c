@@ -431,6 +431,212 @@ static void ingest_help(void)
         cli_common_help);
 }
 
+/* Exactly one kind of input, and options that go with it. Returns
+ * CLI_EXIT_OK or CLI_EXIT_USAGE (message printed). */
+static int ingest_check_inputs(const ingest_cli *g, size_t npaths)
+{
+    int modes = (npaths > 0) + (g->manifest != NULL) + (g->descriptors != NULL);
+    if (modes != 1) {
+        cli_error("ingest: give photos or folders, or --manifest FILE, or --descriptors FILE "
+                  "(exactly one kind; try 'lethe ingest --help')");
+        return CLI_EXIT_USAGE;
+    }
+    if (g->sidecar && !g->descriptors) {
+        cli_error("ingest: --sidecar goes with --descriptors");
+        return CLI_EXIT_USAGE;
+    }
+    if (g->allow_outside && !g->manifest) {
+        cli_error("ingest: --allow-outside goes with --manifest");
+        return CLI_EXIT_USAGE;
+    }
+    if (g->descriptors) {
+        const char *dot = strrchr(g->descriptors, '.');
+        if (dot && (!strcmp(dot, ".f32") || !strcmp(dot, ".bin")) && !g->sidecar) {
+            cli_error("ingest: %s looks like raw float32 descriptors: give their provenance "
+                      "with --sidecar FILE", g->descriptors);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The command line into *g, the photos and folders it names into *paths
+ * (folders searched now). Returns CLI_EXIT_OK to go on, else the exit status
+ * (message printed); the caller frees *paths either way. */
+static int ingest_parse(ingest_cli *g, pathlist *paths, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        int bad = 0, r = cli_common_parse(&g->c, argc, argv, &i);
+        const char *v;
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--manifest", &bad)))
+            g->manifest = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--descriptors", &bad)))
+            g->descriptors = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--sidecar", &bad)))
+            g->sidecar = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--source", &bad)))
+            g->defaults.source = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--uploader", &bad)))
+            g->defaults.uploader = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--license", &bad)))
+            g->defaults.license = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--jurisdiction", &bad)))
+            g->defaults.jurisdiction = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--consent", &bad)))
+            g->defaults.consent = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--collected-at", &bad)))
+            g->defaults.collected_at = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
+            g->models = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
+            if (cli_parse_precision("ingest", v, &g->precision) < 0)
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (*end || t < 0 || t > 1024) {
+                cli_error("ingest: --threads: '%s' is not a number from 0 to 1024", v);
+                return CLI_EXIT_USAGE;
+            }
+            g->threads = (int)t;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
+            g->quiet = 1;
+        else if (!strcmp(argv[i], "--allow-outside"))
+            g->allow_outside = 1;
+        else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("ingest", argv[i]);
+        else if (collect(paths, argv[i], 1) < 0) {
+            cli_error("out of memory");
+            return CLI_EXIT_FAILED;
+        }
+    }
+    return ingest_check_inputs(g, paths->n);
+}
+
+/* Open the store (and, for photos, the engine) and begin the ingest into
+ * g->ing. Returns CLI_EXIT_OK, else the exit status (message printed) with
+ * whatever it opened closed again and *sp, *ep NULL. */
+static int ingest_start(ingest_cli *g, lethe_store **sp, lethe_engine **ep)
+{
+    lethe_store *s;
+    lethe_engine *engine = NULL;
+    int rc = CLI_EXIT_FAILED;
+
+    if (!(s = cli_open_store(&g->c, 0)))
+        return CLI_EXIT_FAILED;
+    /* Command-line provenance is checked once, not once per photo. */
+    if ((g->defaults.jurisdiction || g->defaults.consent) &&
+        lethe_policy_check(s, g->defaults.jurisdiction, g->defaults.consent, NULL) < 0) {
+        cli_error("ingest: %s", lethe_store_errmsg(s));
+        rc = CLI_EXIT_USAGE;
+        goto out_close;
+    }
+    if (!g->descriptors) {
+        lethe_engine_options eo;
+        lethe_engine_options_init(&eo);
+        eo.model_dir = g->models;
+        eo.threads = g->threads;
+        eo.precision = g->precision;
+        if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
+            cli_error("%s", lethe_engine_errmsg(engine));
+            goto out_close;
+        }
+    }
+    lethe_ingest_options io;
+    lethe_ingest_options_init(&io);
+    io.engine = engine;
+    io.actor = g->c.actor;
+    io.threads = g->threads;
+    io.on_error = on_error;
+    io.ctx = g;
+    if (lethe_ingest_begin(s, &io, &g->ing) != LETHE_OK) {
+        cli_error("%s", lethe_store_errmsg(s));
+        goto out_close;
+    }
+    *sp = s;
+    *ep = engine;
+    return CLI_EXIT_OK;
+out_close:
+    lethe_engine_close(engine);
+    lethe_store_close(s);
+    return rc;
+}
+
+/* Feed every input to the ingest; returns 1 if it had to stop (the store
+ * failed, or a manifest could not be read on), else 0. */
+static int ingest_inputs(ingest_cli *g, const pathlist *paths)
+{
+    int fatal = 0;
+    if (paths->n) {
+        g->total = paths->n;
+        lethe_provenance p = g->defaults;
+        for (size_t i = 0; i < paths->n && !fatal; i++) {
+            if (lethe_ingest_photo(g->ing, paths->v[i], &p, 0) != LETHE_OK)
+                fatal = 1;
+            show_progress(g, 0);
+        }
+    } else if (g->manifest) {
+        fatal = ingest_manifest(g, g->manifest,
+                                g->allow_outside ? LETHE_MANIFEST_ALLOW_OUTSIDE : 0) < 0;
+    } else if (g->sidecar) { /* raw float32: ingest_check_inputs() made sure */
+        fatal = ingest_raw(g) < 0;
+    } else {
+        fatal = ingest_manifest(g, g->descriptors, LETHE_MANIFEST_DESCRIPTORS) < 0;
+    }
+    return fatal;
+}
+
+/* The summary on stdout: one JSON object with every error (--json), or one
+ * line and what needs saying about opt-outs and an uncommitted batch. */
+static void ingest_summary(const ingest_cli *g, const lethe_ingest_stats *st, double secs,
+                           int fatal)
+{
+    if (g->c.json) {
+        printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
+               "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
+               "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
+               "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
+               "\"complete\":%s,\"errors\":[",
+               (unsigned long long)st->seen, (unsigned long long)st->added,
+               (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
+               (unsigned long long)st->faces, (unsigned long long)st->templates,
+               (unsigned long long)st->refused, (unsigned long long)st->withdrawn,
+               (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
+               (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted,
+               secs, secs > 0 ? (double)st->seen / secs : 0.0, fatal ? "false" : "true");
+        for (size_t i = 0; i < g->nerr; i++) {
+            printf("%s{\"file\":", i ? "," : "");
+            json_put_string(stdout, g->errs[i].input);
+            if (g->errs[i].line)
+                printf(",\"line\":%zu", g->errs[i].line);
+            printf(",\"reason\":");
+            json_put_string(stdout, g->errs[i].msg);
+            printf("}");
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("%llu seen, %llu added, %llu duplicates, %llu provenance records, %llu faces, "
+           "%llu templates stored, %llu photos refused by policy, %llu errors (%.1f s)\n",
+           (unsigned long long)st->seen, (unsigned long long)st->added,
+           (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
+           (unsigned long long)st->faces, (unsigned long long)st->templates,
+           (unsigned long long)st->refused, (unsigned long long)st->errors, secs);
+    if (st->opted_out || st->opted_out_faces)
+        printf("%llu photos and %llu faces refused by standing opt-outs\n",
+               (unsigned long long)st->opted_out, (unsigned long long)st->opted_out_faces);
+    if (st->uncommitted)
+        printf("NOT COMMITTED: %llu inputs of the batch that failed (run the same ingest "
+               "again: what is committed is not added twice)\n",
+               (unsigned long long)st->uncommitted);
+}
+
 int cmd_ingest(int argc, char **argv)
 {
     ingest_cli g;
@@ -438,7 +644,7 @@ int cmd_ingest(int argc, char **argv)
     lethe_engine *engine = NULL;
     lethe_store *s = NULL;
     lethe_ingest_stats st;
-    int rc = 0, fatal = 0;
+    int rc, fatal;
 
     memset(&g, 0, sizeof(g));
     cli_common_init(&g.c);
@@ -446,187 +652,22 @@ int cmd_ingest(int argc, char **argv)
         ingest_help();
         return CLI_EXIT_OK;
     }
-    for (int i = 1; i < argc; i++) {
-        int bad = 0, r = cli_common_parse(&g.c, argc, argv, &i);
-        const char *v;
-        if (r < 0)
-            goto usage;
-        if (r > 0)
-            continue;
-        if ((v = cli_flag_value(argc, argv, &i, "--manifest", &bad)))
-            g.manifest = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--descriptors", &bad)))
-            g.descriptors = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--sidecar", &bad)))
-            g.sidecar = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--source", &bad)))
-            g.defaults.source = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--uploader", &bad)))
-            g.defaults.uploader = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--license", &bad)))
-            g.defaults.license = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--jurisdiction", &bad)))
-            g.defaults.jurisdiction = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--consent", &bad)))
-            g.defaults.consent = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--collected-at", &bad)))
-            g.defaults.collected_at = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
-            g.models = v;
-        else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
-            if (cli_parse_precision("ingest", v, &g.precision) < 0)
-                goto usage;
-        } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
-            char *end;
-            long t = strtol(v, &end, 10);
-            if (*end || t < 0 || t > 1024) {
-                cli_error("ingest: --threads: '%s' is not a number from 0 to 1024", v);
-                goto usage;
-            }
-            g.threads = (int)t;
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
-            g.quiet = 1;
-        else if (!strcmp(argv[i], "--allow-outside"))
-            g.allow_outside = 1;
-        else if (bad)
-            goto usage;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = cli_unknown_option("ingest", argv[i]);
-            pl_free(&paths);
-            return rc;
-        } else if (collect(&paths, argv[i], 1) < 0) {
-            cli_error("out of memory");
-            pl_free(&paths);
-            return CLI_EXIT_FAILED;
-        }
-    }
-    int modes = (paths.n > 0) + (g.manifest != NULL) + (g.descriptors != NULL);
-    if (modes != 1) {
-        cli_error("ingest: give photos or folders, or --manifest FILE, or --descriptors FILE "
-                  "(exactly one kind; try 'lethe ingest --help')");
-        goto usage;
-    }
-    if (g.sidecar && !g.descriptors) {
-        cli_error("ingest: --sidecar goes with --descriptors");
-        goto usage;
-    }
-    if (g.allow_outside && !g.manifest) {
-        cli_error("ingest: --allow-outside goes with --manifest");
-        goto usage;
-    }
-    int raw = g.descriptors && !g.sidecar ? 0 : g.descriptors != NULL;
-    if (g.descriptors) {
-        const char *dot = strrchr(g.descriptors, '.');
-        if (dot && (!strcmp(dot, ".f32") || !strcmp(dot, ".bin")) && !g.sidecar) {
-            cli_error("ingest: %s looks like raw float32 descriptors: give their provenance "
-                      "with --sidecar FILE", g.descriptors);
-            goto usage;
-        }
-    }
-    if (!(s = cli_open_store(&g.c, 0))) {
+    if ((rc = ingest_parse(&g, &paths, argc, argv)) != CLI_EXIT_OK ||
+        (rc = ingest_start(&g, &s, &engine)) != CLI_EXIT_OK) {
         pl_free(&paths);
-        return CLI_EXIT_FAILED;
-    }
-    /* Command-line provenance is checked once, not once per photo. */
-    if ((g.defaults.jurisdiction || g.defaults.consent) &&
-        lethe_policy_check(s, g.defaults.jurisdiction, g.defaults.consent, NULL) < 0) {
-        cli_error("ingest: %s", lethe_store_errmsg(s));
-        lethe_store_close(s);
-        pl_free(&paths);
-        return CLI_EXIT_USAGE;
-    }
-    if (!g.descriptors) {
-        lethe_engine_options eo;
-        lethe_engine_options_init(&eo);
-        eo.model_dir = g.models;
-        eo.threads = g.threads;
-        eo.precision = g.precision;
-        if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
-            cli_error("%s", lethe_engine_errmsg(engine));
-            lethe_engine_close(engine);
-            lethe_store_close(s);
-            pl_free(&paths);
-            return CLI_EXIT_FAILED;
-        }
-    }
-    lethe_ingest_options io;
-    lethe_ingest_options_init(&io);
-    io.engine = engine;
-    io.actor = g.c.actor;
-    io.threads = g.threads;
-    io.on_error = on_error;
-    io.ctx = &g;
-    if (lethe_ingest_begin(s, &io, &g.ing) != LETHE_OK) {
-        cli_error("%s", lethe_store_errmsg(s));
-        lethe_engine_close(engine);
-        lethe_store_close(s);
-        pl_free(&paths);
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     g.progress = !g.quiet && isatty(STDERR_FILENO);
     clock_gettime(CLOCK_MONOTONIC, &g.t0);
     g.last = g.t0;
-    if (paths.n) {
-        g.total = paths.n;
-        lethe_provenance p = g.defaults;
-        for (size_t i = 0; i < paths.n && !fatal; i++) {
-            if (lethe_ingest_photo(g.ing, paths.v[i], &p, 0) != LETHE_OK)
-                fatal = 1;
-            show_progress(&g, 0);
-        }
-    } else if (g.manifest) {
-        fatal = ingest_manifest(&g, g.manifest,
-                                g.allow_outside ? LETHE_MANIFEST_ALLOW_OUTSIDE : 0) < 0;
-    } else if (raw) {
-        fatal = ingest_raw(&g) < 0;
-    } else {
-        fatal = ingest_manifest(&g, g.descriptors, LETHE_MANIFEST_DESCRIPTORS) < 0;
-    }
+    fatal = ingest_inputs(&g, &paths);
     rc = lethe_ingest_end(g.ing, &st);
     show_progress(&g, 1);
     if (rc != LETHE_OK) {
         cli_error("ingest: %s", lethe_store_errmsg(s));
         fatal = 1;
     }
-    double secs = since(&g.t0);
-    if (g.c.json) {
-        printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
-               "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-               "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
-               "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
-               "\"complete\":%s,\"errors\":[",
-               (unsigned long long)st.seen, (unsigned long long)st.added,
-               (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
-               (unsigned long long)st.faces, (unsigned long long)st.templates,
-               (unsigned long long)st.refused, (unsigned long long)st.withdrawn,
-               (unsigned long long)st.no_face, (unsigned long long)st.opted_out,
-               (unsigned long long)st.opted_out_faces, (unsigned long long)st.uncommitted, secs,
-               secs > 0 ? (double)st.seen / secs : 0.0, fatal ? "false" : "true");
-        for (size_t i = 0; i < g.nerr; i++) {
-            printf("%s{\"file\":", i ? "," : "");
-            json_put_string(stdout, g.errs[i].input);
-            if (g.errs[i].line)
-                printf(",\"line\":%zu", g.errs[i].line);
-            printf(",\"reason\":");
-            json_put_string(stdout, g.errs[i].msg);
-            printf("}");
-        }
-        printf("]}\n");
-    } else {
-        printf("%llu seen, %llu added, %llu duplicates, %llu provenance records, %llu faces, "
-               "%llu templates stored, %llu photos refused by policy, %llu errors (%.1f s)\n",
-               (unsigned long long)st.seen, (unsigned long long)st.added,
-               (unsigned long long)st.duplicates, (unsigned long long)st.provenance,
-               (unsigned long long)st.faces, (unsigned long long)st.templates,
-               (unsigned long long)st.refused, (unsigned long long)st.errors, secs);
-        if (st.opted_out || st.opted_out_faces)
-            printf("%llu photos and %llu faces refused by standing opt-outs\n",
-                   (unsigned long long)st.opted_out, (unsigned long long)st.opted_out_faces);
-        if (st.uncommitted)
-            printf("NOT COMMITTED: %llu inputs of the batch that failed (run the same ingest "
-                   "again: what is committed is not added twice)\n",
-                   (unsigned long long)st.uncommitted);
-    }
+    ingest_summary(&g, &st, since(&g.t0), fatal);
     for (size_t i = 0; i < g.nerr; i++) {
         free(g.errs[i].input);
         free(g.errs[i].msg);
@@ -636,8 +677,4 @@ int cmd_ingest(int argc, char **argv)
     lethe_engine_close(engine);
     lethe_store_close(s);
     return fatal || g.nerr ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-usage:
-    /* a usage error: free the paths collected so far */
-    pl_free(&paths);
-    return CLI_EXIT_USAGE;
 }

@@ -638,19 +638,23 @@ static int csv_quote_error(manifest *m, size_t start_line, size_t first_nl, char
     return row_fail(err, errlen, start_line, "%s", what);
 }
 
-/*
- * Read one CSV record into m->fld / m->arena. Returns MANIFEST_ROW,
- * MANIFEST_END, MANIFEST_BAD_ROW (err set) or MANIFEST_FATAL.
- */
-static int csv_record(manifest *m, size_t *start_line, char *err, size_t errlen)
-{
-    enum { FIELD_START, UNQUOTED, QUOTED, QUOTE_SEEN } state = FIELD_START;
-    size_t first_nl = 0; /* offset from mark just past the first line break, 0: none */
-    int nul = 0;
-    char lim[32];
+/* csv_skip_blank_lines, csv_line_break and csv_take: the record goes on
+ * (not one of the MANIFEST_* results). */
+#define CSV_GO_ON 2
 
-    /* Blank lines (nothing, or only spaces and tabs) between records are
-     * skipped. */
+/* Where the reading of one CSV record is. */
+typedef struct csv_state {
+    enum { FIELD_START, UNQUOTED, QUOTED, QUOTE_SEEN } at;
+    size_t start_line; /* the record's first line */
+    size_t first_nl;   /* offset from mark just past the first line break, 0: none */
+    int nul;           /* a NUL byte was seen */
+} csv_state;
+
+/* Blank lines (nothing, or only spaces and tabs) between records are
+ * skipped. Returns CSV_GO_ON with m->mark at the record's first byte,
+ * MANIFEST_END or MANIFEST_FATAL. */
+static int csv_skip_blank_lines(manifest *m)
+{
     for (;;) {
         size_t k = 0;
         uint8_t c = 0;
@@ -662,7 +666,7 @@ static int csv_record(manifest *m, size_t *start_line, char *err, size_t errlen)
         if (m->fatal)
             return MANIFEST_FATAL;
         if (k > m->max_record)
-            break; /* an over-long line of spaces: csv_record says so below */
+            return CSV_GO_ON; /* an over-long line of spaces: csv_record says so */
         if (m->pos + k >= m->len) { /* the end of the input */
             if (k == 0)
                 return MANIFEST_END;
@@ -687,9 +691,128 @@ static int csv_record(manifest *m, size_t *start_line, char *err, size_t errlen)
                 continue;
             }
         }
+        return CSV_GO_ON;
+    }
+}
+
+/* Outside quotes, whether c = data[pos] ends the record: a line break (LF,
+ * CRLF, or a CR at the very end of the input), consumed; MANIFEST_ROW if so,
+ * CSV_GO_ON if not, MANIFEST_FATAL. A CR alone elsewhere is data. */
+static int csv_line_break(manifest *m, unsigned char c)
+{
+    if (c == '\n') {
+        m->pos++;
+        m->line++;
+        return MANIFEST_ROW;
+    }
+    if (c == '\r') {
+        if (!have(m, 1)) {
+            if (m->fatal)
+                return MANIFEST_FATAL;
+            m->pos++;
+            return MANIFEST_ROW;
+        }
+        if (m->data[m->pos + 1] == '\n') {
+            m->pos += 2;
+            m->line++;
+            return MANIFEST_ROW;
+        }
+    }
+    return CSV_GO_ON;
+}
+
+/* The record has reached max_record bytes: skip it and say so. */
+static int csv_too_long(manifest *m, const csv_state *st, char *err, size_t errlen)
+{
+    char lim[32];
+
+    limit_text(m->max_record, lim, sizeof(lim));
+    if (st->first_nl) {
+        char what[96];
+        snprintf(what, sizeof(what), "record longer than %s (an unterminated quoted field?)",
+                 lim);
+        return csv_quote_error(m, st->start_line, st->first_nl, err, errlen, what);
+    }
+    skip_line(m);
+    if (m->fatal)
+        return MANIFEST_FATAL;
+    return row_fail(err, errlen, st->start_line, "line longer than %s", lim);
+}
+
+/* Take the byte c (already consumed) into the record. Returns CSV_GO_ON, or
+ * the result of the record when c ends it badly: MANIFEST_BAD_ROW (a
+ * quoting error) or MANIFEST_FATAL. */
+static int csv_take(manifest *m, csv_state *st, unsigned char c, char *err, size_t errlen)
+{
+    switch (st->at) {
+    case FIELD_START:
+        if (c == '"') {
+            st->at = QUOTED;
+        } else if (c == ',') {
+            if (!end_field(m))
+                return MANIFEST_FATAL;
+        } else {
+            if (!arena_put(m, (char)c))
+                return MANIFEST_FATAL;
+            st->at = UNQUOTED;
+        }
+        break;
+    case UNQUOTED:
+        if (c == ',') {
+            if (!end_field(m))
+                return MANIFEST_FATAL;
+            st->at = FIELD_START;
+        } else if (c == '"') {
+            return csv_quote_error(m, st->start_line, st->first_nl, err, errlen,
+                                   "quote inside an unquoted field (quote the whole field "
+                                   "and double the quote: \"a \"\"b\"\"\")");
+        } else if (!arena_put(m, (char)c)) {
+            return MANIFEST_FATAL;
+        }
+        break;
+    case QUOTED:
+        if (c == '"') {
+            st->at = QUOTE_SEEN;
+            break;
+        }
+        if (!arena_put(m, (char)c))
+            return MANIFEST_FATAL;
+        if (c == '\n') {
+            m->line++;
+            if (!st->first_nl)
+                st->first_nl = m->pos - m->mark;
+        }
+        break;
+    case QUOTE_SEEN:
+        if (c == '"') {
+            if (!arena_put(m, '"'))
+                return MANIFEST_FATAL;
+            st->at = QUOTED;
+        } else if (c == ',') {
+            if (!end_field(m))
+                return MANIFEST_FATAL;
+            st->at = FIELD_START;
+        } else {
+            return csv_quote_error(m, st->start_line, st->first_nl, err, errlen,
+                                   "character after a closing quote");
+        }
         break;
     }
-    *start_line = m->line;
+    return CSV_GO_ON;
+}
+
+/*
+ * Read one CSV record into m->fld / m->arena. Returns MANIFEST_ROW,
+ * MANIFEST_END, MANIFEST_BAD_ROW (err set) or MANIFEST_FATAL.
+ */
+static int csv_record(manifest *m, size_t *start_line, char *err, size_t errlen)
+{
+    csv_state st = {FIELD_START, 0, 0, 0};
+    int rc = csv_skip_blank_lines(m);
+
+    if (rc != CSV_GO_ON)
+        return rc;
+    *start_line = st.start_line = m->line;
     m->arena_len = 0;
     m->nfld = 0;
     if (!m->fld) {
@@ -708,107 +831,29 @@ static int csv_record(manifest *m, size_t *start_line, char *err, size_t errlen)
         if (!have(m, 0)) {
             if (m->fatal)
                 return MANIFEST_FATAL;
-            if (state == QUOTED)
-                return csv_quote_error(m, *start_line, first_nl, err, errlen,
+            if (st.at == QUOTED)
+                return csv_quote_error(m, st.start_line, st.first_nl, err, errlen,
                                        "unterminated quoted field");
             break; /* the end of the file ends the record */
         }
         c = m->data[m->pos];
-        if (state != QUOTED) {
-            if (c == '\n') {
-                m->pos++;
-                m->line++;
-                break;
-            }
-            if (c == '\r') {
-                if (!have(m, 1)) {
-                    if (m->fatal)
-                        return MANIFEST_FATAL;
-                    m->pos++;
-                    break;
-                }
-                if (m->data[m->pos + 1] == '\n') {
-                    m->pos += 2;
-                    m->line++;
-                    break;
-                }
-            }
-        }
-        if (m->pos - m->mark >= m->max_record) {
-            limit_text(m->max_record, lim, sizeof(lim));
-            if (first_nl) {
-                char what[96];
-                snprintf(what, sizeof(what),
-                         "record longer than %s (an unterminated quoted field?)", lim);
-                return csv_quote_error(m, *start_line, first_nl, err, errlen, what);
-            }
-            skip_line(m);
-            if (m->fatal)
+        if (st.at != QUOTED && (rc = csv_line_break(m, c)) != CSV_GO_ON) {
+            if (rc == MANIFEST_FATAL)
                 return MANIFEST_FATAL;
-            return row_fail(err, errlen, *start_line, "line longer than %s", lim);
+            break;
         }
+        if (m->pos - m->mark >= m->max_record)
+            return csv_too_long(m, &st, err, errlen);
         m->pos++;
         if (c == '\0')
-            nul = 1;
-        switch (state) {
-        case FIELD_START:
-            if (c == '"') {
-                state = QUOTED;
-            } else if (c == ',') {
-                if (!end_field(m))
-                    return MANIFEST_FATAL;
-            } else {
-                if (!arena_put(m, (char)c))
-                    return MANIFEST_FATAL;
-                state = UNQUOTED;
-            }
-            break;
-        case UNQUOTED:
-            if (c == ',') {
-                if (!end_field(m))
-                    return MANIFEST_FATAL;
-                state = FIELD_START;
-            } else if (c == '"') {
-                return csv_quote_error(m, *start_line, first_nl, err, errlen,
-                                       "quote inside an unquoted field (quote the whole field "
-                                       "and double the quote: \"a \"\"b\"\"\")");
-            } else if (!arena_put(m, (char)c)) {
-                return MANIFEST_FATAL;
-            }
-            break;
-        case QUOTED:
-            if (c == '"') {
-                state = QUOTE_SEEN;
-                break;
-            }
-            if (!arena_put(m, (char)c))
-                return MANIFEST_FATAL;
-            if (c == '\n') {
-                m->line++;
-                if (!first_nl)
-                    first_nl = m->pos - m->mark;
-            }
-            break;
-        case QUOTE_SEEN:
-            if (c == '"') {
-                if (!arena_put(m, '"'))
-                    return MANIFEST_FATAL;
-                state = QUOTED;
-            } else if (c == ',') {
-                if (!end_field(m))
-                    return MANIFEST_FATAL;
-                state = FIELD_START;
-            } else {
-                return csv_quote_error(m, *start_line, first_nl, err, errlen,
-                                       "character after a closing quote");
-            }
-            break;
-        }
+            st.nul = 1;
+        if ((rc = csv_take(m, &st, c, err, errlen)) != CSV_GO_ON)
+            return rc;
     }
     if (!end_field(m))
         return MANIFEST_FATAL;
-    if (nul)
-        return row_fail(err, errlen, *start_line, "NUL byte");
+    if (st.nul)
+        return row_fail(err, errlen, st.start_line, "NUL byte");
     return MANIFEST_ROW;
 }
 

@@ -218,19 +218,10 @@ static int load_rows(const json_value *arr, const char *path, const char *const 
     return 0;
 }
 
-static int ds_load(const json_value *root, datasheet *d, char *err, size_t errlen)
+/* The schema version: present, a number, and the one this renderer reads. */
+static int ds_check_version(const json_value *root, char *err, size_t errlen)
 {
-    const json_value *v, *store, *totals, *by, *arr, *searches, *log;
-    char where[128];
-
-    assert(strcmp(totals_spec[T_PHOTOS].field, "photos") == 0);
-    assert(strcmp(totals_spec[T_SEARCHES].field, "searches") == 0);
-    memset(d, 0, sizeof(*d));
-    if (root->type != JSON_OBJECT) {
-        lethe_fail(err, errlen, -1, "datasheet: the document must be a JSON object");
-        return -1;
-    }
-    v = json_get(root, "lethe_datasheet");
+    const json_value *v = json_get(root, "lethe_datasheet");
     if (!v)
         return missing(err, errlen, "", "lethe_datasheet");
     if (v->type != JSON_NUMBER || v->number != DS_VERSION) {
@@ -244,8 +235,13 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
                        DS_VERSION);
         return -1;
     }
-    if (get_text(root, "", "generated_at", &d->generated_at, err, errlen))
-        return -1;
+    return 0;
+}
+
+/* "store" and "totals". */
+static int ds_load_store_totals(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *store, *totals;
 
     if (get_member(root, "", "store", JSON_OBJECT, &store, err, errlen) ||
         get_text(store, "store", "path", &d->store_path, err, errlen) ||
@@ -259,6 +255,14 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
     for (size_t i = 0; i < DS_N_TOTALS; i++)
         if (get_count(totals, "totals", totals_spec[i].field, &d->totals[i], err, errlen))
             return -1;
+    return 0;
+}
+
+/* "by": one array of rows per breakdown, in by_spec's order. */
+static int ds_load_by(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *by, *arr;
+    char where[128];
 
     if (get_member(root, "", "by", JSON_OBJECT, &by, err, errlen))
         return -1;
@@ -270,6 +274,14 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
                       errlen))
             return -1;
     }
+    return 0;
+}
+
+/* "policy": an array of {key, allows: [string...]}. */
+static int ds_load_policy(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *arr;
+    char where[128];
 
     if (get_member(root, "", "policy", JSON_ARRAY, &arr, err, errlen))
         return -1;
@@ -298,15 +310,13 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
         d->policy[i].allows = allows;
         d->n_policy = i + 1;
     }
+    return 0;
+}
 
-    if (get_member(root, "", "searches", JSON_OBJECT, &searches, err, errlen) ||
-        get_member(searches, "searches", "by_purpose", JSON_ARRAY, &arr, err, errlen) ||
-        load_rows(arr, "searches.by_purpose", search_values, LETHE_ARRAY_LEN(search_values),
-                  &d->by_purpose, err, errlen) ||
-        get_member(searches, "searches", "by_actor", JSON_ARRAY, &arr, err, errlen) ||
-        load_rows(arr, "searches.by_actor", search_values, LETHE_ARRAY_LEN(search_values),
-                  &d->by_actor, err, errlen))
-        return -1;
+/* "log", then the optional "integrity". */
+static int ds_load_log(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *v, *log;
 
     if (get_member(root, "", "log", JSON_OBJECT, &log, err, errlen) ||
         get_count(log, "log", "entries", &d->log_entries, err, errlen) ||
@@ -339,6 +349,38 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
         d->digest_mismatch = v->type == JSON_FALSE;
     }
     return 0;
+}
+
+/* Check the document against the schema into *d, member by member in the
+ * schema's order, so that the first problem found is the one reported. On
+ * failure *d may hold arrays already loaded: ds_clear() releases them. */
+static int ds_load(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *searches, *arr;
+
+    assert(strcmp(totals_spec[T_PHOTOS].field, "photos") == 0);
+    assert(strcmp(totals_spec[T_SEARCHES].field, "searches") == 0);
+    memset(d, 0, sizeof(*d));
+    if (root->type != JSON_OBJECT) {
+        lethe_fail(err, errlen, -1, "datasheet: the document must be a JSON object");
+        return -1;
+    }
+    if (ds_check_version(root, err, errlen) ||
+        get_text(root, "", "generated_at", &d->generated_at, err, errlen) ||
+        ds_load_store_totals(root, d, err, errlen) || ds_load_by(root, d, err, errlen) ||
+        ds_load_policy(root, d, err, errlen))
+        return -1;
+
+    if (get_member(root, "", "searches", JSON_OBJECT, &searches, err, errlen) ||
+        get_member(searches, "searches", "by_purpose", JSON_ARRAY, &arr, err, errlen) ||
+        load_rows(arr, "searches.by_purpose", search_values, LETHE_ARRAY_LEN(search_values),
+                  &d->by_purpose, err, errlen) ||
+        get_member(searches, "searches", "by_actor", JSON_ARRAY, &arr, err, errlen) ||
+        load_rows(arr, "searches.by_actor", search_values, LETHE_ARRAY_LEN(search_values),
+                  &d->by_actor, err, errlen))
+        return -1;
+
+    return ds_load_log(root, d, err, errlen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -716,7 +758,9 @@ static int is_hex(ds_text t)
     return 1;
 }
 
-static void md_render(sb *b, const datasheet *d)
+/* The title, what the document is, the store's particulars and the log's
+ * status. */
+static void md_head(sb *b, const datasheet *d)
 {
     sb_puts(b, "# Datasheet of a lethe face store\n\n");
     sb_puts(b, "**What this is.** This datasheet describes the lethe face-recognition store "
@@ -734,7 +778,13 @@ static void md_render(sb *b, const datasheet *d)
     put_key(b, d->store_model, MODE_MD, 0);
     sb_puts(b, "\n\n");
     put_log_sentence(b, d, MODE_MD);
-    sb_puts(b, ".\n\n## Summary\n\n| Measure | Count | Share of photos | Meaning |\n");
+    sb_puts(b, ".\n\n");
+}
+
+/* The summary table: every total with its share and meaning. */
+static void md_summary(sb *b, const datasheet *d)
+{
+    sb_puts(b, "## Summary\n\n| Measure | Count | Share of photos | Meaning |\n");
     sb_puts(b, "|---|---:|---:|---|\n");
     for (size_t i = 0; i < DS_N_TOTALS; i++) {
         sb_printf(b, "| %s | ", totals_spec[i].label);
@@ -744,18 +794,10 @@ static void md_render(sb *b, const datasheet *d)
             put_share(b, d->totals[i], d->totals[T_PHOTOS], MODE_MD);
         sb_printf(b, " | %s |\n", totals_spec[i].meaning);
     }
+}
 
-    for (size_t i = 0; i < DS_N_BY; i++) {
-        md_breakdown(b, d, i);
-        if (i == 0) {
-            sb_puts(b, "\n");
-            sb_puts(b, share_note);
-            sb_puts(b, " *Templates* are stored face templates (searchable); *refused* "
-                       "counts photos catalogued without templates because the consent "
-                       "policy refused them.\n");
-        }
-    }
-
+static void md_policy(sb *b, const datasheet *d)
+{
     sb_puts(b, "\n## Consent policy in force\n\nA photo gets face templates only if the "
                "consent basis of one of its provenance records is accepted for its "
                "jurisdiction (and no record withdraws consent); otherwise it is refused.\n\n"
@@ -777,12 +819,11 @@ static void md_render(sb *b, const datasheet *d)
         }
         sb_puts(b, " |\n");
     }
+}
 
-    sb_puts(b, "\n## Searches\n\nEvery search states a purpose and is recorded in the audit "
-               "log with its actor and the number of results it returned.\n");
-    md_searches(b, &d->by_purpose, "Searches by purpose", "Purpose", d->totals[T_SEARCHES]);
-    md_searches(b, &d->by_actor, "Searches by actor", "Actor", d->totals[T_SEARCHES]);
-
+/* The audit log: its status again, then entries, head hash and status. */
+static void md_log(sb *b, const datasheet *d)
+{
     sb_puts(b, "\n## Audit log\n\n");
     put_log_sentence(b, d, MODE_MD);
     sb_puts(b, ".\n\n| Entries | Head hash | Status |\n|---:|---|---|\n| ");
@@ -804,6 +845,32 @@ static void md_render(sb *b, const datasheet *d)
     } else {
         sb_puts(b, " | **NOT intact** |\n");
     }
+}
+
+static void md_render(sb *b, const datasheet *d)
+{
+    md_head(b, d);
+    md_summary(b, d);
+
+    for (size_t i = 0; i < DS_N_BY; i++) {
+        md_breakdown(b, d, i);
+        if (i == 0) {
+            sb_puts(b, "\n");
+            sb_puts(b, share_note);
+            sb_puts(b, " *Templates* are stored face templates (searchable); *refused* "
+                       "counts photos catalogued without templates because the consent "
+                       "policy refused them.\n");
+        }
+    }
+
+    md_policy(b, d);
+
+    sb_puts(b, "\n## Searches\n\nEvery search states a purpose and is recorded in the audit "
+               "log with its actor and the number of results it returned.\n");
+    md_searches(b, &d->by_purpose, "Searches by purpose", "Purpose", d->totals[T_SEARCHES]);
+    md_searches(b, &d->by_actor, "Searches by actor", "Actor", d->totals[T_SEARCHES]);
+
+    md_log(b, d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1059,11 +1126,10 @@ static void html_card(sb *b, uint64_t v, const char *label)
     sb_printf(b, "</span><span class=\"l\">%s</span></div>\n", label);
 }
 
-static void html_render(sb *b, const datasheet *d)
+/* From the doctype to the end of the header: the page's title and style,
+ * the store's particulars, what the document is and the log's status. */
+static void html_head(sb *b, const datasheet *d)
 {
-    static const size_t card_totals[] = {0, 2, 3, 4, 9};
-    static const char *const summary_cols[] = {"Measure", "Count", "Share of photos"};
-
     sb_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
                "style-src 'unsafe-inline'\">\n"
@@ -1093,6 +1159,13 @@ static void html_render(sb *b, const datasheet *d)
               d->log_intact ? "status" : "alert");
     put_log_sentence(b, d, MODE_HTML);
     sb_puts(b, ".</div>\n");
+}
+
+/* The summary: cards for the main totals, then a table of all of them. */
+static void html_summary(sb *b, const datasheet *d)
+{
+    static const size_t card_totals[] = {0, 2, 3, 4, 9};
+    static const char *const summary_cols[] = {"Measure", "Count", "Share of photos"};
 
     sb_puts(b, "<section id=\"summary\">\n<h2>Summary</h2>\n<div class=\"cards\">\n");
     for (size_t i = 0; i < LETHE_ARRAY_LEN(card_totals); i++)
@@ -1114,10 +1187,10 @@ static void html_render(sb *b, const datasheet *d)
     sb_puts(b, " In the charts below, blue bars count stored face templates (searchable) "
                "and orange bars count photos refused by the consent policy.</p>\n"
                "</section>\n");
+}
 
-    for (size_t i = 0; i < DS_N_BY; i++)
-        html_breakdown(b, d, i);
-
+static void html_policy(sb *b, const datasheet *d)
+{
     sb_puts(b, "<section id=\"policy\">\n<h2>Consent policy in force</h2>\n<p>A photo gets "
                "face templates only if the consent basis of one of its provenance records is "
                "accepted for its jurisdiction (and no record withdraws consent); otherwise it "
@@ -1143,16 +1216,11 @@ static void html_render(sb *b, const datasheet *d)
         sb_puts(b, "</td></tr>\n");
     }
     sb_puts(b, "</tbody>\n</table>\n</section>\n");
+}
 
-    sb_puts(b, "<section id=\"searches\">\n<h2>Searches</h2>\n<p>Every search states a purpose "
-               "and is recorded in the audit log with its actor and the number of results it "
-               "returned.</p>\n");
-    html_searches(b, &d->by_purpose, "purpose", "Searches by purpose", "Purpose",
-                  d->totals[T_SEARCHES]);
-    html_searches(b, &d->by_actor, "actor", "Searches by actor", "Actor",
-                  d->totals[T_SEARCHES]);
-    sb_puts(b, "</section>\n");
-
+/* The audit log section, then the end of the page. */
+static void html_log(sb *b, const datasheet *d)
+{
     sb_puts(b, "<section id=\"log\">\n<h2>Audit log</h2>\n<p>");
     put_log_sentence(b, d, MODE_HTML);
     sb_puts(b, ".</p>\n<table>\n<caption>Audit log status</caption>\n<tbody>\n"
@@ -1172,6 +1240,28 @@ static void html_render(sb *b, const datasheet *d)
         }
     }
     sb_puts(b, "</td></tr>\n</tbody>\n</table>\n</section>\n</main>\n</body>\n</html>\n");
+}
+
+static void html_render(sb *b, const datasheet *d)
+{
+    html_head(b, d);
+    html_summary(b, d);
+
+    for (size_t i = 0; i < DS_N_BY; i++)
+        html_breakdown(b, d, i);
+
+    html_policy(b, d);
+
+    sb_puts(b, "<section id=\"searches\">\n<h2>Searches</h2>\n<p>Every search states a purpose "
+               "and is recorded in the audit log with its actor and the number of results it "
+               "returned.</p>\n");
+    html_searches(b, &d->by_purpose, "purpose", "Searches by purpose", "Purpose",
+                  d->totals[T_SEARCHES]);
+    html_searches(b, &d->by_actor, "actor", "Searches by actor", "Actor",
+                  d->totals[T_SEARCHES]);
+    sb_puts(b, "</section>\n");
+
+    html_log(b, d);
 }
 
 /* ------------------------------------------------------------------ */

@@ -71,37 +71,22 @@ static int put_searches(lethe_store *s, strbuf *b, const char *name, const char 
     return LETHE_OK;
 }
 
-static char *datasheet_json(lethe_store *s)
+/* The first column of the first row of sql into buf[0..size) (left as it
+ * is when there is no row or the query fails). */
+static void first_text(lethe_store *s, const char *sql, char *buf, size_t size)
 {
-    char full[65];
-    int digest_ok = 0;
-    int digest_rc = lethe_store_digest_full(s, full, &digest_ok);
-    strbuf b;
-    char now[32], created[64] = "";
-    uint64_t entries = 0, bad = 0;
     sqlite3_stmt *st;
-    int intact = lethe_log_verify(s, &entries, &bad) == LETHE_OK;
-    char head[96] = "";
+    if (store_prepare(s, sql, &st) == LETHE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+}
 
-    if (store_prepare(s, "SELECT value FROM meta WHERE key = 'created_at'", &st) == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(created, sizeof(created), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    if (store_prepare(s, "SELECT hash FROM log ORDER BY seq DESC LIMIT 1", &st) == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(head, sizeof(head), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    store_now(now);
-    sb_init(&b);
-    sb_printf(&b, "{\"lethe_datasheet\":1,\"generated_at\":\"%s\",\"store\":{\"path\":", now);
-    sb_json_str(&b, s->dir);
-    sb_printf(&b, ",\"format_version\":%d,\"created_at\":", LETHE_STORE_FORMAT);
-    sb_json_str(&b, created);
-    sb_puts(&b, ",\"model\":\"face-api 1.7.15: SSD MobileNet v1, 68 landmarks, ResNet-34 "
-                "128-D\"},");
-    sb_printf(&b,
+/* "totals":{...}, in the schema's order. */
+static void put_totals(lethe_store *s, strbuf *b)
+{
+    sb_printf(b,
               "\"totals\":{\"photos\":%lld,\"provenance_records\":%lld,\"faces\":%lld,"
               "\"templates\":%lld,\"photos_refused\":%lld,\"photos_failed\":%lld,"
               "\"photos_no_face\":%lld,\"uploaders\":%lld,\"sources\":%lld,\"searches\":%lld,"
@@ -124,28 +109,59 @@ static char *datasheet_json(lethe_store *s)
               (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'search'"),
               (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'lookup'"),
               (long long)scalar(s, "SELECT COUNT(*) FROM log WHERE kind = 'ingest'"));
+}
+
+/* The policy's rules: each jurisdiction key with the consent bases it
+ * accepts, as the elements of the "policy" array. */
+static void put_policy(lethe_store *s, strbuf *b)
+{
+    for (size_t i = 0; i < policy_rule_count(s->pol); i++) {
+        const char *key;
+        unsigned mask;
+        policy_rule_at(s->pol, i, &key, &mask);
+        sb_puts(b, i ? ",{\"key\":" : "{\"key\":");
+        sb_json_str(b, key);
+        sb_puts(b, ",\"allows\":[");
+        int first = 1;
+        for (int bit = 1; bit <= CONSENT_WITHDRAWN; bit <<= 1)
+            if (mask & (unsigned)bit) {
+                sb_puts(b, first ? "" : ",");
+                sb_json_str(b, consent_name(bit));
+                first = 0;
+            }
+        sb_puts(b, "]}");
+    }
+}
+
+static char *datasheet_json(lethe_store *s)
+{
+    char full[65];
+    int digest_ok = 0;
+    int digest_rc = lethe_store_digest_full(s, full, &digest_ok);
+    strbuf b;
+    char now[32], created[64] = "";
+    uint64_t entries = 0, bad = 0;
+    int intact = lethe_log_verify(s, &entries, &bad) == LETHE_OK;
+    char head[96] = "";
+
+    first_text(s, "SELECT value FROM meta WHERE key = 'created_at'", created, sizeof(created));
+    first_text(s, "SELECT hash FROM log ORDER BY seq DESC LIMIT 1", head, sizeof(head));
+    store_now(now);
+    sb_init(&b);
+    sb_printf(&b, "{\"lethe_datasheet\":1,\"generated_at\":\"%s\",\"store\":{\"path\":", now);
+    sb_json_str(&b, s->dir);
+    sb_printf(&b, ",\"format_version\":%d,\"created_at\":", LETHE_STORE_FORMAT);
+    sb_json_str(&b, created);
+    sb_puts(&b, ",\"model\":\"face-api 1.7.15: SSD MobileNet v1, 68 landmarks, ResNet-34 "
+                "128-D\"},");
+    put_totals(s, &b);
     sb_puts(&b, "\"by\":{");
     put_breakdown(s, &b, "source", "source");
     put_breakdown(s, &b, "license", "license");
     put_breakdown(s, &b, "jurisdiction", "jurisdiction");
     put_breakdown(s, &b, "consent", "consent");
     sb_puts(&b, "},\"policy\":[");
-    for (size_t i = 0; i < policy_rule_count(s->pol); i++) {
-        const char *key;
-        unsigned mask;
-        policy_rule_at(s->pol, i, &key, &mask);
-        sb_puts(&b, i ? ",{\"key\":" : "{\"key\":");
-        sb_json_str(&b, key);
-        sb_puts(&b, ",\"allows\":[");
-        int first = 1;
-        for (int bit = 1; bit <= CONSENT_WITHDRAWN; bit <<= 1)
-            if (mask & (unsigned)bit) {
-                sb_puts(&b, first ? "" : ",");
-                sb_json_str(&b, consent_name(bit));
-                first = 0;
-            }
-        sb_puts(&b, "]}");
-    }
+    put_policy(s, &b);
     sb_puts(&b, "],\"searches\":{");
     put_searches(s, &b, "by_purpose", "purpose");
     sb_putc(&b, ',');
