@@ -199,10 +199,6 @@ static void print_match_json(const lethe_match *m)
     printf(",\"provenance_count\":%d}", m->provenance_count);
 }
 
-static const char *or_dash(const char *s)
-{
-    return s && *s ? s : "-";
-}
 
 /* A search's command line. */
 typedef struct search_cli {
@@ -364,8 +360,21 @@ static int search_queries(const search_cli *a, qlist *q, int *status)
 
 /* The matches m[0..nm) (in query order) of each query of q: one JSON line
  * per query, or a table per query. */
+/* s escaped for a terminal (cli_put_text), into buf (cut to fit). */
+static const char *esc(const char *s, char *buf, size_t n)
+{
+    FILE *f = fmemopen(buf, n, "w");
+    if (!f)
+        return "?";
+    cli_put_text(f, s && *s ? s : "-");
+    fclose(f);
+    buf[n - 1] = 0;
+    return buf;
+}
+
 static void search_print(const qlist *q, const lethe_match *m, size_t nm, int json)
 {
+    char e1[64], e2[64], e3[64], e4[2048], e5[4200];
     size_t at = 0;
     for (int qi = 0; qi < q->n; qi++) {
         size_t from = at;
@@ -383,8 +392,8 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
             printf("]}\n");
             continue;
         }
-        printf("%s%s: %zu match%s\n", qi ? "\n" : "", q->label[qi], at - from,
-               at - from == 1 ? "" : "es");
+        printf("%s%s: %zu match%s\n", qi ? "\n" : "", esc(q->label[qi], e5, sizeof(e5)),
+               at - from, at - from == 1 ? "" : "es");
         if (at > from)
             printf("  %4s %8s %-4s %-12s %-16s %-12s %-6s %s\n", "rank", "distance", "same",
                    "photo", "uploader", "source", "jur.", "url or path");
@@ -393,9 +402,9 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
             printf("  %4zu %8.4f %-4s %-12.12s %-16.16s %-12.12s %-6s %s\n", k - from + 1,
                    (double)r->distance,
                    r->distance <= lethe_descriptor_threshold() ? "yes" : "no", r->photo,
-                   or_dash(r->prov.uploader), or_dash(r->prov.source),
-                   or_dash(r->prov.jurisdiction),
-                   r->prov.url && *r->prov.url ? r->prov.url : or_dash(r->prov.path));
+                   esc(r->prov.uploader, e1, sizeof(e1)), esc(r->prov.source, e2, sizeof(e2)),
+                   esc(r->prov.jurisdiction, e3, sizeof(e3)),
+                   esc(r->prov.url && *r->prov.url ? r->prov.url : r->prov.path, e4, sizeof(e4)));
         }
     }
 }

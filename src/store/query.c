@@ -444,13 +444,8 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
         rc = store_sqlfail(s, "looking up");
     sqlite3_finalize(ph);
     sb_puts(&b, "]}\n");
-    sodium_bin2hex(qhex, sizeof(qhex), qh, sizeof(qh));
-    if (rc == LETHE_OK)
-        rc = store_log_append(s, "lookup", actor, kinds[kind], qhex, (int64_t)n, NULL);
-    if (rc == LETHE_OK)
-        rc = store_commit(s);
-    else
-        store_rollback(s);
+    /* The answer is complete before its log entry commits: a lookup is
+     * logged if and only if it answered. */
     if (rc == LETHE_OK && text) {
         strbuf h;
         sb_init(&h);
@@ -458,6 +453,8 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
         sb_text(&h, value);
         sb_putc(&h, '\n');
         char *body = sb_finish(&t);
+        if (!body)
+            h.failed = 1;
         sb_puts(&h, body ? body : "");
         lethe_free(body);
         *out = sb_finish(&h);
@@ -468,5 +465,16 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
     }
     if (rc == LETHE_OK && !*out)
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    sodium_bin2hex(qhex, sizeof(qhex), qh, sizeof(qh));
+    if (rc == LETHE_OK)
+        rc = store_log_append(s, "lookup", actor, kinds[kind], qhex, (int64_t)n, NULL);
+    if (rc == LETHE_OK)
+        rc = store_commit(s);
+    else
+        store_rollback(s);
+    if (rc != LETHE_OK) {
+        lethe_free(*out);
+        *out = NULL;
+    }
     return rc;
 }

@@ -148,6 +148,9 @@ expect "7: lookup of it" 0 "$LETHE" lookup --store "$S" --uploader "$(cat "$tmp/
 lacks "7: lookup prints no escape byte" "$tmp/out" "$(printf '\033')"
 lacks "7: lookup prints no line of the planted text" "$tmp/out" '^     2  2026'
 contains "7: the newline shown escaped" "$tmp/out" 'mallory\\n'
+expect "7: search text output" 0 "$LETHE" search --store "$S" --purpose t --top 3 --descriptor "[$(seq -s, 1 128 | sed 's/[0-9]\+/0.01/g')]"
+lacks "7: search prints no escape byte" "$tmp/out" "$(printf '\033')"
+lacks "7: search prints no line of the planted text" "$tmp/out" '^     2  2026'
 expect "7: log" 0 "$LETHE" log --store "$S"
 same "7: one log line per entry" "$(wc -l <"$tmp/out")" "$("$LETHE" log --store "$S" --json | wc -l)"
 lacks "7: the log prints no escape byte" "$tmp/out" "$(printf '\033')"
