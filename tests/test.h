@@ -7,6 +7,12 @@
  * CHECK_EQ_INT(a, b)  integer equality with both values printed
  * CHECK_NEAR(a, b, t) |a - b| <= t
  * SKIP(why)           mark the current test skipped, visibly, and return
+ * SKIP_PART(fmt, ...) part of the current test cannot run (an input is
+ *                     absent): say so, visibly, and go on; the test then
+ *                     counts as skipped, not passed, unless a check failed
+ *
+ * A test counts once: failed if any check failed, else skipped if it or a
+ * part of it was skipped, else passed.
  */
 #ifndef LETHE_TEST_H
 #define LETHE_TEST_H
@@ -18,7 +24,7 @@
 #include <sys/stat.h>
 
 static int test_passed, test_failed, test_skipped;
-static int test_cur_failed, test_cur_skipped;
+static int test_cur_failed, test_cur_skipped, test_cur_parts_skipped;
 static const char *test_cur_name;
 
 #define CHECK(cond)                                                               \
@@ -57,17 +63,30 @@ static const char *test_cur_name;
         return;                                                                   \
     } while (0)
 
+#define SKIP_PART(...)                                                            \
+    do {                                                                          \
+        fprintf(stderr, "  SKIP %s (part): ", test_cur_name);                    \
+        fprintf(stderr, __VA_ARGS__);                                             \
+        fputc('\n', stderr);                                                      \
+        test_cur_parts_skipped++;                                                 \
+    } while (0)
+
 #define RUN(fn)                                                                   \
     do {                                                                          \
         test_cur_name = #fn;                                                      \
         test_cur_failed = 0;                                                      \
         test_cur_skipped = 0;                                                     \
+        test_cur_parts_skipped = 0;                                               \
         fn();                                                                     \
         if (test_cur_failed) {                                                    \
             test_failed++;                                                        \
             fprintf(stderr, "not ok %s\n", #fn);                                  \
         } else if (test_cur_skipped) {                                            \
             test_skipped++;                                                       \
+        } else if (test_cur_parts_skipped) {                                      \
+            test_skipped++;                                                       \
+            fprintf(stderr, "skip %s (%d part%s skipped, the rest passed)\n", #fn, \
+                    test_cur_parts_skipped, test_cur_parts_skipped > 1 ? "s" : ""); \
         } else {                                                                  \
             test_passed++;                                                        \
             fprintf(stderr, "ok %s\n", #fn);                                      \

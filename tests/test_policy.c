@@ -512,42 +512,62 @@ static void test_quote(void)
 
 /* Every allocation failure is reported cleanly (and leaks nothing, which
  * the sanitizer build checks). */
+/* Every allocation failing in turn, one step at a time, through a parse, a
+ * format, a copy and a change: each failing call says LETHE_ERR_NOMEM (or
+ * NULL), and nothing leaks (ASan, in the sanitizer pass). */
 static void test_alloc_failures(void)
 {
     const char *text = "version 1\ndefault explicit\nEEA explicit\nUS-IL explicit\nJP none\n";
-    int ok_seen = 0;
+    int ok_seen = 0, nomem = 0;
 
     for (long k = 0; k < 200 && !ok_seen; k++) {
         policy *p = NULL, *c = NULL;
         char err[256];
-        char *out;
+        char *out = NULL;
         int st;
 
         lethe_alloc_fail_after(k);
         st = policy_parse(text, strlen(text), &p, err, sizeof(err));
-        if (st == LETHE_OK) {
-            out = policy_format(p);
-            if (out && policy_copy(p, &c) == LETHE_OK &&
-                policy_set(c, "FR", CONSENT_NONE, err, sizeof(err)) == LETHE_OK)
-                ok_seen = 1;
-            lethe_free(out);
-        } else {
-            CHECK(p == NULL);
-            CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
-        }
+        if (st == LETHE_OK && (out = policy_format(p)) != NULL &&
+            (st = policy_copy(p, &c)) == LETHE_OK &&
+            (st = policy_set(c, "FR", CONSENT_NONE, err, sizeof(err))) == LETHE_OK)
+            ok_seen = 1;
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
+        if (ok_seen) {
+            CHECK(used <= k);
+        } else {
+            /* whichever call failed, it failed for want of memory
+             * (policy_format says so with NULL) */
+            if (!(st == LETHE_OK && p && !out))
+                CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
+            CHECK(p != NULL || c == NULL);
+            nomem++;
+        }
+        lethe_free(out);
         policy_free(c);
         policy_free(p);
     }
     CHECK(ok_seen);
-    for (long k = 0; k < 20; k++) {
+    CHECK(nomem >= 4);
+    int st = LETHE_ERR_NOMEM;
+    nomem = 0;
+    for (long k = 0; k < 200 && st != LETHE_OK; k++) {
         policy *p = NULL;
         lethe_alloc_fail_after(k);
-        int st = policy_default(&p);
+        st = policy_default(&p);
         lethe_alloc_fail_after(-1);
-        CHECK(st == LETHE_OK || (st == LETHE_ERR_NOMEM && p == NULL));
+        if (st == LETHE_OK) {
+            CHECK(p != NULL);
+        } else {
+            CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
+            CHECK(p == NULL);
+            nomem++;
+        }
         policy_free(p);
     }
+    CHECK_EQ_INT(st, LETHE_OK);
+    CHECK(nomem >= 1);
 }
 
 int main(void)
