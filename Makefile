@@ -36,7 +36,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref
+.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref tsan coverage
 
 all: lib cli tests benches tools
 
@@ -116,3 +116,10 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# --- ThreadSanitizer: the tests that run threads, built into build-tsan/ ---
+# (gcc or clang; -O1 as TSan wants). tests/run.sh runs them in a full run.
+TSAN_TESTS := test_nn test_index test_detect test_engine test_store
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	    LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%=build-tsan/tests/%)

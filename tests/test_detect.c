@@ -14,8 +14,8 @@
  *             VNNI) against fp32 on the same input tensors, within
  *             TOL_INT8_* (the parity tests run the fp32 net)
  *
- * Tolerances (see TOL_* below) hold for any kernel set; the scalar reference
- * gives about 1e-6 on SSD scores and boxes and 2e-5 on tiny logits.
+ * Tolerances (see TOL_* below) hold for any kernel set: the scalar reference
+ * gives about 1e-6 on SSD scores and boxes and 4e-6 on tiny logits.
  *
  * test_detect [SUBSTRING] runs only the tests whose name contains it.
  * Also a helper for make.sh: test_detect --write-case NAME OUT.rgb writes the
@@ -35,12 +35,20 @@
 #include "util/json.h"
 #include "util/util.h"
 
-/* Parity tolerances, absolute. */
-#define TOL_SSD_SCORE 1e-4  /* raw sigmoid scores */
-#define TOL_SSD_BOX 1e-4    /* raw boxes, relative to the 512 input (0.05 px) */
-#define TOL_TINY_RAW 1e-4   /* tiny logits: times max(1, |value|) */
-#define TOL_FACE_PX 0.05    /* final boxes, image pixels */
-#define TOL_FACE_SCORE 1e-4 /* final scores */
+/*
+ * Parity tolerances, absolute. Measured worst cases, live (LETHE_REF=1
+ * LETHE_REF_ALL=1: the collage and 21 photos up to 1986x1545, every
+ * anchor, AVX-512 kernels): SSD scores 1.1e-6, SSD boxes 3e-6, tiny logits
+ * 5.6e-6 relative, final boxes 1.6e-4 px, final scores 1.1e-6. The default
+ * three live cases give within 20% of the same with the AVX2 and the
+ * scalar kernels. The final-box tolerance is the figure README.md and
+ * docs/model-card.md claim ("detections within 3e-4 px").
+ */
+#define TOL_SSD_SCORE 1e-5  /* raw sigmoid scores */
+#define TOL_SSD_BOX 1e-5    /* raw boxes, fractions of the input (0.005 px of 512) */
+#define TOL_TINY_RAW 2e-5   /* tiny logits: times max(1, |value|) */
+#define TOL_FACE_PX 3e-4    /* final boxes, image pixels */
+#define TOL_FACE_SCORE 1e-5 /* final scores */
 
 /*
  * The default precision against fp32, on the same 512x512 input: int8
@@ -1029,9 +1037,10 @@ static void test_parity_live(void)
     unlink(path);
     rmdir(dir);
     fprintf(stderr,
-            "  worst: ssd score %.2g, ssd box %.2g, tiny raw %.2g rel, face box %.2g px, face "
-            "score %.2g\n",
-            worst_ssd_score, worst_ssd_box, worst_tiny_raw, worst_face_px, worst_face_score);
+            "  worst: ssd score %.2g (tol %g), ssd box %.2g (tol %g), tiny raw %.2g (tol %g rel), "
+            "face box %.2g px (tol %g), face score %.2g (tol %g)\n",
+            worst_ssd_score, TOL_SSD_SCORE, worst_ssd_box, TOL_SSD_BOX, worst_tiny_raw,
+            TOL_TINY_RAW, worst_face_px, TOL_FACE_PX, worst_face_score, TOL_FACE_SCORE);
 }
 
 /* ------------------------------------------------------------------ */

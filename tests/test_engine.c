@@ -511,8 +511,9 @@ static void test_open_alloc_failures(void)
     fprintf(stderr, "  engine open: %ld allocations, %ld failing opens checked\n", total, nomem);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_select(argc, argv);
     RUN(test_fit_similarity_recovers_transform);
     RUN(test_chip_of_template_is_identity);
     RUN(test_extract_chip);

@@ -1144,6 +1144,7 @@ int main(int argc, char **argv)
         return 0;
     }
     self_path = "/proc/self/exe";
+    test_select(argc, argv);
     if (nn_pool_create(&pool2, 2) != 0) {
         fprintf(stderr, "cannot create a pool\n");
         return 1;
