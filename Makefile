@@ -123,3 +123,23 @@ TSAN_TESTS := test_nn test_index test_detect test_engine test_store
 tsan:
 	$(MAKE) BUILD=build-tsan OPT=-O1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%=build-tsan/tests/%)
+
+# --- coverage: gcc --coverage into build-cov/, the C and CLI tests (and the
+# fuzz replays) run against it, a gcovr report of src/ (summary here, HTML in
+# build-cov/coverage/) and of src/store/ and src/forget/. Not part of make test.
+COV_FLAGS := -O1 -g --coverage -fprofile-update=atomic
+GCOVR     := gcovr -r . --object-directory build-cov --exclude-unreachable-branches
+coverage:
+	@command -v gcovr >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y gcovr; } || \
+	    { echo "coverage: gcovr is missing (apt-get install gcovr, as root)" >&2; exit 1; }
+	$(MAKE) -j2 BUILD=build-cov CC=gcc OPT=-O1 CFLAGS="$(COV_FLAGS)" LDFLAGS=--coverage tests cli
+	find build-cov -name '*.gcda' -delete
+	rm -rf build-cov/coverage && mkdir -p build-cov/coverage
+	BUILD=build-cov ./tests/run.sh --fast; status=$$?; \
+	echo; echo "== coverage of src/ (HTML: build-cov/coverage/index.html)"; \
+	$(GCOVR) --filter 'src/' --html-details build-cov/coverage/index.html --print-summary build-cov; \
+	for part in store forget; do \
+	    echo "== coverage of src/$$part/"; \
+	    $(GCOVR) --filter "src/$$part/" --print-summary -o /dev/null build-cov; \
+	done; \
+	exit $$status

@@ -7,6 +7,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include "face/align.h"
 #include "nn/nn.h"
@@ -143,6 +144,35 @@ static lethe_engine *open_engine(void)
         return NULL;
     }
     return e;
+}
+
+/* lethe_version, lethe_engine_threads and lethe_engine_kernels. */
+static void test_version_and_engine_info(void)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "%d.%d.%d", LETHE_VERSION_MAJOR, LETHE_VERSION_MINOR,
+             LETHE_VERSION_PATCH);
+    CHECK(strcmp(lethe_version(), want) == 0);
+    CHECK(strcmp(lethe_version(), LETHE_VERSION_STRING) == 0);
+    if (!test_models_dir())
+        SKIP("models/ absent");
+    for (int threads = 0; threads <= 3; threads += 3) {
+        lethe_engine_options o;
+        lethe_engine *e = NULL;
+        lethe_engine_options_init(&o);
+        o.model_dir = test_models_dir();
+        o.threads = threads;
+        CHECK_EQ_INT(lethe_engine_open(&e, &o), LETHE_OK);
+        if (!e)
+            continue;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        /* 0: one per online core, the caller included */
+        CHECK_EQ_INT(lethe_engine_threads(e), threads ? threads : (int)(cores > 0 ? cores : 1));
+        const char *k = lethe_engine_kernels(e);
+        CHECK(k && strcmp(k, nn_isa_name(nn_isa_current())) == 0);
+        CHECK(k && (!strcmp(k, "avx512") || !strcmp(k, "avx2") || !strcmp(k, "scalar")));
+        lethe_engine_close(e);
+    }
 }
 
 static void test_faces_photo(void)
@@ -518,6 +548,7 @@ int main(int argc, char **argv)
     RUN(test_chip_of_template_is_identity);
     RUN(test_extract_chip);
     RUN(test_options_checked);
+    RUN(test_version_and_engine_info);
     RUN(test_faces_photo);
     RUN(test_precision_modes);
     RUN(test_no_face);
