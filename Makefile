@@ -126,7 +126,8 @@ tsan:
 
 # --- coverage: gcc --coverage into build-cov/, the C and CLI tests (and the
 # fuzz replays) run against it, a gcovr report of src/ (summary here, HTML in
-# build-cov/coverage/) and of src/store/ and src/forget/. Not part of make test.
+# build-cov/coverage/) and of src/store/ and src/forget/. Not part of make test
+# (about 17 minutes on 2 cores; the suites get longer timeouts there).
 COV_FLAGS := -O1 -g --coverage -fprofile-update=atomic
 GCOVR     := gcovr -r . --object-directory build-cov --exclude-unreachable-branches
 coverage:
@@ -135,7 +136,7 @@ coverage:
 	$(MAKE) -j2 BUILD=build-cov CC=gcc OPT=-O1 CFLAGS="$(COV_FLAGS)" LDFLAGS=--coverage tests cli
 	find build-cov -name '*.gcda' -delete
 	rm -rf build-cov/coverage && mkdir -p build-cov/coverage
-	BUILD=build-cov ./tests/run.sh --fast; status=$$?; \
+	BUILD=build-cov LETHE_TIMEOUT_UNIT=1800 LETHE_TIMEOUT_CLI=2400 ./tests/run.sh --fast; status=$$?; \
 	echo; echo "== coverage of src/ (HTML: build-cov/coverage/index.html)"; \
 	$(GCOVR) --filter 'src/' --html-details build-cov/coverage/index.html --print-summary build-cov; \
 	for part in store forget; do \

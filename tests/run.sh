@@ -20,7 +20,7 @@
 # and counted as failed, by name. The limits, in seconds, by kind (the
 # environment variable sets one kind; LETHE_TEST_TIMEOUT sets them all):
 #   LETHE_TIMEOUT_UNIT=600     C tests      LETHE_TIMEOUT_SAN=1800   under ASan
-#   LETHE_TIMEOUT_CLI=600      CLI scripts  LETHE_TIMEOUT_TSAN=900   under TSan
+#   LETHE_TIMEOUT_CLI=1200     CLI scripts  LETHE_TIMEOUT_TSAN=900   under TSan
 #   LETHE_TIMEOUT_FUZZ=300     replays      LETHE_TIMEOUT_BUILD=1800 builds
 #   LETHE_TIMEOUT_LIBFUZZER=1200 (the libFuzzer build and run)
 set -uo pipefail
@@ -152,7 +152,7 @@ for t in "$BUILD"/tests/test_*; do
 done
 for t in tests/cli/*.sh; do
     [ -f "$t" ] || continue
-    run "CLI checks" "$(limit CLI 600)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
+    run "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
 done
 replay "fuzz inputs" "fuzz-replay" "$BUILD/tests/fuzz_replay"
 replay "fuzz inputs, every allocation failing in turn" "fuzz-replay-alloc-fail" \
