@@ -76,7 +76,7 @@ add_kind() { # add_kind KIND P F S
 run() {
     local kind=$1 secs=$2 name=$3; shift 3
     local log
-    log="$log_dir/$(echo "$name" | tr '/ ' '__').log"
+    log="$log_dir/$(echo "$name" | tr -c 'A-Za-z0-9_.+-' '_').log"
     local start=$SECONDS
     timeout --kill-after=20 "$secs" "$@" >"$log" 2>&1
     local rc=$?
@@ -118,16 +118,17 @@ run() {
 # build NAME SECONDS CMD...: a build step; its failure counts as a failed suite
 build() {
     local name=$1 secs=$2; shift 2
-    local start=$SECONDS
+    local start=$SECONDS log
+    log="$log_dir/build-$(echo "$name" | tr -c 'A-Za-z0-9_.+-' '_').log"
     echo "building $name ..."
-    timeout --kill-after=20 "$secs" "$@" >"$log_dir/build-$name.log" 2>&1
+    timeout --kill-after=20 "$secs" "$@" >"$log" 2>&1
     local rc=$?
     if [ $rc = 0 ]; then
         printf '%-34s built (%ds)\n' "build/$name" $((SECONDS - start))
         return 0
     fi
     [ $rc = 124 ] && echo "--- build $name timed out after ${secs}s"
-    tail -n 30 "$log_dir/build-$name.log"
+    tail -n 30 "$log"
     echo "--- build $name failed (exit $rc)"
     suite_fail=$((suite_fail + 1))
     add_kind "builds" 0 1 0
