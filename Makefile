@@ -36,7 +36,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref
+.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref tsan coverage
 
 all: lib cli tests benches tools
 
@@ -123,3 +123,31 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# --- ThreadSanitizer: the tests that run threads, built into build-tsan/ ---
+# (gcc or clang; -O1 as TSan wants). tests/run.sh runs them in a full run.
+TSAN_TESTS := test_nn test_index test_detect test_engine test_store
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	    LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%=build-tsan/tests/%)
+
+# --- coverage: gcc --coverage into build-cov/, the C and CLI tests (and the
+# fuzz replays) run against it, a gcovr report of src/ (summary here, HTML in
+# build-cov/coverage/) and of src/store/ and src/forget/. Not part of make test
+# (about 17 minutes on 2 cores; the suites get longer timeouts there).
+COV_FLAGS := -O1 -g --coverage -fprofile-update=atomic
+GCOVR     := gcovr -r . --object-directory build-cov --exclude-unreachable-branches
+coverage:
+	@command -v gcovr >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y gcovr; } || \
+	    { echo "coverage: gcovr is missing (apt-get install gcovr, as root)" >&2; exit 1; }
+	$(MAKE) -j2 BUILD=build-cov CC=gcc OPT=-O1 CFLAGS="$(COV_FLAGS)" LDFLAGS=--coverage tests cli
+	find build-cov -name '*.gcda' -delete
+	rm -rf build-cov/coverage && mkdir -p build-cov/coverage
+	BUILD=build-cov LETHE_TIMEOUT_UNIT=1800 LETHE_TIMEOUT_CLI=2400 ./tests/run.sh --fast; status=$$?; \
+	echo; echo "== coverage of src/ (HTML: build-cov/coverage/index.html)"; \
+	$(GCOVR) --filter 'src/' --html-details build-cov/coverage/index.html --print-summary build-cov; \
+	for part in store forget; do \
+	    echo "== coverage of src/$$part/"; \
+	    $(GCOVR) --filter "src/$$part/" --print-summary -o /dev/null build-cov; \
+	done; \
+	exit $$status

@@ -28,3 +28,31 @@ cli_summary() {
     echo "$pass passed, $fail failed, $skip skipped"
     [ "$fail" = 0 ]
 }
+
+# --- added for checks that cannot pass on an empty or missing input ---
+# jline FILE NAME: the JSON line of FILE whose "image" ends with NAME
+# (nothing if none).
+jline() { grep -E "\"image\":\"([^\"]*/)?$2\"" "$1" | head -n 1; }
+# errof NAME FILE IMAGE PATTERN: the line for IMAGE in FILE has an "error"
+# whose text matches PATTERN (grep -E, case-insensitive). The image's own
+# name is not looked at, so it cannot make the check pass.
+errof() {
+    local line err
+    line=$(jline "$2" "$3")
+    err=$(printf '%s' "$line" | grep -oE '"error":"([^"\\]|\\.)*"')
+    if [ -z "$line" ]; then bad "$1" "no line for $3 in $2: $(head -c 300 "$2")"
+    elif [ -z "$err" ]; then bad "$1" "no error for $3: $(printf '%s' "$line" | head -c 300)"
+    elif printf '%s' "$err" | grep -qiE -- "$4"; then ok "$1"
+    else bad "$1" "error for $3 lacks '$4': $err"; fi
+}
+# nonempty NAME FILE: FILE exists and has bytes (guards a contains/lacks
+# check whose input could be empty)
+nonempty() { if [ -s "$2" ]; then ok "$1"; else bad "$1" "$2 is empty or missing"; fi; }
+# cli_data_dir: the shared test data folder, found as tests/test.h finds it
+# ($LETHE_TEST_DATA, ../shared/data, ../../shared/data); empty if none.
+cli_data_dir() {
+    local d
+    for d in "${LETHE_TEST_DATA:-}" ../shared/data ../../shared/data; do
+        [ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return; }
+    done
+}

@@ -14,8 +14,8 @@
  *             VNNI) against fp32 on the same input tensors, within
  *             TOL_INT8_* (the parity tests run the fp32 net)
  *
- * Tolerances (see TOL_* below) hold for any kernel set; the scalar reference
- * gives about 1e-6 on SSD scores and boxes and 2e-5 on tiny logits.
+ * Tolerances (see TOL_* below) hold for any kernel set: the scalar reference
+ * gives about 1e-6 on SSD scores and boxes and 4e-6 on tiny logits.
  *
  * test_detect [SUBSTRING] runs only the tests whose name contains it.
  * Also a helper for make.sh: test_detect --write-case NAME OUT.rgb writes the
@@ -35,12 +35,20 @@
 #include "util/json.h"
 #include "util/util.h"
 
-/* Parity tolerances, absolute. */
-#define TOL_SSD_SCORE 1e-4  /* raw sigmoid scores */
-#define TOL_SSD_BOX 1e-4    /* raw boxes, relative to the 512 input (0.05 px) */
-#define TOL_TINY_RAW 1e-4   /* tiny logits: times max(1, |value|) */
-#define TOL_FACE_PX 0.05    /* final boxes, image pixels */
-#define TOL_FACE_SCORE 1e-4 /* final scores */
+/*
+ * Parity tolerances, absolute. Measured worst cases, live (LETHE_REF=1
+ * LETHE_REF_ALL=1: the collage and 21 photos up to 1986x1545, every
+ * anchor, AVX-512 kernels): SSD scores 1.2e-6, SSD boxes 3e-6, tiny logits
+ * 5.6e-6 relative, final boxes 1.6e-4 px, final scores 1.1e-6. The default
+ * three live cases give within 20% of the same with the AVX2 and the
+ * scalar kernels. The final-box tolerance is the figure README.md and
+ * docs/model-card.md claim ("detections within 3e-4 px").
+ */
+#define TOL_SSD_SCORE 1e-5  /* raw sigmoid scores */
+#define TOL_SSD_BOX 1e-5    /* raw boxes, fractions of the input (0.005 px of 512) */
+#define TOL_TINY_RAW 2e-5   /* tiny logits: times max(1, |value|) */
+#define TOL_FACE_PX 3e-4    /* final boxes, image pixels */
+#define TOL_FACE_SCORE 1e-5 /* final scores */
 
 /*
  * The default precision against fp32, on the same 512x512 input: int8
@@ -73,17 +81,28 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Load both nets once; 0 if the models are absent (callers SKIP). */
+static void load_nets(const char *dir);
+
+/* Load the nets once; 0 if the models are absent (callers SKIP). Models
+ * that are there but fail to load fail every test that needs them. */
 static int nets_ready(void)
 {
-    char msg[256];
     const char *dir = test_models_dir();
-
-    if (g_load_tried)
-        return g_ssd && g_ssd_q && g_tiny;
-    g_load_tried = 1;
     if (!dir)
         return 0;
+    if (!g_load_tried)
+        load_nets(dir);
+    if (g_ssd && g_ssd_q && g_tiny)
+        return 1;
+    CHECK(!"the models are there but a detector failed to load");
+    return 0;
+}
+
+static void load_nets(const char *dir)
+{
+    char msg[256];
+
+    g_load_tried = 1;
     if (nn_pool_create(&g_pool, 0) != 0)
         g_pool = NULL;
     if (ssd_net_load_precision(dir, LETHE_PRECISION_FP32, &g_ssd, msg, sizeof(msg)) != LETHE_OK)
@@ -93,7 +112,6 @@ static int nets_ready(void)
         fprintf(stderr, "  ssd_net_load_precision (int8): %s\n", msg);
     if (tiny_net_load(dir, &g_tiny, msg, sizeof(msg)) != LETHE_OK)
         fprintf(stderr, "  tiny_net_load: %s\n", msg);
-    return g_ssd && g_ssd_q && g_tiny;
 }
 
 static uint64_t fnv1a64(const uint8_t *p, size_t n)
@@ -400,26 +418,53 @@ static void test_alloc_failures(void)
     }
     CHECK(ok);
     CHECK(fails >= 4);
-    /* SSD: the allocations up to and including the forward pass's. */
-    for (long k = 0; k < 5; k++) {
-        face_det *out = NULL;
+    /* SSD: every allocation failing in turn, until a run needs no more. */
+    int rc = LETHE_ERR_NOMEM;
+    fails = 0;
+    for (long k = 0; k < 64 && rc != LETHE_OK; k++) {
+        face_det *out = (face_det *)rgb;
         int n = -1;
         lethe_alloc_fail_after(k);
-        int rc = ssd_net_detect(g_ssd, rgb, 96, 80, 0.5f, 10, &out, &n, NULL);
+        rc = ssd_net_detect(g_ssd, rgb, 96, 80, 0.5f, 10, &out, &n, NULL);
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
-        CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
-        CHECK(out == NULL);
+        if (rc == LETHE_OK) {
+            CHECK(used <= k);
+            lethe_free(out);
+        } else {
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            CHECK(out == NULL);
+            CHECK_EQ_INT(n, 0);
+            fails++;
+        }
     }
-    /* Loading fails cleanly too (the first few allocations). */
-    for (long k = 0; k < 3; k++) {
-        char msg[256];
+    CHECK_EQ_INT(rc, LETHE_OK);
+    CHECK(fails >= 3);
+    /* Loading: every allocation failing in turn (the tiny detector's
+     * 1,100; SSD's 8,000 go through the same loader, test_model). */
+    rc = LETHE_ERR_NOMEM;
+    fails = 0;
+    for (long k = 0; k < 100000 && rc != LETHE_OK; k++) {
+        char msg[256] = "";
         tiny_net *t = (tiny_net *)rgb;
         lethe_alloc_fail_after(k);
-        int rc = tiny_net_load(test_models_dir(), &t, msg, sizeof(msg));
+        rc = tiny_net_load(test_models_dir(), &t, msg, sizeof(msg));
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
-        CHECK(rc != LETHE_OK);
-        CHECK(t == NULL);
+        if (rc == LETHE_OK) {
+            CHECK(used <= k);
+            tiny_net_free(t);
+        } else {
+            if (rc != LETHE_ERR_NOMEM)
+                fprintf(stderr, "    tiny_net_load, countdown %ld: status %d: %s\n", k, rc, msg);
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            CHECK(t == NULL);
+            CHECK(msg[0] != '\0');
+            fails++;
+        }
     }
+    CHECK_EQ_INT(rc, LETHE_OK);
+    CHECK(fails > 100);
     free(rgb);
 }
 
@@ -466,12 +511,15 @@ static void test_concurrent_use(void)
 /* Fixture cases: the pixels both sides see                             */
 /* ------------------------------------------------------------------ */
 
+/* The pixels of an image file that exists: failing to decode it is a test
+ * failure (recorded here), never a skip. */
 static uint8_t *load_rgb(const char *path, int *w, int *h)
 {
     lethe_image *img = NULL;
     char msg[256];
     if (lethe_image_load(path, NULL, &img, msg, sizeof(msg)) != LETHE_OK) {
         fprintf(stderr, "  %s: %s\n", path, msg);
+        CHECK(!"an input photo that exists failed to decode");
         return NULL;
     }
     uint8_t *rgb = malloc((size_t)img->width * img->height * 3);
@@ -489,8 +537,10 @@ static uint8_t *load_rgb(const char *path, int *w, int *h)
  * A synthetic group photo from lossless face crops, so that the parity
  * fixture does not depend on a JPEG decoder: four 150x150 face-api example
  * crops on a textured background, one of them enlarged 2x (nearest).
+ * NULL with *absent set if a crop is absent (a crop that fails to decode is
+ * a failure, and NULL with *absent clear).
  */
-static uint8_t *make_collage(int *w, int *h)
+static uint8_t *make_collage(int *w, int *h, int *absent)
 {
     static const struct {
         const char *file;
@@ -515,6 +565,7 @@ static uint8_t *make_collage(int *w, int *h)
         const char *path = data_path(parts[i].file, buf, sizeof(buf));
         uint8_t *part = path ? load_rgb(path, &pw, &ph) : NULL;
         if (!part) {
+            *absent = path == NULL;
             free(rgb);
             return NULL;
         }
@@ -533,13 +584,17 @@ static uint8_t *make_collage(int *w, int *h)
     return rgb;
 }
 
-/* The pixels of a fixture case: "collage" or a path under the data folder. */
-static uint8_t *case_pixels(const char *source, int *w, int *h)
+/* The pixels of a fixture case: "collage" or a path under the data folder.
+ * NULL with *absent set if an input is absent; NULL with *absent clear if
+ * one failed to decode (a recorded failure). */
+static uint8_t *case_pixels(const char *source, int *w, int *h, int *absent)
 {
     char buf[1024];
+    *absent = 0;
     if (strcmp(source, "collage") == 0)
-        return make_collage(w, h);
+        return make_collage(w, h, absent);
     const char *path = data_path(source, buf, sizeof(buf));
+    *absent = path == NULL;
     return path ? load_rgb(path, w, h) : NULL;
 }
 
@@ -690,17 +745,17 @@ static void check_fixture_case(const json_value *c)
     const char *name = json_get_string(c, "name");
     const char *source = json_get_string(c, "source");
     const char *hash = json_get_string(c, "fnv1a64");
-    int w = 0, h = 0;
+    int w = 0, h = 0, absent = 0;
     char hex[32];
 
     if (!name || !source || !hash) {
         CHECK(!"fixture case lacks name/source/fnv1a64");
         return;
     }
-    uint8_t *rgb = case_pixels(source, &w, &h);
+    uint8_t *rgb = case_pixels(source, &w, &h, &absent);
     if (!rgb) {
-        fprintf(stderr, "  SKIP case %s: %s not found\n", name, source);
-        test_cur_skipped = 1;
+        if (absent)
+            SKIP_PART("case %s: %s not found", name, source);
         return;
     }
     snprintf(hex, sizeof(hex), "%016llx",
@@ -768,8 +823,10 @@ static void test_parity_fixture(void)
     if (!test_data_dir())
         SKIP("shared test data not found (set LETHE_TEST_DATA)");
     json_value *fx = read_json_file(FIXTURE);
-    if (!fx)
-        SKIP("fixture " FIXTURE " missing: run tests/data/ref/make.sh");
+    if (!fx) { /* committed: its absence is a failure */
+        CHECK(!"fixture " FIXTURE " unreadable (tests/data/ref/make.sh makes it)");
+        return;
+    }
     const json_value *cases = json_get(fx, "cases");
     CHECK(cases && cases->type == JSON_ARRAY && cases->len >= 3);
     for (size_t i = 0; cases && i < cases->len; i++)
@@ -781,6 +838,21 @@ static void test_parity_fixture(void)
             TOL_TINY_RAW, worst_face_px, TOL_FACE_PX, worst_face_score, TOL_FACE_SCORE);
     json_free(fx);
 }
+
+/* Photos with faces of many sizes: the int8 comparison, and the live
+ * parity test with LETHE_REF_ALL=1. */
+static const char *const photos[] = {
+    "faceapi/test-images/faces.jpg",        "faceapi/test-images/angry.jpg",
+    "faceapi/test-images/surprised.jpg",    "faceapi/examples/bbt1.jpg",
+    "faceapi/examples/bbt4.jpg",            "dlib-faces/2007_007763.jpg",
+    "dlib-faces/2008_001009.jpg",           "dlib-faces/2008_001322.jpg",
+    "dlib-faces/2008_002079.jpg",           "dlib-faces/2008_002470.jpg",
+    "dlib-faces/2008_002506.jpg",           "dlib-faces/2008_004176.jpg",
+    "dlib-faces/2008_007676.jpg",           "dlib-faces/2009_004587.jpg",
+    "dlib-faces/Tom_Cruise_avp_2014_4.jpg", "dlib-faces/bald_guys.jpg",
+    "dlib-faces/dogs.jpg",                  "lfw/images/AJ_Cook/AJ_Cook_0001.jpg",
+    "lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+    };
 
 /* ------------------------------------------------------------------ */
 /* Live parity against the node harness (LETHE_REF=1)                   */
@@ -909,8 +981,10 @@ static void test_parity_live(void)
         return;
     }
     /* The synthetic collage, written as raw RGB for the harness. */
-    int w, h;
-    uint8_t *rgb = make_collage(&w, &h);
+    int w, h, absent = 0;
+    uint8_t *rgb = make_collage(&w, &h, &absent);
+    if (!rgb && absent)
+        SKIP_PART("collage: a face crop under faceapi/examples is absent");
     if (rgb) {
         snprintf(path, sizeof(path), "%s/collage.%dx%d.rgb", dir, w, h);
         CHECK(write_file(path, rgb, (size_t)w * h * 3) == 0);
@@ -924,10 +998,18 @@ static void test_parity_live(void)
         int tiny;
     } jpegs[] = {{"faceapi/test-images/faces.jpg", 416},
                  {"dlib-faces/2008_001009.jpg", 320}};
-    for (size_t i = 0; i < LETHE_ARRAY_LEN(jpegs); i++) {
-        const char *src = data_path(jpegs[i].file, buf, sizeof(buf));
-        if (!src)
+    /* LETHE_REF_ALL=1 measures on every photo of photos[] too (slow). */
+    const char *all = getenv("LETHE_REF_ALL");
+    size_t extra = all && strcmp(all, "1") == 0 ? LETHE_ARRAY_LEN(photos) : 0;
+    for (size_t i = 0; i < LETHE_ARRAY_LEN(jpegs) + extra; i++) {
+        const char *file = i < LETHE_ARRAY_LEN(jpegs) ? jpegs[i].file
+                                                      : photos[i - LETHE_ARRAY_LEN(jpegs)];
+        int tiny = i < LETHE_ARRAY_LEN(jpegs) ? jpegs[i].tiny : 416;
+        const char *src = data_path(file, buf, sizeof(buf));
+        if (!src) {
+            SKIP_PART("%s absent", file);
             continue;
+        }
         snprintf(cmd, sizeof(cmd), "node %s '%s' '%s'", TO_RGB, dir, src);
         json_value *v = run_json(cmd);
         const char *rgb_path = v ? json_get_string(v, "rgb") : NULL;
@@ -944,7 +1026,7 @@ static void test_parity_live(void)
         if (lethe_read_file(rgb_path, (size_t)256 << 20, &bytes, &len, msg, sizeof(msg)) ==
                 LETHE_OK &&
             len == (size_t)w * h * 3)
-            live_case(jpegs[i].file, rgb_path, bytes, w, h, jpegs[i].tiny);
+            live_case(file, rgb_path, bytes, w, h, tiny);
         else
             CHECK(0);
         unlink(rgb_path);
@@ -955,24 +1037,28 @@ static void test_parity_live(void)
     unlink(path);
     rmdir(dir);
     fprintf(stderr,
-            "  worst: ssd score %.2g, ssd box %.2g, tiny raw %.2g rel, face box %.2g px, face "
-            "score %.2g\n",
-            worst_ssd_score, worst_ssd_box, worst_tiny_raw, worst_face_px, worst_face_score);
+            "  worst: ssd score %.2g (tol %g), ssd box %.2g (tol %g), tiny raw %.2g (tol %g rel), "
+            "face box %.2g px (tol %g), face score %.2g (tol %g)\n",
+            worst_ssd_score, TOL_SSD_SCORE, worst_ssd_box, TOL_SSD_BOX, worst_tiny_raw,
+            TOL_TINY_RAW, worst_face_px, TOL_FACE_PX, worst_face_score, TOL_FACE_SCORE);
 }
 
 /* ------------------------------------------------------------------ */
 /* Real photos                                                          */
 /* ------------------------------------------------------------------ */
 
-/* tiny: 0 SSD fp32, 1 tiny, 2 SSD at the default precision */
+/* tiny: 0 SSD fp32, 1 tiny, 2 SSD at the default precision. Returns 0 if
+ * the photo is absent (a skipped part) or failed to decode (a failure). */
 static int count_faces(int tiny, const char *rel, int *n_out)
 {
     char buf[1024];
     const char *path = data_path(rel, buf, sizeof(buf));
     int w, h, n = -1;
     face_det *faces = NULL;
-    if (!path)
+    if (!path) {
+        SKIP_PART("%s absent", rel);
         return 0;
+    }
     uint8_t *rgb = load_rgb(path, &w, &h);
     if (!rgb)
         return 0;
@@ -1004,15 +1090,13 @@ static void test_real_photos(void)
         if (count_faces(tiny, "faceapi/test-images/faces.jpg", &n)) {
             fprintf(stderr, "  %s faces.jpg: %d faces\n", det, n);
             CHECK_EQ_INT(n, 6);
-        } else
-            fprintf(stderr, "  SKIP faces.jpg (absent)\n");
+        }
         if (count_faces(tiny, "dlib-faces/dogs.jpg", &n)) {
             fprintf(stderr, "  %s dogs.jpg: %d faces\n", det, n);
             /* No human face; face-api.js's SSD too reports one dog, at
              * 0.78, so SSD may say 1 (the tiny detector says none). */
             CHECK(n <= (tiny == 1 ? 0 : 1));
-        } else
-            fprintf(stderr, "  SKIP dogs.jpg (absent)\n");
+        }
     }
 }
 
@@ -1020,19 +1104,21 @@ static void test_samples(void)
 {
     char path[64];
     struct stat st;
-    int seen = 0;
+    int seen = 0, absent = 0;
     if (!nets_ready())
         SKIP("models not found");
     for (int i = 1; i <= 6; i++) {
         int w, h, n = 0, nt = 0;
         face_det *faces = NULL;
         snprintf(path, sizeof(path), "samples/sample%d.jpg", i);
-        if (stat(path, &st) != 0)
+        if (stat(path, &st) != 0) {
+            absent++;
             continue;
+        }
+        seen++;
         uint8_t *rgb = load_rgb(path, &w, &h);
         if (!rgb)
             continue;
-        seen++;
         CHECK_EQ_INT(ssd_net_detect(g_ssd, rgb, w, h, 0.5f, 100, &faces, &n, g_pool), LETHE_OK);
         lethe_free(faces);
         CHECK_EQ_INT(tiny_net_detect(g_tiny, rgb, w, h, 416, 0.5f, 0, &faces, &nt, g_pool),
@@ -1043,7 +1129,9 @@ static void test_samples(void)
         free(rgb);
     }
     if (!seen)
-        SKIP("samples/ not found");
+        SKIP("samples/ not found (scripts/fetch-models.sh)");
+    if (absent)
+        SKIP_PART("%d of samples/sample1..6.jpg absent", absent);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1053,14 +1141,17 @@ static void test_samples(void)
 static double int8_worst_score, int8_worst_box, int8_worst_face_px;
 
 /* Both SSD nets on one photo: raw outputs on the same input tensor, then
- * the faces. Returns 0 if the photo is absent. */
+ * the faces. Returns 0 if the photo is absent (a skipped part) or failed to
+ * decode (a failure). */
 static int compare_int8_photo(const char *rel)
 {
     char buf[1024];
     const char *path = data_path(rel, buf, sizeof(buf));
     int w, h;
-    if (!path)
+    if (!path) {
+        SKIP_PART("%s absent", rel);
         return 0;
+    }
     uint8_t *rgb = load_rgb(path, &w, &h);
     if (!rgb)
         return 0;
@@ -1126,18 +1217,6 @@ static int compare_int8_photo(const char *rel)
 
 static void test_ssd_int8_vs_fp32(void)
 {
-    static const char *photos[] = {
-        "faceapi/test-images/faces.jpg",        "faceapi/test-images/angry.jpg",
-        "faceapi/test-images/surprised.jpg",    "faceapi/examples/bbt1.jpg",
-        "faceapi/examples/bbt4.jpg",            "dlib-faces/2007_007763.jpg",
-        "dlib-faces/2008_001009.jpg",           "dlib-faces/2008_001322.jpg",
-        "dlib-faces/2008_002079.jpg",           "dlib-faces/2008_002470.jpg",
-        "dlib-faces/2008_002506.jpg",           "dlib-faces/2008_004176.jpg",
-        "dlib-faces/2008_007676.jpg",           "dlib-faces/2009_004587.jpg",
-        "dlib-faces/Tom_Cruise_avp_2014_4.jpg", "dlib-faces/bald_guys.jpg",
-        "dlib-faces/dogs.jpg",                  "lfw/images/AJ_Cook/AJ_Cook_0001.jpg",
-        "lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
-    };
     int seen = 0;
     if (!nets_ready())
         SKIP("models not found");
@@ -1158,8 +1237,8 @@ static void test_ssd_int8_vs_fp32(void)
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--write-case") == 0) {
-        int w, h;
-        uint8_t *rgb = case_pixels(argv[2], &w, &h);
+        int w, h, absent;
+        uint8_t *rgb = case_pixels(argv[2], &w, &h, &absent);
         if (!rgb || write_file(argv[3], rgb, (size_t)w * h * 3) != 0) {
             fprintf(stderr, "test_detect: cannot write case %s to %s\n", argv[2], argv[3]);
             return 1;

@@ -56,15 +56,28 @@ static void test_json_errors(void)
 static void test_json_alloc_failures(void)
 {
     const char *txt = "{\"a\": [1, 2, {\"b\": \"c\"}], \"d\": \"e\"}";
-    for (long k = 0; k < 40; k++) {
+    int rc = LETHE_ERR_NOMEM, nomem = 0;
+    /* every allocation failing in turn, until one parse needs no more */
+    for (long k = 0; k < 1000 && rc != LETHE_OK; k++) {
         json_value *v = NULL;
+        char msg[128] = "";
         lethe_alloc_fail_after(k);
-        int rc = json_parse(txt, strlen(txt), &v, NULL, 0);
+        rc = json_parse(txt, strlen(txt), &v, msg, sizeof(msg));
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
-        CHECK(rc == LETHE_OK || rc == LETHE_ERR_NOMEM);
-        CHECK((rc == LETHE_OK) == (v != NULL));
+        if (rc == LETHE_OK) {
+            CHECK(used <= k);
+            CHECK(v != NULL && json_get(v, "d") != NULL);
+        } else {
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            CHECK(v == NULL);
+            CHECK(msg[0] != '\0');
+            nomem++;
+        }
         json_free(v);
     }
+    CHECK_EQ_INT(rc, LETHE_OK);
+    CHECK(nomem >= 5);
 }
 
 static void test_parse_quantised(void)
@@ -124,15 +137,26 @@ static void test_parse_quantised(void)
     memcpy(big, blob, sizeof(blob));
     CHECK_EQ_INT(lethe_weights_parse(m, strlen(m), big, sizeof(big), &w, msg, sizeof(msg)),
                  LETHE_ERR_MODEL);
-    /* Allocation failures anywhere leave nothing behind. */
-    for (long k = 0; k < 60; k++) {
+    /* Allocation failures anywhere: out of memory, nothing left behind. */
+    int rc = LETHE_ERR_NOMEM, nomem = 0;
+    for (long k = 0; k < 1000 && rc != LETHE_OK; k++) {
         lethe_alloc_fail_after(k);
-        int rc = lethe_weights_parse(m, strlen(m), blob, sizeof(blob), &w, msg, sizeof(msg));
+        rc = lethe_weights_parse(m, strlen(m), blob, sizeof(blob), &w, msg, sizeof(msg));
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
-        CHECK(rc == LETHE_OK || rc == LETHE_ERR_NOMEM || rc == LETHE_ERR_MODEL);
+        if (rc == LETHE_OK) {
+            CHECK(used <= k);
+            CHECK(lethe_weights_find(w, "h", NULL, NULL) != NULL);
+        } else {
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            CHECK(w == NULL);
+            nomem++;
+        }
         lethe_weights_free(w);
         w = NULL;
     }
+    CHECK_EQ_INT(rc, LETHE_OK);
+    CHECK(nomem >= 5);
 }
 
 static void test_parse_malformed(void)
@@ -181,6 +205,40 @@ static void test_load_real_models(void)
     /* The descriptor's FC layer: [256, 128]. */
     CHECK(lethe_weights_expect(w, "fc", 2, (int[]){256, 128}, msg, sizeof(msg)) != NULL);
     lethe_weights_free(w);
+}
+
+/* Loading a real model (the smallest: the tiny detector's 190 KB) with
+ * every allocation failing in turn, one step at a time: each is
+ * LETHE_ERR_NOMEM, never a "damaged model", and leaks nothing. */
+static void test_load_alloc_failures(void)
+{
+    const char *dir = test_models_dir();
+    char msg[512];
+    int rc = LETHE_ERR_NOMEM;
+    long nomem = 0;
+    if (!dir)
+        SKIP("models/ absent (run scripts/fetch-models.sh)");
+    for (long k = 0; k < 100000 && rc != LETHE_OK; k++) {
+        lethe_weights *w = NULL;
+        lethe_alloc_fail_after(k);
+        rc = lethe_weights_load(dir, "tiny_face_detector_model", 1, &w, msg, sizeof(msg));
+        long used = lethe_alloc_count();
+        lethe_alloc_fail_after(-1);
+        if (rc == LETHE_OK) {
+            CHECK(used <= k);
+            CHECK(lethe_weights_count(w) > 10);
+        } else {
+            if (rc != LETHE_ERR_NOMEM)
+                fprintf(stderr, "    countdown %ld: status %d: %s\n", k, rc, msg);
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            CHECK(w == NULL);
+            nomem++;
+        }
+        lethe_weights_free(w);
+    }
+    CHECK_EQ_INT(rc, LETHE_OK);
+    fprintf(stderr, "  tiny detector model: %ld failing loads checked\n", nomem);
+    CHECK(nomem > 100);
 }
 
 /* Copy a model into a scratch folder, damage it, and expect a clear error. */
@@ -255,6 +313,7 @@ int main(void)
     RUN(test_parse_quantised);
     RUN(test_parse_malformed);
     RUN(test_load_real_models);
+    RUN(test_load_alloc_failures);
     RUN(test_damaged_models);
     return test_summary();
 }

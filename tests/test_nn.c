@@ -993,8 +993,10 @@ static void test_alloc_failure(void)
         lethe_alloc_fail_after(-1);
         if (r == 0) {
             succeeded = 1;
+            CHECK(fail > 0);
             nn_dwconv_free(&d);
         } else {
+            CHECK_EQ_INT(r, -1);
             CHECK(d.w == NULL && d.packed == NULL);
         }
     }
@@ -1008,9 +1010,11 @@ static void test_alloc_failure(void)
         lethe_alloc_fail_after(-1);
         if (r == 0) {
             succeeded = 1;
+            CHECK(fail > 0);
             CHECK_EQ_INT(nn_pool_size(p), 3);
             nn_pool_destroy(p);
         } else {
+            CHECK_EQ_INT(r, -1);
             CHECK(p == NULL);
         }
     }
@@ -1140,6 +1144,7 @@ int main(int argc, char **argv)
         return 0;
     }
     self_path = "/proc/self/exe";
+    test_select(argc, argv);
     if (nn_pool_create(&pool2, 2) != 0) {
         fprintf(stderr, "cannot create a pool\n");
         return 1;

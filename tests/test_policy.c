@@ -1,11 +1,14 @@
 /*
  * test_policy.c: consent bases, jurisdiction codes, EEA membership, the
  * consent policy's resolution and its file format (parse, errors, canonical
- * round trip), and allocation failures.
+ * round trip), allocation failures, and the public manifest reader (whose
+ * rows carry the jurisdictions and consent bases checked here).
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "lethe.h"
 #include "policy/policy.h"
 #include "test.h"
 #include "util/util.h"
@@ -512,42 +515,131 @@ static void test_quote(void)
 
 /* Every allocation failure is reported cleanly (and leaks nothing, which
  * the sanitizer build checks). */
+/* Every allocation failing in turn, one step at a time, through a parse, a
+ * format, a copy and a change: each failing call says LETHE_ERR_NOMEM (or
+ * NULL), and nothing leaks (ASan, in the sanitizer pass). */
 static void test_alloc_failures(void)
 {
     const char *text = "version 1\ndefault explicit\nEEA explicit\nUS-IL explicit\nJP none\n";
-    int ok_seen = 0;
+    int ok_seen = 0, nomem = 0;
 
     for (long k = 0; k < 200 && !ok_seen; k++) {
         policy *p = NULL, *c = NULL;
         char err[256];
-        char *out;
+        char *out = NULL;
         int st;
 
         lethe_alloc_fail_after(k);
         st = policy_parse(text, strlen(text), &p, err, sizeof(err));
-        if (st == LETHE_OK) {
-            out = policy_format(p);
-            if (out && policy_copy(p, &c) == LETHE_OK &&
-                policy_set(c, "FR", CONSENT_NONE, err, sizeof(err)) == LETHE_OK)
-                ok_seen = 1;
-            lethe_free(out);
-        } else {
-            CHECK(p == NULL);
-            CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
-        }
+        if (st == LETHE_OK && (out = policy_format(p)) != NULL &&
+            (st = policy_copy(p, &c)) == LETHE_OK &&
+            (st = policy_set(c, "FR", CONSENT_NONE, err, sizeof(err))) == LETHE_OK)
+            ok_seen = 1;
+        long used = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
+        if (ok_seen) {
+            CHECK(used <= k);
+        } else {
+            /* whichever call failed, it failed for want of memory
+             * (policy_format says so with NULL) */
+            if (!(st == LETHE_OK && p && !out))
+                CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
+            CHECK(p != NULL || c == NULL);
+            nomem++;
+        }
+        lethe_free(out);
         policy_free(c);
         policy_free(p);
     }
     CHECK(ok_seen);
-    for (long k = 0; k < 20; k++) {
+    CHECK(nomem >= 4);
+    int st = LETHE_ERR_NOMEM;
+    nomem = 0;
+    for (long k = 0; k < 200 && st != LETHE_OK; k++) {
         policy *p = NULL;
         lethe_alloc_fail_after(k);
-        int st = policy_default(&p);
+        st = policy_default(&p);
         lethe_alloc_fail_after(-1);
-        CHECK(st == LETHE_OK || (st == LETHE_ERR_NOMEM && p == NULL));
+        if (st == LETHE_OK) {
+            CHECK(p != NULL);
+        } else {
+            CHECK_EQ_INT(st, LETHE_ERR_NOMEM);
+            CHECK(p == NULL);
+            nomem++;
+        }
         policy_free(p);
     }
+    CHECK_EQ_INT(st, LETHE_OK);
+    CHECK(nomem >= 1);
+}
+
+/* lethe_manifest_*: a CSV manifest's rows come back with their paths
+ * resolved against its folder and jurisdiction and consent canonical; a bad
+ * row is skipped with its line; unknown columns are named. */
+static void test_public_manifest(void)
+{
+    char dir[] = "/tmp/lethe-test-manifest-XXXXXX", path[256], msg[256];
+    lethe_manifest *m = NULL;
+    lethe_manifest_row row;
+    const char *const *unknown = NULL;
+
+    if (!mkdtemp(dir)) {
+        CHECK(!"cannot make a temporary folder");
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/photos.csv", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("path,uploader,jurisdiction,consent,mood\n"
+          "a.jpg,alice,de,explicit,happy\n"
+          "b.jpg,bob,XX-NOPE,explicit,sad\n"
+          "c.jpg,carol,us-il,public-license,\n",
+          f);
+    CHECK(fclose(f) == 0);
+
+    CHECK_EQ_INT(lethe_manifest_open(path, 0, &m, msg, sizeof(msg)), LETHE_OK);
+    if (!m) {
+        fprintf(stderr, "  %s\n", msg);
+        unlink(path);
+        rmdir(dir);
+        return;
+    }
+    CHECK_EQ_INT(lethe_manifest_unknown_columns(m, &unknown), 1);
+    CHECK(unknown && strcmp(unknown[0], "mood") == 0);
+
+    char want[300];
+    CHECK_EQ_INT(lethe_manifest_next(m, &row, msg, sizeof(msg)), 1);
+    snprintf(want, sizeof(want), "%s/a.jpg", dir);
+    CHECK(row.file && strcmp(row.file, want) == 0);
+    CHECK_EQ_INT(row.line, 2);
+    CHECK(row.embedding == NULL);
+    CHECK(row.prov.uploader && strcmp(row.prov.uploader, "alice") == 0);
+    CHECK(row.prov.jurisdiction && strcmp(row.prov.jurisdiction, "DE") == 0);
+    CHECK(row.prov.consent && strcmp(row.prov.consent, "explicit") == 0);
+    /* an unknown jurisdiction: the row is skipped, and its line named */
+    msg[0] = '\0';
+    CHECK_EQ_INT(lethe_manifest_next(m, &row, msg, sizeof(msg)), -1);
+    CHECK(strstr(msg, "line 3") != NULL);
+    CHECK_EQ_INT(lethe_manifest_next(m, &row, msg, sizeof(msg)), 1);
+    CHECK_EQ_INT(row.line, 4);
+    CHECK(row.prov.jurisdiction && strcmp(row.prov.jurisdiction, "US-IL") == 0);
+    CHECK(row.prov.consent && strcmp(row.prov.consent, "public-license") == 0);
+    CHECK_EQ_INT(lethe_manifest_next(m, &row, msg, sizeof(msg)), 0);
+    lethe_manifest_close(m);
+    lethe_manifest_close(NULL);
+
+    /* a file that cannot be a manifest fails at open, with a message */
+    m = (lethe_manifest *)1;
+    msg[0] = '\0';
+    snprintf(path, sizeof(path), "%s/absent.csv", dir);
+    CHECK(lethe_manifest_open(path, 0, &m, msg, sizeof(msg)) != LETHE_OK);
+    CHECK(m == NULL);
+    CHECK(strstr(msg, "absent.csv") != NULL);
+    snprintf(path, sizeof(path), "%s/photos.csv", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 int main(void)
@@ -564,5 +656,6 @@ int main(void)
     RUN(test_load_file);
     RUN(test_quote);
     RUN(test_alloc_failures);
+    RUN(test_public_manifest);
     return test_summary();
 }

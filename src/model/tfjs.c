@@ -313,7 +313,9 @@ int lethe_weights_load(const char *dir, const char *name, int check_digest,
     if (rc != LETHE_OK) {
         char inner[256];
         snprintf(inner, sizeof(inner), "%s", msg ? msg : "");
-        rc = lethe_fail(msg, msg_len, LETHE_ERR_MODEL, "%s: %s", path, inner);
+        /* running out of memory says so: the file is not to blame */
+        rc = lethe_fail(msg, msg_len, rc == LETHE_ERR_NOMEM ? rc : LETHE_ERR_MODEL, "%s: %s",
+                        path, inner);
         goto out;
     }
     if (root->type != JSON_ARRAY) {

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # CLI tests for lethe detect / embed / compare: usage errors, bad input in a
 # batch, JSON shape, real photos. Usage: tests/cli/test_cli.sh path/to/lethe
+# Every lethe run's exit status is checked (expect).
 set -u
 LETHE=${1:-build/lethe}
-DATA=${LETHE_TEST_DATA:-../shared/data}
 . "$(dirname "$0")/../cli_lib.sh"
+DATA=$(cli_data_dir)
+DATA=${DATA:-../shared/data}
 
 # --- usage -----------------------------------------------------------
 expect "no args is a usage error" 2 "$LETHE"
@@ -48,10 +50,12 @@ if [ -f "$good" ]; then
     [ "$errors" = 7 ] && ok "seven errors reported" || bad "seven errors reported" "$errors: $(cat "$tmp/out" | cut -c1-200)"
     tail -n 1 "$tmp/out" | grep -q '"faces":\[{"box"' && ok "good image still analysed" \
         || bad "good image still analysed" "$(tail -n 1 "$tmp/out" | cut -c1-200)"
-    contains "huge PNG refused by size" "$tmp/out" "65536"
-    grep '"truncated.jpg\|truncated' "$tmp/out" | grep -q -i 'truncat\|premature' && ok "truncation named" \
-        || bad "truncation named" "$(grep truncated "$tmp/out")"
-    contains "missing file named" "$tmp/out" "missing.jpg"
+    # each error is about its own file, and says what is wrong with it
+    errof "huge PNG refused by size" "$tmp/out" huge.png "65536"
+    errof "truncation named" "$tmp/out" truncated.jpg "truncat|premature"
+    errof "missing file named" "$tmp/out" missing.jpg "missing|no such|not found|cannot open"
+    errof "empty file refused" "$tmp/out" empty.jpg "empty|not an image|no data|truncat"
+    errof "folder refused" "$tmp/out" dir.jpg "folder|director|not a (regular )?file"
     # Every line parses as JSON.
     if node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n");for(const x of l)JSON.parse(x)' "$tmp/out" 2>/dev/null; then
         ok "output is JSON Lines"
@@ -60,11 +64,12 @@ if [ -f "$good" ]; then
     fi
     # Errors alone come back fast (no model work needed to refuse them).
     start=$(date +%s%N)
-    "$LETHE" detect --json "$tmp/huge.png" "$tmp/random.jpg" >/dev/null 2>&1
+    expect "a batch of bad images only exits 1" 1 "$LETHE" detect --json "$tmp/huge.png" "$tmp/random.jpg"
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     [ "$ms" -lt 3000 ] && ok "bad images refused quickly (${ms} ms incl. model load)" \
         || bad "bad images refused quickly" "${ms} ms"
     expect "text mode names the failure" 1 "$LETHE" detect "$tmp/random.jpg"
+    nonempty "text mode writes an error" "$tmp/err"
     contains "text mode error message" "$tmp/err" "random.jpg"
 else
     skipt "bad-input batch" "samples/ absent (run scripts/fetch-models.sh)"
