@@ -155,6 +155,9 @@ for t in tests/cli/*.sh; do
     [ -f "$t" ] || continue
     run "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
 done
+run "source checks" "$(limit CLI 1200)" "fnlen (functions over 80 lines)" bash tests/fnlen.sh
+run "source checks" "$(limit CLI 1200)" "api_coverage (public functions no C test calls)" \
+    bash tests/api_coverage.sh
 replay "fuzz inputs" "fuzz-replay" "$BUILD/tests/fuzz_replay"
 replay "fuzz inputs, every allocation failing in turn" "fuzz-replay-alloc-fail" \
     "$BUILD/tests/fuzz_replay" --alloc-fail
@@ -203,6 +206,7 @@ if [ $fast = 0 ]; then
         tsan test_detect concurrent
         tsan test_index
         tsan test_store
+        tsan test_analyze
         unset TSAN_OPTIONS
     fi
 

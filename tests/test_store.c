@@ -449,13 +449,16 @@ static void test_alloc_failures(void)
         return;
     CHECK_EQ_INT(ingest_range(s, 0, 20, "US", "explicit", &st), LETHE_OK);
     lethe_store_close(s);
-    int failed = 0;
-    for (long k = 0; k < 400; k += 3) {
+    int failed = 0, done = 0;
+    /* the k-th allocation fails, k = 0, 1, 2, ... until a run makes fewer
+     * than k: then every allocation point of open, ingest and search has
+     * failed once; each failure must be out of memory, with a message */
+    for (long k = 0; !done && k < 100000; k++) {
         s = NULL;
         lethe_alloc_fail_after(k);
         int rc = lethe_store_open(dir, 0, &s);
         if (rc == LETHE_OK) {
-            rc = ingest_range(s, 20 + (int)k / 3 % 20, 21 + (int)k / 3 % 20, "US", "explicit", &st);
+            rc = ingest_range(s, 20 + (int)(k % 20), 21 + (int)(k % 20), "US", "explicit", &st);
             if (rc == LETHE_OK) {
                 lethe_search_options so;
                 lethe_search_options_init(&so);
@@ -466,10 +469,19 @@ static void test_alloc_failures(void)
                 lethe_matches_free(m, nm);
             }
         }
+        long made = lethe_alloc_count();
         lethe_alloc_fail_after(-1);
-        failed += rc != LETHE_OK;
+        if (rc != LETHE_OK) {
+            failed++;
+            CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+            if (rc != LETHE_ERR_NOMEM)
+                fprintf(stderr, "  k=%ld: %s\n", k, lethe_store_errmsg(s));
+        } else {
+            done = made <= k; /* nothing failed: all points passed */
+        }
         lethe_store_close(s);
     }
+    CHECK(done);
     CHECK(failed > 0);
     s = NULL;
     CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);

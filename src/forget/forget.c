@@ -201,10 +201,13 @@ static int select_dated(lethe_store *s, const lethe_selector *q, const sel *x, u
         }
         if (chosen == p || sqlite3_column_bytes(st, 2) != 32)
             continue;
-        if (seal_prov_open(key, ref.id, sqlite3_column_blob(st, 2), sqlite3_column_blob(st, 3),
-                           (size_t)sqlite3_column_bytes(st, 3), f) != LETHE_OK) {
-            rc = store_fail(s, LETHE_ERR_STORE, "provenance %lld does not open with its key",
-                            (long long)sqlite3_column_int64(st, 1));
+        int o = seal_prov_open(key, ref.id, sqlite3_column_blob(st, 2),
+                               sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), f);
+        if (o != LETHE_OK) {
+            rc = o == LETHE_ERR_NOMEM ? store_fail(s, o, "out of memory")
+                                      : store_fail(s, LETHE_ERR_STORE, "provenance %lld does not "
+                                                   "open with its key",
+                                                   (long long)sqlite3_column_int64(st, 1));
             goto out;
         }
         const char *at = f[SP_COLLECTED_AT];
@@ -282,9 +285,10 @@ static int select_faces(lethe_store *s, const lethe_selector *q, const sel *x,
                             &ins)))
         goto out;
     for (int i = 0; i < q->n_faces && rc == LETHE_OK; i++) {
-        if (idx_search(s->ix, q->faces + (size_t)i * IDX_DIM, 1, k, x->threshold, 1, hits, &nh,
-                       msg, sizeof(msg)) != 0) {
-            rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
+        int r = idx_search(s->ix, q->faces + (size_t)i * IDX_DIM, 1, k, x->threshold, 1, hits,
+                           &nh, msg, sizeof(msg));
+        if (r != LETHE_OK) {
+            rc = store_fail(s, r, "%s", msg);
             break;
         }
         for (size_t h = 0; h < nh && rc == LETHE_OK; h++) {

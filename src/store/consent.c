@@ -97,8 +97,9 @@ int store_policy_load(lethe_store *s)
         rc = store_fail(s, LETHE_ERR_STORE, "%s: the consent policy in the catalog (version %lld) "
                         "does not match its recorded hash: the catalog was edited",
                         s->dir, (long long)sqlite3_column_int64(st, 0));
-    else if (policy_parse(text, strlen(text), &p, msg, sizeof(msg)) != 0)
-        rc = store_fail(s, LETHE_ERR_STORE, "%s: the catalog's consent policy: %s", s->dir, msg);
+    else if ((rc = policy_parse(text, strlen(text), &p, msg, sizeof(msg))) != 0)
+        rc = store_fail(s, rc == LETHE_ERR_NOMEM ? rc : LETHE_ERR_STORE,
+                        "%s: the catalog's consent policy: %s", s->dir, msg);
     if (rc == LETHE_OK) {
         policy_free(s->pol);
         s->pol = p;
@@ -140,7 +141,7 @@ int store_policy_file_check(lethe_store *s)
         goto out;
     }
     if (r != LETHE_OK) {
-        rc = store_fail(s, LETHE_ERR_STORE, "consent policy: %s", msg);
+        rc = store_fail(s, r == LETHE_ERR_NOMEM ? r : LETHE_ERR_STORE, "consent policy: %s", msg);
         goto out;
     }
     int known = known_version(s, (const char *)text, len);

@@ -68,11 +68,14 @@ static int index_rebuild(lethe_store *s, idx *wx, uint64_t gen)
                 if ((rc = store_photo_key(s, ref, key)))
                     goto out;
             }
-            if (seal_face_open(key, ref.id, sqlite3_column_int(st, 1), sqlite3_column_blob(st, 2),
-                               (size_t)sqlite3_column_bytes(st, 2), &f) != LETHE_OK ||
-                !f.has_template) {
-                rc = store_fail(s, LETHE_ERR_STORE, "face %lld does not open with its photo's key",
-                                (long long)sqlite3_column_int64(st, 0));
+            int o = seal_face_open(key, ref.id, sqlite3_column_int(st, 1),
+                                   sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                                   &f);
+            if (o != LETHE_OK || !f.has_template) {
+                rc = o == LETHE_ERR_NOMEM
+                         ? store_fail(s, o, "out of memory")
+                         : store_fail(s, LETHE_ERR_STORE, "face %lld does not open with its "
+                                      "photo's key", (long long)sqlite3_column_int64(st, 0));
                 goto out;
             }
             ids[n] = sqlite3_column_int64(st, 0);
@@ -179,6 +182,9 @@ int store_index_ready(lethe_store *s)
     lethe_free(path);
     if (r == LETHE_ERR_NOT_FOUND && (s->flags & LETHE_STORE_READONLY))
         return store_fail(s, LETHE_ERR_STORE, "%s (open the store writable to rebuild it)", msg);
-    return r == 0 ? LETHE_OK : store_fail(s, LETHE_ERR_STORE, "%s", msg);
+    if (r == LETHE_OK)
+        return LETHE_OK;
+    return store_fail(s, r == LETHE_ERR_NOMEM || r == LETHE_ERR_IO ? r : LETHE_ERR_STORE, "%s",
+                      msg);
 }
 

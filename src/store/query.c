@@ -105,11 +105,15 @@ static int fill_match(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, int64_
     /* a key destroyed since the index answered: the face is gone */
     if ((rc = kr_get_key(s->kr, ref, key)) != LETHE_OK)
         goto out;
-    if (seal_photo_open(key, ref.id, sqlite3_column_blob(st, 3),
-                        (size_t)sqlite3_column_bytes(st, 3), &ph) != LETHE_OK ||
-        seal_face_open(key, ref.id, sqlite3_column_int(st, 4), sqlite3_column_blob(st, 5),
-                       (size_t)sqlite3_column_bytes(st, 5), &sf) != LETHE_OK) {
-        rc = LETHE_ERR_NOT_FOUND;
+    rc = seal_photo_open(key, ref.id, sqlite3_column_blob(st, 3),
+                         (size_t)sqlite3_column_bytes(st, 3), &ph);
+    if (rc == LETHE_OK)
+        rc = seal_face_open(key, ref.id, sqlite3_column_int(st, 4), sqlite3_column_blob(st, 5),
+                            (size_t)sqlite3_column_bytes(st, 5), &sf);
+    if (rc != LETHE_OK) {
+        /* re-keyed since the row was read: the face as it was is gone */
+        if (rc != LETHE_ERR_NOMEM)
+            rc = LETHE_ERR_NOT_FOUND;
         goto out;
     }
     m->face = face;
@@ -184,9 +188,10 @@ static int answer(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, const floa
             rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
             break;
         }
-        if (idx_search(s->ix, qv, 1, kq, o->threshold, o->threads, more, &nh, msg,
-                       sizeof(msg)) != 0) {
-            rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
+        int r = idx_search(s->ix, qv, 1, kq, o->threshold, o->threads, more, &nh, msg,
+                           sizeof(msg));
+        if (r != LETHE_OK) {
+            rc = store_fail(s, r, "%s", msg);
             break;
         }
         h = more;
@@ -224,9 +229,9 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (nq && idx_search(s->ix, queries, (size_t)nq, kk, o.threshold, o.threads, hits, nhits, msg,
-                         sizeof(msg)) != 0) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
+    if (nq && (rc = idx_search(s->ix, queries, (size_t)nq, kk, o.threshold, o.threads, hits,
+                               nhits, msg, sizeof(msg))) != LETHE_OK) {
+        rc = store_fail(s, rc, "%s", msg);
         goto out;
     }
     if ((rc = store_prepare(s, face_sql, &st)) || (rc = store_prepare(s, first_prov_sql, &pv)))

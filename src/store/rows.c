@@ -74,9 +74,12 @@ int rows_read_photo(lethe_store *s, int64_t photo, photo_rows *r)
     r->faces_found = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 4);
     copy_col(r->added_at, sizeof(r->added_at), st, 5);
     rc = store_photo_key(s, r->key_ref, r->key);
-    if (rc == LETHE_OK &&
-        seal_photo_open(r->key, r->key_ref.id, sqlite3_column_blob(st, 6),
-                        (size_t)sqlite3_column_bytes(st, 6), &r->ph) != LETHE_OK)
+    int o = rc ? LETHE_OK
+               : seal_photo_open(r->key, r->key_ref.id, sqlite3_column_blob(st, 6),
+                                 (size_t)sqlite3_column_bytes(st, 6), &r->ph);
+    if (o == LETHE_ERR_NOMEM)
+        rc = store_fail(s, o, "out of memory");
+    else if (o != LETHE_OK)
         rc = store_fail(s, LETHE_ERR_STORE, "photo %lld does not open with its key",
                         (long long)photo);
     sqlite3_reset(st);

@@ -629,7 +629,7 @@ static int open_keyring(lethe_store *s)
                         "backup with --keyring-mirror",
                         path);
     else if (rc)
-        rc = store_fail(s, LETHE_ERR_STORE, "%s", msg);
+        rc = store_fail(s, rc == LETHE_ERR_NOMEM ? rc : LETHE_ERR_STORE, "%s", msg);
     else if (memcmp(kr_store_id(s->kr), s->store_id, KR_STORE_ID) != 0)
         rc = store_fail(s, LETHE_ERR_STORE, "%s belongs to another store", path);
     lethe_free(path);
