@@ -1071,7 +1071,13 @@ static void exercise(const op *o)
 static int build_store(const char *dir)
 {
     lethe_store *s = NULL;
-    int rc = lethe_store_open(dir, LETHE_STORE_CREATE, &s);
+    char mirror[300];
+    /* with a keyring mirror, so that its writes are injection points too */
+    snprintf(mirror, sizeof(mirror), "%s/live-mirror", root);
+    int rc = mkdir(mirror, 0700) && errno != EEXIST ? LETHE_ERR_IO
+                                                      : lethe_store_open(dir, LETHE_STORE_CREATE, &s);
+    if (rc == LETHE_OK)
+        rc = lethe_keyring_mirror(s, mirror, ACTOR);
     if (rc == LETHE_OK)
         rc = ingest_rows(s, 0, rows);
     if (rc)
