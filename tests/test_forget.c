@@ -619,6 +619,74 @@ static void test_protocol_enforced(void)
     lethe_store_close(s);
 }
 
+/* After the store's disk is lost, the mirror's keyring decides the
+ * opt-outs: one made after the backup is listed again (and still refuses),
+ * one withdrawn after it is gone. */
+static void test_restore_optouts_from_mirror(void)
+{
+    char dir[300], bk[320], mirror[320], lost[320], msg[512], *info = NULL, *json = NULL;
+    lethe_restore_options o;
+    lethe_restore_result res;
+    lethe_ingest_stats st;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        return;
+    snprintf(mirror, sizeof(mirror), "%s.m", dir);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, "/nonexistent/mirror", "test"), LETHE_ERR_ARG);
+    CHECK_EQ_INT(mkdir(mirror, 0700), 0);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, mirror, "test"), LETHE_OK);
+    lethe_selector early = {.uploader = "person6"};
+    CHECK_EQ_INT(lethe_forget(s, &early, LETHE_FORGET_OPTOUT, "test", NULL, NULL, NULL), LETHE_OK);
+    snprintf(bk, sizeof(bk), "%s.bk", dir);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    /* after the backup: the early opt-out withdrawn, a new one made */
+    CHECK_EQ_INT(lethe_optout_remove(s, 1, "test"), LETHE_OK);
+    lethe_selector late = {.uploader = "person7"};
+    CHECK_EQ_INT(lethe_forget(s, &late, LETHE_FORGET_OPTOUT, "test", NULL, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"optouts\":1"));
+    CHECK(json && strstr(json, mirror));
+    lethe_free_string(json);
+    lethe_store_close(s);
+    snprintf(lost, sizeof(lost), "%s.new", dir);
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    o.keyring_mirror = mirror;
+    CHECK_EQ_INT(lethe_restore(bk, lost, &o, &res, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(res.dropped_erased, 10);   /* person7's photos */
+    CHECK_EQ_INT(res.receipts_carried, 1);  /* the late opt-out's receipt */
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(lost, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_optout_list(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"id\":2") && !strstr(json, "\"id\":1,"));
+    lethe_free_string(json);
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(ingest(s, 70, 80, NULL, &st), LETHE_OK);
+    CHECK_EQ_INT(st.opted_out, 10);         /* the late opt-out holds */
+    CHECK_EQ_INT(ingest(s, 60, 70, NULL, &st), LETHE_OK);
+    CHECK_EQ_INT(st.opted_out, 0);          /* the withdrawn one does not */
+    CHECK_EQ_INT(st.added, 10);             /* (erased when the early opt-out was made) */
+    /* stop mirroring */
+    CHECK_EQ_INT(lethe_keyring_mirror(s, NULL, "test"), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"mirror\":null"));
+    lethe_free_string(json);
+    log_entries(s);
+    lethe_store_close(s);
+    /* read-only stores refuse changes with a clear error */
+    s = NULL;
+    char key[65];
+    CHECK_EQ_INT(lethe_store_open(lost, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_rotate(s, "test", key), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, mirror, "test"), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_optout_remove(s, 2, "test"), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_forget(s, &late, 0, "test", NULL, NULL, NULL), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_policy_set(s, "GB", "explicit", "test", 0, NULL), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_ERR_ARG);
+    lethe_store_close(s);
+}
+
 static int waits;
 static void count_wait(void *ctx, const char *holder, double waited)
 {
@@ -786,6 +854,7 @@ int main(void)
     RUN(test_keyring_checked_on_open);
     RUN(test_recovery_destroys_orphans);
     RUN(test_protocol_enforced);
+    RUN(test_restore_optouts_from_mirror);
     RUN(test_api_rest);
     RUN(test_photos_from_memory);
     char cmd[320];
