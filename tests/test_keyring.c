@@ -47,7 +47,10 @@ static void test_keys_and_records(void)
     uint8_t keys[40][KR_KEY], got[KR_KEY];
     path_of(path, sizeof(path), "kr");
     CHECK_EQ_INT(kr_create(path, store_id, &k, msg, sizeof(msg)), LETHE_OK);
-    CHECK_EQ_INT(kr_create(path, store_id, &k, msg, sizeof(msg)), LETHE_ERR_ARG); /* exists */
+    keyring *again_k = NULL;
+    CHECK_EQ_INT(kr_create(path, store_id, &again_k, msg, sizeof(msg)), LETHE_ERR_ARG); /* exists */
+    CHECK(again_k == NULL);
+    kr_close(k);
     k = NULL;
     CHECK_EQ_INT(kr_open(path, 1, &k, msg, sizeof(msg)), LETHE_OK);
     for (int i = 0; i < 40; i++)
