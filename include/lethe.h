@@ -9,6 +9,7 @@
  *   4. Descriptor utilities
  *   5. The store (catalog, ingest, search, lookup, log, policy)
  *   6. Forgetting (erasure, opt-outs, receipts)
+ *   7. Access: API keys and roles (for servers)
  *
  * Conventions: every function that can fail returns an int status
  * (LETHE_OK == 0). Handles are opaque; every open or load function has a
@@ -65,7 +66,8 @@ LETHE_API const char *lethe_version(void);
     X(ERR_STORE, 11, "store missing, damaged or of another version")          \
     X(ERR_POLICY, 12, "refused by the consent policy")                        \
     X(ERR_BUSY, 13, "the store is locked by another writer")                  \
-    X(ERR_CONFIRM, 14, "refused without confirmation")
+    X(ERR_CONFIRM, 14, "refused without confirmation")                       \
+    X(ERR_DENIED, 15, "access denied")
 
 enum lethe_status {
 #define LETHE_STATUS_ENUM_(name, value, text) LETHE_##name = value,
@@ -895,6 +897,93 @@ LETHE_API int lethe_restore(const char *src, const char *dest, const lethe_resto
                             lethe_restore_result *result, char *msg, size_t msg_len);
 
 LETHE_API void lethe_free_string(char *s);
+
+/* ------------------------------------------------------------------ */
+/* 7. Access: API keys and roles                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A program that serves a store to others (lethe serve) admits callers by
+ * API key. A key is shown once, when it is made; the store keeps only a
+ * verifier: BLAKE2b-256 of the key's id and its 256 random bits, keyed with
+ * the keyring's secret salt (so a copy of the catalog, a backup, holds
+ * nothing that checks a key). Keys are never deleted: a revoked key stays
+ * listed with when it was revoked. Making and revoking a key are entries of
+ * the audit log, and lethe_log_verify fails when the catalog's keys differ
+ * from what the log recorded (a key added, changed or brought back by
+ * editing the catalog). A restore from a backup without the live store
+ * (only the keyring mirror) revokes every key, as the backup cannot know
+ * which were revoked after it.
+ *
+ * What each role may do is the server's to decide and document; the
+ * library stores them. The library's own calls check no role: a program
+ * holding the store handle is the operator.
+ */
+#define LETHE_ROLE_ADMIN   0x01u  /* everything, as the operator */
+#define LETHE_ROLE_INGEST  0x02u  /* add photos */
+#define LETHE_ROLE_SEARCH  0x04u  /* 1:N search (with a purpose), lookup */
+#define LETHE_ROLE_AUDIT   0x08u  /* the log, the datasheet, the digest; no search */
+#define LETHE_ROLE_ERASURE 0x10u  /* forget, opt-outs, lookup */
+#define LETHE_ROLES_ALL    0x1fu
+
+/* A key as text: "lk_" ID "_" and 43 characters of base64url (256 bits);
+ * at most LETHE_KEY_SIZE - 1 characters. */
+#define LETHE_KEY_SIZE 80
+#define LETHE_KEY_NAME_MAX 128   /* bytes in a key's name */
+#define LETHE_ROLES_TEXT 40      /* "admin,ingest,search,audit,erasure" + NUL */
+
+/* "search,audit" (names separated by commas, spaces allowed around them)
+ * into a LETHE_ROLE_* mask: LETHE_OK, or LETHE_ERR_ARG with msg naming the
+ * unknown role (an empty list is an error too). */
+LETHE_API int lethe_roles_parse(const char *text, unsigned *roles, char *msg, size_t msg_len);
+/* The mask as names in the order admin, ingest, search, audit, erasure,
+ * comma-separated ("" for none; unknown bits are left out). */
+LETHE_API void lethe_roles_format(unsigned roles, char out[LETHE_ROLES_TEXT]);
+
+typedef struct lethe_key_info {
+    int64_t id;                          /* 1, 2, 3, ... (in the key's text) */
+    char name[LETHE_KEY_NAME_MAX + 1];   /* who or what holds it */
+    unsigned roles;                      /* LETHE_ROLE_* */
+    uint32_t rate_per_minute;            /* requests a minute the server admits; 0: no limit */
+    uint32_t daily_quota;                /* requests a UTC day; 0: no limit */
+    char created_at[32];                 /* ISO 8601, UTC */
+    char revoked_at[32];                 /* "" while the key is valid */
+} lethe_key_info;
+
+typedef struct lethe_key_options {
+    const char *name;         /* required: 1 to 128 bytes, no control characters */
+    unsigned roles;           /* at least one LETHE_ROLE_* */
+    uint32_t rate_per_minute; /* 0: no limit */
+    uint32_t daily_quota;     /* 0: no limit */
+    const char *actor;        /* who makes the key (logged) */
+} lethe_key_options;
+
+LETHE_API void lethe_key_options_init(lethe_key_options *opt);
+/*
+ * Make a key: *info (may be NULL) describes it and key[0..LETHE_KEY_SIZE)
+ * receives its text, NUL-terminated, which is shown nowhere else and
+ * cannot be recovered: hand it over and forget it. Takes the writer lock;
+ * logged ("key-add": id, name, roles, limits and a hash of the row).
+ */
+LETHE_API int lethe_key_add(lethe_store *store, const lethe_key_options *opt,
+                            lethe_key_info *info, char key[LETHE_KEY_SIZE]);
+/* Every key, valid or revoked, by id: *keys (lethe_keys_free) holds *count. */
+LETHE_API int lethe_key_list(lethe_store *store, lethe_key_info **keys, size_t *count);
+LETHE_API void lethe_keys_free(lethe_key_info *keys);
+/* Revoke key id (logged, "key-revoke"): LETHE_ERR_NOT_FOUND when there is
+ * no such key, LETHE_ERR_ARG when it is revoked already. */
+LETHE_API int lethe_key_revoke(lethe_store *store, int64_t id, const char *actor);
+/*
+ * Who holds the key key[0..len)? LETHE_OK and *info filled (may be NULL),
+ * or LETHE_ERR_DENIED with lethe_store_errmsg saying why: "not a lethe
+ * API key" (malformed), "the key is not valid" (no such key, or a wrong
+ * secret: the two are not told apart), or "key N was revoked at T" (only
+ * to a caller who holds the whole key). The secret is compared in
+ * constant time. Reads only; nothing is logged (the caller logs what the
+ * key does).
+ */
+LETHE_API int lethe_key_authenticate(lethe_store *store, const char *key, size_t len,
+                                     lethe_key_info *info);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,7 @@ static const struct {
     {"backup", cmd_backup, "back the store up"},
     {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
     {"keyring", cmd_keyring, "check, mirror or rotate the keyring"},
+    {"key", cmd_key, "API keys for 'lethe serve': add, list, revoke"},
 };
 
 void cli_error(const char *fmt, ...)

@@ -7,14 +7,15 @@
  *   - every photo whose key the keyring no longer holds (erased after the
  *     backup was taken, or re-keyed when part of it was erased) is dropped
  *     and counted: no backup can bring back a forgotten face;
- *   - over a live store, its log, receipts, signing keys, opt-outs and
- *     consent policy are carried over (they record what happened since),
+ *   - over a live store, its log, receipts, signing keys, opt-outs,
+ *     consent policy and API keys are carried over (they record what happened since),
  *     and photos it holds that the backup lacks are refused unless the
  *     caller accepts to drop them;
  *   - with only the mirror, the keyring is the authority for opt-outs (those
  *     made after the backup are listed again, those withdrawn are marked)
  *     and for receipts (each one issued after the backup is logged again so
- *     it still checks);
+ *     it still checks), and every API key is revoked (logged): which keys
+ *     were revoked after the backup is not known;
  *   - the consent policy in force is applied (templates it refuses go);
  *   - the digest is recomputed and a "restore" entry is logged.
  * The copy is then put in place of the destination, keys nobody uses are
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/apikey.h"
 #include "forget/backup.h"
 #include "forget/change.h"
 #include "forget/optout.h"
@@ -205,6 +207,8 @@ static int carry_live(restore_job *j)
                          "FROM live.signing_keys; DELETE FROM main.optouts; INSERT INTO "
                          "main.optouts SELECT * FROM live.optouts; DELETE FROM main.policy; "
                          "INSERT INTO main.policy SELECT * FROM live.policy; "
+                         "DELETE FROM main.api_keys; INSERT INTO main.api_keys SELECT * FROM "
+                         "live.api_keys; "
                          "DELETE FROM main.meta WHERE key IN ('log_head', 'keyring_mirror'); "
                          "INSERT INTO main.meta SELECT * FROM live.meta WHERE key IN "
                          "('log_head', 'keyring_mirror')");
@@ -402,6 +406,11 @@ static int restore_change(restore_job *j)
         rc = drop_erased(j, &c);
     if (rc == LETHE_OK && !j->live)
         rc = sync_from_keyring(j);
+    /* which keys were revoked after the backup is known only to the lost
+     * store: none of the backup's keys may be trusted again */
+    if (rc == LETHE_OK && !j->live)
+        rc = apikey_revoke_all(t, j->opt->actor, "restored from a backup without the live store",
+                               NULL);
     if (rc == LETHE_OK)
         rc = store_policy_load(t);
     if (rc == LETHE_OK)

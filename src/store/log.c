@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access/apikey.h"
 #include "store/head.h"
 #include "store/store.h"
 #include "util/strbuf.h"
@@ -385,6 +386,8 @@ int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
         rc = verify_heads(s, last, prev, first_bad);
     if (rc == LETHE_OK)
         rc = verify_policy(s, first_bad);
+    if (rc == LETHE_OK)
+        rc = apikey_verify_log(s, first_bad);
     store_exec(s, "COMMIT");
     *entries = n;
     return rc;

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access/apikey.h"
 #include "util/io.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -516,7 +517,7 @@ static int create_rows(lethe_store *s, const lethe_store_options *o)
     int rc;
     store_now(now);
     sodium_bin2hex(hex, sizeof(hex), s->store_id, KR_STORE_ID);
-    if ((rc = store_exec(s, schema_sql)) ||
+    if ((rc = store_exec(s, schema_sql)) || (rc = store_exec(s, apikey_schema_sql)) ||
         (rc = store_prepare(s, "INSERT INTO meta(key, value) VALUES ('format', ?), "
                                "('created_at', ?), ('index_gen', 0), ('store_id', ?), "
                                "('model', 'face-api 1.7.15: SSD MobileNet v1, 68 landmarks, "
@@ -790,6 +791,9 @@ int lethe_store_open_with(const char *dir, const lethe_store_options *opt, lethe
     } else if ((rc = check_catalog(s)) == LETHE_OK && (rc = open_keyring(s)) == LETHE_OK &&
                (rc = store_policy_load(s)) == LETHE_OK) {
         rc = store_policy_file_check(s);
+        /* a store made before API keys existed gains their table */
+        if (rc == LETHE_OK && !(o.flags & LETHE_STORE_READONLY))
+            rc = apikey_schema(s);
     }
     if (rc == LETHE_OK && !(o.flags & (LETHE_STORE_READONLY | STORE_NO_RECOVER))) {
         store_unlock(s);
