@@ -18,6 +18,8 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DLETHE_DEFAULT_MODELS='"$(abspath models)"'
 STD     := -std=c11 -pthread -fvisibility=hidden
 LIBS    := -lsqlite3 -ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread
+# The program only: lethe serve's HTTP server (libmicrohttpd-dev).
+CLI_LIBS := -lmicrohttpd
 
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -70,7 +72,7 @@ $(BUILD)/programs/%.o: programs/%.c
 	$(CC) $(STD) $(CLI_CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
 
 $(BUILD)/lethe: $(CLI_OBJ) $(BUILD)/liblethe.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblethe.a $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblethe.a $(LIBS) $(CLI_LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/liblethe.a tests/test.h
 	@mkdir -p $(@D)

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_store.h"
+#include "serve.h"
 
 static const struct {
     const char *name;
@@ -32,6 +33,7 @@ static const struct {
     {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
     {"keyring", cmd_keyring, "check, mirror or rotate the keyring"},
     {"key", cmd_key, "API keys for 'lethe serve': add, list, revoke"},
+    {"serve", cmd_serve, "serve the store over HTTP to the holders of API keys"},
 };
 
 void cli_error(const char *fmt, ...)

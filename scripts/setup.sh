@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev
-libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc"
+libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc
+libmicrohttpd-dev curl"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,176 @@
+/*
+ * serve.h: what the parts of `lethe serve` share (serve.c: the command,
+ * the daemon and its shutdown; serve_http.c: one request from its headers
+ * to its response, keys, roles, limits, the access log; serve_api.c: the
+ * endpoints; serve_form.c: bodies, query strings and multipart forms;
+ * serve_limit.c: rate limits and quotas; serve_json.c: request JSON).
+ *
+ * Threads: libmicrohttpd runs requests on a pool of threads. The store
+ * handle is one SQLite connection with one error buffer, so every call on
+ * it runs under store_mu (server_lock/server_unlock), which also orders the
+ * writers (SQLite and the store's lock order writers of other processes).
+ * Photos are decoded and analysed outside it: the engine serves many
+ * threads at once. Ingest holds it throughout (the ingest handle owns the
+ * store's writer lock from begin to end).
+ */
+#ifndef LETHE_SERVE_H
+#define LETHE_SERVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lethe.h"
+#include "serve_json.h"
+
+struct MHD_Connection;
+
+#define SERVE_MAX_FIELDS 16      /* form fields or query arguments a handler reads */
+#define SERVE_FIELD_MAX 4096     /* bytes in one text field (as STORE_TEXT_MAX) */
+
+typedef struct limiter limiter;
+
+typedef struct server {
+    lethe_store *store;
+    pthread_mutex_t store_mu;    /* every call on store runs under it */
+    lethe_engine *engine;        /* NULL: photo endpoints answer 503 */
+    char engine_error[512];      /* why there is no engine */
+    size_t max_body;             /* bytes of a photo body (--max-body) */
+    size_t max_json;             /* bytes of a JSON body */
+    double request_seconds;      /* a request's body must arrive within this */
+    limiter *lim;
+    atomic_int active;           /* requests being handled (for shutdown) */
+    atomic_long served;
+    FILE *access_log;            /* one JSON line a request (stderr) */
+    pthread_mutex_t log_mu;
+} server;
+
+void server_lock(server *sv);
+void server_unlock(server *sv);
+
+/* A response being made. */
+typedef struct reply {
+    int status;
+    char *body;              /* malloc'd */
+    size_t len;
+    const char *type;        /* Content-Type (static) */
+    long retry_after;        /* > 0: a Retry-After header */
+    const char *allow;       /* 405: the Allow header */
+} reply;
+
+/* The request as the handlers see it. */
+typedef struct request {
+    server *sv;
+    struct MHD_Connection *conn;
+    const char *method;
+    char path[256];
+    lethe_key_info key;      /* who is calling */
+    char actor[48];          /* "key:ID", as the log records it */
+    char *body;              /* what arrived (NUL-terminated), body_len bytes */
+    size_t body_len;
+    const char *content_type; /* the header, or "" */
+} request;
+
+/* Replies. reply_json takes the text (malloc'd, may be NULL: out of
+ * memory); reply_error makes {"error": {"code", "message"}} with the
+ * message formatted, and extra (a JSON object's members, may be NULL)
+ * added inside "error". */
+void reply_json(reply *r, int status, char *json);
+void reply_text(reply *r, int status, const char *type, char *text);
+void reply_error(reply *r, int status, const char *code, const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The reply for a failed library call (status and lethe_store_errmsg). */
+void reply_lethe(reply *r, int rc, const char *message);
+
+/* A JSON writer on a memory stream: sv_open, fprintf/json_put_string, then
+ * sv_close gives the text (NULL if memory ran out). */
+typedef struct jsbuf {
+    FILE *f;
+    char *text;
+    size_t len;
+} jsbuf;
+int jb_open(jsbuf *b);
+char *jb_close(jsbuf *b);
+
+/* ----------------------------------------------------------- forms */
+
+/* A body of text fields and at most one photo: a multipart/form-data body,
+ * or a photo sent as the body itself with its fields in the query string. */
+typedef struct form {
+    const char *names[SERVE_MAX_FIELDS];  /* the fields the handler accepts */
+    int nnames;
+    char *values[SERVE_MAX_FIELDS];       /* by index in names (owned; NULL: absent) */
+    size_t lens[SERVE_MAX_FIELDS];
+    const char *photo_field;              /* the file field's name, or NULL */
+    size_t max_photo;                     /* bytes of the photo (the server's max_body) */
+    const void *photo;                    /* the photo's bytes (in the request's body
+                                             or owned by the form) */
+    size_t photo_len;
+    char *photo_owned;
+    char photo_name[256];                 /* the file name a multipart photo came with */
+    char error[256];                      /* why the form is refused */
+    int error_status;
+} form;
+
+/* Read req's fields: from a multipart body, or from the query string when
+ * the body is the photo itself (raw: 1). 0, or -1 with f->error and
+ * f->error_status set. Free with form_free. */
+int form_read(request *req, form *f, int raw);
+void form_free(form *f);
+const char *form_get(const form *f, const char *name);
+
+/* A query-string argument, or NULL. */
+const char *query_arg(request *req, const char *name);
+/* Is the body's media type this one (parameters and case ignored)? */
+int content_type_is(const request *req, const char *type);
+/* Is the body a photo (image/jpeg, image/png, image/webp,
+ * application/octet-stream)? */
+int content_type_is_photo(const request *req);
+/* Text from outside (a field, an argument): valid UTF-8, no control
+ * characters, at most SERVE_FIELD_MAX bytes. 1 if so, else 0 with why. */
+int text_ok(const char *s, char *why, size_t n);
+
+/* ------------------------------------------------------------ limits */
+
+limiter *limiter_new(void);
+void limiter_free(limiter *l);
+/* Admit one request by key k at time now (seconds since the epoch): 0, or
+ * 1 (rate) / 2 (daily quota) with *retry_after seconds. */
+int limiter_admit(limiter *l, const lethe_key_info *k, double now, long *retry_after);
+
+/* -------------------------------------------------------- endpoints */
+
+typedef void (*handler_fn)(request *req, reply *r);
+
+/* Which body an endpoint takes: none, JSON, a photo (raw or multipart) or
+ * either of the two last. */
+enum body_kind { BODY_NONE, BODY_JSON, BODY_PHOTO, BODY_JSON_OR_PHOTO };
+
+typedef struct route {
+    const char *method;
+    const char *path;
+    unsigned roles;       /* keys holding any of these may call it */
+    int body;             /* enum body_kind */
+    handler_fn fn;
+} route;
+
+/* The endpoints, ending with a NULL path. */
+extern const route serve_routes[];
+
+#ifdef MHD_VERSION
+/* The access handler libmicrohttpd calls (cls: the server), and its
+ * completion callback (serve_http.c); declared where microhttpd.h is. */
+enum MHD_Result serve_access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **state);
+void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
+                        enum MHD_RequestTerminationCode toe);
+#endif
+
+double serve_now(void);
+
+int cmd_serve(int argc, char **argv);
+
+#endif

@@ -1,0 +1,905 @@
+/*
+ * serve_api.c: the endpoints of `lethe serve` (docs/serve.md): each reads
+ * its request, makes the library calls the CLI makes for the same thing,
+ * with the key as the actor, and answers JSON in the shapes `lethe ...
+ * --json` prints. The table at the end says which roles may call which.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "serve.h"
+
+/* ------------------------------------------------------------ helpers */
+
+/* The body as one JSON object whose members are all among allowed (NULL-
+ * terminated): 0, or -1 with the 400 in r. */
+static int read_json(request *req, reply *r, sj_object *o, const char *const *allowed)
+{
+    char msg[256];
+    int rc = sj_parse(req->body ? req->body : "", req->body_len, o, msg, sizeof(msg));
+    if (rc == -2) {
+        reply_json(r, 503, NULL);
+        return -1;
+    }
+    if (rc < 0) {
+        reply_error(r, 400, "bad_json", NULL, "the body is not acceptable JSON: %s", msg);
+        return -1;
+    }
+    for (int i = 0; i < o->n; i++) {
+        int k;
+        for (k = 0; allowed[k] && strcmp(allowed[k], o->m[i].name); k++)
+            ;
+        if (!allowed[k]) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "unknown member \"%s\" (this endpoint "
+                        "takes: see docs/serve.md)",
+                        o->m[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A string member: 0 with *out (NULL when absent and not required), or -1
+ * with the 400 in r. */
+static int json_text(reply *r, const sj_object *o, const char *name, int required, const char **out)
+{
+    const sj_member *m = sj_get(o, name);
+    char why[128];
+    *out = NULL;
+    if (!m || m->type == SJ_NULL) {
+        if (required)
+            reply_error(r, 400, "bad_request", NULL, "\"%s\" is required", name);
+        return required ? -1 : 0;
+    }
+    if (m->type != SJ_STRING) {
+        reply_error(r, 400, "bad_request", NULL, "\"%s\" must be a string, not %s", name,
+                    sj_type_name(m->type));
+        return -1;
+    }
+    if (!text_ok(m->str, why, sizeof(why))) {
+        reply_error(r, 400, "bad_request", NULL, "\"%s\" %s", name, why);
+        return -1;
+    }
+    *out = m->str;
+    return 0;
+}
+
+/* A boolean member (false when absent): 0, or -1 with the 400 in r. */
+static int json_bool(reply *r, const sj_object *o, const char *name, int *out)
+{
+    const sj_member *m = sj_get(o, name);
+    *out = 0;
+    if (!m || m->type == SJ_NULL)
+        return 0;
+    if (m->type != SJ_BOOL) {
+        reply_error(r, 400, "bad_request", NULL, "\"%s\" must be true or false, not %s", name,
+                    sj_type_name(m->type));
+        return -1;
+    }
+    *out = m->boolean;
+    return 0;
+}
+
+/* A whole number in [lo, hi] from text (a query or form field). */
+static int parse_int(reply *r, const char *name, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi) {
+        reply_error(r, 400, "bad_request", NULL, "\"%s\" must be a whole number from %ld to %ld",
+                    name, lo, hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static void put_roles(FILE *f, unsigned roles)
+{
+    char text[LETHE_ROLES_TEXT];
+    lethe_roles_format(roles, text);
+    fputc('[', f);
+    for (char *p = text, *q; *p; p = *q ? q + 1 : q) {
+        q = p + strcspn(p, ",");
+        fprintf(f, "%s\"%.*s\"", p == text ? "" : ",", (int)(q - p), p);
+    }
+    fputc(']', f);
+}
+
+/* The store's message after a failed call (copied under the lock). */
+static void store_message(request *req, char *msg, size_t n)
+{
+    snprintf(msg, n, "%s", lethe_store_errmsg(req->sv->store));
+}
+
+/* A library document (JSON text, lethe_free_string) as the reply. */
+static void reply_document(reply *r, char *doc)
+{
+    char *copy = doc ? strdup(doc) : NULL;
+    lethe_free_string(doc);
+    reply_json(r, 200, copy);
+}
+
+/* ------------------------------------------------------------- status */
+
+static void h_status(request *req, reply *r)
+{
+    jsbuf b;
+    const lethe_key_info *k = &req->key;
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    fprintf(b.f, "{\"lethe\":\"%s\",\"key\":{\"id\":%lld,\"name\":", lethe_version(),
+            (long long)k->id);
+    json_put_string(b.f, k->name);
+    fputs(",\"roles\":", b.f);
+    put_roles(b.f, k->roles);
+    fprintf(b.f, ",\"rate_per_minute\":%u,\"daily_quota\":%u},\"faces\":%s}\n", k->rate_per_minute,
+            k->daily_quota, req->sv->engine ? "true" : "false");
+    reply_json(r, 200, jb_close(&b));
+}
+
+/* ------------------------------------------------------------- search */
+
+typedef struct search_req {
+    lethe_search_options so;
+    float q[LETHE_DESCRIPTOR_DIM];
+    char purpose[SERVE_FIELD_MAX + 1];
+} search_req;
+
+static void put_match(FILE *f, const lethe_match *m)
+{
+    static const char *const names[] = {"path",         "photo_id", "url",
+                                        "uploader",     "source",   "license",
+                                        "jurisdiction", "consent",  "collected_at"};
+    const char *vals[] = {m->prov.path,         m->prov.photo_id, m->prov.url,
+                          m->prov.uploader,     m->prov.source,   m->prov.license,
+                          m->prov.jurisdiction, m->prov.consent,  m->prov.collected_at};
+    fprintf(f, "{\"distance\":%.6f,\"same\":%s,\"photo\":\"%s\",\"face\":%lld,",
+            (double)m->distance, m->distance <= lethe_descriptor_threshold() ? "true" : "false",
+            m->photo, (long long)m->face);
+    if (isnan(m->box[0]))
+        fputs("\"box\":null", f);
+    else
+        fprintf(f, "\"box\":[%.1f,%.1f,%.1f,%.1f]", (double)m->box[0], (double)m->box[1],
+                (double)m->box[2], (double)m->box[3]);
+    for (int i = 0; i < 9; i++) {
+        fprintf(f, ",\"%s\":", names[i]);
+        json_put_string(f, vals[i] ? vals[i] : "");
+    }
+    fprintf(f, ",\"provenance_count\":%d}", m->provenance_count);
+}
+
+/* purpose, top_k, threshold (as text, from a form or the query): 0, or
+ * -1 with the 400 in r. */
+static int search_options(reply *r, search_req *s, const char *purpose, const char *top,
+                          const char *threshold)
+{
+    long k = 10;
+    if (!purpose || !*purpose) {
+        reply_error(r, 400, "purpose_required", NULL,
+                    "a search needs a purpose: why it is made (it is logged with the key)");
+        return -1;
+    }
+    snprintf(s->purpose, sizeof(s->purpose), "%s", purpose);
+    s->so.purpose = s->purpose;
+    if (top && parse_int(r, "top_k", top, 1, 1000, &k) < 0)
+        return -1;
+    s->so.top_k = (int)k;
+    if (threshold) {
+        char *end;
+        double t = strtod(threshold, &end);
+        if (!*threshold || *end || !(t > 0 && t < 1e6)) {
+            reply_error(r, 400, "bad_request", NULL, "\"threshold\" must be a positive number");
+            return -1;
+        }
+        s->so.threshold = (float)t;
+    }
+    return 0;
+}
+
+/* A search whose query is a descriptor in JSON. */
+static int search_from_json(request *req, reply *r, search_req *s)
+{
+    static const char *const allowed[] = {"purpose", "descriptor", "embedding",
+                                          "top_k",   "threshold",  NULL};
+    sj_object o;
+    const char *purpose;
+    char top[32] = "", thr[64] = "", msg[256];
+    int rc = -1;
+    if (read_json(req, r, &o, allowed) < 0 || json_text(r, &o, "purpose", 0, &purpose) < 0)
+        goto out;
+    const sj_member *d = sj_get(&o, "descriptor"), *e = sj_get(&o, "embedding");
+    const sj_member *k = sj_get(&o, "top_k"), *t = sj_get(&o, "threshold");
+    if ((k && k->type != SJ_NUMBER) || (t && t->type != SJ_NUMBER)) {
+        reply_error(r, 400, "bad_request", NULL, "\"top_k\" and \"threshold\" are numbers");
+        goto out;
+    }
+    if (k)
+        snprintf(top, sizeof(top), "%.*s", (int)(k->raw_len < 31 ? k->raw_len : 31), k->raw);
+    if (t)
+        snprintf(thr, sizeof(thr), "%.*s", (int)(t->raw_len < 63 ? t->raw_len : 63), t->raw);
+    if (search_options(r, s, purpose, k ? top : NULL, t ? thr : NULL) < 0)
+        goto out;
+    if (!d == !e) {
+        reply_error(r, 400, "bad_request", NULL,
+                    d ? "give \"descriptor\" or \"embedding\", not "
+                        "both"
+                      : "give the query as \"descriptor\": [128 numbers] (or send a photo)");
+        goto out;
+    }
+    if (!d)
+        d = e;
+    if (lethe_descriptor_parse(d->raw, d->raw_len, s->q, msg, sizeof(msg)) != LETHE_OK) {
+        reply_error(r, 400, "bad_request", NULL, "\"%s\": %s", d->name, msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    sj_free(&o);
+    return rc;
+}
+
+/* The largest face of a photo, described (outside the store's lock). */
+static int describe_photo(request *req, reply *r, const void *photo, size_t len, float *q)
+{
+    lethe_analysis an;
+    char msg[512];
+    if (!req->sv->engine) {
+        reply_error(r, 503, "no_face_engine", NULL, "this server cannot analyse photos: %s",
+                    req->sv->engine_error);
+        return -1;
+    }
+    if (!photo || !len) {
+        reply_error(r, 400, "bad_request", NULL, "no photo in the request");
+        return -1;
+    }
+    int rc = lethe_engine_analyze_bytes(req->sv->engine, photo, len, NULL, LETHE_LARGEST_FACE, &an,
+                                        msg, sizeof(msg));
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc == LETHE_ERR_FORMAT ? LETHE_ERR_ARG : rc, msg);
+        return -1;
+    }
+    memcpy(q, an.faces[0].descriptor, sizeof(float) * LETHE_DESCRIPTOR_DIM);
+    lethe_faces_free(an.faces);
+    return 0;
+}
+
+/* A search whose query is the largest face of a photo. */
+static int search_from_photo(request *req, reply *r, search_req *s)
+{
+    form f = {.names = {"purpose", "top_k", "threshold"}, .nnames = 3, .photo_field = "photo"};
+    int rc = -1;
+    if (form_read(req, &f, content_type_is_photo(req)) < 0)
+        reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
+    else if (search_options(r, s, form_get(&f, "purpose"), form_get(&f, "top_k"),
+                            form_get(&f, "threshold")) == 0)
+        rc = describe_photo(req, r, f.photo, f.photo_len, s->q);
+    form_free(&f);
+    return rc;
+}
+
+static void h_search(request *req, reply *r)
+{
+    static search_req zero;
+    search_req *s = malloc(sizeof(*s));
+    lethe_match *m = NULL;
+    size_t n = 0;
+    char msg[512];
+    jsbuf b;
+    if (!s) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    *s = zero;
+    lethe_search_options_init(&s->so);
+    s->so.actor = req->actor;
+    s->so.threads = 1;
+    if ((content_type_is(req, "application/json") ? search_from_json(req, r, s)
+                                                  : search_from_photo(req, r, s)) < 0)
+        goto out;
+    server_lock(req->sv);
+    int rc = lethe_search(req->sv->store, s->q, 1, &s->so, &m, &n);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        goto out;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        goto out;
+    }
+    fputs("{\"matches\":[", b.f);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            fputc(',', b.f);
+        put_match(b.f, &m[i]);
+    }
+    fputs("]}\n", b.f);
+    reply_json(r, 200, jb_close(&b));
+out:
+    lethe_matches_free(m, n);
+    free(s);
+}
+
+/* ------------------------------------------------------------- lookup */
+
+static void h_lookup(request *req, reply *r)
+{
+    static const char *const allowed[] = {"uploader", "url", "photo_id", NULL};
+    static const int kinds[] = {LETHE_LOOKUP_UPLOADER, LETHE_LOOKUP_URL, LETHE_LOOKUP_PHOTO_ID};
+    sj_object o;
+    const char *v[3];
+    char *out = NULL, msg[512];
+    int given = 0, which = 0;
+    if (read_json(req, r, &o, allowed) < 0)
+        goto out;
+    for (int i = 0; i < 3; i++) {
+        if (json_text(r, &o, allowed[i], 0, &v[i]) < 0)
+            goto out;
+        if (v[i] && *v[i])
+            given++, which = i;
+    }
+    if (given != 1) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "give exactly one of \"uploader\", \"url\", "
+                    "\"photo_id\" (the source's id, or the photo's SHA-256)");
+        goto out;
+    }
+    server_lock(req->sv);
+    int rc = lethe_lookup(req->sv->store, kinds[which], v[which], req->actor, "json", &out);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK)
+        reply_lethe(r, rc, msg);
+    else
+        reply_document(r, out);
+out:
+    sj_free(&o);
+}
+
+/* -------------------------------------------------- log, datasheet, digest */
+
+/* GET endpoints take only these query arguments: 0, or -1 with the 400. */
+static int query_only(request *req, reply *r, form *f)
+{
+    if (form_read(req, f, 1) < 0) {
+        reply_error(r, f->error_status, "bad_request", NULL, "%s", f->error);
+        return -1;
+    }
+    return 0;
+}
+
+static void h_log(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    char *out = NULL, msg[512];
+    jsbuf b;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_log_export(req->sv->store, "jsonl", &out);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        lethe_free_string(out);
+        {
+            reply_json(r, 503, NULL);
+            return;
+        }
+    }
+    /* JSON Lines into one array */
+    fputs("{\"entries\":[", b.f);
+    for (char *p = out, *nl; *p; p = nl + 1) {
+        if (!(nl = strchr(p, '\n')))
+            nl = p + strlen(p) - 1;
+        fprintf(b.f, "%s%.*s", p == out ? "" : ",", (int)(nl - p), p);
+        if (!nl[1])
+            break;
+    }
+    fputs("]}\n", b.f);
+    lethe_free_string(out);
+    reply_json(r, 200, jb_close(&b));
+}
+
+static void h_log_verify(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    uint64_t n = 0, bad = 0;
+    char msg[512];
+    jsbuf b;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_log_verify(req->sv->store, &n, &bad);
+    store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK && rc != LETHE_ERR_FORMAT) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    fprintf(b.f, "{\"intact\":%s,\"entries\":%llu,\"first_bad\":", rc ? "false" : "true",
+            (unsigned long long)n);
+    if (rc) {
+        fprintf(b.f, "%llu,\"error\":", (unsigned long long)bad);
+        json_put_string(b.f, msg);
+    } else {
+        fputs("null,\"error\":null", b.f);
+    }
+    fputs("}\n", b.f);
+    reply_json(r, 200, jb_close(&b));
+}
+
+static void h_datasheet(request *req, reply *r)
+{
+    form f = {.names = {"format"}, .nnames = 1};
+    char *out = NULL, msg[512];
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    const char *fmt = form_get(&f, "format") ? form_get(&f, "format") : "json";
+    const char *type = !strcmp(fmt, "json")   ? "application/json"
+                       : !strcmp(fmt, "md")   ? "text/markdown; charset=utf-8"
+                       : !strcmp(fmt, "html") ? "text/html; charset=utf-8"
+                                              : NULL;
+    if (!type) {
+        reply_error(r, 400, "bad_request", NULL, "format must be json, md or html");
+        {
+            form_free(&f);
+            return;
+        }
+    }
+    server_lock(req->sv);
+    int rc = lethe_datasheet(req->sv->store, fmt, &out);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    form_free(&f);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    char *copy = strdup(out);
+    lethe_free_string(out);
+    reply_text(r, 200, type, copy);
+}
+
+static void h_digest(request *req, reply *r)
+{
+    form f = {.names = {"full"}, .nnames = 1};
+    char hex[65], msg[512], *json = NULL;
+    int matches = 0, rc;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    const char *full = form_get(&f, "full");
+    int want_full = full && (!strcmp(full, "1") || !strcmp(full, "true"));
+    if (full && !want_full && strcmp(full, "0") && strcmp(full, "false")) {
+        reply_error(r, 400, "bad_request", NULL, "full must be true or false");
+        {
+            form_free(&f);
+            return;
+        }
+    }
+    form_free(&f);
+    server_lock(req->sv);
+    rc = want_full ? lethe_store_digest_full(req->sv->store, hex, &matches)
+                   : lethe_store_digest(req->sv->store, hex);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (asprintf(&json,
+                 want_full ? "{\"digest\":\"%s\",\"matches_kept\":%s}\n"
+                           : "{\"digest\":\"%s\"%s}\n",
+                 hex, want_full ? (matches ? "true" : "false") : "") < 0)
+        json = NULL;
+    reply_json(r, 200, json);
+}
+
+/* ------------------------------------------------------------- policy */
+
+static void h_policy_get(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    char *text = NULL, msg[512];
+    jsbuf b;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_policy_get(req->sv->store, &text);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        lethe_free_string(text);
+        {
+            reply_json(r, 503, NULL);
+            return;
+        }
+    }
+    fputs("{\"policy\":", b.f);
+    json_put_string(b.f, text);
+    fputs("}\n", b.f);
+    lethe_free_string(text);
+    reply_json(r, 200, jb_close(&b));
+}
+
+static void h_policy_put(request *req, reply *r)
+{
+    static const char *const allowed[] = {"key", "allows", "dry_run", NULL};
+    sj_object o;
+    const char *key, *allows;
+    int dry;
+    uint64_t dropped = 0;
+    char msg[512];
+    jsbuf b;
+    if (read_json(req, r, &o, allowed) < 0 || json_text(r, &o, "key", 1, &key) < 0 ||
+        json_text(r, &o, "allows", 1, &allows) < 0 || json_bool(r, &o, "dry_run", &dry) < 0) {
+        sj_free(&o);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_policy_set(req->sv->store, key, allows, req->actor, dry, &dropped);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK || jb_open(&b) < 0) {
+        rc != LETHE_OK ? reply_lethe(r, rc, msg) : reply_json(r, 503, NULL);
+        {
+            sj_free(&o);
+            return;
+        }
+    }
+    fputs("{\"key\":", b.f);
+    json_put_string(b.f, key);
+    fputs(",\"allows\":", b.f);
+    json_put_string(b.f, allows);
+    fprintf(b.f, ",\"dry_run\":%s,\"templates_dropped\":%llu}\n", dry ? "true" : "false",
+            (unsigned long long)dropped);
+    sj_free(&o);
+    reply_json(r, 200, jb_close(&b));
+}
+
+/* ------------------------------------------------------------- forget */
+
+static void put_forget(FILE *f, const lethe_forget_result *x, int dry, int optout,
+                       const char *receipt, const char *matched)
+{
+    fprintf(f,
+            "{\"kind\":\"%s\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
+            "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,\"undated_kept\":%llu,"
+            "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"needs_confirmation\":",
+            optout ? "optout" : "forget", dry ? "true" : "false",
+            receipt && !dry ? "true" : "false", (unsigned long long)x->photos,
+            (unsigned long long)x->provenance, (unsigned long long)x->faces,
+            (unsigned long long)x->templates, (unsigned long long)x->undated_kept, x->digest_before,
+            x->digest_after);
+    if (x->wide)
+        json_put_string(f, x->wide);
+    else
+        fputs("null", f);
+    fprintf(f, ",\"receipt\":%s,\"matched\":%s}", receipt ? receipt : "null",
+            matched ? matched : "[]");
+}
+
+/* The selector and flags of a forget request: 0, or -1 with the 400. */
+static int forget_request(reply *r, const sj_object *o, lethe_selector *sel, unsigned *flags)
+{
+    int dry, confirm, optout, undated;
+    if (json_text(r, o, "photo_id", 0, &sel->photo_id) < 0 ||
+        json_text(r, o, "url", 0, &sel->url) < 0 ||
+        json_text(r, o, "uploader", 0, &sel->uploader) < 0 ||
+        json_text(r, o, "source", 0, &sel->source) < 0 ||
+        json_text(r, o, "jurisdiction", 0, &sel->jurisdiction) < 0 ||
+        json_text(r, o, "collected_before", 0, &sel->collected_before) < 0 ||
+        json_bool(r, o, "include_undated", &undated) < 0 || json_bool(r, o, "dry_run", &dry) < 0 ||
+        json_bool(r, o, "confirm", &confirm) < 0 || json_bool(r, o, "optout", &optout) < 0)
+        return -1;
+    sel->include_undated = undated;
+    if (!sel->photo_id && !sel->url && !sel->uploader && !sel->source && !sel->jurisdiction &&
+        !sel->collected_before) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "give at least one selector: photo_id, url, "
+                    "uploader, source, jurisdiction, collected_before");
+        return -1;
+    }
+    *flags = (dry ? LETHE_FORGET_DRY_RUN : 0) | (confirm ? LETHE_FORGET_CONFIRMED : 0) |
+             (optout ? LETHE_FORGET_OPTOUT : 0);
+    return 0;
+}
+
+static void h_forget(request *req, reply *r)
+{
+    static const char *const allowed[] = {"photo_id",
+                                          "url",
+                                          "uploader",
+                                          "source",
+                                          "jurisdiction",
+                                          "collected_before",
+                                          "include_undated",
+                                          "dry_run",
+                                          "confirm",
+                                          "optout",
+                                          NULL};
+    sj_object o;
+    lethe_selector sel;
+    lethe_forget_result x;
+    unsigned flags = 0;
+    char *receipt = NULL, *matched = NULL, msg[512];
+    jsbuf b;
+    memset(&sel, 0, sizeof(sel));
+    memset(&x, 0, sizeof(x));
+    if (read_json(req, r, &o, allowed) < 0 || forget_request(r, &o, &sel, &flags) < 0)
+        goto out;
+    server_lock(req->sv);
+    int rc = lethe_forget(req->sv->store, &sel, flags, req->actor, &x, &receipt, &matched);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM) {
+        reply_lethe(r, rc, msg);
+        goto out;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        goto out;
+    }
+    /* refused for want of confirmation: the dry run goes inside the error */
+    if (rc == LETHE_ERR_CONFIRM)
+        fputs("\"dry_run\":", b.f);
+    put_forget(b.f, &x, (flags & LETHE_FORGET_DRY_RUN) || rc != LETHE_OK,
+               (flags & LETHE_FORGET_OPTOUT) != 0, receipt, matched);
+    if (rc == LETHE_OK)
+        fputc('\n', b.f);
+    char *json = jb_close(&b);
+    if (rc == LETHE_ERR_CONFIRM) {
+        reply_error(r, 409, "confirmation_required", json,
+                    "not erased: %s; look at the dry run (\"dry_run\" here), then send the "
+                    "request again with \"confirm\": true",
+                    x.wide ? x.wide : "confirmation needed");
+        free(json);
+    } else {
+        reply_json(r, 200, json);
+    }
+out:
+    lethe_free_string(receipt);
+    lethe_free_string(matched);
+    sj_free(&o);
+}
+
+/* ---------------------------------------------------- opt-outs, receipts */
+
+static void h_optouts(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    char *json = NULL, msg[512];
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_optout_list(req->sv->store, &json);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    reply_document(r, json);
+}
+
+static void h_receipt_verify(request *req, reply *r)
+{
+    char msg[512] = "";
+    jsbuf b;
+    int rc =
+        lethe_receipt_verify(req->body ? req->body : "", req->body_len, NULL, msg, sizeof(msg));
+    if (rc == LETHE_OK) {
+        server_lock(req->sv);
+        rc = lethe_receipt_check(req->sv->store, req->body, req->body_len);
+        if (rc != LETHE_OK)
+            store_message(req, msg, sizeof(msg));
+        server_unlock(req->sv);
+    }
+    if (rc != LETHE_OK && rc != LETHE_ERR_FORMAT) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    fprintf(b.f, "{\"valid\":%s,\"issued_by_store\":%s,\"error\":", rc ? "false" : "true",
+            rc ? "false" : "true");
+    if (rc)
+        json_put_string(b.f, msg);
+    else
+        fputs("null", b.f);
+    fputs("}\n", b.f);
+    reply_json(r, 200, jb_close(&b));
+}
+
+/* ------------------------------------------------------------- ingest */
+
+typedef struct ingest_errors {
+    char first[512];
+    int n;
+} ingest_errors;
+
+static void on_ingest_error(void *ctx, const char *input, size_t line, const char *message)
+{
+    ingest_errors *e = ctx;
+    (void)input, (void)line;
+    if (!e->n++)
+        snprintf(e->first, sizeof(e->first), "%s", message);
+}
+
+static void put_ingest(FILE *f, const lethe_ingest_stats *st, const ingest_errors *e)
+{
+    fprintf(f,
+            "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
+            "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
+            "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
+            "\"uncommitted\":%llu,\"errors\":[",
+            (unsigned long long)st->seen, (unsigned long long)st->added,
+            (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
+            (unsigned long long)st->faces, (unsigned long long)st->templates,
+            (unsigned long long)st->refused, (unsigned long long)st->withdrawn,
+            (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
+            (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted);
+    if (e->n) {
+        fputs("{\"reason\":", f);
+        json_put_string(f, e->first);
+        fputc('}', f);
+    }
+    fputs("]}", f);
+}
+
+/* One photo into the store, under the lock. */
+static int ingest_one(request *req, const form *f, lethe_ingest_stats *st, ingest_errors *e,
+                      char *msg, size_t n)
+{
+    lethe_ingest_options io;
+    lethe_ingest *ing = NULL;
+    lethe_provenance p = {.photo_id = form_get(f, "photo_id"),
+                          .url = form_get(f, "url"),
+                          .uploader = form_get(f, "uploader"),
+                          .source = form_get(f, "source"),
+                          .license = form_get(f, "license"),
+                          .jurisdiction = form_get(f, "jurisdiction"),
+                          .consent = form_get(f, "consent"),
+                          .collected_at = form_get(f, "collected_at")};
+    lethe_ingest_options_init(&io);
+    io.engine = req->sv->engine;
+    io.actor = req->actor;
+    io.threads = 1;
+    io.on_error = on_ingest_error;
+    io.ctx = e;
+    server_lock(req->sv);
+    int rc = lethe_ingest_begin(req->sv->store, &io, &ing);
+    if (rc == LETHE_OK) {
+        const char *name = form_get(f, "name") ? form_get(f, "name") : f->photo_name;
+        int rc2 = lethe_ingest_photo_bytes(ing, f->photo, f->photo_len, name, &p, 0);
+        rc = lethe_ingest_end(ing, st);
+        if (rc == LETHE_OK)
+            rc = rc2;
+    }
+    if (rc != LETHE_OK)
+        store_message(req, msg, n);
+    server_unlock(req->sv);
+    return rc;
+}
+
+static void h_ingest(request *req, reply *r)
+{
+    form f = {.names = {"photo_id", "url", "uploader", "source", "license", "jurisdiction",
+                        "consent", "collected_at", "name"},
+              .nnames = 9,
+              .photo_field = "photo"};
+    lethe_ingest_stats st;
+    ingest_errors e = {"", 0};
+    char msg[512];
+    jsbuf b;
+    memset(&st, 0, sizeof(st));
+    if (form_read(req, &f, content_type_is_photo(req)) < 0) {
+        reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
+        {
+            form_free(&f);
+            return;
+        }
+    }
+    if (!req->sv->engine || !f.photo || !f.photo_len) {
+        reply_error(r, req->sv->engine ? 400 : 503,
+                    req->sv->engine ? "bad_request" : "no_face_engine", NULL, "%s",
+                    req->sv->engine ? "no photo in the request" : req->sv->engine_error);
+        {
+            form_free(&f);
+            return;
+        }
+    }
+    int rc = ingest_one(req, &f, &st, &e, msg, sizeof(msg));
+    form_free(&f);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    put_ingest(b.f, &st, &e);
+    char *json = jb_close(&b);
+    if (e.n && json) {
+        char *extra = NULL;
+        if (asprintf(&extra, "\"ingest\":%s", json) < 0)
+            extra = NULL;
+        reply_error(r, 422, "photo_not_ingested", extra, "%s", e.first);
+        free(extra);
+        free(json);
+    } else {
+        reply_json(r, 200, json);
+    }
+}
+
+/* ---------------------------------------------------------- the table */
+
+#define ALL     LETHE_ROLES_ALL
+#define ADMIN   LETHE_ROLE_ADMIN
+#define INGEST  LETHE_ROLE_INGEST
+#define SEARCH  LETHE_ROLE_SEARCH
+#define AUDIT   LETHE_ROLE_AUDIT
+#define ERASURE LETHE_ROLE_ERASURE
+
+/* Who may call what (docs/serve.md, "Roles"; tests/cli/test_serve.sh
+ * checks every cell). admin may call everything; no endpoint gives
+ * templates back. */
+const route serve_routes[] = {
+    {"GET", "/v1/status", ALL, BODY_NONE, h_status},
+    {"POST", "/v1/search", ADMIN | SEARCH, BODY_JSON_OR_PHOTO, h_search},
+    {"POST", "/v1/lookup", ADMIN | SEARCH | ERASURE, BODY_JSON, h_lookup},
+    {"GET", "/v1/log", ADMIN | AUDIT, BODY_NONE, h_log},
+    {"GET", "/v1/log/verify", ADMIN | AUDIT, BODY_NONE, h_log_verify},
+    {"GET", "/v1/datasheet", ADMIN | AUDIT, BODY_NONE, h_datasheet},
+    {"GET", "/v1/digest", ADMIN | AUDIT | ERASURE, BODY_NONE, h_digest},
+    {"GET", "/v1/policy", ADMIN | AUDIT | INGEST, BODY_NONE, h_policy_get},
+    {"PUT", "/v1/policy", ADMIN, BODY_JSON, h_policy_put},
+    {"POST", "/v1/forget", ADMIN | ERASURE, BODY_JSON, h_forget},
+    {"GET", "/v1/optouts", ADMIN | ERASURE | AUDIT, BODY_NONE, h_optouts},
+    {"POST", "/v1/receipts/verify", ALL, BODY_JSON, h_receipt_verify},
+    {"POST", "/v1/ingest", ADMIN | INGEST, BODY_PHOTO, h_ingest},
+    {NULL, NULL, 0, 0, NULL},
+};
