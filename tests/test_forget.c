@@ -6,13 +6,16 @@
  * opt-outs hold on re-ingest and can be withdrawn, backups carry no secret
  * and no plaintext, restore drops what was erased since (with the live
  * keyring or, the store lost, its mirror), the keyring is checked on open,
- * and recovery after a crash destroys keys nobody uses.
+ * recovery after a crash destroys keys nobody uses, and a handle that lives
+ * on after an erasure (a server) keeps its commits visible to the others.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "forget/change.h"
@@ -775,6 +778,135 @@ static void test_api_rest(void)
 }
 
 /* Photos from memory and search by image (needs the models and samples). */
+/* Another process, forked before this test opens any store (a child forked
+ * later would inherit SQLite's record of the parent's open files and
+ * locks, and so not behave as another process does). It reads commands
+ * from a pipe and answers 0 (done) or 1 (failed):
+ *   i DIR FROM TO   ingest rows [FROM, TO), then close the store
+ *   l DIR           a lookup (a logged write), then close
+ *   s DIR SEQ       open read-only: the log ends at SEQ and verifies */
+typedef struct helper {
+    pid_t pid;
+    FILE *to, *from;
+} helper;
+
+static int helper_do(const char *line)
+{
+    char dir[300];
+    long a = 0, b = 0;
+    lethe_store *c = NULL;
+    char *out = NULL;
+    int ok = 0;
+    if (line[0] == 'i' && sscanf(line, "i %299s %ld %ld", dir, &a, &b) == 3)
+        ok = lethe_store_open(dir, 0, &c) == LETHE_OK && ingest(c, (int)a, (int)b, NULL, NULL) == 0;
+    else if (line[0] == 'l' && sscanf(line, "l %299s", dir) == 1)
+        ok = lethe_store_open(dir, 0, &c) == LETHE_OK &&
+             lethe_lookup(c, LETHE_LOOKUP_UPLOADER, "nobody", "other", "json", &out) == 0;
+    else if (line[0] == 's' && sscanf(line, "s %299s %ld", dir, &a) == 2) {
+        uint64_t seq = 0, n = 0, bad = 0;
+        char hash[65];
+        ok = lethe_store_open(dir, LETHE_STORE_READONLY, &c) == LETHE_OK &&
+             lethe_log_head(c, &seq, hash) == LETHE_OK && seq == (uint64_t)a &&
+             lethe_log_verify(c, &n, &bad) == LETHE_OK && n == (uint64_t)a;
+        if (!ok)
+            fprintf(stderr, "  the other process sees entry %llu of %ld: %s\n",
+                    (unsigned long long)seq, a, lethe_store_errmsg(c));
+    }
+    lethe_free_string(out);
+    lethe_store_close(c);
+    return ok ? 0 : 1;
+}
+
+static int helper_start(helper *h)
+{
+    int down[2], up[2];
+    if (pipe(down) || pipe(up))
+        return -1;
+    h->pid = fork();
+    if (h->pid == 0) {
+        FILE *in = fdopen(down[0], "r"), *out = fdopen(up[1], "w");
+        char line[400];
+        close(down[1]);
+        close(up[0]);
+        while (in && out && fgets(line, sizeof(line), in) && line[0] != 'q') {
+            fprintf(out, "%d\n", helper_do(line));
+            fflush(out);
+        }
+        _exit(0);
+    }
+    close(down[0]);
+    close(up[1]);
+    h->to = fdopen(down[1], "w");
+    h->from = fdopen(up[0], "r");
+    return h->pid > 0 && h->to && h->from ? 0 : -1;
+}
+
+/* A command to the other process: its answer (0 done, 1 failed, 2 gone). */
+static int helper_ask(helper *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int helper_ask(helper *h, const char *fmt, ...)
+{
+    va_list ap;
+    char line[16];
+    va_start(ap, fmt);
+    vfprintf(h->to, fmt, ap);
+    va_end(ap);
+    fflush(h->to);
+    return fgets(line, sizeof(line), h->from) ? atoi(line) : 2;
+}
+
+static void helper_stop(helper *h)
+{
+    int status;
+    fputs("q\n", h->to);
+    fclose(h->to);
+    fclose(h->from);
+    waitpid(h->pid, &status, 0);
+}
+
+static void search_once(lethe_store *s)
+{
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t nm = 0;
+    lethe_search_options_init(&so);
+    so.purpose = "a long-lived handle";
+    CHECK_EQ_INT(lethe_search(s, vecs[0], 1, &so, &m, &nm), LETHE_OK);
+    lethe_matches_free(m, nm);
+}
+
+static void test_long_lived_handle_after_erasure(void)
+{
+    char dir[300];
+    lethe_store *s = NULL;
+    lethe_forget_result r;
+    lethe_selector sel;
+    char *receipt = NULL;
+    uint64_t seq = 0;
+    char hash[65];
+    helper h;
+    if (helper_start(&h) < 0) {
+        CHECK(0);
+        return;
+    }
+    new_dir(dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    search_once(s);
+    CHECK_EQ_INT(helper_ask(&h, "i %s 0 40\n", dir), 0);
+    memset(&sel, 0, sizeof(sel));
+    sel.uploader = "person3";
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", &r, &receipt, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.photos, 10);
+    lethe_free_string(receipt);
+    search_once(s);
+    CHECK_EQ_INT(helper_ask(&h, "l %s\n", dir), 0);
+    search_once(s);
+    search_once(s);
+    CHECK_EQ_INT(lethe_log_head(s, &seq, hash), LETHE_OK);
+    CHECK_EQ_INT(helper_ask(&h, "s %s %llu\n", dir, (unsigned long long)seq), 0);
+    lethe_store_close(s);
+    helper_stop(&h);
+}
+
 static void test_photos_from_memory(void)
 {
     char dir[300], msg[256];
@@ -857,6 +989,7 @@ int main(void)
     RUN(test_restore_optouts_from_mirror);
     RUN(test_api_rest);
     RUN(test_photos_from_memory);
+    RUN(test_long_lived_handle_after_erasure);
     char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

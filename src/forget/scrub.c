@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include "store/store.h"
-#include "util/io.h"
 #include "util/util.h"
 
 static uint32_t be32(const uint8_t *p)
@@ -142,51 +141,64 @@ static int scrub_page(uint8_t *pg, size_t psz, size_t usable, int first)
     return changed;
 }
 
+/* The catalog file as SQLite holds it open. The pages are read and
+ * written through SQLite's own descriptor: opening the file a second time
+ * and closing it would drop every POSIX lock this process holds on it (a
+ * close releases them all, whatever descriptor took them), and with them
+ * the shared lock that tells other processes this connection still uses
+ * the WAL. One of them could then take itself for the last connection,
+ * checkpoint and delete the WAL while this one goes on writing into it:
+ * a long-lived handle (a server) would lose its commits to other readers. */
+static int catalog_file(lethe_store *s, sqlite3_file **f)
+{
+    *f = NULL;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, f) != SQLITE_OK || !*f ||
+        !(*f)->pMethods)
+        return store_fail(s, LETHE_ERR_IO, "%s/%s: SQLite does not give its file", s->dir,
+                          STORE_DB);
+    return LETHE_OK;
+}
+
 /* Scrub the given pages (or all when pages == NULL) of the catalog file. */
 static int scrub_pages(lethe_store *s, const uint32_t *pages, size_t n)
 {
-    char *path = store_file(s, STORE_DB);
     uint8_t hdr[100];
-    struct stat sb;
-    int rc = LETHE_OK;
-    if (!path)
-        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || pread(fd, hdr, 100, 0) != 100) {
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
+    sqlite3_file *f;
+    sqlite3_int64 size = 0;
+    int rc = catalog_file(s, &f);
+    if (rc)
+        return rc;
+    if (f->pMethods->xFileSize(f, &size) != SQLITE_OK ||
+        f->pMethods->xRead(f, hdr, 100, 0) != SQLITE_OK)
+        return store_fail(s, LETHE_ERR_IO, "%s/%s: cannot read: %s", s->dir, STORE_DB,
+                          strerror(errno ? errno : EIO));
     size_t psz = be16(hdr + 16) == 1 ? 65536 : be16(hdr + 16);
     size_t usable = psz - hdr[20];
-    size_t npages = (size_t)sb.st_size / psz;
+    size_t npages = (size_t)size / psz;
     uint8_t *pg = lethe_malloc(psz);
-    if (!pg) {
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-        goto out;
-    }
+    if (!pg)
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
     int wrote = 0;
     for (size_t i = 0; i < (pages ? n : npages); i++) {
         uint32_t no = pages ? pages[i] : (uint32_t)(i + 1);
-        off_t at = (off_t)(no - 1) * (off_t)psz;
+        sqlite3_int64 at = (sqlite3_int64)(no - 1) * (sqlite3_int64)psz;
         if (no < 1 || no > npages || at == 0x40000000) /* the lock-byte page */
             continue;
-        if (pread(fd, pg, psz, at) != (ssize_t)psz)
+        if (f->pMethods->xRead(f, pg, (int)psz, at) != SQLITE_OK)
             continue;
         if (scrub_page(pg, psz, usable, no == 1)) {
-            if (lethe_io_pwrite(fd, pg, psz, at) != (ssize_t)psz) {
-                rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
+            if (f->pMethods->xWrite(f, pg, (int)psz, at) != SQLITE_OK) {
+                rc = store_fail(s, LETHE_ERR_IO, "%s/%s: cannot write: %s", s->dir, STORE_DB,
+                                strerror(errno ? errno : EIO));
                 break;
             }
             wrote = 1;
         }
     }
-    if (rc == LETHE_OK && wrote && lethe_io_fsync(fd) < 0)
-        rc = store_fail(s, LETHE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (rc == LETHE_OK && wrote && f->pMethods->xSync(f, SQLITE_SYNC_FULL) != SQLITE_OK)
+        rc = store_fail(s, LETHE_ERR_IO, "%s/%s: cannot sync: %s", s->dir, STORE_DB,
+                        strerror(errno ? errno : EIO));
     lethe_free(pg);
-out:
-    if (fd >= 0)
-        close(fd);
-    lethe_free(path);
     return rc;
 }
 
