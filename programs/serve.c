@@ -216,7 +216,8 @@ static struct MHD_Daemon *start_daemon(server *sv, const serve_opts *o, const li
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)o->timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_conns,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        serve_completed_cb, sv, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        serve_completed_cb, sv, MHD_OPTION_URI_LOG_CALLBACK, serve_uri_cb, sv, MHD_OPTION_ARRAY,
+        tls, MHD_OPTION_END);
 }
 
 /* Wait for SIGTERM or SIGINT (blocked in every thread), then stop taking

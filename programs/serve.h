@@ -167,6 +167,8 @@ enum MHD_Result serve_access_cb(void *cls, struct MHD_Connection *conn, const ch
                                 size_t *upload_size, void **state);
 void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
                         enum MHD_RequestTerminationCode toe);
+/* Called with each request's URI as it came (escapes and all). */
+void *serve_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn);
 #endif
 
 double serve_now(void);

@@ -124,12 +124,27 @@ static void reply_document(reply *r, char *doc)
     reply_json(r, 200, copy);
 }
 
+/* GET endpoints take only these query arguments: 0, or -1 with the 400. */
+static int query_only(request *req, reply *r, form *f)
+{
+    if (form_read(req, f, 1) < 0) {
+        reply_error(r, f->error_status, "bad_request", NULL, "%s", f->error);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------- status */
 
 static void h_status(request *req, reply *r)
 {
+    form f = {.nnames = 0};
     jsbuf b;
     const lethe_key_info *k = &req->key;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
     if (jb_open(&b) < 0) {
         reply_json(r, 503, NULL);
         return;
@@ -250,13 +265,13 @@ static int describe_photo(request *req, reply *r, const void *photo, size_t len,
 {
     lethe_analysis an;
     char msg[512];
+    if (!photo || !len) {
+        reply_error(r, 400, "bad_request", NULL, "no photo in the request");
+        return -1;
+    }
     if (!req->sv->engine) {
         reply_error(r, 503, "no_face_engine", NULL, "this server cannot analyse photos: %s",
                     req->sv->engine_error);
-        return -1;
-    }
-    if (!photo || !len) {
-        reply_error(r, 400, "bad_request", NULL, "no photo in the request");
         return -1;
     }
     int rc = lethe_engine_analyze_bytes(req->sv->engine, photo, len, NULL, LETHE_LARGEST_FACE, &an,
@@ -367,16 +382,6 @@ out:
 }
 
 /* -------------------------------------------------- log, datasheet, digest */
-
-/* GET endpoints take only these query arguments: 0, or -1 with the 400. */
-static int query_only(request *req, reply *r, form *f)
-{
-    if (form_read(req, f, 1) < 0) {
-        reply_error(r, f->error_status, "bad_request", NULL, "%s", f->error);
-        return -1;
-    }
-    return 0;
-}
 
 static void h_log(request *req, reply *r)
 {

@@ -382,15 +382,29 @@ static int take_body(conn_state *cs, const char *data, size_t n)
     return 0;
 }
 
+/* The mark serve_uri_cb leaves on a request whose path (before any '?')
+ * holds a %-escape: no endpoint has one, and libmicrohttpd hands the
+ * handler the path unescaped, where "%00" would cut it short and "%2e%2e"
+ * become "..". */
+static char escaped_path;
+
+void *serve_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls, (void)conn;
+    size_t n = strcspn(uri, "?");
+    return memchr(uri, '%', n) ? &escaped_path : NULL;
+}
+
 /* A new request: its state, then the first look. */
 static enum MHD_Result start_request(server *sv, struct MHD_Connection *conn, const char *url,
                                      const char *method, void **state)
 {
+    int escaped = *state == &escaped_path;
     conn_state *cs = calloc(1, sizeof(*cs));
     reply r = {0};
+    *state = cs;
     if (!cs)
         return MHD_NO;
-    *state = cs;
     atomic_fetch_add(&sv->active, 1);
     cs->start = serve_now();
     cs->req.sv = sv;
@@ -406,7 +420,10 @@ static enum MHD_Result start_request(server *sv, struct MHD_Connection *conn, co
                     "the path is %zu bytes, more than %zu", n, sizeof(cs->req.path) - 1);
         return send_reply(conn, cs, &r);
     }
-    if (first_look(sv, cs, &r) < 0)
+    if (escaped && authenticate(sv, cs, &r) == 0)
+        reply_error(&r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                    "no endpoint %s (no endpoint's path holds a %%-escape)", cs->req.path);
+    if (escaped || first_look(sv, cs, &r) < 0)
         return send_reply(conn, cs, &r);
     return MHD_YES;
 }
@@ -418,7 +435,7 @@ enum MHD_Result serve_access_cb(void *cls, struct MHD_Connection *conn, const ch
     server *sv = cls;
     conn_state *cs = *state;
     (void)version;
-    if (!cs)
+    if (!cs || *state == &escaped_path)
         return start_request(sv, conn, url, method, state);
     if (*upload_size) {
         size_t n = *upload_size;
@@ -446,7 +463,7 @@ void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
     conn_state *cs = *state;
     (void)conn;
     (void)toe;
-    if (!cs)
+    if (!cs || *state == &escaped_path)
         return;
     free(cs->req.body);
     free(cs);

@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# CLI tests for API keys and `lethe serve` (issue 10, items 1 and 2):
+#   1. lethe key add|list|revoke: output, --json, errors, the log;
+#   2. the server on a free port (port 0, read from its first line),
+#      stopped at exit whatever happens;
+#   3. the authorization matrix: every endpoint x every role, allowed or
+#      denied as the table below says, each cell asserted (status, error
+#      code, and for a denied call that the log did not grow), and every
+#      endpoint without a key, with a wrong key and with a revoked key;
+#   4. each endpoint's answer; the key's id as the log's actor; the access
+#      log (no query strings in it);
+#   5. rate limit and daily quota (429 with Retry-After);
+#   6. hostile requests: a huge body (announced and chunked), bad JSON,
+#      control characters, wrong content types, path traversal, a 1 MB
+#      header, a long URL, bad multipart, a slow client; the server keeps
+#      serving;
+#   7. concurrent searches; HTTPS; a graceful stop on SIGTERM with a request
+#      in flight, the store intact after.
+# Usage: tests/cli/test_serve.sh path/to/lethe
+# Photos: face-api's samples (samples/) and the models ($LETHE_MODELS) for
+# ingest and search by photo; without them those cells use a body that is
+# no photo (the answer is then 422 or 503, still never 401 or 403).
+set -u
+LETHE=${1:-build/lethe}
+. "$(dirname "$0")/../cli_lib.sh"
+export LETHE_ACTOR=tester
+unset LETHE_STORE
+SAMPLES=$PWD/samples
+SAN=${LETHE_TEST_SAN:-0}
+START_WAIT=30
+[ "$SAN" = 1 ] && START_WAIT=120
+
+command -v curl >/dev/null || { echo "not ok curl missing (apt-get install curl)"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+# --- servers: started on a free port, always stopped ------------------------
+pids=()
+stop_servers() {
+    local p
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    pids=()
+}
+trap 'stop_servers; rm -rf "$tmp"' EXIT
+
+# start_server NAME ARGS...: sets PORT and SPID; the server's stdout and
+# stderr are $tmp/NAME.out and $tmp/NAME.err
+start_server() {
+    local name=$1; shift
+    "$LETHE" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    SPID=$!
+    pids+=("$SPID")
+    PORT=
+    for _ in $(seq $((START_WAIT * 10))); do
+        PORT=$(sed -n 's|^lethe serve: listening on https\?://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.out")
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$PORT" ]
+}
+
+# req KEY METHOD PATH [CURL ARGS...]: $code, the body in $tmp/body, the
+# headers in $tmp/headers (KEY "-" sends none)
+req() {
+    local key=$1 method=$2 path=$3; shift 3
+    local auth=()
+    [ "$key" != - ] && auth=(-H "x-api-key: $key")
+    code=$(curl -s --path-as-is -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' -X "$method" \
+        "${auth[@]}" "$@" "$BASE$path" 2>"$tmp/curlerr")
+}
+# is NAME WANT_CODE [BODY_PATTERN]: the last req's status (and body)
+is() {
+    if [ "$code" != "$2" ]; then
+        bad "$1" "status $code, wanted $2: $(head -c 300 "$tmp/body")"
+    elif [ $# -gt 2 ] && ! grep -q -- "$3" "$tmp/body"; then
+        bad "$1" "body lacks '$3': $(head -c 300 "$tmp/body")"
+    else
+        ok "$1"
+    fi
+}
+json_post() { req "$1" POST "$2" -H 'Content-Type: application/json' --data-binary "$3"; }
+log_entries() { "$LETHE" log --store "$S" --json 2>/dev/null | wc -l; }
+
+DESC="[$(awk 'BEGIN{srand(7); for (i = 0; i < 128; i++) printf "%s%.5f", (i ? "," : ""), (rand() - 0.5) * 0.4}')]"
+
+# --- 1. lethe key ------------------------------------------------------------
+S="$tmp/store"
+expect "init" 0 "$LETHE" init --store "$S"
+declare -A KEY
+for role in admin ingest search audit erasure; do
+    expect "key add $role" 0 "$LETHE" key add "$role holder" --roles "$role" --store "$S" --json
+    KEY[$role]=$(sed -n 's/.*"key":"\(lk_[0-9]*_[A-Za-z0-9_-]*\)".*/\1/p' "$tmp/out")
+    [ -n "${KEY[$role]}" ] || bad "key add $role prints the key" "$(cat "$tmp/out")"
+done
+contains "key add --json shape" "$tmp/out" '"name":"erasure holder","roles":\["erasure"\],"rate_per_minute":0,"daily_quota":0,"created_at":"'
+expect "key add (text)" 0 "$LETHE" key add "two roles" --roles "search, audit" --rate 2 --store "$S"
+contains "text output shows the key once" "$tmp/out" "^lk_6_"
+contains "and says it is shown once" "$tmp/out" "shown this once"
+RATED=$(grep '^lk_6_' "$tmp/out")
+expect "key add with a quota" 0 "$LETHE" key add quota --roles audit --quota 3 --store "$S" --json
+QUOTA=$(sed -n 's/.*"key":"\(lk_[0-9]*_[A-Za-z0-9_-]*\)".*/\1/p' "$tmp/out")
+expect "key add to be revoked" 0 "$LETHE" key add leaked --roles admin --store "$S" --json
+REVOKED=$(sed -n 's/.*"key":"\(lk_[0-9]*_[A-Za-z0-9_-]*\)".*/\1/p' "$tmp/out")
+expect "key revoke" 0 "$LETHE" key revoke 8 --store "$S"
+contains "key revoke says so" "$tmp/out" "key 8 revoked"
+expect "key revoke again is refused" 2 "$LETHE" key revoke 8 --store "$S"
+contains "and says why" "$tmp/err" "revoked already"
+expect "key revoke of no key" 1 "$LETHE" key revoke 99 --store "$S"
+contains "names the id" "$tmp/err" "no API key 99"
+expect "key revoke of a non-number" 2 "$LETHE" key revoke eight --store "$S"
+expect "key add without roles" 2 "$LETHE" key add x --store "$S"
+contains "asks for --roles" "$tmp/err" "--roles"
+expect "key add with an unknown role" 2 "$LETHE" key add x --roles search,root --store "$S"
+contains "names the role" "$tmp/err" "unknown role 'root'"
+expect "key add with a control character in the name" 2 "$LETHE" key add "$(printf 'a\033b')" --roles audit --store "$S"
+expect "key add with a negative rate" 2 "$LETHE" key add x --roles audit --rate -5 --store "$S"
+expect "key without an action" 2 "$LETHE" key --store "$S"
+expect "key --help" 0 "$LETHE" key --help
+contains "help names the roles" "$tmp/out" "erasure (forget"
+expect "key list" 0 "$LETHE" key list --store "$S"
+contains "list shows the revocation" "$tmp/out" "^8 .*Z  leaked"
+lacks "list never shows a key" "$tmp/out" "lk_"
+expect "key list --json" 0 "$LETHE" key list --store "$S" --json
+same "one object a key" "$(grep -c '^{"id":' "$tmp/out")" 8
+contains "revoked key has its time" "$tmp/out" '"id":8,.*"revoked_at":"20'
+lacks "list --json never shows a key" "$tmp/out" "lk_"
+expect "log lists key changes" 0 "$LETHE" log --store "$S" --json
+same "8 key-add entries" "$(grep -c '"kind":"key-add"' "$tmp/out")" 8
+contains "the revocation is logged with its actor" "$tmp/out" '"kind":"key-revoke","actor":"tester"'
+expect "log verifies" 0 "$LETHE" log verify --store "$S"
+
+# A receipt to verify, and a photo (or not) for ingest.
+expect "forget makes a receipt" 0 "$LETHE" forget --store "$S" --uploader nobody-q --receipt "$tmp/receipt.json"
+PHOTO=$tmp/notaphoto.jpg
+printf 'not a photo at all' >"$PHOTO"
+INGEST_OK=422 SERVE_FACES=(--no-faces)
+if [ -f "$SAMPLES/sample1.jpg" ] && [ -f "${LETHE_MODELS:-models}/face_recognition_model.bin" ]; then
+    PHOTO=$SAMPLES/sample1.jpg INGEST_OK=200 SERVE_FACES=(--models "${LETHE_MODELS:-models}")
+else
+    skipt "photos" "samples/ or the models absent: ingest and search by photo answer 422/503"
+fi
+[ "$INGEST_OK" = 422 ] && INGEST_OK=503 # --no-faces: no engine
+
+# --- 2. the server -----------------------------------------------------------
+if ! start_server main --store "$S" --timeout 4 "${SERVE_FACES[@]}"; then
+    bad "server starts" "$(cat "$tmp/main.out" "$tmp/main.err" | head -c 600)"
+    cli_summary
+    exit 1
+fi
+ok "server starts on a free port ($PORT)"
+BASE=http://127.0.0.1:$PORT
+
+# --- 3. the authorization matrix ---------------------------------------------
+# One row an endpoint; columns admin ingest search audit erasure: y allowed,
+# n denied (403, and the log does not grow). The status an allowed call
+# answers is the last column.
+matrix="
+GET  /v1/status            y y y y y 200
+POST /v1/search            y n y n n 200
+POST /v1/lookup            y n y n y 200
+GET  /v1/log               y n n y n 200
+GET  /v1/log/verify        y n n y n 200
+GET  /v1/datasheet         y n n y n 200
+GET  /v1/digest            y n n y y 200
+GET  /v1/policy            y y n y n 200
+PUT  /v1/policy            y n n n n 200
+POST /v1/forget            y n n n y 200
+GET  /v1/optouts           y n n y y 200
+POST /v1/receipts/verify   y y y y y 200
+POST /v1/ingest            y y n n n INGEST
+"
+# call KEY METHOD PATH: a well-formed request to the endpoint
+call() {
+    local key=$1 method=$2 path=$3
+    case "$method $path" in
+    "POST /v1/search") json_post "$key" "$path" "{\"purpose\":\"matrix\",\"descriptor\":$DESC}" ;;
+    "POST /v1/lookup") json_post "$key" "$path" '{"uploader":"matrix-nobody"}' ;;
+    "PUT /v1/policy") req "$key" PUT "$path" -H 'Content-Type: application/json' --data-binary '{"key":"US-CA","allows":"explicit","dry_run":true}' ;;
+    "POST /v1/forget") json_post "$key" "$path" '{"uploader":"matrix-nobody","dry_run":true}' ;;
+    "POST /v1/receipts/verify") req "$key" POST "$path" -H 'Content-Type: application/json' --data-binary @"$tmp/receipt.json" ;;
+    "POST /v1/ingest") req "$key" POST "$path?uploader=matrix&consent=explicit&jurisdiction=US" -H 'Content-Type: image/jpeg' --data-binary @"$PHOTO" ;;
+    *) req "$key" "$method" "$path" ;;
+    esac
+}
+roles=(admin ingest search audit erasure)
+cells=0
+while read -r method path a b c d e want; do
+    [ -n "$method" ] || continue
+    [ "$want" = INGEST ] && want=$INGEST_OK
+    allowed=("$a" "$b" "$c" "$d" "$e")
+    for i in 0 1 2 3 4; do
+        role=${roles[$i]}
+        cells=$((cells + 1))
+        if [ "${allowed[$i]}" = y ]; then
+            call "${KEY[$role]}" "$method" "$path"
+            is "matrix: $role may $method $path" "$want"
+        else
+            n0=$(log_entries)
+            call "${KEY[$role]}" "$method" "$path"
+            is "matrix: $role may not $method $path" 403 '"code":"forbidden"'
+            same "matrix: $role's refused $method $path left the log alone" "$(log_entries)" "$n0"
+        fi
+    done
+    call - "$method" "$path"
+    is "matrix: no key, $method $path" 401 '"code":"unauthorized"'
+    call "lk_1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$method" "$path"
+    is "matrix: a wrong key, $method $path" 401 'the key is not valid'
+    call "$REVOKED" "$method" "$path"
+    is "matrix: a revoked key, $method $path" 401 'key 8 was revoked at'
+done <<<"$matrix"
+same "the matrix has every endpoint x every role" "$cells" 65
+req "${KEY[search]}" GET /v1/status -H "Authorization: Bearer ${KEY[search]}"
+is "Authorization: Bearer is accepted" 200 '"roles":\["search"\]'
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer ${KEY[audit]}" "$BASE/v1/status")
+is "Authorization: Bearer alone" 200 '"name":"audit holder"'
+req "${KEY[search]}" POST /v1/forget -H 'Content-Type: application/json' --data-binary '{"uploader":"x"}'
+is "a 403 names the roles needed" 403 'needs one of the roles admin|erasure'
+req - GET /v1/status
+contains "a 401 asks for Bearer" "$tmp/headers" 'WWW-Authenticate: Bearer'
+
+# --- 4. what each endpoint answers ------------------------------------------
+A=${KEY[admin]}
+json_post "${KEY[search]}" /v1/search "{\"descriptor\":$DESC}"
+is "search without a purpose" 400 '"code":"purpose_required"'
+json_post "${KEY[search]}" /v1/search "{\"purpose\":\"\",\"descriptor\":$DESC}"
+is "search with an empty purpose" 400 '"code":"purpose_required"'
+n0=$(log_entries)
+json_post "${KEY[search]}" /v1/search "{\"purpose\":\"finding a lost child q8\",\"descriptor\":$DESC,\"top_k\":3}"
+is "search by descriptor" 200 '^{"matches":\['
+same "the search is one log entry" "$(log_entries)" $((n0 + 1))
+"$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/last"
+contains "the log's actor is the key's id" "$tmp/last" '"kind":"search","actor":"key:3","purpose":"finding a lost child q8"'
+json_post "${KEY[search]}" /v1/search "{\"purpose\":\"x\",\"descriptor\":[1,2,3]}"
+is "a short descriptor" 400 'descriptor'
+json_post "${KEY[search]}" /v1/search "{\"purpose\":\"x\",\"descriptor\":$DESC,\"top_k\":0}"
+is "top_k 0" 400 'top_k'
+json_post "${KEY[search]}" /v1/search "{\"purpose\":\"x\",\"descriptor\":$DESC,\"purpse\":\"typo\"}"
+is "an unknown member is named" 400 'unknown member \\"purpse\\"'
+json_post "${KEY[erasure]}" /v1/lookup '{"uploader":"a","url":"b"}'
+is "lookup with two selectors" 400 'exactly one'
+json_post "${KEY[erasure]}" /v1/lookup '{"url":"https://nowhere.example/q"}'
+is "lookup" 200 '{"lookup":"url","photos":\[\]}'
+"$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/last"
+contains "the lookup's actor is the key's id" "$tmp/last" '"kind":"lookup","actor":"key:5"'
+lacks "the lookup logs no identifier" "$tmp/last" "nowhere.example"
+req "$A" GET /v1/log
+is "log" 200 '^{"entries":\[{"seq":1,'
+req "$A" GET /v1/log/verify
+is "log verify" 200 '"intact":true'
+req "$A" GET "/v1/datasheet?format=html"
+is "datasheet as HTML" 200 '<html'
+contains "datasheet HTML content type" "$tmp/headers" 'Content-Type: text/html'
+req "$A" GET "/v1/datasheet?format=pdf"
+is "datasheet in an unknown format" 400 'json, md or html'
+req "$A" GET "/v1/digest?full=true"
+is "digest, recomputed" 200 '"matches_kept":true'
+same "digest equals the CLI's" "$(sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p' "$tmp/body")" "$("$LETHE" digest --store "$S")"
+req "$A" GET /v1/policy
+is "policy" 200 '^{"policy":"# lethe consent policy'
+req "$A" PUT /v1/policy -H 'Content-Type: application/json' --data-binary '{"key":"US-CA","allows":"explicit,public-license"}'
+is "policy set" 200 '"dry_run":false,"templates_dropped":0'
+expect "the CLI sees the new rule" 0 "$LETHE" policy check US-CA public-license --store "$S"
+"$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/last"
+contains "the policy change's actor is the key's id" "$tmp/last" '"kind":"policy","actor":"key:1"'
+req "$A" PUT /v1/policy -H 'Content-Type: application/json' --data-binary '{"key":"Atlantis","allows":"explicit"}'
+is "policy set with a bad key" 400 'Atlantis'
+json_post "${KEY[erasure]}" /v1/forget '{"source":"whole-collection"}'
+is "a wide forget needs confirmation" 409 '"code":"confirmation_required"'
+contains "and carries the dry run" "$tmp/body" '"dry_run":{"kind":"forget","dry_run":true'
+json_post "${KEY[erasure]}" /v1/forget '{}'
+is "forget without a selector" 400 'at least one selector'
+json_post "${KEY[erasure]}" /v1/forget '{"uploader":"nobody-z"}'
+is "forget" 200 '"erased":true'
+contains "forget returns the signed receipt" "$tmp/body" '"receipt":{.*"signature":"'
+sed 's/.*"receipt":\({.*}\),"matched".*/\1/' "$tmp/body" >"$tmp/r2.json"
+expect "the receipt verifies with the CLI" 0 "$LETHE" receipt verify "$tmp/r2.json" --store "$S"
+req "${KEY[audit]}" POST /v1/receipts/verify -H 'Content-Type: application/json' --data-binary @"$tmp/r2.json"
+is "and over HTTP" 200 '"valid":true,"issued_by_store":true'
+sed 's/"photos":0/"photos":9/' "$tmp/r2.json" >"$tmp/r3.json"
+req "${KEY[audit]}" POST /v1/receipts/verify -H 'Content-Type: application/json' --data-binary @"$tmp/r3.json"
+is "an altered receipt does not" 200 '"valid":false'
+req "${KEY[erasure]}" GET /v1/optouts
+is "optouts" 200 '^\['
+req "${KEY[ingest]}" POST "/v1/ingest?uploader=alice-q&consent=explicit&jurisdiction=US" -H 'Content-Type: image/jpeg' --data-binary 'no photo'
+if [ "$INGEST_OK" = 200 ]; then
+    is "ingest of bytes that are no photo" 422 '"code":"photo_not_ingested","message":"not a JPEG, PNG or WebP'
+else
+    is "ingest without face models" 503 '"code":"no_face_engine"'
+fi
+req "${KEY[ingest]}" POST "/v1/ingest?uploader=alice-q&consnt=explicit" -H 'Content-Type: image/jpeg' --data-binary @"$PHOTO"
+is "ingest with an unknown argument" 400 "unknown argument 'consnt'"
+req "${KEY[ingest]}" POST "/v1/ingest?uploader=a%1bb" -H 'Content-Type: image/jpeg' --data-binary @"$PHOTO"
+is "ingest with a control character" 400 'control character'
+if [ "$INGEST_OK" = 200 ]; then
+    req "${KEY[ingest]}" POST /v1/ingest -F "photo=@$SAMPLES/sample2.jpg" -F uploader=bob-q -F consent=explicit -F jurisdiction=DE
+    is "ingest a multipart upload" 200 '"added":1'
+    req "${KEY[ingest]}" POST /v1/ingest -F "photo=@$SAMPLES/sample2.jpg" -F uploader=bob-q -F consnt=x
+    is "a multipart upload with an unknown field" 400 "unknown form field 'consnt'"
+    req "${KEY[search]}" POST "/v1/search?purpose=photo-search&top_k=1" -H 'Content-Type: image/jpeg' --data-binary @"$SAMPLES/sample2.jpg"
+    is "search by photo" 200 '"distance":0.000000,"same":true'
+    contains "the match carries its provenance" "$tmp/body" '"uploader":"bob-q"'
+    req "${KEY[search]}" POST /v1/search -F "photo=@$SAMPLES/sample2.jpg" -F top_k=1
+    is "search by photo without a purpose" 400 'purpose_required'
+    "$LETHE" lookup --store "$S" --uploader bob-q --json >"$tmp/lk"
+    contains "the CLI finds what was ingested over HTTP" "$tmp/lk" '"path":"sample2.jpg"'
+fi
+lacks "the access log holds no query string" "$tmp/main.err" "alice-q"
+lacks "nor a purpose" "$tmp/main.err" "lost child"
+contains "the access log names the key" "$tmp/main.err" '"key":3,"method":"POST","path":"/v1/search","status":200'
+
+# --- 5. rate limit and quota -------------------------------------------------
+for i in 1 2; do req "$RATED" GET /v1/status; done
+is "a key at 2 a minute: 2nd request" 200
+req "$RATED" GET /v1/status
+is "3rd request in the minute" 429 '"code":"too_many_requests"'
+contains "with Retry-After" "$tmp/headers" 'Retry-After: [1-9]'
+for i in 1 2 3; do req "$QUOTA" GET /v1/log/verify; done
+is "a key with a quota of 3: 3rd request" 200
+req "$QUOTA" GET /v1/log/verify
+is "4th request of the day" 429 'requests of the day'
+ra=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' "$tmp/headers" | tr -d '\r')
+if [ -n "$ra" ] && [ "$ra" -ge 1 ] && [ "$ra" -le 86400 ]; then ok "quota's Retry-After is until midnight ($ra s)"; else bad "quota's Retry-After" "'$ra'"; fi
+
+# --- 6. hostile requests -----------------------------------------------------
+SE=${KEY[search]}
+head -c 3000000 /dev/zero | tr '\0' ' ' >"$tmp/big"
+req "$SE" POST /v1/search -H 'Content-Type: application/json' --data-binary @"$tmp/big"
+is "a 3 MB JSON body (announced)" 413 '"code":"too_large"'
+req "$SE" POST /v1/search -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big"
+is "a 3 MB JSON body (chunked)" 413 '"code":"too_large"'
+head -c 20000000 /dev/zero >"$tmp/huge"
+req "${KEY[ingest]}" POST "/v1/ingest?uploader=x" -H 'Content-Type: image/jpeg' --data-binary @"$tmp/huge"
+is "a 20 MB photo" 413 'more than POST /v1/ingest takes'
+req - POST /v1/search -H 'Content-Type: application/json' --data-binary @"$tmp/big"
+is "a big body without a key is refused before it is read" 401
+req "$SE" GET /v1/status --data-binary 'x'
+is "a body where none is taken" 413 'takes no body'
+for bodyname in truncated:'{"purpose":' twice:'{"purpose":"a","purpose":"b"}' trailing:'{"purpose":"a"} x' \
+    not-object:'["purpose"]' nul-escape:'{"purpose":"a\u0000b"}' lone-surrogate:'{"purpose":"\udc00"}' \
+    bad-escape:'{"purpose":"\q"}' bad-number:'{"purpose":"a","top_k":01}' empty:''; do
+    name=${bodyname%%:*} body=${bodyname#*:}
+    json_post "$SE" /v1/search "$body"
+    is "bad JSON ($name)" 400 '"code":"bad_json"'
+done
+deep=$(printf '%.0s[' $(seq 200))
+json_post "$SE" /v1/search "{\"purpose\":\"a\",\"descriptor\":$deep}"
+is "bad JSON (nested 200 deep)" 400 'nested more than'
+json_post "$SE" /v1/search "$(printf '{"purpose":"a\tb"}')"
+is "a raw control character in a string" 400 'raw control character'
+json_post "$SE" /v1/search "$(printf '{"purpose":"a\xffb"}')"
+is "a byte that is not UTF-8" 400 'not UTF-8'
+json_post "$SE" /v1/search "{\"purpose\":\"a\\u001b[31mred\",\"descriptor\":$DESC}"
+is "an escaped control character in the purpose" 400 'control character'
+req "$SE" POST /v1/search -H 'Content-Type: text/plain' --data-binary "{\"purpose\":\"a\",\"descriptor\":$DESC}"
+is "the wrong content type" 415 '"code":"unsupported_media_type"'
+req "$SE" POST /v1/lookup -H 'Content-Type: image/jpeg' --data-binary '{"uploader":"x"}'
+is "a photo where JSON is taken" 415
+req "$SE" POST /v1/search --data-binary "{\"purpose\":\"a\",\"descriptor\":$DESC}"
+is "no content type (form-urlencoded)" 415
+req "$SE" POST /v1/search -H 'Content-Type: multipart/form-data' --data-binary 'garbage'
+is "multipart without a boundary" 400 'multipart'
+req "$SE" POST /v1/search -H 'Content-Type: multipart/form-data; boundary=XyZ' --data-binary $'--XyZ\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nabc'
+is "multipart cut short" 400
+for p in /v1/../v1/status /v1/status/../log /../../etc/passwd '/v1/%2e%2e/status' /v1//status /v1/status/ '/v1/status%00' /V1/STATUS; do
+    req "$SE" GET "$p"
+    is "path traversal or a near miss: $p" 404 '"code":"not_found"'
+done
+req - GET /../../etc/passwd
+is "path traversal without a key" 401
+head -c 1000000 /dev/zero | tr '\0' 'a' >"$tmp/hdr"
+{ printf 'X-Big: '; cat "$tmp/hdr"; } >"$tmp/hdrline"
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H "x-api-key: $SE" -H @"$tmp/hdrline" "$BASE/v1/status" 2>"$tmp/curlerr")
+case $code in 413 | 431) ok "a 1 MB header is refused ($code)" ;; *) bad "a 1 MB header is refused" "status $code $(head -c 200 "$tmp/curlerr")" ;; esac
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H "x-api-key: $SE" "$BASE/v1/status/$(head -c 100000 "$tmp/hdr")" 2>/dev/null)
+case $code in 414 | 431) ok "a 100 kB URL is refused ($code)" ;; *) bad "a 100 kB URL is refused" "status $code" ;; esac
+req "$SE" GET "/v1/status?$(head -c 2000 "$tmp/hdr")=1"
+is "an unknown query argument" 400 'unknown argument'
+req - GET /v1/status -H "x-api-key: lk_1_$(head -c 42 "$tmp/hdr")A"
+is "a key of the right length but garbage" 401 'the key is not valid'
+req - GET /v1/status -H "x-api-key: ${SE}x"
+is "a key one character too long" 401 'not a lethe API key'
+req - GET /v1/status -H "Authorization: Basic dXNlcjpwYXNz"
+is "Basic authorization" 401
+# a slow client: the body never finishes within --timeout 4
+start=$(date +%s)
+timeout 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT
+printf 'POST /v1/search HTTP/1.1\r\nHost: x\r\nx-api-key: $SE\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n' >&3
+for i in \$(seq 15); do printf x >&3 2>/dev/null || exit 0; sleep 1; done" 2>/dev/null
+took=$(($(date +%s) - start))
+if [ "$took" -lt 12 ]; then ok "a slow client is cut off (after ${took}s)"; else bad "a slow client is cut off" "still connected after ${took}s"; fi
+req "$SE" GET /v1/status
+is "after all that, the server still serves" 200
+kill -0 "$SPID" 2>/dev/null && ok "the server is still running" || bad "the server is still running" "it exited"
+
+# --- 7. concurrency, HTTPS, a graceful stop ----------------------------------
+n0=$(log_entries)
+cpids=()
+for i in $(seq 8); do
+    curl -s -o "$tmp/par$i" -w '%{http_code}\n' -H "x-api-key: $SE" -H 'Content-Type: application/json' \
+        --data-binary "{\"purpose\":\"parallel $i\",\"descriptor\":$DESC}" "$BASE/v1/search" >"$tmp/parcode$i" &
+    cpids+=($!)
+done
+wait "${cpids[@]}"
+same "8 concurrent searches all answer 200" "$(cat "$tmp"/parcode* | sort -u | tr -d '\n')" 200
+same "and are 8 log entries" "$(log_entries)" $((n0 + 8))
+expect "the log verifies with the server running" 0 "$LETHE" log verify --store "$S"
+
+if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
+        -subj /CN=127.0.0.1 >/dev/null 2>&1
+    MAIN_PORT=$PORT MAIN_PID=$SPID
+    if start_server tls --store "$S" --no-faces --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key"; then
+        ok "an HTTPS server starts"
+        code=$(curl -s -k -o "$tmp/body" -w '%{http_code}' -H "x-api-key: ${KEY[audit]}" "https://127.0.0.1:$PORT/v1/status")
+        is "status over HTTPS" 200 '"name":"audit holder"'
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/status" 2>/dev/null)
+        [ "$code" != 200 ] && ok "plain HTTP to the HTTPS port fails ($code)" || bad "plain HTTP to the HTTPS port fails" "200"
+    else
+        bad "an HTTPS server starts" "$(head -c 400 "$tmp/tls.err")"
+    fi
+    PORT=$MAIN_PORT SPID=$MAIN_PID
+    expect "tls-cert without tls-key" 2 "$LETHE" serve --store "$S" --tls-cert "$tmp/tls.crt"
+else
+    skipt "HTTPS" "openssl absent"
+fi
+expect "serve with a bad --listen" 2 "$LETHE" serve --store "$S" --listen nowhere:80
+expect "serve --help" 0 "$LETHE" serve --help
+contains "serve --help names the headers" "$tmp/out" "x-api-key"
+
+# SIGTERM while a request is in flight: it finishes, then the server stops
+curl -s -o "$tmp/inflight" -w '%{http_code}' -H "x-api-key: ${KEY[ingest]}" -H 'Content-Type: image/jpeg' \
+    --data-binary @"$PHOTO" "$BASE/v1/ingest?uploader=late-q&consent=explicit&jurisdiction=US" >"$tmp/inflight.code" &
+cpid=$!
+sleep 0.05
+kill -TERM "$SPID"
+wait "$cpid"
+same "the request in flight at SIGTERM was answered" "$(cat "$tmp/inflight.code")" "$INGEST_OK"
+for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$SPID" 2>/dev/null; then bad "SIGTERM stops the server" "still running after 10 s"; else
+    wait "$SPID"
+    same "SIGTERM stops the server with status 0" "$?" 0
+fi
+contains "and it says so" "$tmp/main.err" "lethe serve: stopped"
+expect "the store's log verifies after the stop" 0 "$LETHE" log verify --store "$S"
+expect "the digest is consistent" 0 "$LETHE" digest --full --store "$S"
+stop_servers
+for f in "$tmp"/*.err; do
+    lacks "no sanitizer report from $(basename "$f" .err)" "$f" 'Sanitizer\|runtime error'
+done
+cli_summary
