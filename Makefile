@@ -82,9 +82,9 @@ $(BUILD)/tests/scan: tests/scan.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $<
 
-$(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a
+$(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c programs/serve_json.c $(BUILD)/liblethe.a
 	@mkdir -p $(@D)
-	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c $(BUILD)/liblethe.a $(LIBS)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c programs/serve_json.c $(BUILD)/liblethe.a $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c bench/bench_rng.h $(BUILD)/liblethe.a
 	@mkdir -p $(@D)

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     image | weights | manifest_csv | manifest_jsonl | policy | datasheet | receipt | index | \
-        manifest_raw | queries | keyring | backup_json | log_head)
+        manifest_raw | queries | keyring | backup_json | log_head | request_json)
         TARGETS="$TARGETS $1"
         shift
         ;;
@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
-TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet receipt index manifest_raw queries keyring backup_json log_head}
+TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet receipt index manifest_raw queries keyring backup_json log_head request_json}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "build.sh: $CC not found; libFuzzer needs clang (apt-get install clang)" >&2
@@ -58,7 +58,7 @@ fi
 # target starts to need them).
 SRC_DIRS="src/util src/image src/model src/policy src/manifest src/index"
 # Single files from folders whose other files the targets do not need.
-SRC_FILES="src/report/datasheet.c src/forget/receipt.c src/forget/keyring.c src/forget/backup_info.c src/store/head.c"
+SRC_FILES="src/report/datasheet.c src/forget/receipt.c src/forget/keyring.c src/forget/backup_info.c src/store/head.c programs/serve_json.c"
 # Linked but neither instrumented nor sanitized: the index target needs the
 # thread pool and CPU detection of src/nn, which pull in every kernel, and
 # ASan+UBSan on the SIMD kernels costs minutes of compiling (about 50 s for

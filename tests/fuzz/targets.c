@@ -17,6 +17,10 @@
  *   manifest_raw    raw float32 descriptors with a sidecar, from memory and
  *                   from files, which must agree
  *   queries  lethe_queries_* and lethe_descriptor_parse (search queries)
+ *   keyring, backup_json, log_head  the keyring file, backup.json, log.head
+ *   request_json  the body reader of `lethe serve` (programs/serve_json.c):
+ *                 what parses has valid members and parses again, written
+ *                 out from its members, to the same members
  */
 #include <fcntl.h>
 #include <math.h>
@@ -38,6 +42,7 @@
 #include "model/model.h"
 #include "policy/policy.h"
 #include "util/util.h"
+#include "../../programs/serve_json.h"
 
 typedef int (*lethe_fuzz_fn)(const uint8_t *data, size_t size);
 
@@ -51,6 +56,7 @@ int lethe_fuzz_receipt(const uint8_t *data, size_t size);
 int lethe_fuzz_index(const uint8_t *data, size_t size);
 int lethe_fuzz_manifest_raw(const uint8_t *data, size_t size);
 int lethe_fuzz_queries(const uint8_t *data, size_t size);
+int lethe_fuzz_request_json(const uint8_t *data, size_t size);
 lethe_fuzz_fn lethe_fuzz_find(const char *name);
 const char *lethe_fuzz_names(void);
 
@@ -979,6 +985,103 @@ int lethe_fuzz_log_head(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Request bodies of lethe serve                                       */
+/* ------------------------------------------------------------------ */
+
+/* A decoded string back as a JSON string literal into b (at most n). */
+static size_t sj_quote(char *b, size_t n, const char *s, size_t len)
+{
+    size_t at = 0;
+    if (at < n)
+        b[at++] = '"';
+    for (size_t i = 0; i < len && at + 7 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            b[at++] = '\\';
+            b[at++] = (char)c;
+        } else if (c < 0x20) {
+            at += (size_t)snprintf(b + at, n - at, "\\u%04x", c);
+        } else {
+            b[at++] = (char)c;
+        }
+    }
+    if (at < n)
+        b[at++] = '"';
+    return at;
+}
+
+/* Every member is well formed: a unique name, a span inside the input, a
+ * decoded string that is valid UTF-8 without NUL. */
+static void sj_check_members(const sj_object *o, const uint8_t *data, size_t size)
+{
+    if (o->n < 0 || o->n > SJ_MAX_MEMBERS)
+        __builtin_trap();
+    for (int i = 0; i < o->n; i++) {
+        const sj_member *m = &o->m[i];
+        if (strlen(m->name) > SJ_MAX_NAME || sj_get(o, m->name) != m)
+            __builtin_trap(); /* names are unique: the first with a name is it */
+        if (m->raw < (const char *)data || m->raw_len == 0 ||
+            m->raw + m->raw_len > (const char *)data + size)
+            __builtin_trap();
+        if (m->type == SJ_STRING && (!m->str || strlen(m->str) != m->str_len ||
+                                     !sj_utf8_valid(m->str, m->str_len)))
+            __builtin_trap();
+        if ((m->type == SJ_ARRAY && m->raw[0] != '[') || (m->type == SJ_OBJECT && m->raw[0] != '{'))
+            __builtin_trap();
+    }
+}
+
+/*
+ * The request body reader: any bytes parse or are refused with a message;
+ * what parses, written out again from its members (names re-quoted, values
+ * as their spans), parses to the same members.
+ */
+int lethe_fuzz_request_json(const uint8_t *data, size_t size)
+{
+    sj_object o, again;
+    char msg[256];
+    int rc = sj_parse((const char *)data, size, &o, msg, sizeof(msg));
+    if (rc != 0) {
+        if ((rc != -1 && rc != -2) || !msg[0])
+            __builtin_trap(); /* a refusal says why */
+        sj_free(&o);
+        return 0;
+    }
+    sj_check_members(&o, data, size);
+    size_t cap = size + (size_t)o.n * (6 * SJ_MAX_NAME + 8) + 8, at = 0;
+    char *text = malloc(cap);
+    if (!text) {
+        sj_free(&o);
+        return 0;
+    }
+    text[at++] = '{';
+    for (int i = 0; i < o.n; i++) {
+        if (i)
+            text[at++] = ',';
+        at += sj_quote(text + at, cap - at, o.m[i].name, strlen(o.m[i].name));
+        text[at++] = ':';
+        memcpy(text + at, o.m[i].raw, o.m[i].raw_len);
+        at += o.m[i].raw_len;
+    }
+    text[at++] = '}';
+    if (sj_parse(text, at, &again, msg, sizeof(msg)) != 0 || again.n != o.n)
+        __builtin_trap();
+    for (int i = 0; i < o.n; i++) {
+        const sj_member *a = &o.m[i], *b = &again.m[i];
+        if (strcmp(a->name, b->name) || a->type != b->type || a->raw_len != b->raw_len ||
+            memcmp(a->raw, b->raw, a->raw_len) ||
+            (a->type == SJ_STRING && strcmp(a->str, b->str)) ||
+            (a->type == SJ_NUMBER && memcmp(&a->num, &b->num, sizeof(a->num))) ||
+            (a->type == SJ_BOOL && a->boolean != b->boolean))
+            __builtin_trap();
+    }
+    sj_free(&again);
+    sj_free(&o);
+    free(text);
+    return 0;
+}
+
 static const struct {
     const char *name;
     lethe_fuzz_fn fn;
@@ -996,6 +1099,7 @@ static const struct {
     {"keyring", lethe_fuzz_keyring},
     {"backup_json", lethe_fuzz_backup_json},
     {"log_head", lethe_fuzz_log_head},
+    {"request_json", lethe_fuzz_request_json},
 };
 
 /* The target called name, or NULL. */
@@ -1011,5 +1115,5 @@ lethe_fuzz_fn lethe_fuzz_find(const char *name)
 const char *lethe_fuzz_names(void)
 {
     return "image, weights, manifest_csv, manifest_jsonl, policy, datasheet, receipt, index, "
-           "manifest_raw, queries";
+           "manifest_raw, queries, keyring, backup_json, log_head, request_json";
 }
