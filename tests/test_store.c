@@ -490,6 +490,44 @@ static void test_alloc_failures(void)
     lethe_store_close(s);
 }
 
+/* Two handles on one store (as a server's and the CLI's): what one sets in
+ * the consent policy, the other decides with, shows and builds on. */
+static void test_policy_seen_by_other_handles(void)
+{
+    char dir[300];
+    lethe_store *a = NULL, *b = NULL;
+    lethe_ingest_stats st;
+    uint64_t dropped = 0;
+    char *text = NULL;
+    const char *rule = NULL;
+    snprintf(dir, sizeof(dir), "%s/two-handles", root);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &a), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &b), LETHE_OK);
+    CHECK_EQ_INT(lethe_policy_check(a, "US-CA", "public-license", &rule), 0);
+    CHECK_EQ_INT(lethe_policy_set(b, "US-CA", "explicit,public-license", "b", 0, &dropped),
+                 LETHE_OK);
+    CHECK_EQ_INT(lethe_policy_check(a, "US-CA", "public-license", &rule), 1);
+    CHECK_EQ_INT(lethe_policy_get(a, &text), LETHE_OK);
+    CHECK(text && strstr(text, "US-CA"));
+    lethe_free_string(text);
+    /* a's own change keeps b's rule, and its version follows b's */
+    CHECK_EQ_INT(lethe_policy_set(a, "US-TX", "explicit,public-license", "a", 0, &dropped),
+                 LETHE_OK);
+    CHECK_EQ_INT(lethe_policy_check(b, "US-CA", "public-license", &rule), 1);
+    CHECK_EQ_INT(lethe_policy_check(b, "US-TX", "public-license", &rule), 1);
+    /* b refuses US-WA outright; a's ingest keeps no template there */
+    CHECK_EQ_INT(lethe_policy_set(b, "US-WA", "", "b", 0, &dropped), LETHE_OK);
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(ingest_range(a, 0, 5, "US-WA", "explicit", &st), LETHE_OK);
+    CHECK_EQ_INT(st.refused, 5);
+    CHECK_EQ_INT(st.templates, 0);
+    uint64_t n = 0, bad = 0;
+    CHECK_EQ_INT(lethe_log_verify(a, &n, &bad), LETHE_OK);
+    check_digest(a);
+    lethe_store_close(b);
+    lethe_store_close(a);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/lethe-test-store-XXXXXX");
@@ -507,6 +545,7 @@ int main(void)
     RUN(test_log_tamper);
     RUN(test_concurrent_search);
     RUN(test_alloc_failures);
+    RUN(test_policy_seen_by_other_handles);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

@@ -186,6 +186,9 @@ int lethe_datasheet(lethe_store *s, const char *format, char **out)
     if (strcmp(format, "json") && strcmp(format, "md") && strcmp(format, "html"))
         return store_fail(s, LETHE_ERR_ARG, "unknown datasheet format \"%s\" (md, html, json)",
                           format);
+    int rc0 = store_policy_refresh(s);
+    if (rc0)
+        return rc0;
     char *json = datasheet_json(s);
     if (!json)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");

@@ -109,6 +109,14 @@ int store_policy_load(lethe_store *s)
     return rc;
 }
 
+int store_policy_refresh(lethe_store *s)
+{
+    int64_t v = store_count(s, "SELECT MAX(version) FROM policy");
+    if (v < 0)
+        return LETHE_ERR_IO;
+    return v == s->policy_version ? LETHE_OK : store_policy_load(s);
+}
+
 /* Is text one of the versions the catalog holds? 1 current, 2 older, 0 no. */
 static int known_version(lethe_store *s, const char *text, size_t len)
 {
@@ -164,6 +172,10 @@ out:
 
 int lethe_policy_get(lethe_store *s, char **text)
 {
+    int rc = store_policy_refresh(s);
+    *text = NULL;
+    if (rc)
+        return rc;
     *text = policy_format(s->pol);
     return *text ? LETHE_OK : store_fail(s, LETHE_ERR_NOMEM, "out of memory");
 }
@@ -183,6 +195,8 @@ int lethe_policy_check(lethe_store *s, const char *jurisdiction, const char *con
         store_fail(s, LETHE_ERR_ARG, "%s", msg);
         return -1;
     }
+    if (store_policy_refresh(s) != LETHE_OK)
+        return -1;
     return policy_allows(s->pol, canon, bit, rule) ? 1 : 0;
 }
 
@@ -329,9 +343,14 @@ int lethe_policy_set(lethe_store *s, const char *key, const char *consents, cons
     change c = {0};
     if (dropped)
         *dropped = 0;
-    if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)) ||
-        (rc = policy_with(s, key, consents, &p, &before, &after, &had)))
+    if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)))
         return rc;
+    /* the new rule goes into the policy in force, which another process
+     * may have changed since this handle read it: taking the lock (or, for
+     * a dry run, a look) reloads it */
+    if ((rc = dry_run ? store_policy_refresh(s) : store_lock(s, "policy set")) ||
+        (rc = policy_with(s, key, consents, &p, &before, &after, &had)))
+        goto out;
     if (!(text = policy_format(p))) {
         rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         goto out;

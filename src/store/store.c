@@ -184,7 +184,11 @@ int store_lock(lethe_store *s, const char *what)
     }
     s->locked = 1;
     lock_record(s, what);
-    return LETHE_OK;
+    /* what a writer decides with, as the last writer left it */
+    int rc = s->db && s->pol ? store_policy_refresh(s) : LETHE_OK;
+    if (rc)
+        store_unlock(s);
+    return rc;
 }
 
 void store_unlock(lethe_store *s)

@@ -183,6 +183,10 @@ struct change;
 int store_policy_enforce(struct change *c, uint64_t *dropped);
 /* Load the current policy from the catalog into s->pol. */
 int store_policy_load(lethe_store *s);
+/* The same when the catalog holds a newer version than s->pol (another
+ * process, or another handle, changed it): a handle that lives long (a
+ * server) must not decide with an old policy. store_lock calls it. */
+int store_policy_refresh(lethe_store *s);
 /* Compare the policy file with the catalog's policy (refuse a hand-edited
  * file); a writable store writes it when missing. */
 int store_policy_file_check(lethe_store *s);
