@@ -528,6 +528,52 @@ static void test_policy_seen_by_other_handles(void)
     lethe_store_close(a);
 }
 
+/* Two writers, taking turns (as a server's handle and the CLI's): each
+ * must see the keyring slots the other used, or it hands out a slot that
+ * holds another photo's key, and that photo can never be read again. */
+static void test_two_writers_share_the_keyring(void)
+{
+    char dir[300], *out = NULL;
+    lethe_store *a = NULL, *b = NULL;
+    snprintf(dir, sizeof(dir), "%s/two-writers", root);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &a), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &b), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(b, 0, 10, "US", "explicit", NULL), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(a, 10, 20, "US", "explicit", NULL), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(b, 20, 30, "US", "explicit", NULL), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(a, 30, 40, "US", "explicit", NULL), LETHE_OK);
+    /* every photo opens, from either handle and from a new one */
+    lethe_store *c = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &c), LETHE_OK);
+    lethe_store *hs[3] = {a, b, c};
+    for (int h = 0; h < 3; h++) {
+        check_digest(hs[h]);
+        for (int u = 0; u < 4; u++) {
+            char up[32];
+            snprintf(up, sizeof(up), "user%d", u);
+            int rc = lethe_lookup(hs[h], LETHE_LOOKUP_UPLOADER, up, "t", "json", &out);
+            CHECK_EQ_INT(rc, LETHE_OK);
+            if (rc)
+                fprintf(stderr, "  handle %d, %s: %s\n", h, up, lethe_store_errmsg(hs[h]));
+            CHECK(out && strstr(out, "\"templates\":1"));
+            if (out && !strstr(out, "\"templates\":1"))
+                fprintf(stderr, "  handle %d, %s: %.300s\n", h, up, out);
+            lethe_free_string(out);
+            out = NULL;
+        }
+    }
+    char *json = NULL;
+    CHECK_EQ_INT(lethe_keyring_check(c, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"slots\":40,\"photo_keys\":40,\"photos\":40,"));
+    CHECK(json && strstr(json, "\"damaged_slots\":0"));
+    if (json && !strstr(json, "\"damaged_slots\":0"))
+        fprintf(stderr, "  keyring check: %.400s\n", json);
+    lethe_free_string(json);
+    lethe_store_close(c);
+    lethe_store_close(b);
+    lethe_store_close(a);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/lethe-test-store-XXXXXX");
@@ -546,6 +592,7 @@ int main(void)
     RUN(test_concurrent_search);
     RUN(test_alloc_failures);
     RUN(test_policy_seen_by_other_handles);
+    RUN(test_two_writers_share_the_keyring);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

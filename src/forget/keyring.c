@@ -419,6 +419,32 @@ fail:
     return rc;
 }
 
+int kr_refresh(keyring *k, char *msg, size_t msg_len)
+{
+    struct stat sb;
+    uint64_t gen = k->gen;
+    if (k->nst)
+        return LETHE_OK; /* a change of this handle's own is under way */
+    int rc = read_header(k, k->fd, k->path, msg, msg_len);
+    if (rc)
+        return rc;
+    if (fstat(k->fd, &sb) != 0)
+        return lethe_fail(msg, msg_len, LETHE_ERR_IO, "%s: %s", k->path, strerror(errno));
+    uint64_t n = sb.st_size > KR_SLOTS_AT ? (uint64_t)(sb.st_size - KR_SLOTS_AT) / KR_SLOT : 0;
+    if (k->gen != gen || n != k->nslots) {
+        /* another handle wrote: which slots are free is known no more */
+        k->map_loaded = 0;
+        k->hint = 0;
+        k->nslots = n;
+    }
+    return LETHE_OK;
+}
+
+const char *kr_mirror_file(const keyring *k)
+{
+    return k->mpath;
+}
+
 const uint8_t *kr_store_id(const keyring *k)
 {
     return k->store_id;

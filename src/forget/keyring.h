@@ -41,8 +41,9 @@
  * generation differs from the keyring's (a write that failed, a mirror newly
  * set) is replaced by a full copy when the keyring is opened for writing.
  *
- * Concurrency: one writing handle at a time (the store's writer lock);
- * readers of other processes pread slots while it writes. A reader never
+ * Concurrency: one writing handle at a time (the store's writer lock; a
+ * writable handle calls kr_refresh when it takes it, as another may have
+ * written since); readers of other processes pread slots while it writes. A reader never
  * sees a new key before the catalog rows that use it are committed, nor an
  * old one after its erasure commits and the writer zeroes it (it then reads
  * a free slot: the photo is gone).
@@ -107,6 +108,18 @@ uint64_t kr_slot_count(const keyring *k);
 int kr_set_mirror(keyring *k, const char *dir, char *msg, size_t msg_len);
 /* The mirror file's path for a store id (lethe_free), for restore. */
 char *kr_mirror_path(const char *dir, const uint8_t store_id[KR_STORE_ID]);
+
+/*
+ * Another handle (another process) may have written the keyring since this
+ * one last did: read the current header again (generation, signing key)
+ * and, when the file changed, forget which slots were free. A writer calls
+ * it when it takes the store's lock, before it stages anything; a handle
+ * that kept its old map would hand out slots the other wrote, destroying
+ * their keys.
+ */
+int kr_refresh(keyring *k, char *msg, size_t msg_len);
+/* The mirror file this handle writes, or NULL. */
+const char *kr_mirror_file(const keyring *k);
 
 /* A photo key: LETHE_OK, or LETHE_ERR_NOT_FOUND when it was erased (or the
  * slot was reused), LETHE_ERR_FORMAT when the slot is damaged. Sees keys

@@ -152,6 +152,45 @@ static void lock_record(lethe_store *s, const char *what)
         (void)!pwrite(s->lock_fd, line, (size_t)n, 0);
 }
 
+/* The keyring mirror the catalog names, if this handle does not write
+ * that one (another process set or stopped it since this handle opened). */
+static int mirror_refresh(lethe_store *s)
+{
+    char dir[4096], msg[512];
+    int rc = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir));
+    if (rc == LETHE_ERR_NOT_FOUND)
+        dir[0] = 0;
+    else if (rc)
+        return rc;
+    char *want = dir[0] ? kr_mirror_path(dir, s->store_id) : NULL;
+    const char *have = kr_mirror_file(s->kr);
+    if (dir[0] && !want)
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    int same = want ? have && !strcmp(want, have) : !have;
+    lethe_free(want);
+    if (!same && (rc = kr_set_mirror(s->kr, dir[0] ? dir : NULL, msg, sizeof(msg))))
+        return store_fail(s, rc, "%s", msg);
+    return LETHE_OK;
+}
+
+/* What another process may have changed since this handle last wrote, read
+ * again when it takes the writer lock: the keyring's header and free slots,
+ * its mirror, the consent policy. A handle that lives long (a server)
+ * would otherwise write with a stale picture of the store. */
+static int lock_refresh(lethe_store *s)
+{
+    char msg[512];
+    int rc;
+    if (!s->db || !s->kr || !s->pol)
+        return LETHE_OK; /* a store being made */
+    if ((rc = kr_refresh(s->kr, msg, sizeof(msg))))
+        return store_fail(s, rc, "%s", msg);
+    /* restore's private copy writes no mirror until it is put in place */
+    if (!(s->flags & STORE_NO_RECOVER) && (rc = mirror_refresh(s)))
+        return rc;
+    return store_policy_refresh(s);
+}
+
 int store_lock(lethe_store *s, const char *what)
 {
     struct timespec t0, now;
@@ -184,8 +223,7 @@ int store_lock(lethe_store *s, const char *what)
     }
     s->locked = 1;
     lock_record(s, what);
-    /* what a writer decides with, as the last writer left it */
-    int rc = s->db && s->pol ? store_policy_refresh(s) : LETHE_OK;
+    int rc = lock_refresh(s);
     if (rc)
         store_unlock(s);
     return rc;
