@@ -119,7 +119,14 @@ static void store_message(request *req, char *msg, size_t n)
 /* A library document (JSON text, lethe_free_string) as the reply. */
 static void reply_document(reply *r, char *doc)
 {
-    char *copy = doc ? strdup(doc) : NULL;
+    size_t n = doc ? strlen(doc) : 0;
+    char *copy = doc ? malloc(n + 2) : NULL;
+    if (copy) {
+        memcpy(copy, doc, n);
+        copy[n] = 0;
+        if (!n || copy[n - 1] != '\n')
+            strcpy(copy + n, "\n");
+    }
     lethe_free_string(doc);
     reply_json(r, 200, copy);
 }
@@ -867,6 +874,8 @@ static void h_ingest(request *req, reply *r)
         return;
     }
     put_ingest(b.f, &st, &e);
+    if (!e.n)
+        fputc('\n', b.f);
     char *json = jb_close(&b);
     if (e.n && json) {
         char *extra = NULL;
