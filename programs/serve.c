@@ -344,6 +344,7 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error, not a death */
     if ((sv.store = cli_open_store(&o.c, 0))) {
         open_engine(&sv, &o);
         status = serve_run(&sv, &o, &a, &set);

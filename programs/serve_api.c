@@ -417,12 +417,13 @@ static void h_log(request *req, reply *r)
     }
     /* JSON Lines into one array */
     fputs("{\"entries\":[", b.f);
-    for (char *p = out, *nl; *p; p = nl + 1) {
-        if (!(nl = strchr(p, '\n')))
-            nl = p + strlen(p) - 1;
-        fprintf(b.f, "%s%.*s", p == out ? "" : ",", (int)(nl - p), p);
-        if (!nl[1])
-            break;
+    int first = 1;
+    for (const char *p = out; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (n)
+            fprintf(b.f, "%s%.*s", first ? "" : ",", (int)n, p);
+        first &= !n;
+        p += n + (p[n] == '\n');
     }
     fputs("]}\n", b.f);
     lethe_free_string(out);
