@@ -231,6 +231,11 @@ static void run_until_signal(server *sv, struct MHD_Daemon *d, const sigset_t *s
             sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sv->active),
             atomic_load(&sv->active) == 1 ? "" : "s");
     MHD_socket fd = MHD_quiesce_daemon(d);
+    /* no longer accepted, but still listening: the kernel would queue new
+     * connections that nobody takes; shut it so they are refused at once
+     * (closed only after MHD_stop_daemon, as libmicrohttpd asks) */
+    if (fd != MHD_INVALID_SOCKET)
+        shutdown(fd, SHUT_RDWR);
     double until = serve_now() + (double)drain;
     while (atomic_load(&sv->active) > 0 && serve_now() < until)
         usleep(20000);
