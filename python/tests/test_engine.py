@@ -132,6 +132,10 @@ def test_no_face(engine, photo):
     with pytest.raises(lethe.NoFaceError) as e:
         engine.analyze(path, largest_face=True)
     assert "no face found" in str(e.value) and "white.png" in str(e.value)
+    with lethe.Image.load(path) as img:
+        assert engine.analyze(img).faces == []
+        with pytest.raises(lethe.NoFaceError, match="no face found"):
+            engine.analyze(img, largest_face=True)
 
 
 def test_analyze_errors(engine, tmp_path):

@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 import lethe
 from lethe import _native as N
 from conftest import need
@@ -157,3 +159,14 @@ def test_shared_library_exports_exactly_the_public_api(repo, tmp_path):
 def test_library_version_is_the_headers(repo, tmp_path):
     (line,) = run_c(repo, tmp_path, '    printf("%s\\n", LETHE_VERSION_STRING);')
     assert lethe.version() == line
+
+
+def test_library_lookup_order(repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("LETHE_LIBRARY", "/some/where/liblethe.so")
+    assert N.library_path() == "/some/where/liblethe.so"
+    monkeypatch.delenv("LETHE_LIBRARY")
+    built = os.path.join(repo, "build", "liblethe.so")
+    if os.path.exists(built):
+        assert N.library_path() == built
+    with pytest.raises(OSError):
+        N.load(str(tmp_path / "absent.so"))
