@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# python3-pytest: the Python module's tests (python/tests), on Debian's python3.
 PACKAGES="build-essential pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev
-libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc"
+libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc
+python3 python3-pytest"
 
 missing=""
 for p in $PACKAGES; do
