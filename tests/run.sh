@@ -220,7 +220,8 @@ if [ $fast = 0 ]; then
         tsan test_detect concurrent
         tsan test_index
         tsan test_store
-        tsan test_analyze
+        tsan test_analyze test_batch_order_and_errors test_batch_cancel_and_args \
+            test_errmsg_per_thread test_one_call_many_threads
         unset TSAN_OPTIONS
     fi
 
