@@ -7,6 +7,7 @@
 #   make san        build with ASan+UBSan into build-san/
 #   make bench      benchmarks against face-api.js on tfjs (see bench/README.md)
 #   make fuzz       build libFuzzer targets (clang) into build-fuzz/
+#   make python     build/liblethe.so, the shared library the Python module loads
 #
 # Variables: BUILD (output folder), SAN=1 (sanitizers), CC, CFLAGS, LDFLAGS.
 
@@ -38,7 +39,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref tsan coverage
+.PHONY: all lib cli tests benches tools demo test check san bench fuzz clean setup models ref tsan coverage python
 
 all: lib cli tests benches tools
 
@@ -51,6 +52,31 @@ tools: $(BUILD)/tools/make_template
 $(BUILD)/liblethe.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
+
+# The shared library, for language bindings (python/lethe loads it): the
+# same sources compiled again with -fPIC into $(BUILD)/pic/. With
+# -fvisibility=hidden it exports only what lethe.h marks LETHE_API
+# (python/tests/test_native.py compares `nm -D` with the header). Not in
+# `all`: it compiles the whole library a second time (about 20 s of one
+# core); `make python` builds it, and so does tests/run.sh.
+PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+python: $(BUILD)/liblethe.so
+
+$(BUILD)/liblethe.so: $(PIC_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,liblethe.so -Wl,-z,defs $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/pic/%_avx2.o: %_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) -fPIC $(CPPFLAGS) $(CFLAGS) $(WARN) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/pic/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) -fPIC $(CPPFLAGS) $(CFLAGS) $(WARN) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) -fPIC $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(@D)
@@ -124,7 +150,7 @@ fuzz:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
 
 # --- ThreadSanitizer: the tests that run threads, built into build-tsan/ ---
 # (gcc or clang; -O1 as TSan wants). tests/run.sh runs them in a full run.

@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# python3-pytest: the Python module's tests (python/tests), on Debian's python3;
+# libmicrohttpd-dev: lethe serve's HTTP server; curl: its tests (tests/cli/test_serve.sh).
 PACKAGES="build-essential pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev
 libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc
-libmicrohttpd-dev curl"
+python3 python3-pytest libmicrohttpd-dev curl"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Run every test: the unit and parity tests (build/tests/test_*), the CLI
-# tests (tests/cli/*.sh), the fuzz corpus replay (plain, and with every
-# allocation failing in turn), then the unit tests, CLI tests and replay
-# again built with ASan+UBSan, the threaded tests built with TSan, and a
-# short libFuzzer run. Exits non-zero if anything failed.
+# tests (tests/cli/*.sh), the Python module's tests (python/tests, against
+# build/liblethe.so, built here), the fuzz corpus replay (plain, and with
+# every allocation failing in turn), then the unit tests, CLI tests and
+# replay again built with ASan+UBSan, the threaded tests built with TSan,
+# and a short libFuzzer run. Exits non-zero if anything failed.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --fast     without the sanitizer, TSan and libFuzzer steps
+#   tests/run.sh --python   only the Python tests (and the build of liblethe.so)
 #
 # Every suite (one test binary, CLI script, corpus replay or libFuzzer run)
 # prints "N passed, N failed, N skipped"; this script prints that line per
 # suite, then the totals by kind, each in its own unit (C test functions,
-# CLI checks, fuzz inputs, libFuzzer targets), then the wall time, and
+# CLI checks, Python tests, fuzz inputs, libFuzzer targets), then the wall time, and
 # last "suites: N passed, N failed, N skipped" (a suite fails if any of its
 # checks failed, it crashed, timed out or printed no summary; it is skipped
 # if it skipped everything; a build that fails counts as a failed suite).
@@ -22,13 +24,15 @@
 #   LETHE_TIMEOUT_UNIT=600     C tests      LETHE_TIMEOUT_SAN=1800   under ASan
 #   LETHE_TIMEOUT_CLI=1200     CLI scripts  LETHE_TIMEOUT_TSAN=900   under TSan
 #   LETHE_TIMEOUT_FUZZ=300     replays      LETHE_TIMEOUT_BUILD=1800 builds
+#   LETHE_TIMEOUT_PYTHON=600   the Python tests (one pytest run)
 #   LETHE_TIMEOUT_LIBFUZZER=1200 (the libFuzzer build and run)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build}
-fast=0
+fast=0 only=""
 [ "${1:-}" = "--fast" ] && fast=1
+[ "${1:-}" = "--python" ] && fast=1 only=python
 run_start=$(date +%s)
 export LETHE_MODELS=${LETHE_MODELS:-$PWD/models}
 # The shared test data, found as tests/test.h finds it, named once so that
@@ -147,20 +151,30 @@ replay() {
 }
 
 # --- the plain build ---------------------------------------------------
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
-    run "C test functions" "$(limit UNIT 600)" "$(basename "$t")" "$t"
-done
-for t in tests/cli/*.sh; do
-    [ -f "$t" ] || continue
-    run "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
-done
-run "source checks" "$(limit CLI 1200)" "fnlen (functions over 80 lines)" bash tests/fnlen.sh
-run "source checks" "$(limit CLI 1200)" "api_coverage (public functions no C test calls)" \
-    bash tests/api_coverage.sh
-replay "fuzz inputs" "fuzz-replay" "$BUILD/tests/fuzz_replay"
-replay "fuzz inputs, every allocation failing in turn" "fuzz-replay-alloc-fail" \
-    "$BUILD/tests/fuzz_replay" --alloc-fail
+if [ -z "$only" ]; then
+    for t in "$BUILD"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run "C test functions" "$(limit UNIT 600)" "$(basename "$t")" "$t"
+    done
+    for t in tests/cli/*.sh; do
+        [ -f "$t" ] || continue
+        run "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
+    done
+fi
+# The Python module over the shared library (not in `make all`: it compiles
+# the library a second time, with -fPIC), pytest's summary as its counts.
+if build "liblethe.so (make python)" "$(limit BUILD 1800)" make -s -j2 BUILD="$BUILD" python; then
+    run "Python tests" "$(limit PYTHON 600)" "python (pytest python/tests)" \
+        env BUILD="$BUILD" bash tests/python.sh
+fi
+if [ -z "$only" ]; then
+    run "source checks" "$(limit CLI 1200)" "fnlen (functions over 80 lines)" bash tests/fnlen.sh
+    run "source checks" "$(limit CLI 1200)" "api_coverage (public functions no C test calls)" \
+        bash tests/api_coverage.sh
+    replay "fuzz inputs" "fuzz-replay" "$BUILD/tests/fuzz_replay"
+    replay "fuzz inputs, every allocation failing in turn" "fuzz-replay-alloc-fail" \
+        "$BUILD/tests/fuzz_replay" --alloc-fail
+fi
 
 if [ $fast = 0 ]; then
     # --- ASan + UBSan --------------------------------------------------
@@ -206,7 +220,8 @@ if [ $fast = 0 ]; then
         tsan test_detect concurrent
         tsan test_index
         tsan test_store
-        tsan test_analyze
+        tsan test_analyze test_batch_order_and_errors test_batch_cancel_and_args \
+            test_errmsg_per_thread test_one_call_many_threads
         unset TSAN_OPTIONS
     fi
 
@@ -224,6 +239,6 @@ for k in "${kinds[@]}"; do
 done
 wall=$(($(date +%s) - run_start))
 printf 'wall time: %dm %02ds (%d s)\n' $((wall / 60)) $((wall % 60)) "$wall"
-echo "suites are test binaries, CLI scripts, corpus replays and libFuzzer runs (a failed build counts as a failed suite):"
+echo "suites are test binaries, CLI scripts, the pytest run, corpus replays and libFuzzer runs (a failed build counts as a failed suite):"
 echo "suites: $suite_pass passed, $suite_fail failed, $suite_skip skipped"
 [ "$suite_fail" = 0 ]

@@ -1040,8 +1040,9 @@ static void test_alloc_failures(void)
     lethe_engine_close(e);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    test_select(argc, argv);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/lethe-analyze-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
