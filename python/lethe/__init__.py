@@ -29,7 +29,7 @@ import ctypes
 from . import _native
 from ._native import lib, library_path
 from .engine import Engine
-from .errors import (ERRORS, ArgumentError, BusyError, ConfirmError, FormatError,
+from .errors import (ERRORS, ArgumentError, BusyError, ConfirmError, DeniedError, FormatError,
                      InputOutputError, InternalError, LetheError, ModelError, NoFaceError,
                      NotFoundError, OutOfMemoryError, PolicyError, StoreError, TooLargeError,
                      UnsupportedError, error_class, make_error)
@@ -96,7 +96,8 @@ def verify_receipt(receipt, store_key=None):
 
 
 __all__ = [
-    "Analysis", "ArgumentError", "BusyError", "ConfirmError", "DESCRIPTOR_DIM", "ERRORS",
+    "Analysis", "ArgumentError", "BusyError", "ConfirmError", "DESCRIPTOR_DIM", "DeniedError",
+    "ERRORS",
     "Engine", "Face", "ForgetResult", "FormatError", "FullDigest", "Image", "Ingest",
     "IngestIssue", "IngestStats", "InputOutputError", "InternalError", "LANDMARKS",
     "LetheError", "LogHead", "LookupPhoto", "LookupResult", "Match", "MatchedPhoto",

@@ -100,10 +100,16 @@ class ConfirmError(LetheError):
     status, code = 14, "ERR_CONFIRM"
 
 
+class DeniedError(LetheError):
+    """LETHE_ERR_DENIED: access denied (an API key that is malformed, unknown,
+    wrong or revoked)."""
+    status, code = 15, "ERR_DENIED"
+
+
 ERRORS = {cls.status: cls for cls in (
     OutOfMemoryError, InputOutputError, FormatError, TooLargeError, UnsupportedError,
     ModelError, ArgumentError, NotFoundError, InternalError, NoFaceError, StoreError,
-    PolicyError, BusyError, ConfirmError)}
+    PolicyError, BusyError, ConfirmError, DeniedError)}
 
 
 def error_class(status):

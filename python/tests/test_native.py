@@ -82,7 +82,7 @@ def test_status_codes_and_exception_classes(repo, tmp_path):
     body = ("#define P(name, value, text) printf(\"%s %d %s\\n\", #name, value, text);\n"
             "    LETHE_STATUS_LIST(P)\n#undef P")
     lines = run_c(repo, tmp_path, body)
-    assert len(lines) == 15
+    assert len(lines) == 16
     seen = set()
     for line in lines:
         name, value, text = line.split(" ", 2)
