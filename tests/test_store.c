@@ -574,6 +574,38 @@ static void test_two_writers_share_the_keyring(void)
     lethe_store_close(a);
 }
 
+/* A handle kept open (a server's) finds what another handle ingested after
+ * its first search, and no longer what another handle erased. */
+static void test_long_lived_search_sees_changes(void)
+{
+    char dir[300];
+    lethe_store *a = NULL, *b = NULL;
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t nm = 0;
+    snprintf(dir, sizeof(dir), "%s/long-lived-search", root);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &a), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(a, 0, 10, "US", "explicit", NULL), LETHE_OK);
+    lethe_search_options_init(&so);
+    so.purpose = "unit test";
+    so.actor = "tester";
+    so.top_k = 1;
+    CHECK_EQ_INT(lethe_search(a, vecs[5], 1, &so, &m, &nm), LETHE_OK);
+    CHECK(nm == 1 && m[0].distance < 1e-4f);
+    lethe_matches_free(m, nm);
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &b), LETHE_OK);
+    CHECK_EQ_INT(ingest_range(b, 10, 20, "US", "explicit", NULL), LETHE_OK);
+    m = NULL;
+    CHECK_EQ_INT(lethe_search(a, vecs[15], 1, &so, &m, &nm), LETHE_OK);
+    CHECK(nm == 1 && m[0].distance < 1e-4f);
+    if (nm == 1 && m[0].distance >= 1e-4f)
+        fprintf(stderr, "  a photo ingested by another handle is not found (%.4f)\n",
+                (double)m[0].distance);
+    lethe_matches_free(m, nm);
+    lethe_store_close(b);
+    lethe_store_close(a);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/lethe-test-store-XXXXXX");
@@ -592,6 +624,7 @@ int main(void)
     RUN(test_concurrent_search);
     RUN(test_alloc_failures);
     RUN(test_policy_seen_by_other_handles);
+    RUN(test_long_lived_search_sees_changes);
     RUN(test_two_writers_share_the_keyring);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);

@@ -173,6 +173,16 @@ int store_index_sync(lethe_store *s)
 int store_index_ready(lethe_store *s)
 {
     char msg[512];
+    int64_t gen;
+    /* A handle that lives long (a server) keeps its index open while other
+     * handles change the store: once the catalog names a newer generation,
+     * the one it holds is stale (rows appended since are past its map) and
+     * it opens the file again. */
+    if (s->ix && store_meta_get_int(s, "index_gen", &gen) == LETHE_OK &&
+        idx_generation(s->ix) != (uint64_t)gen) {
+        idx_close(s->ix);
+        s->ix = NULL;
+    }
     if (s->ix)
         return LETHE_OK;
     char *path = store_file(s, STORE_INDEX);
