@@ -300,10 +300,11 @@ static int policy_with(lethe_store *s, const char *key, const char *consents, po
     *after = mask;
     if (policy_copy(s->pol, out) != 0)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-    if (policy_set(*out, key ? key : "", mask, msg, sizeof(msg)) != 0) {
+    int st = policy_set(*out, key ? key : "", mask, msg, sizeof(msg));
+    if (st != LETHE_OK) {
         policy_free(*out);
         *out = NULL;
-        return store_fail(s, LETHE_ERR_ARG, "%s", msg);
+        return store_fail(s, st, "%s", msg); /* a bad key, or out of memory */
     }
     return LETHE_OK;
 }

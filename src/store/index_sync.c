@@ -29,7 +29,8 @@ static int index_writer(lethe_store *s, idx **wx)
         r = idx_open(path, IDX_WRITE | IDX_CREATE | IDX_TRUNCATE, wx, msg, sizeof(msg));
     }
     lethe_free(path);
-    return r == 0 ? LETHE_OK : store_fail(s, LETHE_ERR_IO, "%s", msg);
+    return r == 0 ? LETHE_OK
+                  : store_fail(s, r == LETHE_ERR_NOMEM ? LETHE_ERR_NOMEM : LETHE_ERR_IO, "%s", msg);
 }
 
 /* Rebuild the index from the catalog's templates, as of generation gen:

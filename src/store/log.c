@@ -300,13 +300,16 @@ static int verify_heads(lethe_store *s, int64_t last, const char *prev, uint64_t
     uint8_t *text = NULL;
     size_t tlen = 0;
     /* not a regular file (a FIFO planted there) is refused, not waited on */
-    int f = path && lethe_read_file(path, 4096, &text, &tlen, emsg, sizeof(emsg)) == LETHE_OK;
-    if (f)
+    int frc = path ? lethe_read_file(path, 4096, &text, &tlen, emsg, sizeof(emsg))
+                   : LETHE_ERR_NOMEM;
+    if (frc == LETHE_OK)
         snprintf(file_head, sizeof(file_head), "%.*s", (int)tlen, (const char *)text);
     lethe_free(text);
-    if (!f) {
-        rc = store_fail(s, LETHE_ERR_FORMAT, "%s (the log's anchor is gone)",
-                        path ? emsg : "out of memory");
+    if (frc == LETHE_ERR_NOMEM) {
+        /* out of memory says nothing about the log */
+        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory reading %s", STORE_LOG_HEAD);
+    } else if (frc != LETHE_OK) {
+        rc = store_fail(s, LETHE_ERR_FORMAT, "%s (the log's anchor is gone)", emsg);
         *first_bad = (uint64_t)last + 1;
     } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
                parse_head(file_head, &fseq, fhash) != 0) {
