@@ -23,6 +23,7 @@
 
 #include "faultvfs.h"
 #include "lethe.h"
+#include "store/head.h"
 #include "test.h"
 #include "util/io.h"
 #include "util/util.h"
@@ -630,6 +631,168 @@ static void test_damaged_rows(void)
     lethe_store_close(s);
 }
 
+
+/* log.head's parser refuses anything but "<seq> <64 hex>\n". */
+static void test_log_head_parse(void)
+{
+    static const char *bad[] = {
+        "", "\n", "0 ", "x 1",
+        "99999999999999999999 0000000000000000000000000000000000000000000000000000000000000000",
+        "12", "12x0000000000000000000000000000000000000000000000000000000000000000",
+        "12 000000000000000000000000000000000000000000000000000000000000000",
+        "12 000000000000000000000000000000000000000000000000000000000000000A",
+        "12 000000000000000000000000000000000000000000000000000000000000000g",
+    };
+    int64_t seq = 0;
+    char hash[65], out[200];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_EQ_INT(log_head_parse(bad[i], strlen(bad[i]), &seq, hash), -1);
+    const char *good = "42 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    CHECK_EQ_INT(log_head_parse(good, strlen(good), &seq, hash), 0);
+    CHECK_EQ_INT(seq, 42);
+    CHECK(!strcmp(hash, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+    CHECK_EQ_INT(log_head_format(42, hash, out, sizeof(out)), (int)strlen(good));
+    CHECK(!strcmp(out, good));
+    CHECK_EQ_INT(log_head_format(42, hash, out, 10), -1); /* too small */
+}
+
+/* Texts that are logged: no longer than STORE_TEXT_MAX, no control
+ * characters, valid UTF-8. */
+static void test_logged_texts(void)
+{
+    char dir[300], big[5000];
+    lethe_store *s = NULL;
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 0;
+    damaged("texts", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    lethe_search_options_init(&so);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    so.purpose = big;
+    CHECK_EQ_INT(lethe_search(s, vecs[1], 1, &so, &m, &n), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "the purpose is 4999 bytes, more than 4096"));
+    so.purpose = "tab\there";
+    CHECK_EQ_INT(lethe_search(s, vecs[1], 1, &so, &m, &n), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "control character (byte 3 is 0x09)"));
+    so.purpose = "ok";
+    so.actor = "\xc3\x28";
+    CHECK_EQ_INT(lethe_search(s, vecs[1], 1, &so, &m, &n), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "the actor is not valid UTF-8"));
+    so.actor = NULL;
+    so.purpose = "";
+    CHECK_EQ_INT(lethe_search(s, vecs[1], 1, &so, &m, &n), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "a search needs a purpose"));
+    lethe_store_close(s);
+}
+
+/* Opening: what is not a store, or not whole, is refused with a reason. */
+static void expect_open(const char *dir, unsigned flags, int want, const char *msg)
+{
+    lethe_store *s = NULL;
+    int rc = lethe_store_open(dir, flags, &s);
+    CHECK_EQ_INT(rc, want);
+    if (msg && !(s && strstr(lethe_store_errmsg(s), msg))) {
+        fprintf(stderr, "  %s: wanted \"%s\", got \"%s\"\n", dir, msg,
+                s ? lethe_store_errmsg(s) : "(no handle)");
+        CHECK(!"the message says why");
+    }
+    lethe_store_close(s);
+}
+
+static void test_open_damaged(void)
+{
+    char dir[300], other[300], path[400], p2[400];
+    snprintf(dir, sizeof(dir), "%s/a-file", root);
+    write_file(root, "a-file", "x");
+    expect_open(dir, LETHE_STORE_CREATE, LETHE_ERR_STORE, "not a directory");
+    expect_open("", 0, LETHE_ERR_ARG, "no store directory given");
+    snprintf(dir, sizeof(dir), "%s/absent", root);
+    expect_open(dir, 0, LETHE_ERR_STORE, "create a store with `lethe init`");
+    damaged("format", "UPDATE meta SET value = 7 WHERE key = 'format'", dir, sizeof(dir));
+    expect_open(dir, 0, LETHE_ERR_STORE, "store format 7; this lethe reads format");
+    damaged("format1", "UPDATE meta SET value = 1 WHERE key = 'format'", dir, sizeof(dir));
+    expect_open(dir, 0, LETHE_ERR_STORE, "format 1 kept personal data unsealed");
+    damaged("noformat", "DELETE FROM meta WHERE key = 'format'", dir, sizeof(dir));
+    expect_open(dir, 0, LETHE_ERR_STORE, "not a lethe store");
+    damaged("storeid", "UPDATE meta SET value = 'zz' WHERE key = 'store_id'", dir, sizeof(dir));
+    expect_open(dir, 0, LETHE_ERR_STORE, "meta.store_id is missing or damaged");
+    damaged("policyhash", "UPDATE policy SET hash = 'x'", dir, sizeof(dir));
+    expect_open(dir, 0, LETHE_ERR_STORE, "does not match its recorded hash");
+    /* the keyring: gone, another store's, or a catalog missing beside it */
+    damaged("nokeyring", NULL, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/keyring", dir);
+    CHECK_EQ_INT(unlink(path), 0);
+    expect_open(dir, 0, LETHE_ERR_STORE, "keyring is missing");
+    snprintf(other, sizeof(other), "%s/other", root);
+    expect_open(other, LETHE_STORE_CREATE, LETHE_OK, NULL);
+    snprintf(p2, sizeof(p2), "%s/keyring", other);
+    CHECK_EQ_INT(run_cmd("cp '%s' '%s'", p2, path), 0);
+    expect_open(dir, 0, LETHE_ERR_STORE, "belongs to another store");
+    snprintf(p2, sizeof(p2), "%s/catalog.db", other);
+    CHECK_EQ_INT(unlink(p2), 0);
+    expect_open(other, LETHE_STORE_CREATE, LETHE_ERR_STORE, "exists but there is no catalog");
+    /* the catalog is not SQLite */
+    damaged("notdb", NULL, dir, sizeof(dir));
+    write_file(dir, "catalog.db", "this is not a database, it is a text file of some length....");
+    snprintf(path, sizeof(path), "%s/catalog.db-wal", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/catalog.db-shm", dir);
+    unlink(path);
+    expect_open(dir, 0, LETHE_ERR_STORE, NULL);
+    /* a photo's key slot that the keyring does not have */
+    damaged("keyslot", "UPDATE photos SET key_slot = key_slot + 100000", dir, sizeof(dir));
+    lethe_store *s = NULL;
+    char *out = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "user1", ACTOR, "json", &out),
+                 LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "key is missing from the keyring") ||
+          strstr(lethe_store_errmsg(s), "slot"));
+    lethe_free_string(out);
+    lethe_store_close(s);
+}
+
+/* The index is derived: gone or damaged, a writable open rebuilds it; a
+ * read-only open says how to. */
+static void test_index_damaged(void)
+{
+    char dir[300], path[400], hex[65], before[65];
+    lethe_store *s = NULL;
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 0;
+    lethe_search_options_init(&so);
+    so.purpose = "index";
+    so.top_k = 1;
+    damaged("noindex", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_digest(s, before), LETHE_OK);
+    lethe_store_close(s);
+    s = NULL;
+    snprintf(path, sizeof(path), "%s/faces.idx", dir);
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_search(s, vecs[4], 1, &so, &m, &n), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "open the store writable to rebuild it"));
+    lethe_store_close(s);
+    s = NULL;
+    for (int damage = 0; damage < 2; damage++) {
+        if (damage)
+            write_file(dir, "faces.idx", "garbage, not an index");
+        CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+        CHECK_EQ_INT(lethe_search(s, vecs[4], 1, &so, &m, &n), LETHE_OK);
+        CHECK(n == 1 && m[0].distance < 1e-4f);
+        lethe_matches_free(m, n);
+        m = NULL;
+        CHECK_EQ_INT(lethe_store_digest(s, hex), LETHE_OK);
+        CHECK(!strcmp(hex, before));
+        lethe_store_close(s);
+        s = NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -662,6 +825,10 @@ int main(int argc, char **argv)
     RUN(test_policy_edited_past_its_log);
     RUN(test_log_head_damaged);
     RUN(test_damaged_rows);
+    RUN(test_log_head_parse);
+    RUN(test_logged_texts);
+    RUN(test_open_damaged);
+    RUN(test_index_damaged);
     RUN(test_alloc_loop);
     RUN(test_io_loop);
     lethe_free_string(receipt);
