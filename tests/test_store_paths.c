@@ -3,8 +3,8 @@
  * paths and test_faults' write loop do not reach.
  *
  *   - arguments the public calls refuse, each with its status and message;
- *   - an allocation-failure loop and an I/O fault loop (ENOSPC through
- *     util/io.h and the SQLite VFS shim of faultvfs.h) over the calls that
+ *   - an allocation-failure loop and I/O fault loops (ENOSPC, then EIO,
+ *     through util/io.h and the SQLite VFS shim of faultvfs.h) over calls that
  *     read and log: lookup of every kind, search, log export / head /
  *     verify, datasheet, full digest, policy get / set / check, receipt
  *     check, keyring rotate, opt-out list and removal. Each run takes a
@@ -14,7 +14,11 @@
  *   - hostile on-disk states, made with SQLite or by rewriting a file: a
  *     catalog without its consent policy or its digest state, a policy
  *     edited past its log entry, a damaged or cut-short log.head, a damaged
- *     provenance row, a photo row that does not open with its key.
+ *     provenance row, a photo row that does not open with its key, a
+ *     catalog of another format or without its store id, a keyring gone or
+ *     another store's, a gone or damaged index;
+ *   - a read-only handle: every call that would write (search and lookup,
+ *     which log, included) is refused as such and changes nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -291,7 +295,7 @@ static int fault_run(const named_call *c, int io, long k, int *rc, char *why, si
         return -1;
     }
     if (io)
-        lethe_io_fail_after(k, ENOSPC);
+        lethe_io_fail_after(k, io == 1 ? ENOSPC : EIO);
     else
         lethe_alloc_fail_after(k);
     faultvfs_reset_calls();
@@ -333,8 +337,8 @@ static void fault_loop(int io)
         for (k = 0; hit == 1 && k < 20000; k++) {
             hit = fault_run(&calls[i], io, k, &rc, why, sizeof(why));
             if (hit < 0 || why[0]) {
-                fprintf(stderr, "  %s %s k=%ld: %s\n", calls[i].name, io ? "ENOSPC" : "alloc",
-                        k, why);
+                fprintf(stderr, "  %s %s k=%ld: %s\n", calls[i].name,
+                        io == 1 ? "ENOSPC" : io ? "EIO" : "alloc", k, why);
                 CHECK(!"the store is sound after a failed call");
                 break;
             }
@@ -361,7 +365,8 @@ static void fault_loop(int io)
 }
 
 static void test_alloc_loop(void) { fault_loop(0); }
-static void test_io_loop(void) { fault_loop(1); }
+static void test_enospc_loop(void) { fault_loop(1); }
+static void test_eio_loop(void) { fault_loop(2); }
 
 /* ------------------------------------------------------------ arguments */
 
@@ -793,6 +798,39 @@ static void test_index_damaged(void)
     }
 }
 
+/* A read-only handle changes nothing: each call that would write says so. */
+static void test_read_only(void)
+{
+    char dir[300], before[65], after[65], pk[65];
+    lethe_store *s = NULL;
+    lethe_ingest *g = NULL;
+    uint64_t dropped = 0, n0 = 0, n1 = 0, bad = 0;
+    damaged("readonly", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_digest(s, before), LETHE_OK);
+    CHECK_EQ_INT(lethe_log_verify(s, &n0, &bad), LETHE_OK);
+    int rcs[] = {
+        c_search(s),
+        c_lookup_kinds(s),
+        lethe_policy_set(s, "US", "", ACTOR, 0, &dropped),
+        lethe_optout_remove(s, oo_id, ACTOR),
+        lethe_keyring_rotate(s, ACTOR, pk),
+        lethe_ingest_begin(s, NULL, &g),
+    };
+    for (size_t i = 0; i < sizeof(rcs) / sizeof(rcs[0]); i++) {
+        if (rcs[i] != LETHE_ERR_ARG)
+            fprintf(stderr, "  call %zu: %s\n", i, lethe_strerror(rcs[i]));
+        CHECK_EQ_INT(rcs[i], LETHE_ERR_ARG);
+    }
+    CHECK(strstr(lethe_store_errmsg(s), "read-only"));
+    CHECK(g == NULL);
+    CHECK_EQ_INT(lethe_store_digest(s, after), LETHE_OK);
+    CHECK(!strcmp(before, after));
+    CHECK_EQ_INT(lethe_log_verify(s, &n1, &bad), LETHE_OK);
+    CHECK_EQ_INT(n1, n0);
+    lethe_store_close(s);
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -829,8 +867,10 @@ int main(int argc, char **argv)
     RUN(test_logged_texts);
     RUN(test_open_damaged);
     RUN(test_index_damaged);
+    RUN(test_read_only);
     RUN(test_alloc_loop);
-    RUN(test_io_loop);
+    RUN(test_enospc_loop);
+    RUN(test_eio_loop);
     lethe_free_string(receipt);
     run_cmd("rm -rf '%s'%s", root, "");
     return test_summary();

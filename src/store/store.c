@@ -299,7 +299,11 @@ int64_t store_count(lethe_store *s, const char *sql)
 
 int store_begin(lethe_store *s)
 {
-    int rc = store_exec(s, "BEGIN IMMEDIATE");
+    /* a read-only handle's catalog refuses the write as an I/O error would:
+     * say why (a search or lookup, which logs, on a read-only handle) */
+    int rc = store_writable(s);
+    if (rc == LETHE_OK)
+        rc = store_exec(s, "BEGIN IMMEDIATE");
     if (rc == LETHE_OK) {
         s->dig_dirty = 0;
         s->deletes = 0;
