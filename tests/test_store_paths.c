@@ -750,7 +750,7 @@ static void test_open_damaged(void)
     damaged("keyslot", "UPDATE photos SET key_slot = key_slot + 100000", dir, sizeof(dir));
     lethe_store *s = NULL;
     char *out = NULL;
-    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
     CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "user1", ACTOR, "json", &out),
                  LETHE_ERR_STORE);
     CHECK(strstr(lethe_store_errmsg(s), "key is missing from the keyring") ||
