@@ -831,6 +831,48 @@ static void test_read_only(void)
     lethe_store_close(s);
 }
 
+/* The nearest face of q (top 1) in the store at dir; its id in *face. */
+static float nearest(const char *dir, const float *q, int64_t *face)
+{
+    lethe_store *s = NULL;
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 0;
+    float d = -1;
+    lethe_search_options_init(&so);
+    so.purpose = "stale rows";
+    so.top_k = 1;
+    if (lethe_store_open(dir, 0, &s) == LETHE_OK &&
+        lethe_search(s, q, 1, &so, &m, &n) == LETHE_OK && n == 1) {
+        d = m[0].distance;
+        *face = m[0].face;
+    }
+    lethe_matches_free(m, n);
+    lethe_store_close(s);
+    return d;
+}
+
+/* Index rows whose face the catalog no longer has (or whose key is gone)
+ * are passed over, and the index is asked for more. */
+static void test_search_skips_stale_rows(void)
+{
+    char dir[300], sql[200];
+    int64_t face = 0, next = 0;
+    for (int how = 0; how < 2; how++) {
+        damaged(how ? "stalekey" : "staleface", NULL, dir, sizeof(dir));
+        CHECK(nearest(dir, vecs[4], &face) < 1e-4f);
+        if (how)
+            snprintf(sql, sizeof(sql), "UPDATE photos SET key_slot = key_slot + 100000 WHERE "
+                     "id = (SELECT photo FROM faces WHERE id = %lld)", (long long)face);
+        else
+            snprintf(sql, sizeof(sql), "DELETE FROM faces WHERE id = %lld", (long long)face);
+        CHECK_EQ_INT(sql_edit(dir, sql), SQLITE_OK);
+        float d = nearest(dir, vecs[4], &next);
+        CHECK(d > 1e-3f); /* another face, the next nearest */
+        CHECK(next != face);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -868,6 +910,7 @@ int main(int argc, char **argv)
     RUN(test_open_damaged);
     RUN(test_index_damaged);
     RUN(test_read_only);
+    RUN(test_search_skips_stale_rows);
     RUN(test_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);
