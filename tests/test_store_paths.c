@@ -475,6 +475,15 @@ static void test_ingest_inputs(void)
     CHECK_EQ_INT(lethe_ingest_descriptor(g, vecs[2], NULL, 1), LETHE_OK);
     CHECK_EQ_INT(lethe_ingest_end(g, &st), LETHE_OK);
     CHECK_EQ_INT(st.errors, 0);
+    CHECK_EQ_INT(st.added, 1);
+    /* batches of no size and no time: the defaults too */
+    g = NULL;
+    o.batch_photos = 0;
+    o.batch_seconds = 0;
+    CHECK_EQ_INT(lethe_ingest_begin(s, &o, &g), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_descriptor(g, vecs[3], NULL, 1), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_end(g, &st), LETHE_OK);
+    CHECK_EQ_INT(st.added, 1);
     lethe_store_close(s);
 }
 
@@ -873,6 +882,45 @@ static void test_search_skips_stale_rows(void)
     }
 }
 
+static int waits;
+static void on_wait(void *ctx, const char *holder, double waited)
+{
+    (void)ctx;
+    (void)waited;
+    if (holder && strstr(holder, "ingest"))
+        waits++;
+}
+
+/* A writer that finds the store locked waits, says so, then gives up. */
+static void test_lock_busy(void)
+{
+    char dir[300], pk[65];
+    lethe_store *a = NULL, *b = NULL;
+    lethe_ingest *g = NULL, *g2 = NULL;
+    lethe_store_options so;
+    damaged("busy", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &a), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_begin(a, NULL, &g), LETHE_OK); /* holds the lock */
+    lethe_store_options_init(&so);
+    so.wait_seconds = 0;
+    CHECK_EQ_INT(lethe_store_open_with(dir, &so, &b), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_begin(b, NULL, &g2), LETHE_ERR_BUSY);
+    CHECK(strstr(lethe_store_errmsg(b), "is locked by") &&
+          strstr(lethe_store_errmsg(b), "gave up after 0 s"));
+    CHECK(g2 == NULL);
+    lethe_store_close(b);
+    b = NULL;
+    so.wait_seconds = 1.2;
+    so.on_wait = on_wait;
+    CHECK_EQ_INT(lethe_store_open_with(dir, &so, &b), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_rotate(b, ACTOR, pk), LETHE_ERR_BUSY);
+    CHECK_EQ_INT(waits, 1); /* told once, after a second */
+    CHECK_EQ_INT(lethe_ingest_end(g, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_rotate(b, ACTOR, pk), LETHE_OK); /* free now */
+    lethe_store_close(b);
+    lethe_store_close(a);
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -911,6 +959,7 @@ int main(int argc, char **argv)
     RUN(test_index_damaged);
     RUN(test_read_only);
     RUN(test_search_skips_stale_rows);
+    RUN(test_lock_busy);
     RUN(test_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);
