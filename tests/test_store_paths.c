@@ -921,6 +921,48 @@ static void test_lock_busy(void)
     lethe_store_close(a);
 }
 
+/* The log's chain and its two anchors: each kind of tampering named. */
+static void test_log_tampered(void)
+{
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    char sql_meta[300];
+    snprintf(sql_meta, sizeof(sql_meta), "UPDATE meta SET value = (SELECT max(seq) FROM log) || "
+             "' %s' WHERE key = 'log_head'", zeros);
+    struct {
+        const char *name, *sql, *msg;
+    } cases[] = {
+        {"logcut", "DELETE FROM log WHERE seq = (SELECT max(seq) FROM log)",
+         "(the log was cut short)"},
+        {"loggap", "DELETE FROM log WHERE seq = 2", "log entry 2 is missing (next is 3)"},
+        {"logprev", "UPDATE log SET prev = 'x' WHERE seq = 3", "does not follow entry 2"},
+        {"logalter", "UPDATE log SET actor = 'mallory' WHERE seq = 2", "log entry 2 was altered"},
+        {"logmeta", sql_meta, "does not match the catalog's record of the head"},
+        {"logfile", NULL, "log.head does not match log entry"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char dir[300], line[100];
+        lethe_store *s = NULL;
+        uint64_t n = 0, bad = 0;
+        damaged(cases[i].name, cases[i].sql, dir, sizeof(dir));
+        CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+        if (!cases[i].sql) {
+            uint64_t seq = 0;
+            char hash[65];
+            CHECK_EQ_INT(lethe_log_head(s, &seq, hash), LETHE_OK);
+            snprintf(line, sizeof(line), "%llu %s\n", (unsigned long long)seq, zeros);
+            write_file(dir, "log.head", line);
+        }
+        CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_ERR_FORMAT);
+        CHECK(bad > 0);
+        if (!strstr(lethe_store_errmsg(s), cases[i].msg)) {
+            fprintf(stderr, "  %s: wanted \"%s\", got \"%s\"\n", cases[i].name, cases[i].msg,
+                    lethe_store_errmsg(s));
+            CHECK(!"the message names the tampering");
+        }
+        lethe_store_close(s);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -960,6 +1002,7 @@ int main(int argc, char **argv)
     RUN(test_read_only);
     RUN(test_search_skips_stale_rows);
     RUN(test_lock_busy);
+    RUN(test_log_tampered);
     RUN(test_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);
