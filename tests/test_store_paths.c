@@ -267,6 +267,20 @@ static int c_create(lethe_store *s)
     return rc;
 }
 
+/* The index rebuilt by a writable open (the file removed first). */
+static int c_rebuild(lethe_store *s)
+{
+    char path[400];
+    lethe_store *n = NULL;
+    snprintf(path, sizeof(path), "%s/faces.idx", lethe_store_path(s));
+    unlink(path);
+    int rc = lethe_store_open(lethe_store_path(s), 0, &n);
+    snprintf(create_msg, sizeof(create_msg), "%s",
+             rc == LETHE_OK ? "" : n ? lethe_store_errmsg(n) : "no handle");
+    lethe_store_close(n);
+    return rc;
+}
+
 typedef struct named_call {
     const char *name;
     call_fn fn;
@@ -278,6 +292,7 @@ static const named_call calls[] = {
     {"digest-full", c_digest_full},   {"policy", c_policy},
     {"receipt-check", c_receipt_check}, {"keyring-rotate", c_keyring_rotate},
     {"optout", c_optout},             {"create", c_create},
+    {"rebuild", c_rebuild},
 };
 
 /* One run of call on a fresh copy with fault armed at k. Returns whether
@@ -307,7 +322,7 @@ static int fault_run(const named_call *c, int io, long k, int *rc, char *why, si
     lethe_alloc_fail_after(-1);
     why[0] = 0;
     snprintf(last_msg, sizeof(last_msg), "%s", create_msg[0] ? create_msg : lethe_store_errmsg(s));
-    if (*rc != LETHE_OK && !lethe_store_errmsg(s)[0] && strcmp(c->name, "create") != 0)
+    if (*rc != LETHE_OK && !last_msg[0])
         snprintf(why, n, "status %s without a message", lethe_strerror(*rc));
     lethe_store_close(s);
     if (!why[0])
@@ -963,6 +978,19 @@ static void test_log_tampered(void)
     }
 }
 
+/* A face that does not open with its photo's key stops a rebuild. */
+static void test_rebuild_damaged_face(void)
+{
+    char dir[300], path[400];
+    damaged("facebad",
+            "UPDATE faces SET sealed = (SELECT sealed FROM faces f2 WHERE f2.id <> faces.id "
+            "ORDER BY f2.id DESC LIMIT 1) WHERE id = (SELECT min(id) FROM faces WHERE "
+            "has_template)", dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/faces.idx", dir);
+    CHECK_EQ_INT(unlink(path), 0);
+    expect_open(dir, 0, LETHE_ERR_STORE, "does not open with its photo's key");
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -1003,6 +1031,7 @@ int main(int argc, char **argv)
     RUN(test_search_skips_stale_rows);
     RUN(test_lock_busy);
     RUN(test_log_tampered);
+    RUN(test_rebuild_damaged_face);
     RUN(test_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);

@@ -85,8 +85,9 @@ static int index_rebuild(lethe_store *s, idx *wx, uint64_t gen)
             n++;
         }
         if (n && (n == CHUNK || step != SQLITE_ROW)) {
-            if (idx_append(wx, ids, vecs, n, msg, sizeof(msg)) != 0) {
-                rc = store_fail(s, LETHE_ERR_IO, "%s", msg);
+            int r = idx_append(wx, ids, vecs, n, msg, sizeof(msg));
+            if (r != LETHE_OK) {
+                rc = store_fail(s, r == LETHE_ERR_NOMEM ? r : LETHE_ERR_IO, "%s", msg);
                 goto out;
             }
             n = 0;
