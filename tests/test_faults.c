@@ -5,7 +5,8 @@
  * For each public call that writes (ingest of descriptors and of photos,
  * forget by photo and by face, forget with an opt-out, opt-out removal, a
  * policy change that drops templates, backup, restore into a new folder and
- * over the live store, and search and lookup, which write log entries), the
+ * over the live store, search and lookup, which write log entries, and a
+ * rotation of the receipt-signing key), the
  * call runs on a fresh copy of a small store once per injection point k:
  *   - with the k-th write-side operation failing, as a full disk (ENOSPC)
  *     and as EIO: SQLite's (through the VFS shim of faultvfs.h) and lethe's
@@ -662,6 +663,12 @@ static int call_policy_set(run *r)
     return lethe_policy_set(r->s, "DE", "", ACTOR, 0, &dropped);
 }
 
+static int call_keyring_rotate(run *r)
+{
+    char pk[65];
+    return lethe_keyring_rotate(r->s, ACTOR, pk);
+}
+
 static int call_backup(run *r)
 {
     char *info = NULL;
@@ -1162,6 +1169,7 @@ static const op ops[] = {
     {"restore-live", tmpl_live, K_STORE, 0, call_restore_live, erased_person2},
     {"search", tmpl_base, K_LOG, 1, call_search, NULL},
     {"lookup", tmpl_base, K_LOG, 1, call_lookup, NULL},
+    {"keyring-rotate", tmpl_base, K_STORE, 1, call_keyring_rotate, NULL},
 };
 static const op op_photos = {"ingest-photos", tmpl_base, K_STORE, 1, call_ingest_photos, NULL};
 
@@ -1234,6 +1242,7 @@ OP_TEST(test_restore_new, 7)
 OP_TEST(test_restore_live, 8)
 OP_TEST(test_search, 9)
 OP_TEST(test_lookup, 10)
+OP_TEST(test_keyring_rotate, 11)
 
 /* Two photos of one face each from the shared test data (LFW, small and
  * quick to analyse), else one of face-api's samples. */
@@ -1350,6 +1359,7 @@ int main(void)
     RUN(test_restore_live);
     RUN(test_search);
     RUN(test_lookup);
+    RUN(test_keyring_rotate);
     RUN(test_summary_of_findings);
     printf("%ld injection points in %ld runs, %.1f s\n", total_points, nrun, now_s() - t0);
     remove_tree(root);
