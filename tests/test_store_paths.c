@@ -895,6 +895,28 @@ static void test_search_skips_stale_rows(void)
         CHECK(d > 1e-3f); /* another face, the next nearest */
         CHECK(next != face);
     }
+    /* more stale rows than the index was first asked for (top_k + 16):
+     * all but the last face of 40 gone, the search asks again for more */
+    static float v[40][128];
+    lethe_store *s = NULL;
+    lethe_ingest *g = NULL;
+    snprintf(dir, sizeof(dir), "%s/stalemany", root);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_begin(s, NULL, &g), LETHE_OK);
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "m%d", i);
+        lethe_provenance p = {.photo_id = id, .jurisdiction = "US", .consent = "explicit"};
+        for (int k = 0; k < 128; k++)
+            v[i][k] = vecs[i % (NROWS + 2)][k] * (1.0f + 0.01f * (float)(i / (NROWS + 2)));
+        CHECK_EQ_INT(lethe_ingest_descriptor(g, v[i], &p, (size_t)i + 1), LETHE_OK);
+    }
+    CHECK_EQ_INT(lethe_ingest_end(g, NULL), LETHE_OK);
+    lethe_store_close(s);
+    CHECK_EQ_INT(sql_edit(dir, "DELETE FROM faces WHERE id <> (SELECT max(id) FROM faces)"),
+                 SQLITE_OK);
+    CHECK(nearest(dir, v[0], &next) > 1e-3f);
+    CHECK(nearest(dir, v[39], &next) < 1e-4f); /* the one left */
 }
 
 static int waits;
