@@ -645,6 +645,27 @@ static void test_damaged_rows(void)
     out = NULL;
     lethe_store_close(s);
     s = NULL;
+    /* a provenance row's fingerprint of the wrong length; a face sealed
+     * under another photo's key */
+    static const char *more[][3] = {
+        {"provfp", "UPDATE provenance SET fp = x'01'", "is damaged"},
+        {"facekey",
+         "UPDATE faces SET sealed = (SELECT sealed FROM faces f2 WHERE f2.photo <> faces.photo "
+         "ORDER BY f2.id DESC LIMIT 1)", "does not open with its photo's key"},
+    };
+    for (int i = 0; i < 2; i++) {
+        damaged(more[i][0], more[i][1], dir, sizeof(dir));
+        CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+        CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "user1", ACTOR, "json", &out),
+                     LETHE_ERR_STORE);
+        if (!strstr(lethe_store_errmsg(s), more[i][2]))
+            fprintf(stderr, "  %s: %s\n", more[i][0], lethe_store_errmsg(s));
+        CHECK(strstr(lethe_store_errmsg(s), more[i][2]));
+        lethe_free_string(out);
+        out = NULL;
+        lethe_store_close(s);
+        s = NULL;
+    }
     /* a photo row sealed under another photo's key */
     damaged("photoswap",
             "UPDATE photos SET sealed = (SELECT sealed FROM photos p2 WHERE p2.id <> photos.id "
