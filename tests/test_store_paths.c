@@ -537,6 +537,24 @@ static void test_catalog_without_policy(void)
     lethe_store_close(s);
 }
 
+/* The policy rows deleted under an open handle: the full digest and the
+ * log's verify each say so. */
+static void test_policy_deleted_under_handle(void)
+{
+    char dir[300], hex[65];
+    lethe_store *s = NULL;
+    uint64_t n = 0, bad = 0;
+    int match = 1;
+    damaged("policygone", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(sql_edit(dir, "DELETE FROM policy"), SQLITE_OK);
+    CHECK_EQ_INT(lethe_store_digest_full(s, hex, &match), LETHE_ERR_STORE);
+    CHECK(strstr(lethe_store_errmsg(s), "the catalog holds no consent policy"));
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_ERR_FORMAT);
+    CHECK(strstr(lethe_store_errmsg(s), "the catalog holds no consent policy"));
+    lethe_store_close(s);
+}
+
 static void test_catalog_without_digest_state(void)
 {
     char dir[300], hex[65];
@@ -1063,6 +1081,7 @@ int main(int argc, char **argv)
     RUN(test_ingest_inputs);
     RUN(test_catalog_without_policy);
     RUN(test_catalog_without_digest_state);
+    RUN(test_policy_deleted_under_handle);
     RUN(test_policy_edited_past_its_log);
     RUN(test_log_head_damaged);
     RUN(test_damaged_rows);
