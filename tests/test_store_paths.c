@@ -1207,6 +1207,26 @@ static void test_photo_duplicates_and_optouts(void)
     lethe_faces_free(faces);
 }
 
+/* The policy file beside the catalog: edited by hand it is refused, gone
+ * it is written back (not by a read-only open), not a file it is refused. */
+static void test_policy_file(void)
+{
+    char dir[300], path[400];
+    struct stat sb;
+    damaged("policyfile", NULL, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/policy", dir);
+    CHECK_EQ_INT(unlink(path), 0);
+    expect_open(dir, LETHE_STORE_READONLY, LETHE_OK, NULL);
+    CHECK(stat(path, &sb) != 0);
+    expect_open(dir, 0, LETHE_OK, NULL);
+    CHECK(stat(path, &sb) == 0 && sb.st_size > 0);
+    write_file(dir, "policy", "default: explicit, public-license, none\n");
+    expect_open(dir, 0, LETHE_ERR_POLICY, "was changed by hand");
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    expect_open(dir, 0, LETHE_ERR_STORE, "consent policy: ");
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -1244,6 +1264,7 @@ int main(int argc, char **argv)
     RUN(test_logged_texts);
     RUN(test_open_damaged);
     RUN(test_index_damaged);
+    RUN(test_policy_file);
     RUN(test_read_only);
     RUN(test_search_skips_stale_rows);
     RUN(test_lock_busy);
