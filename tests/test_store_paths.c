@@ -801,6 +801,25 @@ static void test_open_damaged(void)
     snprintf(p2, sizeof(p2), "%s/catalog.db", other);
     CHECK_EQ_INT(unlink(p2), 0);
     expect_open(other, LETHE_STORE_CREATE, LETHE_ERR_STORE, "exists but there is no catalog");
+    /* the lock is not a file (a FIFO planted there) */
+    damaged("lockfifo", NULL, dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/lock", dir);
+    unlink(path);
+    CHECK_EQ_INT(mkfifo(path, 0600), 0);
+    expect_open(dir, 0, LETHE_ERR_IO, "not a regular file");
+    /* no options: the defaults; a creator's actor is checked */
+    lethe_store *h = NULL;
+    CHECK_EQ_INT(lethe_store_open_with(tmpl, NULL, &h), LETHE_OK);
+    lethe_store_close(h);
+    h = NULL;
+    lethe_store_options so;
+    lethe_store_options_init(&so);
+    so.flags = LETHE_STORE_CREATE;
+    so.actor = "bad\nactor";
+    snprintf(path, sizeof(path), "%s/badactor", root);
+    CHECK_EQ_INT(lethe_store_open_with(path, &so, &h), LETHE_ERR_ARG);
+    CHECK(h && strstr(lethe_store_errmsg(h), "control character"));
+    lethe_store_close(h);
     /* the catalog is not SQLite */
     damaged("notdb", NULL, dir, sizeof(dir));
     write_file(dir, "catalog.db", "this is not a database, it is a text file of some length....");
