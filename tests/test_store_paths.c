@@ -1136,6 +1136,36 @@ static void photo_setup(void)
     }
 }
 
+/* Search by image: the photo finds itself; an image with no face is
+ * refused and not logged. */
+static void search_by_image(lethe_store *s)
+{
+    lethe_search_options so;
+    lethe_match *m = NULL;
+    size_t n = 0;
+    uint64_t n0 = 0, n1 = 0, bad = 0;
+    lethe_image *img = NULL;
+    static uint8_t grey[64 * 64 * 3];
+    lethe_search_options_init(&so);
+    so.purpose = "by image";
+    so.top_k = 1;
+    CHECK_EQ_INT(lethe_image_load(photo_path, NULL, &img, NULL, 0), LETHE_OK);
+    CHECK_EQ_INT(lethe_search_image(s, eng, img, &so, &m, &n), LETHE_OK);
+    CHECK(n == 1 && m[0].distance < 0.3f);
+    lethe_matches_free(m, n);
+    lethe_image_free(img);
+    img = NULL;
+    m = NULL;
+    memset(grey, 128, sizeof(grey));
+    CHECK_EQ_INT(lethe_image_from_rgb(grey, 64, 64, &img), LETHE_OK);
+    CHECK_EQ_INT(lethe_log_verify(s, &n0, &bad), LETHE_OK);
+    CHECK_EQ_INT(lethe_search_image(s, eng, img, &so, &m, &n), LETHE_ERR_NO_FACE);
+    CHECK(strstr(lethe_store_errmsg(s), "no face found"));
+    CHECK_EQ_INT(lethe_log_verify(s, &n1, &bad), LETHE_OK);
+    CHECK_EQ_INT(n1, n0);
+    lethe_image_free(img);
+}
+
 /* Photos in memory refused before analysis: each reported, the ingest
  * goes on. */
 static void test_photo_refusals(void)
@@ -1176,6 +1206,7 @@ static void test_photo_refusals(void)
     CHECK_EQ_INT(offer_photo(s, eng, pb, plen, 0, "bob", "explicit", &st), LETHE_OK);
     CHECK_EQ_INT(st.added, 0);
     CHECK(st.templates >= 1);
+    search_by_image(s);
     lethe_store_close(s);
 }
 
