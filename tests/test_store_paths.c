@@ -18,7 +18,10 @@
  *     catalog of another format or without its store id, a keyring gone or
  *     another store's, a gone or damaged index;
  *   - a read-only handle: every call that would write (search and lookup,
- *     which log, included) is refused as such and changes nothing.
+ *     which log, included) is refused as such and changes nothing;
+ *   - SQLite's allocations failing too (a child process with faultvfs's
+ *     allocator, sampled at a stride): the store stays sound; statuses
+ *     other than out of memory are printed as known findings.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1436,11 +1439,70 @@ static void test_catalog_corrupt_pages(void)
     }
 }
 
+/* SQLite's allocations too (faultvfs routes them through lethe_malloc in a
+ * child process, since the allocator is set before SQLite starts): one
+ * countdown over both, sampled at a stride that keeps each call to about
+ * 150 runs. Every failure must be out of memory and leave the store sound. */
+static void sqlite_alloc_loop(void)
+{
+    static const char *names[] = {"lookup", "search", "log-reads", "digest-full", "policy",
+                                  "optout", "keyring-rotate", "rebuild"};
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        int want = 0;
+        for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
+            want |= !strcmp(names[j], calls[i].name);
+        if (!want)
+            continue;
+        int rc = LETHE_OK;
+        char why[600];
+        fault_run(&calls[i], 0, 1L << 40, &rc, why, sizeof(why));
+        long total = lethe_alloc_count(), stride = total / 150 + 1, failed = 0, wrong = 0, k;
+        CHECK_EQ_INT(rc, LETHE_OK);
+        for (k = 0; k < total; k += stride) {
+            int hit = fault_run(&calls[i], 0, k, &rc, why, sizeof(why));
+            if (hit < 0 || why[0]) {
+                fprintf(stderr, "  %s sqlite-alloc k=%ld: %s\n", calls[i].name, k, why);
+                CHECK(!"the store is sound after a failed call");
+                break;
+            }
+            if (rc != LETHE_OK) {
+                failed++;
+                if (rc != LETHE_ERR_NOMEM) {
+                    wrong++;
+                    fprintf(stderr, "  %s sqlite-alloc k=%ld: %s: %s\n", calls[i].name, k,
+                            lethe_strerror(rc), last_msg);
+                }
+            }
+        }
+        CHECK(failed > 0);
+        /* Known findings (issue 9): some callers turn SQLite's out of memory
+         * into another status (an I/O error, "internal", and at open "not a
+         * lethe store" or "the policy was changed by hand"). The store stays
+         * sound (checked above); the status is wrong. Visible, not failed,
+         * until they are fixed. */
+        if (wrong)
+            SKIP_PART("%s: %ld of %ld failures under SQLite's out of memory reported with "
+                      "another status (listed above)", calls[i].name, wrong, failed);
+    }
+}
+
+static char self_path[300];
+
+static void test_sqlite_alloc_loop(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "LETHE_PATHS_SQLITE_MALLOC=1 '%s' >&2", self_path);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    int sqlite_malloc = getenv("LETHE_PATHS_SQLITE_MALLOC") != NULL;
     test_select(argc, argv);
-    if (faultvfs_install(0) != SQLITE_OK) {
+    if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
+        snprintf(self_path, sizeof(self_path), "%s", argv[0]);
+    if (faultvfs_install(sqlite_malloc) != SQLITE_OK) {
         fprintf(stderr, "cannot install the fault VFS\n");
         return 1;
     }
@@ -1460,6 +1522,12 @@ int main(int argc, char **argv)
     if (build_template() != LETHE_OK) {
         fprintf(stderr, "cannot build the template store\n");
         return 1;
+    }
+    if (sqlite_malloc) {
+        RUN(sqlite_alloc_loop);
+        lethe_free_string(receipt);
+        run_cmd("rm -rf '%s'%s", root, "");
+        return test_summary();
     }
     RUN(test_search_arguments);
     RUN(test_ingest_inputs);
@@ -1488,6 +1556,7 @@ int main(int argc, char **argv)
     lethe_engine_close(eng);
     free(pb);
     RUN(test_alloc_loop);
+    RUN(test_sqlite_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);
     lethe_free_string(receipt);
