@@ -781,6 +781,10 @@ static void test_open_damaged(void)
     expect_open("", 0, LETHE_ERR_ARG, "no store directory given");
     snprintf(dir, sizeof(dir), "%s/absent", root);
     expect_open(dir, 0, LETHE_ERR_STORE, "create a store with `lethe init`");
+    expect_open("/nonexistent-parent/store", LETHE_STORE_CREATE, LETHE_ERR_IO, "cannot create");
+    snprintf(dir, sizeof(dir), "%s/emptydir", root);
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    expect_open(dir, 0, LETHE_ERR_STORE, "not a lethe store (no catalog.db");
     damaged("format", "UPDATE meta SET value = 7 WHERE key = 'format'", dir, sizeof(dir));
     expect_open(dir, 0, LETHE_ERR_STORE, "store format 7; this lethe reads format");
     damaged("format1", "UPDATE meta SET value = 1 WHERE key = 'format'", dir, sizeof(dir));
