@@ -326,6 +326,104 @@ static int op_backup(lethe_store *s, const char *dir)
 
 /* ---------------------------------------------------------------- tests */
 
+/* Selectors the library refuses, each with its own message; nothing changes. */
+static void test_bad_selectors(void)
+{
+    char dir[300], cmd[700], before[65], got[65];
+    new_dir(dir, sizeof(dir));
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", tmpl, dir);
+    if (run(cmd))
+        return;
+    lethe_store *s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    if (!s)
+        return;
+    digest_of(s, before);
+    char hex[65];
+    memset(hex, 'a', 64);
+    hex[64] = 0;
+    static const struct {
+        lethe_selector sel;
+        int status;
+        const char *msg;
+    } cases[] = {
+        {{.uploader = ""}, LETHE_ERR_ARG, "nothing selected"},
+        {{.n_faces = 1}, LETHE_ERR_ARG, "face selector without descriptors"},
+        {{.faces = &vecs[0][0], .n_faces = 1, .face_threshold = 3.0f}, LETHE_ERR_ARG,
+         "is not a distance"},
+        {{.uploader = "person1", .collected_before = "yesterday"}, LETHE_ERR_ARG, "ISO 8601"},
+        {{.uploader = "person1", .jurisdiction = "not a place!"}, LETHE_ERR_ARG, ""},
+        {{.image = "/nonexistent/photo.jpg"}, -1, "/nonexistent/photo.jpg"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = lethe_forget(s, &cases[i].sel, 0, "test", NULL, NULL, NULL);
+        if (cases[i].status >= 0)
+            CHECK_EQ_INT(rc, cases[i].status);
+        else
+            CHECK(rc != LETHE_OK);
+        CHECK(strstr(lethe_store_errmsg(s), cases[i].msg) != NULL);
+    }
+    /* a photo id (as a SHA-256) and image bytes that name different photos */
+    lethe_selector two = {.photo_id = hex, .image_bytes = "x", .image_len = 1};
+    CHECK_EQ_INT(lethe_forget(s, &two, 0, "test", NULL, NULL, NULL), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "name different photos") != NULL);
+    digest_of(s, got);
+    CHECK(!strcmp(got, before));
+    lethe_store_close(s);
+}
+
+/* A receipt edited in each of its parts is refused with the reason. */
+static void test_bad_receipts(void)
+{
+    char msg[256], key[65];
+    const char *r = tmpl_receipt;
+    size_t len = strlen(r);
+    char *e = malloc(len + 4096);
+    if (!e)
+        return;
+    CHECK_EQ_INT(lethe_receipt_verify(NULL, 0, NULL, msg, sizeof(msg)), LETHE_ERR_ARG);
+    CHECK(strstr(msg, "no receipt") != NULL);
+    CHECK_EQ_INT(lethe_receipt_verify(r, len, NULL, msg, sizeof(msg)), LETHE_OK);
+    /* the signature not hex */
+    memcpy(e, r, len + 1);
+    char *sig = strstr(e, "\"signature\":\"");
+    CHECK(sig != NULL);
+    if (sig) {
+        sig[13] = 'z';
+        CHECK_EQ_INT(lethe_receipt_verify(e, len, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        CHECK(strstr(msg, "not hex") != NULL);
+    }
+    /* no store key */
+    memcpy(e, r, len + 1);
+    char *k = strstr(e, "\"store_key\":\"");
+    CHECK(k != NULL);
+    if (k) {
+        k[1] = 'X';
+        CHECK_EQ_INT(lethe_receipt_verify(e, len, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        CHECK(strstr(msg, "names no store key") != NULL);
+        memcpy(key, k + 13, 64);
+        key[64] = 0;
+        key[0] = key[0] == 'a' ? 'b' : 'a';
+        CHECK_EQ_INT(lethe_receipt_verify(r, len, key, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        CHECK(strstr(msg, "another store's key") != NULL);
+        CHECK_EQ_INT(lethe_receipt_verify(r, len, "short", msg, sizeof(msg)), LETHE_ERR_FORMAT);
+    }
+    /* a long receipt (past the stack copy): altered, and out of memory */
+    memcpy(e, r, len + 1);
+    size_t at = (size_t)(strstr(e, ",\"signature\"") - e);
+    memmove(e + at + 4000, e + at, len - at + 1);
+    memcpy(e + at, ",\"x\":\"", 6);
+    memset(e + at + 6, 'p', 3993);
+    e[at + 3999] = '"';
+    CHECK_EQ_INT(lethe_receipt_verify(e, len + 4000, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+    CHECK(strstr(msg, "does not match") != NULL);
+    lethe_alloc_fail_after(0);
+    int rc = lethe_receipt_verify(e, len + 4000, NULL, msg, sizeof(msg));
+    lethe_alloc_fail_after(-1);
+    CHECK_EQ_INT(rc, LETHE_ERR_NOMEM);
+    free(e);
+}
+
 static void test_alloc_loops(void)
 {
     static const struct {
@@ -373,8 +471,11 @@ int main(int argc, char **argv)
     }
     make_vecs();
     faultvfs_reset_calls();
-    if (make_template() == LETHE_OK)
+    if (make_template() == LETHE_OK) {
+        RUN(test_bad_selectors);
+        RUN(test_bad_receipts);
         RUN(test_alloc_loops);
+    }
     lethe_free_string(tmpl_receipt);
     printf("SQLite write calls seen: %ld\n", faultvfs_calls());
     char cmd[300];
