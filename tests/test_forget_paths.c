@@ -50,7 +50,7 @@ static void make_vecs(void)
     }
 }
 
-static int ingest(lethe_store *s, int from, int to)
+static int ingest_st(lethe_store *s, int from, int to, lethe_ingest_stats *st)
 {
     lethe_ingest_options o;
     lethe_ingest *g = NULL;
@@ -69,8 +69,13 @@ static int ingest(lethe_store *s, int from, int to)
                               .consent = "explicit", .collected_at = i % 3 ? at : NULL};
         rc = lethe_ingest_descriptor(g, vecs[i], &p, (size_t)i + 1);
     }
-    int rc2 = g ? lethe_ingest_end(g, NULL) : LETHE_OK;
+    int rc2 = g ? lethe_ingest_end(g, st) : LETHE_OK;
     return rc ? rc : rc2;
+}
+
+static int ingest(lethe_store *s, int from, int to)
+{
+    return ingest_st(s, from, to, NULL);
 }
 
 static int run(const char *cmd)
@@ -149,8 +154,8 @@ static int alloc_loop(const char *name, op_fn op)
     new_dir(dir, sizeof(dir));
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s' '%s'", dir, tmpl, dir);
     int failed = 0, done = 0, fresh = 0;
-    /* every allocation of the first 400, then every third (time) */
-    for (long k = -1; !done && k < 200000; k += k < 400 ? 1 : 3) {
+    /* every allocation of the first 300, then every fourth (time) */
+    for (long k = -1; !done && k < 200000; k += k < 300 ? 1 : 4) {
         if (!fresh && run(cmd))
             return failed;
         fresh = 1;
@@ -372,6 +377,47 @@ static void test_bad_selectors(void)
     lethe_store_close(s);
 }
 
+/* Row i's place and date as ingest() gives them */
+static int row_gb(int i) { return i % 4 == 0; }
+static int row_year(int i) { return i % 3 ? 1995 + i % 10 : 0; } /* 0: undated */
+
+/* Opt-outs by jurisdiction (a country holds its subdivisions) and date, with
+ * and without the undated: re-ingesting refuses exactly what they hold. */
+static void test_optout_place_and_date(void)
+{
+    char dir[300], cmd[700];
+    new_dir(dir, sizeof(dir));
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", tmpl, dir);
+    if (run(cmd))
+        return;
+    lethe_store *s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    if (!s)
+        return;
+    lethe_selector gb = {.jurisdiction = "GB", .collected_before = "1999-01-01",
+                         .include_undated = 1};
+    lethe_selector us = {.jurisdiction = "US", .collected_before = "2000-01-01"};
+    unsigned f = LETHE_FORGET_OPTOUT | LETHE_FORGET_CONFIRMED;
+    CHECK_EQ_INT(lethe_forget(s, &gb, f, "test", NULL, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(s, &us, f, "test", NULL, NULL, NULL), LETHE_OK);
+    uint64_t want = 0;
+    for (int i = 5; i < N; i++) {
+        int y = row_year(i);
+        want += row_gb(i) ? y == 0 || y < 1999 : y != 0 && y < 2000;
+    }
+    CHECK(want > 0);
+    lethe_ingest_stats st;
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(ingest_st(s, 5, N, &st), LETHE_OK);
+    CHECK_EQ_INT(st.opted_out, want);
+    CHECK_EQ_INT(st.added, 0);
+    char *json = NULL;
+    CHECK_EQ_INT(lethe_keyring_check(s, &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"orphan_keys\":0"));
+    lethe_free_string(json);
+    lethe_store_close(s);
+}
+
 /* A receipt edited in each of its parts is refused with the reason. */
 static void test_bad_receipts(void)
 {
@@ -474,6 +520,7 @@ int main(int argc, char **argv)
     if (make_template() == LETHE_OK) {
         RUN(test_bad_selectors);
         RUN(test_bad_receipts);
+        RUN(test_optout_place_and_date);
         RUN(test_alloc_loops);
     }
     lethe_free_string(tmpl_receipt);
