@@ -418,6 +418,70 @@ static void test_optout_place_and_date(void)
     lethe_store_close(s);
 }
 
+/* A restore from each edit of backup.json, and from a folder that is no
+ * backup, is refused with the reason, and makes no store. */
+static void test_backup_json_edited(void)
+{
+    static const struct {
+        const char *sed; /* the edit, a sed expression */
+        const char *msg;
+    } cases[] = {
+        {"s/.*/not json/", "backup.json:"},
+        {"s/\"lethe_backup\":2/\"lethe_backup\":1/", "not a lethe backup of this version"},
+        {"s/\"format\":[0-9]*/\"format\":999/", "format or log_seq"},
+        {"s/\"log_seq\":[0-9]*/\"log_seq\":0.5/", "format or log_seq"},
+        {"s/\"digest\":\"[0-9a-f]*\"/\"digest\":\"XYZ\"/", "\"digest\" is missing or malformed"},
+        {"s/\"store_id\":\"[0-9a-f]*\"/\"store_id\":\"ab\"/", "\"store_id\" is missing"},
+        {"s/\"created_at\":\"[^\"]*\"/\"created_at\":\"\"/", "\"created_at\" is missing"},
+        {"s/\"log_hash\":\"[0-9a-f]\\([0-9a-f]*\\)\"/\"log_hash\":\"g\\1\"/", "\"log_hash\" is"},
+    };
+    char dir[300], bk[340], m[340], cmd[1500], msg[512], dest[340];
+    new_dir(dir, sizeof(dir));
+    snprintf(bk, sizeof(bk), "%s.bk", dir);
+    snprintf(m, sizeof(m), "%s.m", dir);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s' && mkdir -m 700 '%s'", tmpl, dir, m);
+    if (run(cmd))
+        return;
+    lethe_store *s = NULL;
+    char *info = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, m, "test"), LETHE_OK);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    lethe_store_close(s);
+    lethe_restore_options o;
+    lethe_restore_result res;
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    o.keyring_mirror = m;
+    struct stat sb;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ed[360];
+        snprintf(ed, sizeof(ed), "%s.e%zu", dir, i);
+        snprintf(dest, sizeof(dest), "%s.r%zu", dir, i);
+        snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s' && sed -i '%s' '%s/backup.json'", bk, ed,
+                 cases[i].sed, ed);
+        if (run(cmd))
+            continue;
+        msg[0] = 0;
+        CHECK_EQ_INT(lethe_restore(ed, dest, &o, &res, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        if (!strstr(msg, cases[i].msg))
+            fprintf(stderr, "  case %zu: %s\n", i, msg);
+        CHECK(strstr(msg, cases[i].msg) != NULL);
+        CHECK(stat(dest, &sb) != 0);
+    }
+    /* no backup.json: the reason is kept (regression: msg was both the
+     * output and an argument of the message) */
+    snprintf(dest, sizeof(dest), "%s.rn", dir);
+    CHECK_EQ_INT(lethe_restore(m, dest, &o, &res, msg, sizeof(msg)), LETHE_ERR_STORE);
+    CHECK(strstr(msg, "not a lethe backup (") != NULL);
+    CHECK(strstr(msg, "backup.json") != NULL);
+    CHECK(stat(dest, &sb) != 0);
+    /* the untouched backup restores */
+    snprintf(dest, sizeof(dest), "%s.ok", dir);
+    CHECK_EQ_INT(lethe_restore(bk, dest, &o, &res, msg, sizeof(msg)), LETHE_OK);
+}
+
 /* A receipt edited in each of its parts is refused with the reason. */
 static void test_bad_receipts(void)
 {
@@ -521,6 +585,7 @@ int main(int argc, char **argv)
         RUN(test_bad_selectors);
         RUN(test_bad_receipts);
         RUN(test_optout_place_and_date);
+        RUN(test_backup_json_edited);
         RUN(test_alloc_loops);
     }
     lethe_free_string(tmpl_receipt);

@@ -147,8 +147,10 @@ static int read_backup(const char *src, backup_info *bi, char *msg, size_t msg_l
         rc = lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = lethe_read_file(js, 1u << 16, &text, &len, msg, msg_len))) {
-        rc = lethe_fail(msg, msg_len, LETHE_ERR_STORE, "%s: not a lethe backup (%s)", src, msg);
+    char why[256];
+    if ((rc = lethe_read_file(js, 1u << 16, &text, &len, why, sizeof(why)))) {
+        /* why, not msg: msg cannot be both the output and an argument */
+        rc = lethe_fail(msg, msg_len, LETHE_ERR_STORE, "%s: not a lethe backup (%s)", src, why);
         goto out;
     }
     if ((rc = backup_info_parse((const char *)text, len, bi, msg, msg_len)))
