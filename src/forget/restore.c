@@ -232,7 +232,8 @@ static int drop_erased(restore_job *j, change *c)
         sqlite3_finalize(st);
         return rc;
     }
-    while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (rc == LETHE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         kr_ref ref = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2)};
         int k = kr_get_key(t->kr, ref, key);
         if (k == LETHE_OK)
@@ -251,6 +252,9 @@ static int drop_erased(restore_job *j, change *c)
         sqlite3_reset(del);
         j->res->dropped_erased++;
     }
+    /* a failed step is no end of the photos: those not looked at may be erased */
+    if (rc == LETHE_OK && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlfail(t, "looking for erased photos");
     sodium_memzero(key, sizeof(key));
     sqlite3_finalize(st);
     sqlite3_finalize(del);
