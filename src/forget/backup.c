@@ -90,7 +90,9 @@ static int snapshot(lethe_store *s, const char *db, char digest[65], uint64_t *s
             dg_final(state, digest);
             rc = lethe_log_head(s, seq, hash);
         }
-        store_exec(s, "COMMIT");
+        /* a read transaction: its end cannot fail in a way that matters,
+         * and store_exec would overwrite the message of a failure */
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     }
     /* VACUUM INTO reads its own snapshot: the lock keeps writers out */
     if (rc == LETHE_OK)

@@ -602,10 +602,16 @@ static int forget_select(lethe_store *s, const lethe_selector *q, const sel *x,
         return rc;
     if (by_face && (rc = select_faces(s, q, x, other)))
         return rc;
-    if ((rc = count_selection(s, by_face, r)))
-        return store_fail(s, rc, "counting the selection: %s", s->err);
-    if (matched && !(*matched = matched_json(s, by_face)))
-        return store_fail(s, LETHE_ERR_NOMEM, "listing the selection: %s", s->err);
+    /* s->err cannot be both store_fail's output and one of its arguments */
+    char why[sizeof(s->err)];
+    if ((rc = count_selection(s, by_face, r))) {
+        snprintf(why, sizeof(why), "%s", s->err);
+        return store_fail(s, rc, "counting the selection: %s", why);
+    }
+    if (matched && !(*matched = matched_json(s, by_face))) {
+        snprintf(why, sizeof(why), "%s", s->err);
+        return store_fail(s, LETHE_ERR_NOMEM, "listing the selection: %s", why);
+    }
     return LETHE_OK;
 }
 

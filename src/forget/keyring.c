@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -232,11 +233,15 @@ static int full_pwrite(int fd, const void *buf, size_t len, uint64_t at)
 /* fsync the folder holding path, so a created or renamed file is durable. */
 static int sync_dir_of(const char *path)
 {
-    char *copy = lethe_strdup(path);
-    if (!copy)
+    /* on the stack: an allocation failing here would be reported as an I/O
+     * error with whatever errno was left */
+    char copy[PATH_MAX];
+    if (strlen(path) >= sizeof(copy)) {
+        errno = ENAMETOOLONG;
         return -1;
+    }
+    memcpy(copy, path, strlen(path) + 1);
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    lethe_free(copy);
     if (fd < 0)
         return -1;
     int r = lethe_io_fsync(fd);

@@ -163,7 +163,9 @@ int lethe_keyring_check(lethe_store *s, char **json)
     lethe_free(c.used);
     int64_t photos = store_count(s, "SELECT COUNT(*) FROM photos");
     int has_mirror = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir)) == LETHE_OK;
-    store_exec(s, "COMMIT");
+    /* a read transaction: its end cannot fail in a way that matters, and
+     * store_exec would overwrite the message of the failure being returned */
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc)
         return rc;
     sb_init(&b);
@@ -207,17 +209,25 @@ int lethe_receipt_check(lethe_store *s, const char *text, size_t len)
     int known_key = 0, logged = 0;
     if ((rc = store_prepare(s, "SELECT 1 FROM signing_keys WHERE public_key = ?", &st)) == 0) {
         sqlite3_bind_text(st, 1, key, 64, SQLITE_STATIC);
-        known_key = sqlite3_step(st) == SQLITE_ROW;
+        int step = sqlite3_step(st);
+        known_key = step == SQLITE_ROW;
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = store_sqlfail(s, "looking up the receipt's key");
         sqlite3_finalize(st);
     }
     if (rc == LETHE_OK &&
         (rc = store_prepare(s, "SELECT 1 FROM log WHERE query_hash = ? AND kind IN ('forget', "
                                "'optout', 'receipt-carried')", &st)) == 0) {
         sqlite3_bind_text(st, 1, hex, 64, SQLITE_STATIC);
-        logged = sqlite3_step(st) == SQLITE_ROW;
+        int step = sqlite3_step(st);
+        logged = step == SQLITE_ROW;
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = store_sqlfail(s, "looking up the receipt in the log");
         sqlite3_finalize(st);
     }
-    store_exec(s, "COMMIT");
+    /* a read transaction: its end cannot fail in a way that matters, and
+     * store_exec would overwrite the message of the failure being returned */
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc)
         return rc;
     if (!known_key)

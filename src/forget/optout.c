@@ -275,7 +275,12 @@ int lethe_optout_remove(lethe_store *s, int64_t id, const char *actor)
         goto out;
     sqlite3_bind_int64(st, 1, id);
     kr_ref ref = {0, 0};
-    int found = sqlite3_step(st) == SQLITE_ROW;
+    int step = sqlite3_step(st), found = step == SQLITE_ROW;
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = store_sqlfail(s, "finding the opt-out");
+        sqlite3_finalize(st);
+        goto out;
+    }
     if (found) {
         ref.slot = (uint64_t)sqlite3_column_int64(st, 0);
         ref.id = (uint64_t)sqlite3_column_int64(st, 1);

@@ -147,8 +147,10 @@ static int read_backup(const char *src, backup_info *bi, char *msg, size_t msg_l
         rc = lethe_fail(msg, msg_len, LETHE_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = lethe_read_file(js, 1u << 16, &text, &len, msg, msg_len))) {
-        rc = lethe_fail(msg, msg_len, LETHE_ERR_STORE, "%s: not a lethe backup (%s)", src, msg);
+    char why[256];
+    if ((rc = lethe_read_file(js, 1u << 16, &text, &len, why, sizeof(why)))) {
+        /* why, not msg: msg cannot be both the output and an argument */
+        rc = lethe_fail(msg, msg_len, LETHE_ERR_STORE, "%s: not a lethe backup (%s)", src, why);
         goto out;
     }
     if ((rc = backup_info_parse((const char *)text, len, bi, msg, msg_len)))
@@ -230,7 +232,8 @@ static int drop_erased(restore_job *j, change *c)
         sqlite3_finalize(st);
         return rc;
     }
-    while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (rc == LETHE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         kr_ref ref = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2)};
         int k = kr_get_key(t->kr, ref, key);
         if (k == LETHE_OK)
@@ -249,6 +252,9 @@ static int drop_erased(restore_job *j, change *c)
         sqlite3_reset(del);
         j->res->dropped_erased++;
     }
+    /* a failed step is no end of the photos: those not looked at may be erased */
+    if (rc == LETHE_OK && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlfail(t, "looking for erased photos");
     sodium_memzero(key, sizeof(key));
     sqlite3_finalize(st);
     sqlite3_finalize(del);
