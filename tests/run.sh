@@ -75,6 +75,18 @@ add_kind() { # add_kind KIND P F S
     kind_skip[$1]=$((kind_skip[$1] + $4))
 }
 
+# tally KIND P F S: one suite's counts into its kind's and the suites' totals
+tally() {
+    add_kind "$1" "$2" "$3" "$4"
+    if [ "$3" != 0 ]; then
+        suite_fail=$((suite_fail + 1))
+    elif [ "$2" = 0 ] && [ "$4" != 0 ]; then
+        suite_skip=$((suite_skip + 1))
+    else
+        suite_pass=$((suite_pass + 1))
+    fi
+}
+
 # run KIND SECONDS NAME CMD...: run a suite under a timeout, read its summary
 # line, add it to the totals of its kind and to the suites.
 run() {
@@ -104,19 +116,52 @@ run() {
         s=${s:-0}
     fi
     [ -n "$verdict" ] && [ "$f" = 0 ] && f=1 # the crash or timeout itself
-    add_kind "$kind" "$p" "$f" "$s"
-    if [ "$f" != 0 ]; then
-        suite_fail=$((suite_fail + 1))
-    elif [ "$p" = 0 ] && [ "$s" != 0 ]; then
-        suite_skip=$((suite_skip + 1))
+    if [ -n "${RUN_RESULT:-}" ]; then
+        printf '%s\t%s\t%s\t%s\n' "$kind" "$p" "$f" "$s" >"$RUN_RESULT"
     else
-        suite_pass=$((suite_pass + 1))
+        tally "$kind" "$p" "$f" "$s"
     fi
     printf '%-34s %s (%ds)%s\n' "$name" "${line:-no summary}" $((SECONDS - start)) \
         "${verdict:+  $verdict}"
     if [ "$f" != 0 ]; then grep -E 'FAIL|not ok|ERROR|error' "$log" | head -n 20; fi
     grep -E 'Sanitizer|runtime error' "$log" | grep -v '^ *#' | sort | uniq -c | head -n 10
     grep -E '^  SKIP' "$log" | head -n 10
+}
+
+# Lanes: suites that run one process at a time (the CLI scripts, the C
+# tests, the replays) leave a core idle on a 2-core machine, so `lane`
+# starts up to LETHE_TEST_JOBS (default: the number of cores, at most 4)
+# suites at once. Each one's report is kept and printed, and counted, in
+# the order they were started, when `drain` waits for them. The threaded
+# suites (TSan) and libFuzzer run alone.
+jobs=${LETHE_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$jobs" -gt 4 ] && jobs=4
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
+lanes=() lane_seq=0
+# lane ARGS...: run ARGS as `run` does, beside others
+lane() {
+    if [ "$jobs" = 1 ]; then run "$@"; return; fi
+    local out="$log_dir/lane.$lane_seq"
+    lane_seq=$((lane_seq + 1))
+    ( RUN_RESULT="$out.res" run "$@" >"$out.txt" 2>&1 ) &
+    lanes+=("$!:$out")
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+}
+# drain: wait for every lane, print its report, count it
+drain() {
+    local l pid out k p f s
+    for l in "${lanes[@]}"; do
+        pid=${l%%:*} out=${l#*:}
+        wait "$pid"
+        cat "$out.txt"
+        if IFS=$'\t' read -r k p f s <"$out.res" 2>/dev/null; then
+            tally "$k" "$p" "$f" "$s"
+        else
+            echo "--- a suite's lane ended without a result (${out##*/})"
+            tally "lanes" 0 1 0
+        fi
+    done
+    lanes=()
 }
 
 # build NAME SECONDS CMD...: a build step; its failure counts as a failed suite
@@ -146,20 +191,22 @@ replay() {
     for d in tests/fuzz/corpus/*/; do
         local target
         target=$(basename "$d")
-        run "$kind" "$(limit FUZZ 300)" "$prefix/$target" "$bin" "$@" "$target" "$d"
+        lane "$kind" "$(limit FUZZ 300)" "$prefix/$target" "$bin" "$@" "$target" "$d"
     done
+    drain
 }
 
 # --- the plain build ---------------------------------------------------
 if [ -z "$only" ]; then
     for t in "$BUILD"/tests/test_*; do
         [ -x "$t" ] || continue
-        run "C test functions" "$(limit UNIT 600)" "$(basename "$t")" "$t"
+        lane "C test functions" "$(limit UNIT 600)" "$(basename "$t")" "$t"
     done
     for t in tests/cli/*.sh; do
         [ -f "$t" ] || continue
-        run "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
+        lane "CLI checks" "$(limit CLI 1200)" "cli/$(basename "$t" .sh)" bash "$t" "$BUILD/lethe"
     done
+    drain
 fi
 # The Python module over the shared library (not in `make all`: it compiles
 # the library a second time, with -fPIC), pytest's summary as its counts.
@@ -184,14 +231,15 @@ if [ $fast = 0 ]; then
         export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
         for t in build-san/tests/test_*; do
             [ -x "$t" ] || continue
-            LETHE_TEST_SAN=1 run "C test functions under ASan+UBSan" "$(limit SAN 1800)" \
+            LETHE_TEST_SAN=1 lane "C test functions under ASan+UBSan" "$(limit SAN 1800)" \
                 "san/$(basename "$t")" "$t"
         done
         for t in tests/cli/*.sh; do
             [ -f "$t" ] || continue
-            LETHE_TEST_SAN=1 run "CLI checks under ASan+UBSan" "$(limit SAN 1800)" \
+            LETHE_TEST_SAN=1 lane "CLI checks under ASan+UBSan" "$(limit SAN 1800)" \
                 "san/cli/$(basename "$t" .sh)" bash "$t" build-san/lethe
         done
+        drain
         replay "fuzz inputs under ASan+UBSan" "san/fuzz-replay" build-san/tests/fuzz_replay
         replay "fuzz inputs under ASan+UBSan, every allocation failing in turn" \
             "san/fuzz-replay-alloc-fail" build-san/tests/fuzz_replay --alloc-fail

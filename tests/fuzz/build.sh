@@ -7,7 +7,8 @@
 #   tests/fuzz/build.sh --run 300 image ... only the named target(s)
 #
 # Environment: CC (default clang), OUT (default build-fuzz), FUZZ_FLAGS (extra
-# libFuzzer flags for --run, e.g. "-jobs=2 -workers=2").
+# libFuzzer flags for --run), FUZZ_JOBS (targets fuzzed at once, default
+# the number of cores).
 #
 # New inputs that libFuzzer finds go to build-fuzz/corpus/<target>/ (never
 # into the committed corpus); crashes go to build-fuzz/artifacts/<target>/.
@@ -114,30 +115,47 @@ done
 
 [ -n "$RUN_SECONDS" ] || exit 0
 
-status=0
-for t in $TARGETS; do
-    corpus="$OUT/corpus/$t"
-    artifacts="$OUT/artifacts/$t"
+# fuzz_one TARGET: fuzz one target for RUN_SECONDS; its output goes to
+# $OUT/logs/TARGET.log, its verdict to TARGET.ok or TARGET.failed there
+fuzz_one() {
+    local t=$1 corpus="$OUT/corpus/$1" artifacts="$OUT/artifacts/$1" max_len=16384
     rm -rf "$corpus"
     mkdir -p "$corpus" "$artifacts"
     cp -R tests/fuzz/corpus/"$t"/. "$corpus"/
-    case "$t" in
-    image) max_len=65536 ;;
-    *) max_len=16384 ;;
-    esac
+    [ "$t" = image ] && max_len=65536
     # The index target writes and syncs a file of up to 340 KB per input;
     # libFuzzer's default rss limit is fine, its per-input timeout too.
     echo "== fuzz_$t for ${RUN_SECONDS}s (corpus $corpus, crashes in $artifacts)"
     # shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags
-    if ! "$OUT/fuzz_$t" -max_total_time="$RUN_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+    if "$OUT/fuzz_$t" -max_total_time="$RUN_SECONDS" -timeout=10 -rss_limit_mb=2048 \
         -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$artifacts/" \
         ${FUZZ_FLAGS:-} "$corpus"; then
-        echo "== fuzz_$t FOUND A PROBLEM: see $artifacts" >&2
-        status=1
-        fuzz_failed=$((${fuzz_failed:-0} + 1))
+        touch "$OUT/logs/$t.ok"
     else
-        fuzz_passed=$((${fuzz_passed:-0} + 1))
+        echo "== fuzz_$t FOUND A PROBLEM: see $artifacts"
+    fi
+}
+
+# Targets run side by side, FUZZ_JOBS at once (default: the number of
+# cores): each libFuzzer process is one thread. Their logs print in order.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+rm -rf "$OUT/logs"
+mkdir -p "$OUT/logs"
+for t in $TARGETS; do
+    fuzz_one "$t" >"$OUT/logs/$t.log" 2>&1 &
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+done
+wait || true
+status=0 fuzz_passed=0 fuzz_failed=0
+for t in $TARGETS; do
+    cat "$OUT/logs/$t.log"
+    if [ -e "$OUT/logs/$t.ok" ]; then
+        fuzz_passed=$((fuzz_passed + 1))
+    else
+        echo "== fuzz_$t FOUND A PROBLEM: see $OUT/artifacts/$t" >&2
+        fuzz_failed=$((fuzz_failed + 1))
+        status=1
     fi
 done
-echo "${fuzz_passed:-0} passed, ${fuzz_failed:-0} failed, 0 skipped"
+echo "$fuzz_passed passed, $fuzz_failed failed, 0 skipped"
 exit $status
