@@ -128,14 +128,17 @@ models:
 	./scripts/fetch-models.sh
 
 # --- the two README commands --------------------------------------------
+# Their builds use every core (as tests/run.sh's own builds do).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
 demo: setup
-	$(MAKE) all
+	$(MAKE) -j$(NPROC) all
 	./scripts/demo.sh
 
 test: setup
 	$(MAKE) check
 
-check: all
+check:
+	$(MAKE) -j$(NPROC) all
 	./tests/run.sh
 
 san:
