@@ -58,11 +58,12 @@ def test_ingest_photos(gallery, photo):
     (issue,) = ing.issues
     assert issue.line == 99 and issue.input.endswith("notes.txt")
     assert issue.message == "not a JPEG, PNG or WebP image"
-    # provenance as given; the path made absolute, or the upload's name
+    # provenance as given; the path made absolute and canonical (symbolic links
+    # resolved, as realpath does), or the upload's name
     amy = store.lookup(uploader="amy").photos
     assert len(amy) == 4
     rec = amy[0].provenance[0]
-    assert rec.path == os.path.abspath(example(photo, "amy", rec.photo_id[-1]))
+    assert rec.path == os.path.realpath(example(photo, "amy", rec.photo_id[-1]))
     assert (rec.license, rec.source, rec.jurisdiction, rec.consent) == \
         ("MIT", "examples", "US", "explicit")
     assert amy[0].kind == "photo" and (amy[0].width, amy[0].height) == (150, 150)
