@@ -396,15 +396,18 @@ static void pg_receipt(request *req, reply *r)
 
 static void pg_verify(request *req, reply *r)
 {
-    form f = {.names = {"text"}, .nnames = 1, .photo_field = "receipt"};
+    /* the file and the pasted text are both "receipt": a pasted text keeps
+     * its line breaks (CR LF from a textarea), which a text field refuses */
+    form f = {.nnames = 0, .photo_field = "receipt"};
     char msg[512] = "";
     int issued = 0;
     jsbuf b;
     if (page_form(req, r, &f) < 0)
         goto out;
-    const char *text = form_get(&f, "text");
-    const char *rec = f.photo_len ? (const char *)f.photo : text;
-    size_t len = f.photo_len ? f.photo_len : text ? strlen(text) : 0;
+    const char *rec = f.photo;
+    size_t len = f.photo_len;
+    while (len && (rec[len - 1] == '\n' || rec[len - 1] == '\r' || rec[len - 1] == ' '))
+        len--;
     if (!len) {
         page_fail(r, 400, "Not accepted", "Choose the receipt file, or paste the receipt.");
         goto out;

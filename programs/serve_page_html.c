@@ -178,7 +178,7 @@ static void home_check(FILE *f)
           "<label for=\"verify-file\">The receipt file</label>\n"
           "<input type=\"file\" id=\"verify-file\" name=\"receipt\" accept=\"application/json,"
           ".json\">\n<label for=\"verify-text\">Or paste it</label>\n"
-          "<textarea id=\"verify-text\" name=\"text\" maxlength=\"4096\"></textarea>\n"
+          "<textarea id=\"verify-text\" name=\"receipt\" maxlength=\"65536\"></textarea>\n"
           "<button type=\"submit\">Verify</button>\n</form>\n</section>\n", f);
 }
 
