@@ -377,4 +377,8 @@ else
         bad "a server for the browser" "$(head -c 300 "$tmp/browser.err")"
     fi
 fi
+stop_servers
+for f in "$tmp"/*.err; do
+    [ -f "$f" ] && lacks "no sanitizer report from the $(basename "$f" .err) server" "$f" 'Sanitizer\|runtime error'
+done
 cli_summary
