@@ -1020,7 +1020,9 @@ LETHE_API int lethe_request_by_parse(const char *name, int *by, char *msg, size_
  * its kind says so (lethe_request_auto_set), it is approved at once, with
  * "auto" as the actor (a failed automatic approval leaves it pending, with
  * info->note saying why). LETHE_ERR_BUSY when LETHE_REQUEST_MAX_PENDING
- * wait already; LETHE_ERR_NO_FACE for a selfie without a face.
+ * wait already; LETHE_ERR_NO_FACE for a selfie without a face. id is ""
+ * when nothing was filed, and set whenever the request was, even if
+ * reading *info back then failed.
  */
 LETHE_API int lethe_request_file(lethe_store *store, const lethe_request_spec *spec,
                                  const char *actor, char id[LETHE_REQUEST_ID_SIZE],
