@@ -899,6 +899,171 @@ LETHE_API int lethe_restore(const char *src, const char *dest, const lethe_resto
 LETHE_API void lethe_free_string(char *s);
 
 /* ------------------------------------------------------------------ */
+/* Data-subject requests                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * What the people in the photos may ask of the store themselves (the page
+ * `lethe serve` serves at /, docs/page.md): "what do you hold about me?",
+ * answered without a face and without revealing templates or who
+ * searched; and "erase me" or "keep me out", filed as a request that the
+ * operator approves (or that a rule approves at once), answered with a
+ * signed receipt. A request is known to its requester by a random id of
+ * 256 bits (the only way to see its status and receipt) and to the
+ * operator by its number.
+ */
+
+/* How often searches returned a photo for one stated purpose. Every
+ * search that returns a face of a photo counts once for that photo (lethe_search
+ * records it with the search); the counts go with the photo when it is
+ * erased. Who searched is never told. */
+typedef struct lethe_purpose_count {
+    char *purpose;       /* as the searcher stated it (owned by the array) */
+    uint64_t searches;   /* searches that returned the photo */
+    char last[32];       /* the latest of them, ISO 8601 UTC */
+} lethe_purpose_count;
+
+/* A photo a subject lookup found: what a person may see of it. */
+typedef struct lethe_subject_photo {
+    char photo[65];                /* SHA-256 of its bytes, hex */
+    char kind[16];                 /* "photo" or "descriptor" */
+    char status[16];               /* "analysed", "refused" (no template
+                                      allowed), "withdrawn" */
+    char added_at[32];
+    int faces;                     /* faces found in it */
+    int templates;                 /* face templates held (0: none exists) */
+    int nprov;
+    lethe_provenance *prov;        /* its provenance records (strings owned
+                                      by the array); consent is the basis */
+    int npurposes;
+    lethe_purpose_count *purposes; /* searches that returned it, by purpose,
+                                      most first */
+} lethe_subject_photo;
+
+/*
+ * "What do you hold about me?": every photo held for an uploader, a URL, a
+ * photo id (kind: enum lethe_lookup_kind, value the text), or for the
+ * exact photo file (LETHE_LOOKUP_FILE: bytes[0..len) are the file's bytes,
+ * hashed with SHA-256 and never decoded or analysed; value is ignored).
+ * Logged as a lookup, with a keyed hash of the value. *photos
+ * (lethe_subject_photos_free) holds *count photos; none found is LETHE_OK
+ * with *count 0.
+ */
+LETHE_API int lethe_subject_lookup(lethe_store *store, int kind, const char *value,
+                                   const void *bytes, size_t len, const char *actor,
+                                   lethe_subject_photo **photos, size_t *count);
+LETHE_API void lethe_subject_photos_free(lethe_subject_photo *photos, size_t count);
+
+/* What a request selects: the kinds of lethe_lookup_kind, and a face. */
+enum lethe_request_by {
+    LETHE_REQUEST_BY_UPLOADER = 0,
+    LETHE_REQUEST_BY_URL = 1,
+    LETHE_REQUEST_BY_PHOTO_ID = 2,
+    LETHE_REQUEST_BY_FILE = 3,  /* the exact photo file (its SHA-256) */
+    LETHE_REQUEST_BY_FACE = 4   /* a face, from a selfie: the faces within
+                                   lethe_forget_face_threshold() of it */
+};
+#define LETHE_REQUEST_KINDS 5
+
+enum lethe_request_action {
+    LETHE_REQUEST_ERASE = 0,  /* erase what it selects (lethe_forget) */
+    LETHE_REQUEST_OPTOUT = 1  /* erase, and refuse it from now on */
+};
+
+/* "rq_" and 43 characters of base64url (256 random bits), and a NUL. */
+#define LETHE_REQUEST_ID_SIZE 48
+/* Requests waiting for a decision at most; more are refused (busy). */
+#define LETHE_REQUEST_MAX_PENDING 10000
+
+typedef struct lethe_request_spec {
+    int action;               /* enum lethe_request_action */
+    int by;                   /* enum lethe_request_by */
+    const char *value;        /* BY_UPLOADER, BY_URL, BY_PHOTO_ID: the text */
+    const void *bytes;        /* BY_FILE: the photo file's bytes (hashed only);
+                                 BY_FACE without face: a selfie */
+    size_t len;
+    const float *face;        /* BY_FACE: one descriptor (128 floats) ... */
+    lethe_engine *engine;     /* ... or this engine computes it from the
+                                 selfie's largest face */
+} lethe_request_spec;
+
+typedef struct lethe_request_info {
+    int64_t number;           /* the operator's handle: 1, 2, ... */
+    int action;               /* enum lethe_request_action */
+    int by;                   /* enum lethe_request_by */
+    char status[16];          /* "pending", "done" or "denied" */
+    char filed_at[32];        /* ISO 8601 UTC */
+    char decided_at[32];      /* "" while pending */
+    char decided_by[64];      /* "auto", or who approved or denied ("key:5") */
+    char note[256];           /* why it was denied, or why the automatic
+                                 approval did not happen; "" if none */
+    uint64_t photos, faces, templates; /* erased (done) */
+    char receipt_hash[65];    /* the receipt's BLAKE2b-256 (done), else "" */
+    char *selector;           /* lethe_request_list, pending requests only:
+                                 what it names, for the approver; else NULL */
+} lethe_request_info;
+
+/* "uploader", "url", "photo-id", "file", "face" (NULL for another value),
+ * and back: LETHE_OK, or LETHE_ERR_ARG with msg naming the kinds. */
+LETHE_API const char *lethe_request_by_name(int by);
+LETHE_API int lethe_request_by_parse(const char *name, int *by, char *msg, size_t msg_len);
+
+/*
+ * File a request. id[0..LETHE_REQUEST_ID_SIZE) receives its id (NUL-
+ * terminated), the requester's only handle on it: shown once, kept by the
+ * store only as a keyed hash. *info (may be NULL) describes it. While it
+ * waits, what it selects is kept sealed with a key derived from the
+ * keyring's secret (a backup cannot read it); once decided, only its
+ * number, kinds, status, times, counts and receipt remain. For BY_FILE and
+ * BY_FACE only the hash and the descriptor are kept, never the photo.
+ * Logged ("request": its number and kinds). When the operator's rule for
+ * its kind says so (lethe_request_auto_set), it is approved at once, with
+ * "auto" as the actor (a failed automatic approval leaves it pending, with
+ * info->note saying why). LETHE_ERR_BUSY when LETHE_REQUEST_MAX_PENDING
+ * wait already; LETHE_ERR_NO_FACE for a selfie without a face. id is ""
+ * when nothing was filed, and set whenever the request was, even if
+ * reading *info back then failed.
+ */
+LETHE_API int lethe_request_file(lethe_store *store, const lethe_request_spec *spec,
+                                 const char *actor, char id[LETHE_REQUEST_ID_SIZE],
+                                 lethe_request_info *info);
+/*
+ * The request with this id: *info filled and, once done, *receipt (may be
+ * NULL; lethe_free_string) its signed receipt, else NULL. The id is
+ * compared in constant time; LETHE_ERR_NOT_FOUND ("no such request") for
+ * a malformed, unknown or wrong id alike. Reads only; nothing is logged.
+ */
+LETHE_API int lethe_request_status(lethe_store *store, const char *id,
+                                   lethe_request_info *info, char **receipt);
+/* Requests by number (only those pending with pending_only): *list
+ * (lethe_requests_free) holds *count. */
+LETHE_API int lethe_request_list(lethe_store *store, int pending_only, lethe_request_info **list,
+                                 size_t *count);
+LETHE_API void lethe_requests_free(lethe_request_info *list, size_t count);
+/*
+ * Approve pending request number: erase (or opt out) what it selects with
+ * lethe_forget, as actor, then record it done with the receipt and forget
+ * what it selected. flags may hold LETHE_FORGET_CONFIRMED (an erasure of
+ * more than LETHE_FORGET_WIDE_PHOTOS photos needs it; without it
+ * LETHE_ERR_CONFIRM and the request stays pending). *info (may be NULL)
+ * describes it after. LETHE_ERR_NOT_FOUND: no such request; LETHE_ERR_ARG:
+ * it is decided already. Logged ("request-approve").
+ */
+LETHE_API int lethe_request_approve(lethe_store *store, int64_t number, unsigned flags,
+                                    const char *actor, lethe_request_info *info);
+/* Deny pending request number (reason may be NULL; it is shown to the
+ * requester): what it selected is forgotten. Logged ("request-deny"). */
+LETHE_API int lethe_request_deny(lethe_store *store, int64_t number, const char *actor,
+                                 const char *reason);
+/* The operator's rules: requests of kind by are approved at once
+ * (automatic 1) or wait for a decision (0, the default for every kind).
+ * Logged ("request-auto"). */
+LETHE_API int lethe_request_auto_set(lethe_store *store, int by, int automatic,
+                                     const char *actor);
+/* The kinds approved at once, as a mask of 1u << by. */
+LETHE_API int lethe_request_auto_get(lethe_store *store, unsigned *mask);
+
+/* ------------------------------------------------------------------ */
 /* 7. Access: API keys and roles                                       */
 /* ------------------------------------------------------------------ */
 

@@ -59,5 +59,6 @@ int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_keyring(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_request(int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@ static const struct {
     {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
     {"keyring", cmd_keyring, "check, mirror or rotate the keyring"},
     {"key", cmd_key, "API keys for 'lethe serve': add, list, revoke"},
+    {"request", cmd_request, "requests from the people in the photos: list, approve, deny"},
     {"serve", cmd_serve, "serve the store over HTTP to the holders of API keys"},
 };
 

@@ -22,11 +22,12 @@
 #include "cli.h"
 #include "cli_store.h"
 #include "serve.h"
+#include "serve_page.h"
 
 typedef struct serve_opts {
     cli_common c;
     const char *listen, *cert, *key, *models, *access_log;
-    long threads, max_body_mb, timeout, max_conns, drain;
+    long threads, max_body_mb, timeout, max_conns, drain, page_rate;
     int no_faces;
 } serve_opts;
 
@@ -57,7 +58,10 @@ static void serve_help(void)
            "                       (default 30)\n"
            "  --models DIR         face models, for photos (ingest, search by photo)\n"
            "  --no-faces           load no face models: photo requests answer 503\n"
-           "  --access-log FILE    append the access log to FILE (default: stderr)\n%s",
+           "  --access-log FILE    append the access log to FILE (default: stderr)\n"
+           "  --page-rate N        the data-subject page at / (docs/page.md), the only routes\n"
+           "                       taken without a key: N requests a minute per client\n"
+           "                       address (default 60; 0 turns the page off)\n%s",
            cli_common_help);
 }
 
@@ -91,6 +95,8 @@ static int serve_number(serve_opts *o, int argc, char **argv, int *i)
         return opt_long("--max-connections", v, 1, 100000, &o->max_conns) < 0 ? -1 : 1;
     if ((v = cli_flag_value(argc, argv, i, "--drain", &bad)))
         return opt_long("--drain", v, 0, 3600, &o->drain) < 0 ? -1 : 1;
+    if ((v = cli_flag_value(argc, argv, i, "--page-rate", &bad)))
+        return opt_long("--page-rate", v, 0, 100000, &o->page_rate) < 0 ? -1 : 1;
     return bad ? -1 : 0;
 }
 
@@ -312,6 +318,7 @@ static void serve_defaults(serve_opts *o)
     o->timeout = 30;
     o->max_conns = 512;
     o->drain = 30;
+    o->page_rate = 60;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -338,7 +345,7 @@ int cmd_serve(int argc, char **argv)
     sv.max_json = 1u << 20;
     sv.request_seconds = (double)o.timeout;
     sv.access_log = o.access_log ? fopen(o.access_log, "a") : stderr;
-    if (!sv.access_log || !(sv.lim = limiter_new())) {
+    if (!sv.access_log || !(sv.lim = limiter_new()) || page_configure(o.page_rate) < 0) {
         cli_text_error("serve: %s: %s", o.access_log ? o.access_log : "limits", strerror(errno));
         limiter_free(sv.lim);
         return CLI_EXIT_FAILED;
@@ -359,6 +366,7 @@ int cmd_serve(int argc, char **argv)
     lethe_engine_close(sv.engine);
     lethe_store_close(sv.store);
     limiter_free(sv.lim);
+    page_shutdown();
     if (sv.access_log && sv.access_log != stderr)
         fclose(sv.access_log);
     if (status == CLI_EXIT_OK)

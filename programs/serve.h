@@ -58,6 +58,7 @@ typedef struct reply {
     const char *type;        /* Content-Type (static) */
     long retry_after;        /* > 0: a Retry-After header */
     const char *allow;       /* 405: the Allow header */
+    const char *const *headers; /* more headers: name, value, ..., NULL (static) */
 } reply;
 
 /* The request as the handlers see it. */

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "serve.h"
+#include "serve_page.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -916,5 +917,9 @@ const route serve_routes[] = {
     {"GET", "/v1/optouts", ADMIN | ERASURE | AUDIT, BODY_NONE, h_optouts},
     {"POST", "/v1/receipts/verify", ALL, BODY_JSON, h_receipt_verify},
     {"POST", "/v1/ingest", ADMIN | INGEST, BODY_PHOTO, h_ingest},
+    /* data-subject requests (serve_page_api.c, docs/page.md) */
+    {"GET", "/v1/requests", ADMIN | ERASURE, BODY_NONE, h_requests_list},
+    {"POST", "/v1/requests/approve", ADMIN | ERASURE, BODY_JSON, h_requests_approve},
+    {"POST", "/v1/requests/deny", ADMIN | ERASURE, BODY_JSON, h_requests_deny},
     {NULL, NULL, 0, 0, NULL},
 };

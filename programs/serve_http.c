@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "serve.h"
+#include "serve_page.h"
 
 /* Bytes of a body over its limit read (and dropped) before the connection
  * is closed instead of answered. */
@@ -193,6 +194,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, conn_state *cs, r
     }
     if (r->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    for (const char *const *h = r->headers; h && h[0] && h[1]; h += 2)
+        MHD_add_response_header(resp, h[0], h[1]);
     if (r->status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"lethe\"");
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
@@ -337,6 +340,10 @@ static int check_body(server *sv, conn_state *cs, reply *r)
 static int first_look(server *sv, conn_state *cs, reply *r)
 {
     long retry = 0;
+    /* the data-subject page: no key, a rate per client address instead */
+    int page = page_first_look(&cs->req, &cs->route, r);
+    if (page)
+        return page < 0 ? -1 : check_body(sv, cs, r);
     if (authenticate(sv, cs, r) < 0 || find_route(cs, r) < 0 || check_roles(cs, r) < 0)
         return -1;
     int over = limiter_admit(sv->lim, &cs->req.key, serve_now(), &retry);

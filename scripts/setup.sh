@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-pytest: the Python module's tests (python/tests), on Debian's python3;
-# libmicrohttpd-dev: lethe serve's HTTP server; curl: its tests (tests/cli/test_serve.sh).
+# libmicrohttpd-dev: lethe serve's HTTP server; curl: its tests (tests/cli/test_serve.sh);
+# chromium: the data-subject page's browser tests (tests/browser, driven by playwright-core).
 PACKAGES="build-essential pkg-config libjpeg62-turbo-dev libpng-dev libwebp-dev
 libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev clang libclang-rt-14-dev valgrind openssl bc
-python3 python3-pytest libmicrohttpd-dev curl"
+python3 python3-pytest libmicrohttpd-dev curl chromium"
 
 missing=""
 for p in $PACKAGES; do
@@ -33,6 +34,11 @@ if [ -n "$missing" ]; then
 fi
 
 ./scripts/fetch-models.sh
+# playwright-core (pinned by tests/browser/package-lock.json), which drives
+# Debian's chromium in tests/cli/test_page.sh; it downloads no browser
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
+fi
 if [ -x scripts/setup-ref.sh ]; then
     ./scripts/setup-ref.sh
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/fnlen.sh: no function in the access, store, forget, manifest and report code
+# tests/fnlen.sh: no function in the access, store, forget, manifest, report and requests code
 # or in the programs has a body longer than 80 lines (STYLE.md: split
 # functions longer than about 80 lines; issue #9, 2.5). One check per .c
 # file; an offender is printed as "FILE:LINE N lines: SIGNATURE". Prints the
@@ -10,7 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 MAX=${FNLEN_MAX:-80}
-[ $# -gt 0 ] || set -- src/access src/store src/forget src/manifest src/report programs
+[ $# -gt 0 ] || set -- src/access src/store src/forget src/manifest src/report src/requests programs
 
 # A function is a line starting in column 0 with a letter and holding a "("
 # (its signature; not a declaration, which ends in ";"), then a "{" in

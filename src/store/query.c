@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "requests/requests.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -245,6 +246,9 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
         size_t got = 0;
         rc = answer(s, st, pv, qv, q, &o, hits + (size_t)q * kk, nhits[q], kk, m + n, &got);
         n += got;
+        /* per photo and purpose, for the people in the photos (requests/hits.c) */
+        if (rc == LETHE_OK)
+            rc = hits_record(s, o.purpose, m + n - got, got);
         if (rc == LETHE_OK) {
             char qh[65];
             store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
