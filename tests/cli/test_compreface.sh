@@ -201,4 +201,5 @@ is "listing every subject is refused: 400, code 36" 400 36
 kill -0 "$SPID" 2>/dev/null && ok "the server still serves" || bad "the server still serves" "it died"
 stop_server
 contains "stopped gracefully" "$tmp/serve.err" "lethe serve: stopped"
+lacks "no sanitizer report from the server" "$tmp/serve.err" "runtime error\|AddressSanitizer\|LeakSanitizer"
 cli_summary
