@@ -1150,6 +1150,25 @@ LETHE_API int lethe_key_revoke(lethe_store *store, int64_t id, const char *actor
 LETHE_API int lethe_key_authenticate(lethe_store *store, const char *key, size_t len,
                                      lethe_key_info *info);
 
+/*
+ * Keys with a purpose. A search needs a purpose; clients that send none
+ * with their requests (lethe serve's CompreFace-compatible API,
+ * docs/serve.md) search with the purpose fixed on their key when it was
+ * made. The purpose is recorded in the key's "key-add" log entry, and only
+ * there: the hash chain keeps it as it was made, and it never changes (a
+ * key for another purpose is another key). At most LETHE_KEY_PURPOSE_MAX
+ * bytes, UTF-8, no control characters.
+ */
+#define LETHE_KEY_PURPOSE_MAX 1024
+/* lethe_key_add, with the key's purpose (NULL or "": none, as lethe_key_add). */
+LETHE_API int lethe_key_add_with_purpose(lethe_store *store, const lethe_key_options *opt,
+                                         const char *purpose, lethe_key_info *info,
+                                         char key[LETHE_KEY_SIZE]);
+/* Key id's purpose into purpose ("" when it was made without one):
+ * LETHE_OK, or LETHE_ERR_NOT_FOUND when there is no such key. */
+LETHE_API int lethe_key_purpose(lethe_store *store, int64_t id,
+                                char purpose[LETHE_KEY_PURPOSE_MAX + 1]);
+
 #ifdef __cplusplus
 }
 #endif

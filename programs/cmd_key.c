@@ -15,12 +15,14 @@ typedef struct key_cli {
     const char *action;    /* add, list, revoke */
     const char *operand;   /* add: the name; revoke: the id */
     const char *roles;     /* --roles */
+    const char *purpose;   /* --purpose */
     long long rate, quota; /* --rate, --quota (-1: not given) */
 } key_cli;
 
 static void key_help(void)
 {
-    printf("usage: lethe key add NAME --roles ROLES [--rate N] [--quota N] [--json]\n"
+    printf("usage: lethe key add NAME --roles ROLES [--rate N] [--quota N] [--purpose TEXT]\n"
+           "                     [--json]\n"
            "       lethe key list [--json]\n"
            "       lethe key revoke ID [--json]\n\n"
            "API keys admit callers to 'lethe serve'. 'add' makes a key for NAME (who or\n"
@@ -36,9 +38,12 @@ static void key_help(void)
            "                 opt-outs, lookup); docs/serve.md has the whole table\n"
            "  --rate N       requests a minute the server admits for the key (0: no limit)\n"
            "  --quota N      requests a day (UTC) the server admits for the key (0: no\n"
-           "                 limit)\n%s\n"
+           "                 limit)\n"
+           "  --purpose TEXT the purpose every search made with the key is logged with,\n"
+           "                 for clients that send none (the CompreFace-compatible API,\n"
+           "                 docs/serve.md); fixed for good when the key is made\n%s\n"
            "--json prints one object a key: {\"id\", \"name\", \"roles\", \"rate_per_minute\",\n"
-           "\"daily_quota\", \"created_at\", \"revoked_at\"}, and 'add' adds \"key\".\n"
+           "\"daily_quota\", \"created_at\", \"revoked_at\", \"purpose\"}, and 'add' adds \"key\".\n"
            "Exit status: 0 done, 1 failed (no such key), 2 usage.\n",
            cli_common_help);
 }
@@ -68,6 +73,8 @@ static int key_parse(key_cli *a, int argc, char **argv)
             continue;
         if ((v = cli_flag_value(argc, argv, &i, "--roles", &bad)))
             a->roles = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad)))
+            a->purpose = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--rate", &bad))) {
             if (parse_count("--rate", v, &a->rate) < 0)
                 return CLI_EXIT_USAGE;
@@ -100,8 +107,8 @@ static int key_check(const key_cli *a)
             cli_error("key: add, list or revoke (try 'lethe key --help')");
         return CLI_EXIT_USAGE;
     }
-    if (!add && (a->roles || a->rate >= 0 || a->quota >= 0)) {
-        cli_error("key %s: --roles, --rate and --quota go with 'key add'", act);
+    if (!add && (a->roles || a->rate >= 0 || a->quota >= 0 || a->purpose)) {
+        cli_error("key %s: --roles, --rate, --quota and --purpose go with 'key add'", act);
         return CLI_EXIT_USAGE;
     }
     if (list && a->operand)
@@ -120,7 +127,8 @@ static int key_check(const key_cli *a)
 }
 
 /* One key, as a JSON object (without a newline) or a line for people. */
-static void print_key(const lethe_key_info *k, int json, const char *secret)
+static void print_key(const lethe_key_info *k, int json, const char *secret,
+                      const char *purpose)
 {
     char roles[LETHE_ROLES_TEXT];
     lethe_roles_format(k->roles, roles);
@@ -142,6 +150,11 @@ static void print_key(const lethe_key_info *k, int json, const char *secret)
            k->rate_per_minute, k->daily_quota, k->created_at);
     if (k->revoked_at[0])
         printf("\"%s\"", k->revoked_at);
+    else
+        printf("null");
+    printf(",\"purpose\":");
+    if (purpose && *purpose)
+        json_put_string(stdout, purpose);
     else
         printf("null");
     if (secret)
@@ -167,17 +180,22 @@ static int key_add(lethe_store *s, const key_cli *a)
     o.rate_per_minute = a->rate > 0 ? (uint32_t)a->rate : 0;
     o.daily_quota = a->quota > 0 ? (uint32_t)a->quota : 0;
     o.actor = a->c.actor;
-    int rc = lethe_key_add(s, &o, &k, key);
+    int rc = lethe_key_add_with_purpose(s, &o, a->purpose, &k, key);
     if (rc != LETHE_OK) {
         cli_text_error("key add: %s", lethe_store_errmsg(s));
         return cli_status(rc);
     }
     if (a->c.json) {
-        print_key(&k, 1, key);
+        print_key(&k, 1, key, a->purpose);
         putchar('\n');
     } else {
         fputs(list_header, stdout);
-        print_key(&k, 0, NULL);
+        print_key(&k, 0, NULL, NULL);
+        if (a->purpose && *a->purpose) {
+            fputs("Its purpose: ", stdout);
+            cli_put_text(stdout, a->purpose);
+            putchar('\n');
+        }
         printf("\nThe key (shown this once; the store cannot show it again):\n%s\n", key);
     }
     memset(key, 0, sizeof(key));
@@ -197,7 +215,10 @@ static int key_list(lethe_store *s, const key_cli *a, int64_t only)
     for (size_t i = 0; i < n; i++) {
         if (only >= 0 && keys[i].id != only)
             continue;
-        print_key(&keys[i], a->c.json, NULL);
+        char purpose[LETHE_KEY_PURPOSE_MAX + 1] = "";
+        if (a->c.json && lethe_key_purpose(s, keys[i].id, purpose) != LETHE_OK)
+            purpose[0] = 0;
+        print_key(&keys[i], a->c.json, NULL, purpose);
         if (a->c.json)
             putchar('\n');
     }

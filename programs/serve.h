@@ -3,7 +3,8 @@
  * the daemon and its shutdown; serve_http.c: one request from its headers
  * to its response, keys, roles, limits, the access log; serve_api.c: the
  * endpoints; serve_form.c: bodies, query strings and multipart forms;
- * serve_limit.c: rate limits and quotas; serve_json.c: request JSON).
+ * serve_limit.c: rate limits and quotas; serve_json.c: request JSON;
+ * serve_compreface*.c: the CompreFace-compatible API under /api/v1/).
  *
  * Threads: libmicrohttpd runs requests on a pool of threads. The store
  * handle is one SQLite connection with one error buffer, so every call on
@@ -159,6 +160,16 @@ typedef struct route {
 
 /* The endpoints, ending with a NULL path. */
 extern const route serve_routes[];
+
+/* The CompreFace-compatible API under /api/v1/ (serve_compreface.c). Is
+ * path one of its? Its route for (method, path), or NULL with the 404 or
+ * 405 in r. Its errors in CompreFace's shape (an error reply of lethe's
+ * made before the endpoint ran: key, roles, limits, body). May a path
+ * holding %-escapes be taken (a subject's name in /api/v1/ paths)? */
+int compreface_path(const char *path);
+const route *compreface_route(const char *method, const char *path, reply *r);
+void compreface_error_reply(request *req, reply *r);
+int compreface_escapes_ok(const char *uri, size_t n);
 
 #ifdef MHD_VERSION
 /* The access handler libmicrohttpd calls (cls: the server), and its

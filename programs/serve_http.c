@@ -177,6 +177,8 @@ static void access_log(server *sv, const conn_state *cs)
 /* Send r (taking its body) and log the request. */
 static enum MHD_Result send_reply(struct MHD_Connection *conn, conn_state *cs, reply *r)
 {
+    if (compreface_path(cs->req.path))
+        compreface_error_reply(&cs->req, r);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -251,6 +253,8 @@ static int authenticate(server *sv, conn_state *cs, reply *r)
 static int find_route(conn_state *cs, reply *r)
 {
     int path_known = 0;
+    if (compreface_path(cs->req.path))
+        return (cs->route = compreface_route(cs->req.method, cs->req.path, r)) ? 0 : -1;
     for (const route *rt = serve_routes; rt->path; rt++) {
         if (strcmp(rt->path, cs->req.path) != 0)
             continue;
@@ -399,7 +403,7 @@ void *serve_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls, (void)conn;
     size_t n = strcspn(uri, "?");
-    return memchr(uri, '%', n) ? &escaped_path : NULL;
+    return memchr(uri, '%', n) && !compreface_escapes_ok(uri, n) ? &escaped_path : NULL;
 }
 
 /* A new request: its state, then the first look. */

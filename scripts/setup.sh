@@ -42,3 +42,8 @@ fi
 if [ -x scripts/setup-ref.sh ]; then
     ./scripts/setup-ref.sh
 fi
+# CompreFace's JavaScript SDK (pinned by tests/compreface/package-lock.json)
+# for tests/cli/test_compreface.sh; npm ci checks every package's integrity.
+if [ ! -d tests/compreface/node_modules/@exadel/compreface-js-sdk ]; then
+    (cd tests/compreface && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -335,6 +335,61 @@ static void test_log_verify_catches_edits(void)
     verify_after(dir, "DROP TABLE api_keys", 0, "which the catalog does not hold");
 }
 
+/* A purpose fixed on a key when it is made (for clients that send none):
+ * read back, in the key's log entry, checked, and kept by the chain. */
+static void test_purpose(void)
+{
+    char dir[300], key[LETHE_KEY_SIZE], purpose[LETHE_KEY_PURPOSE_MAX + 1];
+    char longp[LETHE_KEY_PURPOSE_MAX + 2];
+    lethe_key_options o;
+    lethe_key_info info;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        { CHECK(0); return; }
+    lethe_key_options_init(&o);
+    o.name = "door";
+    o.roles = LETHE_ROLE_SEARCH;
+    o.actor = "operator";
+    CHECK_EQ_INT(lethe_key_add_with_purpose(s, &o, "door access, building 4", &info, key),
+                 LETHE_OK);
+    CHECK_EQ_INT(info.id, 1);
+    CHECK_EQ_INT(lethe_key_authenticate(s, key, strlen(key), NULL), LETHE_OK);
+    CHECK_EQ_INT(add_key(s, "plain", LETHE_ROLE_SEARCH, NULL, key), LETHE_OK);
+    CHECK_EQ_INT(lethe_key_purpose(s, 1, purpose), LETHE_OK);
+    CHECK(!strcmp(purpose, "door access, building 4"));
+    CHECK_EQ_INT(lethe_key_purpose(s, 2, purpose), LETHE_OK);
+    CHECK(!strcmp(purpose, ""));
+    CHECK_EQ_INT(lethe_key_purpose(s, 3, purpose), LETHE_ERR_NOT_FOUND);
+    CHECK(strstr(lethe_store_errmsg(s), "no API key 3") != NULL);
+    /* refused purposes make no key */
+    CHECK_EQ_INT(lethe_key_add_with_purpose(s, &o, "a\nb", NULL, key), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "the key's purpose holds a control character") != NULL);
+    memset(longp, 'p', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = 0;
+    CHECK_EQ_INT(lethe_key_add_with_purpose(s, &o, longp, NULL, key), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "more than 1024") != NULL);
+    longp[LETHE_KEY_PURPOSE_MAX] = 0; /* exactly the limit */
+    CHECK_EQ_INT(lethe_key_add_with_purpose(s, &o, longp, &info, key), LETHE_OK);
+    CHECK_EQ_INT(info.id, 3);
+    CHECK_EQ_INT(lethe_key_purpose(s, 3, purpose), LETHE_OK);
+    CHECK_EQ_INT(strlen(purpose), LETHE_KEY_PURPOSE_MAX);
+    char *log = NULL;
+    CHECK_EQ_INT(lethe_log_export(s, "jsonl", &log), LETHE_OK);
+    CHECK(log && strstr(log, "\"purpose\":\"door access, building 4\"}"));
+    lethe_free_string(log);
+    uint64_t n = 0, bad = 0;
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);
+    lethe_store_close(s);
+    /* key 2 pointed at key 1's entry (to borrow its purpose), or the
+     * purpose edited in the log: both fail the check */
+    verify_after(dir, "CREATE TABLE keep AS SELECT * FROM api_keys", 1, NULL);
+    verify_after(dir, "UPDATE api_keys SET add_seq = (SELECT add_seq FROM keep WHERE id = 1) "
+                      "WHERE id = 2", 0, "API key 2 in the catalog");
+    verify_after(dir, "DELETE FROM api_keys; INSERT INTO api_keys SELECT * FROM keep", 1, NULL);
+    verify_after(dir, "UPDATE log SET detail = replace(detail, 'building 4', 'any building')", 0,
+                 "");
+}
+
 static void test_old_store_gains_table(void)
 {
     char dir[300], key[LETHE_KEY_SIZE];
@@ -489,6 +544,7 @@ int main(int argc, char **argv)
     RUN(test_add_authenticate_revoke);
     RUN(test_option_errors);
     RUN(test_log_verify_catches_edits);
+    RUN(test_purpose);
     RUN(test_old_store_gains_table);
     RUN(test_restore);
     RUN(test_alloc_failures);

@@ -253,7 +253,7 @@ static int64_t last_seq(lethe_store *s)
 
 /* The log entry of a new key, then its row (inside the transaction). */
 static int add_row(lethe_store *s, const lethe_key_info *k, const uint8_t verifier[32],
-                   const char *actor)
+                   const char *purpose, const char *actor)
 {
     char rec[65];
     strbuf d;
@@ -264,8 +264,14 @@ static int add_row(lethe_store *s, const lethe_key_info *k, const uint8_t verifi
     sb_json_str(&d, k->name);
     sb_puts(&d, ",\"roles\":");
     put_roles(&d, k->roles);
-    sb_printf(&d, ",\"rate_per_minute\":%u,\"daily_quota\":%u,\"record\":\"%s\"}",
+    sb_printf(&d, ",\"rate_per_minute\":%u,\"daily_quota\":%u,\"record\":\"%s\"",
               k->rate_per_minute, k->daily_quota, rec);
+    /* the purpose lives in this entry only: the hash chain keeps it as made */
+    if (purpose && *purpose) {
+        sb_puts(&d, ",\"purpose\":");
+        sb_json_str(&d, purpose);
+    }
+    sb_putc(&d, '}');
     char *detail = sb_finish(&d);
     if (!detail)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
@@ -305,12 +311,23 @@ static void key_text(int64_t id, const uint8_t secret[SECRET_BYTES], char key[LE
 int lethe_key_add(lethe_store *s, const lethe_key_options *o, lethe_key_info *info,
                   char key[LETHE_KEY_SIZE])
 {
+    return lethe_key_add_with_purpose(s, o, NULL, info, key);
+}
+
+int lethe_key_add_with_purpose(lethe_store *s, const lethe_key_options *o, const char *purpose,
+                               lethe_key_info *info, char key[LETHE_KEY_SIZE])
+{
     lethe_key_info k;
     uint8_t secret[SECRET_BYTES], verifier[32];
     int rc;
     key[0] = 0;
     if ((rc = store_writable(s)) || (rc = check_options(s, o)) ||
-        (rc = store_lock(s, "key add")))
+        (rc = store_check_text(s, "the key's purpose", purpose, 1)))
+        return rc;
+    if (purpose && strlen(purpose) > LETHE_KEY_PURPOSE_MAX)
+        return store_fail(s, LETHE_ERR_ARG, "the key's purpose is %zu bytes, more than %d",
+                          strlen(purpose), LETHE_KEY_PURPOSE_MAX);
+    if ((rc = store_lock(s, "key add")))
         return rc;
     if ((rc = store_begin(s)))
         goto out;
@@ -328,7 +345,7 @@ int lethe_key_add(lethe_store *s, const lethe_key_options *o, lethe_key_info *in
     store_now(k.created_at);
     randombytes_buf(secret, sizeof(secret));
     verifier_of(s, k.id, secret, verifier);
-    if ((rc = add_row(s, &k, verifier, o->actor)) == LETHE_OK)
+    if ((rc = add_row(s, &k, verifier, purpose, o->actor)) == LETHE_OK)
         rc = store_commit(s);
     else
         store_rollback(s);
@@ -447,6 +464,38 @@ int apikey_revoke_all(lethe_store *s, const char *actor, const char *reason, uin
     lethe_keys_free(keys);
     if (count)
         *count = done;
+    return rc;
+}
+
+/* ---------------------------------------------------------- purpose */
+
+int lethe_key_purpose(lethe_store *s, int64_t id, char purpose[LETHE_KEY_PURPOSE_MAX + 1])
+{
+    sqlite3_stmt *st;
+    int rc, step, have = apikey_table_exists(s);
+    purpose[0] = 0;
+    if (have <= 0)
+        return have < 0 ? LETHE_ERR_IO
+                        : store_fail(s, LETHE_ERR_NOT_FOUND, "no API key %lld", (long long)id);
+    /* from the entry that made the key (apikey_verify_log ties the two) */
+    if ((rc = store_prepare(s, "SELECT json_extract(l.detail, '$.purpose') FROM api_keys k "
+                               "LEFT JOIN log l ON l.seq = k.add_seq AND l.kind = 'key-add' "
+                               "WHERE k.id = ?", &st)))
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (t && strlen((const char *)t) > LETHE_KEY_PURPOSE_MAX)
+            rc = store_fail(s, LETHE_ERR_STORE, "API key %lld: its purpose is damaged",
+                            (long long)id);
+        else
+            snprintf(purpose, LETHE_KEY_PURPOSE_MAX + 1, "%s", t ? (const char *)t : "");
+    } else {
+        rc = step == SQLITE_DONE
+                 ? store_fail(s, LETHE_ERR_NOT_FOUND, "no API key %lld", (long long)id)
+                 : store_sqlfail(s, "reading the API key's purpose");
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 
