@@ -714,6 +714,30 @@ enum lethe_lookup_kind {
 LETHE_API int lethe_lookup(lethe_store *store, int kind, const char *value,
                            const char *actor, const char *format, char **out);
 
+/*
+ * 1:1 verification: is this face the person of those stored photos? The
+ * photos are selected as lethe_lookup selects them (kind and value: an
+ * uploader, a URL, a photo id or SHA-256, a file); the descriptor is
+ * compared with every template they hold, and the nearest is reported.
+ * Like a search it needs a purpose and is logged (actor, purpose, a keyed
+ * hash of the descriptor, the number of templates compared) before it
+ * answers. LETHE_ERR_NOT_FOUND when the selection holds no template.
+ */
+typedef struct lethe_verify_result {
+    float distance;      /* to the nearest template of the selection */
+    int match;           /* distance <= threshold (opt->threshold when it
+                            is finite and above 0, else
+                            lethe_descriptor_threshold()) */
+    float threshold;     /* the threshold applied */
+    int64_t face;        /* the nearest template's face */
+    char photo[65];      /* its photo's SHA-256, hex */
+    int templates;       /* templates compared */
+    int photos;          /* photos selected */
+} lethe_verify_result;
+LETHE_API int lethe_verify(lethe_store *store, const float *descriptor, int kind,
+                           const char *value, const lethe_search_options *opt,
+                           lethe_verify_result *result);
+
 /* The audit log: a hash chain in the catalog, anchored by the head file. */
 /* Every entry as "jsonl" (one JSON object a line) or "text" (one line an
  * entry, control characters escaped), free with lethe_free_string. */

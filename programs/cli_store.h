@@ -48,6 +48,7 @@ int cmd_init(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_lookup(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_datasheet(int argc, char **argv);

@@ -202,11 +202,51 @@ static void print_match_json(const lethe_match *m)
 
 /* A search's command line. */
 typedef struct search_cli {
+    const char *cmd;               /* "search" or "verify" (for messages) */
     cli_common c;
     lethe_search_options so;
     const char *image, *desc, *queries, *models;
-    int all_faces, threads, precision;
+    int all_faces, threads, precision, top_set;
+    int against_kind, n_against;   /* verify: the stored photos (LETHE_LOOKUP_*) */
+    const char *against;
 } search_cli;
+
+/* verify's selectors of the stored photos, by LETHE_LOOKUP_* kind */
+static const char *const against_flags[] = {"--uploader", "--url", "--photo-id", "--image"};
+
+/* A verify selector at argv[*i]: 1 taken, 0 not one, -1 bad (printed). */
+static int against_parse(search_cli *a, int argc, char **argv, int *i)
+{
+    int bad = 0;
+    for (int k = 0; k < 4; k++) {
+        const char *v = cli_flag_value(argc, argv, i, against_flags[k], &bad);
+        if (v) {
+            a->against_kind = k;
+            a->against = v;
+            a->n_against++;
+            return 1;
+        }
+        if (bad)
+            return -1;
+    }
+    return 0;
+}
+
+/* What verify takes beyond search's arguments: one selector, one face. */
+static int verify_parsed(const search_cli *a)
+{
+    if (a->n_against != 1 || !*a->against) {
+        cli_error("verify: give exactly one of --uploader, --url, --photo-id, --image: the "
+                  "stored photos to verify against");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->queries || a->all_faces || a->top_set) {
+        cli_error("verify: %s is for search (verify compares one face)",
+                  a->queries ? "--queries" : a->all_faces ? "--all-faces" : "--top");
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
 
 /* The command line into *a. Returns CLI_EXIT_OK to go on, else the exit
  * status (message printed). */
@@ -220,7 +260,10 @@ static int search_parse(search_cli *a, int argc, char **argv)
             return CLI_EXIT_USAGE;
         if (r > 0)
             continue;
-        if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad))) {
+        if (!strcmp(a->cmd, "verify") && (r = against_parse(a, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--purpose", &bad))) {
             if (!cli_text_ok("--purpose", v))
                 return CLI_EXIT_USAGE;
             a->so.purpose = v;
@@ -228,21 +271,22 @@ static int search_parse(search_cli *a, int argc, char **argv)
         else if ((v = cli_flag_value(argc, argv, &i, "--top", &bad))) {
             long k = strtol(v, &end, 10);
             if (*end || k < 1 || k > 10000) {
-                cli_error("search: --top: '%s' is not a number from 1 to 10000", v);
+                cli_error("%s: --top: '%s' is not a number from 1 to 10000", a->cmd, v);
                 return CLI_EXIT_USAGE;
             }
             a->so.top_k = (int)k;
+            a->top_set = 1;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threshold", &bad))) {
             double t = strtod(v, &end);
             if (*end || !(t >= 0) || !isfinite(t)) {
-                cli_error("search: --threshold: '%s' is not a non-negative number", v);
+                cli_error("%s: --threshold: '%s' is not a non-negative number", a->cmd, v);
                 return CLI_EXIT_USAGE;
             }
             a->so.threshold = (float)t;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
             long t = strtol(v, &end, 10);
             if (*end || t < 0 || t > 1024) {
-                cli_error("search: --threads: '%s' is not a number from 0 to 1024", v);
+                cli_error("%s: --threads: '%s' is not a number from 0 to 1024", a->cmd, v);
                 return CLI_EXIT_USAGE;
             }
             a->threads = (int)t;
@@ -253,7 +297,7 @@ static int search_parse(search_cli *a, int argc, char **argv)
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
             a->models = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
-            if (cli_parse_precision("search", v, &a->precision) < 0)
+            if (cli_parse_precision(a->cmd, v, &a->precision) < 0)
                 return CLI_EXIT_USAGE;
         }
         else if (!strcmp(argv[i], "--all-faces"))
@@ -261,23 +305,25 @@ static int search_parse(search_cli *a, int argc, char **argv)
         else if (bad)
             return CLI_EXIT_USAGE;
         else if (argv[i][0] == '-' && argv[i][1])
-            return cli_unknown_option("search", argv[i]);
+            return cli_unknown_option(a->cmd, argv[i]);
         else if (a->image) {
-            cli_error("search: one IMAGE at a time (use --queries for many)");
+            cli_error("%s: one IMAGE at a time%s", a->cmd,
+                      strcmp(a->cmd, "verify") ? " (use --queries for many)" : "");
             return CLI_EXIT_USAGE;
         } else
             a->image = argv[i];
     }
     if (!a->so.purpose || !*a->so.purpose) {
-        cli_error("search: --purpose TEXT is required: every search is logged with why it "
-                  "was made");
+        cli_error("%s: --purpose TEXT is required: every %s is logged with why it was made",
+                  a->cmd, strcmp(a->cmd, "verify") ? "search" : "verification");
         return CLI_EXIT_USAGE;
     }
     if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
-        cli_error("search: give exactly one of IMAGE, --descriptor JSON, --queries FILE");
+        cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
+                  strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
         return CLI_EXIT_USAGE;
     }
-    return CLI_EXIT_OK;
+    return strcmp(a->cmd, "verify") ? CLI_EXIT_OK : verify_parsed(a);
 }
 
 /* The faces of IMAGE as queries: the largest (the library's rule), or every
@@ -294,7 +340,7 @@ static int image_queries(const search_cli *a, qlist *q)
     eo.threads = a->threads;
     eo.precision = a->precision;
     if (lethe_engine_open(&e, &eo) != LETHE_OK) {
-        cli_text_error("search: %s", lethe_engine_errmsg(e));
+        cli_text_error("%s: %s", a->cmd, lethe_engine_errmsg(e));
         lethe_engine_close(e);
         return CLI_EXIT_FAILED;
     }
@@ -306,7 +352,7 @@ static int image_queries(const search_cli *a, qlist *q)
     if (rc == LETHE_OK && an.count == 0)
         snprintf(msg, sizeof(msg), "no face found");
     if (rc != LETHE_OK || an.count == 0) {
-        cli_text_error("search: %s: %s", a->image, msg);
+        cli_text_error("%s: %s: %s", a->cmd, a->image, msg);
         return CLI_EXIT_FAILED;
     }
     lethe_face *faces = an.faces;
@@ -335,8 +381,8 @@ static int search_queries(const search_cli *a, qlist *q, int *status)
         float v[LETHE_DESCRIPTOR_DIM];
         char msg[512];
         if (lethe_descriptor_parse(a->desc, strlen(a->desc), v, msg, sizeof(msg)) != LETHE_OK) {
-            cli_error("search: --descriptor: %s (a JSON array of %d numbers, or an object "
-                      "with \"embedding\")", msg, LETHE_DESCRIPTOR_DIM);
+            cli_error("%s: --descriptor: %s (a JSON array of %d numbers, or an object "
+                      "with \"embedding\")", a->cmd, msg, LETHE_DESCRIPTOR_DIM);
             return CLI_EXIT_USAGE;
         }
         if (ql_add(q, v, "descriptor") < 0) {
@@ -352,7 +398,7 @@ static int search_queries(const search_cli *a, qlist *q, int *status)
             return rc;
     }
     if (q->n == 0) {
-        cli_error("search: nothing to search for");
+        cli_error("%s: nothing to %s", a->cmd, strcmp(a->cmd, "verify") ? "search for" : "verify");
         return CLI_EXIT_FAILED;
     }
     return CLI_EXIT_OK;
@@ -411,7 +457,7 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
 
 int cmd_search(int argc, char **argv)
 {
-    search_cli a = {0};
+    search_cli a = {.cmd = "search"};
     qlist q = {0};
     int status = CLI_EXIT_OK, rc;
 
@@ -449,6 +495,88 @@ int cmd_search(int argc, char **argv)
     lethe_store_close(s);
     ql_free(&q);
     return status;
+}
+
+/* ---------------------------------------------------------------- verify */
+
+static void verify_help(void)
+{
+    printf("usage: lethe verify --purpose TEXT (--uploader U | --url URL | --photo-id ID |\n"
+           "                    --image FILE) [OPTIONS] (IMAGE | --descriptor JSON)\n"
+           "\n"
+           "1:1 verification: is the largest face of IMAGE (or the descriptor) the person\n"
+           "of the stored photos selected as 'lethe lookup' selects them? It is compared\n"
+           "with every template those photos hold (exactly, whatever the size of the\n"
+           "store), and the nearest is reported. Like a search it is logged with the\n"
+           "actor, the purpose, a keyed hash of the face and the number of templates\n"
+           "compared.\n"
+           "\n"
+           "  --purpose TEXT     why (required; logged)\n"
+           "  --threshold T      the same-person threshold (default %.2f)\n"
+           "  --descriptor JSON  a descriptor instead of IMAGE (as for 'lethe search')\n"
+           "  --models DIR, --precision default|fp32|int8, --threads N  for IMAGE\n"
+           "%s"
+           "\n"
+           "--json prints {\"match\", \"distance\", \"threshold\", \"photo\", \"face\",\n"
+           "\"templates\", \"photos\", \"against\"}.\n"
+           "Exit status: 0 when verified (the same person or not), 1 if the selection holds\n"
+           "no template or on error, 2 for usage errors.\n",
+           (double)lethe_descriptor_threshold(), cli_common_help);
+}
+
+static void verify_print(const search_cli *a, const lethe_verify_result *r)
+{
+    static const char *kinds[] = {"uploader", "url", "photo_id", "image"};
+    if (a->c.json) {
+        printf("{\"match\":%s,\"distance\":%.6f,\"threshold\":%.6f,\"photo\":\"%s\","
+               "\"face\":%lld,\"templates\":%d,\"photos\":%d,\"against\":\"%s\"}\n",
+               r->match ? "true" : "false", (double)r->distance, (double)r->threshold, r->photo,
+               (long long)r->face, r->templates, r->photos, kinds[a->against_kind]);
+        return;
+    }
+    printf("%s: distance %.4f %s the threshold %.2f\n",
+           r->match ? "the same person" : "not the same person", (double)r->distance,
+           r->match ? "within" : "beyond", (double)r->threshold);
+    printf("nearest of %d template%s in %d photo%s: photo %.16s, face %lld\n", r->templates,
+           r->templates == 1 ? "" : "s", r->photos, r->photos == 1 ? "" : "s", r->photo,
+           (long long)r->face);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    search_cli a = {.cmd = "verify"};
+    qlist q = {0};
+    lethe_verify_result r;
+    int status = CLI_EXIT_OK, rc;
+
+    a.precision = LETHE_PRECISION_DEFAULT;
+    cli_common_init(&a.c);
+    lethe_search_options_init(&a.so);
+    if (cli_wants_help(argc, argv)) {
+        verify_help();
+        return CLI_EXIT_OK;
+    }
+    if ((rc = search_parse(&a, argc, argv)) != CLI_EXIT_OK)
+        return rc;
+    a.so.actor = a.c.actor;
+    a.so.threads = a.threads;
+    if ((rc = search_queries(&a, &q, &status)) != CLI_EXIT_OK) {
+        ql_free(&q);
+        return rc;
+    }
+    lethe_store *s = cli_open_store(&a.c, 0);
+    if (!s) {
+        ql_free(&q);
+        return CLI_EXIT_FAILED;
+    }
+    rc = lethe_verify(s, q.v, a.against_kind, a.against, &a.so, &r);
+    if (rc != LETHE_OK)
+        cli_error("verify: %s", lethe_store_errmsg(s));
+    else
+        verify_print(&a, &r);
+    lethe_store_close(s);
+    ql_free(&q);
+    return cli_status(rc);
 }
 
 /* ---------------------------------------------------------------- lookup */

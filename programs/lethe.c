@@ -21,6 +21,7 @@ static const struct {
     {"init", cmd_init, "create a store"},
     {"ingest", cmd_ingest, "add photos or descriptors with their provenance"},
     {"search", cmd_search, "1:N search by face or descriptor (logged, with a purpose)"},
+    {"verify", cmd_verify, "1:1: is this face the person of those stored photos? (logged)"},
     {"lookup", cmd_lookup, "is my photo or account in the store? (no face needed)"},
     {"log", cmd_log, "the tamper-evident audit log; 'log verify' checks it"},
     {"policy", cmd_policy, "the consent policy: show, set, check"},

@@ -173,7 +173,33 @@ typedef struct search_req {
     lethe_search_options so;
     float q[LETHE_DESCRIPTOR_DIM];
     char purpose[SERVE_FIELD_MAX + 1];
+    int verify;                         /* /v1/verify: against stored photos */
+    int against_kind;                   /* LETHE_LOOKUP_* */
+    char against[SERVE_FIELD_MAX + 1];
 } search_req;
+
+/* verify's selectors of the stored photos, by LETHE_LOOKUP_* kind */
+static const char *const against_names[] = {"uploader", "url", "photo_id"};
+
+/* The one selector of a verification among v[0..3) (NULL or "": not
+ * given): 0, or -1 with the 400 in r. */
+static int against_pick(reply *r, search_req *s, const char *const v[3])
+{
+    int given = 0;
+    for (int i = 0; i < 3; i++)
+        if (v[i] && *v[i]) {
+            given++;
+            s->against_kind = i;
+            snprintf(s->against, sizeof(s->against), "%s", v[i]);
+        }
+    if (given != 1) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "give exactly one of \"uploader\", \"url\", \"photo_id\": the stored "
+                    "photos to verify against");
+        return -1;
+    }
+    return 0;
+}
 
 static void put_match(FILE *f, const lethe_match *m)
 {
@@ -231,11 +257,19 @@ static int search_from_json(request *req, reply *r, search_req *s)
 {
     static const char *const allowed[] = {"purpose", "descriptor", "embedding",
                                           "top_k",   "threshold",  NULL};
+    static const char *const allowed_verify[] = {"purpose",   "descriptor", "embedding",
+                                                 "threshold", "uploader",   "url",
+                                                 "photo_id",  NULL};
     sj_object o;
-    const char *purpose;
+    const char *purpose, *v[3] = {NULL, NULL, NULL};
     char top[32] = "", thr[64] = "", msg[256];
     int rc = -1;
-    if (read_json(req, r, &o, allowed) < 0 || json_text(r, &o, "purpose", 0, &purpose) < 0)
+    if (read_json(req, r, &o, s->verify ? allowed_verify : allowed) < 0 ||
+        json_text(r, &o, "purpose", 0, &purpose) < 0)
+        goto out;
+    if (s->verify && (json_text(r, &o, "uploader", 0, &v[0]) < 0 ||
+                      json_text(r, &o, "url", 0, &v[1]) < 0 ||
+                      json_text(r, &o, "photo_id", 0, &v[2]) < 0 || against_pick(r, s, v) < 0))
         goto out;
     const sj_member *d = sj_get(&o, "descriptor"), *e = sj_get(&o, "embedding");
     const sj_member *k = sj_get(&o, "top_k"), *t = sj_get(&o, "threshold");
@@ -297,11 +331,20 @@ static int describe_photo(request *req, reply *r, const void *photo, size_t len,
 static int search_from_photo(request *req, reply *r, search_req *s)
 {
     form f = {.names = {"purpose", "top_k", "threshold"}, .nnames = 3, .photo_field = "photo"};
+    static const char *const verify_names[] = {"purpose", "threshold", "uploader", "url",
+                                               "photo_id"};
     int rc = -1;
+    if (s->verify) { /* no top_k; the stored photos to verify against */
+        memcpy(f.names, verify_names, sizeof(verify_names));
+        f.nnames = 5;
+    }
     if (form_read(req, &f, content_type_is_photo(req)) < 0)
         reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
     else if (search_options(r, s, form_get(&f, "purpose"), form_get(&f, "top_k"),
-                            form_get(&f, "threshold")) == 0)
+                            form_get(&f, "threshold")) == 0 &&
+             (!s->verify || against_pick(r, s, (const char *const[3]){form_get(&f, "uploader"),
+                                                   form_get(&f, "url"),
+                                                   form_get(&f, "photo_id")}) == 0))
         rc = describe_photo(req, r, f.photo, f.photo_len, s->q);
     form_free(&f);
     return rc;
@@ -349,6 +392,53 @@ static void h_search(request *req, reply *r)
     reply_json(r, 200, jb_close(&b));
 out:
     lethe_matches_free(m, n);
+    free(s);
+}
+
+/* ------------------------------------------------------------- verify */
+
+static void put_verify(FILE *f, const search_req *s, const lethe_verify_result *v)
+{
+    fprintf(f, "{\"match\":%s,\"distance\":%.6f,\"threshold\":%.6f,\"photo\":\"%s\","
+               "\"face\":%lld,\"templates\":%d,\"photos\":%d,\"against\":\"%s\"}\n",
+            v->match ? "true" : "false", (double)v->distance, (double)v->threshold, v->photo,
+            (long long)v->face, v->templates, v->photos, against_names[s->against_kind]);
+}
+
+/* 1:1: the largest face of a photo, or a descriptor, against the stored
+ * photos of an uploader, a URL or a photo id (lethe_verify) */
+static void h_verify(request *req, reply *r)
+{
+    static search_req zero;
+    search_req *s = malloc(sizeof(*s));
+    lethe_verify_result v;
+    char msg[512];
+    jsbuf b;
+    if (!s) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    *s = zero;
+    s->verify = 1;
+    lethe_search_options_init(&s->so);
+    s->so.actor = req->actor;
+    if ((content_type_is(req, "application/json") ? search_from_json(req, r, s)
+                                                  : search_from_photo(req, r, s)) < 0)
+        goto out;
+    server_lock(req->sv);
+    int rc = lethe_verify(req->sv->store, s->q, s->against_kind, s->against, &s->so, &v);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK)
+        reply_lethe(r, rc, msg);
+    else if (jb_open(&b) < 0)
+        reply_json(r, 503, NULL);
+    else {
+        put_verify(b.f, s, &v);
+        reply_json(r, 200, jb_close(&b));
+    }
+out:
     free(s);
 }
 
@@ -906,6 +996,7 @@ static void h_ingest(request *req, reply *r)
 const route serve_routes[] = {
     {"GET", "/v1/status", ALL, BODY_NONE, h_status},
     {"POST", "/v1/search", ADMIN | SEARCH, BODY_JSON_OR_PHOTO, h_search},
+    {"POST", "/v1/verify", ADMIN | SEARCH, BODY_JSON_OR_PHOTO, h_verify},
     {"POST", "/v1/lookup", ADMIN | SEARCH | ERASURE, BODY_JSON, h_lookup},
     {"GET", "/v1/log", ADMIN | AUDIT, BODY_NONE, h_log},
     {"GET", "/v1/log/verify", ADMIN | AUDIT, BODY_NONE, h_log_verify},

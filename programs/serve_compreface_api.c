@@ -643,8 +643,36 @@ out:
     cf_query_free(&q);
 }
 
-/* The nearest of an example's templates to each face (a logged search of
- * the whole store; see docs/serve.md for its bound). */
+/* Each face against the example's own templates (lethe_verify: exact,
+ * one logged verification a face, with the key's purpose); d[i] its
+ * distance. */
+static int verify_faces(request *req, const lethe_face *faces, int n, const char *photo,
+                        float *d, reply *r)
+{
+    char purpose[LETHE_KEY_PURPOSE_MAX + 1], msg[512];
+    lethe_search_options so;
+    lethe_verify_result v;
+    int rc = LETHE_OK;
+    if (cf_key_purpose(req, purpose, r) < 0)
+        return -1;
+    lethe_search_options_init(&so);
+    so.purpose = purpose;
+    so.actor = req->actor;
+    server_lock(req->sv);
+    for (int i = 0; i < n && rc == LETHE_OK; i++) {
+        rc = lethe_verify(req->sv->store, faces[i].descriptor, LETHE_LOOKUP_PHOTO_ID, photo, &so,
+                          &v);
+        d[i] = v.distance;
+    }
+    if (rc != LETHE_OK)
+        store_msg(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK)
+        cf_lethe_error(r, rc, msg);
+    return rc == LETHE_OK ? 0 : -1;
+}
+
+/* The similarity of each face of the photo to an example. */
 void cf_verify_example(request *req, reply *r)
 {
     cf_query q;
@@ -652,16 +680,20 @@ void cf_verify_example(request *req, reply *r)
     cf_example ex;
     cf_photos p = {.names = {"file"}, .n = 1};
     lethe_face *faces = NULL;
-    lethe_match *m = NULL;
-    size_t nm = 0;
+    float *d = NULL;
     int nf = 0;
     char id[64];
     jsbuf b;
     if (cf_query_read(req, &q, photo_options, r) < 0 || cf_options_read(&q, &o, r) < 0 ||
         path_value(req, "/api/v1/recognition/faces/", id, sizeof(id), r) < 0 ||
         find_example(req, id, &ex, r) < 0 || cf_photos_read(req, &p, r) < 0 ||
-        cf_faces(req, p.bytes[0], p.len[0], &o, &faces, &nf, r) < 0 ||
-        search_faces(req, faces, nf, 10000, &m, &nm, r) < 0)
+        cf_faces(req, p.bytes[0], p.len[0], &o, &faces, &nf, r) < 0)
+        goto out;
+    if (!(d = malloc((size_t)(nf ? nf : 1) * sizeof(*d)))) {
+        reply_json(r, 503, NULL);
+        goto out;
+    }
+    if (verify_faces(req, faces, nf, ex.photo, d, r) < 0)
         goto out;
     if (jb_open(&b) < 0) {
         reply_json(r, 503, NULL);
@@ -669,18 +701,14 @@ void cf_verify_example(request *req, reply *r)
     }
     fputs("{\"result\":[", b.f);
     for (int i = 0; i < nf; i++) {
-        float d = INFINITY;
-        for (size_t j = 0; j < nm; j++)
-            if (m[j].query == i && !strcmp(m[j].photo, ex.photo) && m[j].distance < d)
-                d = m[j].distance;
         fprintf(b.f, "%s{\"box\":", i ? "," : "");
         cf_put_box(b.f, &faces[i]);
-        fprintf(b.f, ",\"similarity\":%.5f}", isinf(d) ? 0.0 : cf_similarity(d));
+        fprintf(b.f, ",\"similarity\":%.5f}", cf_similarity(d[i]));
     }
     fputs("]}\n", b.f);
     reply_json(r, 200, jb_close(&b));
 out:
-    lethe_matches_free(m, nm);
+    free(d);
     lethe_faces_free(faces);
     cf_photos_free(&p);
     cf_query_free(&q);

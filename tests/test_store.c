@@ -5,6 +5,7 @@
  * digests, the audit log, withdrawal, index rebuilds, concurrent search
  * during ingest, and allocation failures.
  */
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -606,6 +607,77 @@ static void test_long_lived_search_sees_changes(void)
     lethe_store_close(a);
 }
 
+/* 1:1 verification against stored photos: exact, logged only when it
+ * answers, blind to what was erased */
+static void verify_count_log(lethe_store *s, int want)
+{
+    char *log = NULL;
+    int n = 0;
+    CHECK_EQ_INT(lethe_log_export(s, "jsonl", &log), LETHE_OK);
+    for (const char *p = log; p && (p = strstr(p, "\"kind\":\"verify\"")); p++)
+        n++;
+    CHECK_EQ_INT(n, want);
+    lethe_free_string(log);
+}
+
+static void test_verify(void)
+{
+    char dir[300];
+    lethe_store *s = open_new(dir, sizeof(dir));
+    lethe_search_options so;
+    lethe_verify_result r;
+    float bad[128];
+    if (!s)
+        return;
+    CHECK_EQ_INT(ingest_range(s, 0, 30, "US", "explicit", NULL), LETHE_OK);
+    lethe_search_options_init(&so);
+    so.purpose = "unit test: verify";
+    so.actor = "tester";
+    /* the same face against its own account: ten photos, ten templates */
+    CHECK_EQ_INT(lethe_verify(s, vecs[3], LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_OK);
+    CHECK(r.match && r.distance < 1e-4f && r.templates == 10 && r.photos == 10);
+    CHECK(r.threshold == lethe_descriptor_threshold());
+    CHECK(strlen(r.photo) == 64);
+    /* another photo of the same person, by its photo id: a match, not 0 */
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_PHOTO_ID, "photo3", &so, &r), LETHE_OK);
+    CHECK(r.match && r.distance > 0.05f && r.templates == 1);
+    /* ... not at a threshold below that distance; another person never */
+    so.threshold = r.distance * 0.5f;
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_PHOTO_ID, "photo3", &so, &r), LETHE_OK);
+    CHECK(!r.match && r.threshold == so.threshold);
+    so.threshold = 0;
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "user1", &so, &r), LETHE_OK);
+    CHECK(!r.match && r.distance > lethe_descriptor_threshold());
+    verify_count_log(s, 4);
+    /* refused, and not logged */
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_PHOTO_ID, "nobody", &so, &r),
+                 LETHE_ERR_NOT_FOUND);
+    CHECK(strstr(lethe_store_errmsg(s), "no photo held") != NULL);
+    so.purpose = NULL;
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "purpose") != NULL);
+    so.purpose = "unit test: verify";
+    memcpy(bad, vecs[4], sizeof(bad));
+    bad[7] = NAN;
+    CHECK_EQ_INT(lethe_verify(s, bad, LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "", &so, &r), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], 9, "user0", &so, &r), LETHE_ERR_ARG);
+    verify_count_log(s, 4);
+    /* after an erasure the account holds nothing to verify against */
+    lethe_selector sel;
+    memset(&sel, 0, sizeof(sel));
+    sel.uploader = "user0";
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "tester", NULL, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_verify(s, vecs[3], LETHE_LOOKUP_UPLOADER, "user0", &so, &r),
+                 LETHE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(lethe_verify(s, vecs[13], LETHE_LOOKUP_UPLOADER, "user1", &so, &r), LETHE_OK);
+    CHECK(r.match && r.distance < 1e-4f);
+    verify_count_log(s, 5);
+    uint64_t n, first_bad;
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &first_bad), LETHE_OK);
+    lethe_store_close(s);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/lethe-test-store-XXXXXX");
@@ -626,6 +698,7 @@ int main(void)
     RUN(test_policy_seen_by_other_handles);
     RUN(test_long_lived_search_sees_changes);
     RUN(test_two_writers_share_the_keyring);
+    RUN(test_verify);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

@@ -369,8 +369,8 @@ static void put_photo_text(strbuf *b, const photo_rows *r)
 }
 
 /* The SQL and bindings of a lookup; *have_sha when the value is a hash. */
-static int lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
-                       uint8_t qhash[32])
+int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
+                      uint8_t qhash[32])
 {
     static const char *where[] = {
         "id IN (SELECT photo FROM provenance WHERE uploader_h = ?1)",
@@ -430,7 +430,7 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
     else
         return store_fail(s, LETHE_ERR_ARG, "unknown lookup format \"%s\" (json, text)", format);
     if ((rc = store_check_text(s, "the actor", actor, 1)) ||
-        (rc = lookup_stmt(s, kind, value, &ph, qh)))
+        (rc = store_lookup_stmt(s, kind, value, &ph, qh)))
         return rc;
     if ((rc = store_begin(s))) {
         sqlite3_finalize(ph);

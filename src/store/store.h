@@ -152,6 +152,12 @@ int store_write_file(lethe_store *s, const char *name, const char *data, size_t 
  * UTF-8, at most STORE_TEXT_MAX bytes; empty allowed only if may_be_empty. */
 int store_check_text(lethe_store *s, const char *what, const char *text, int may_be_empty);
 
+/* The photos a lookup selects (kind LETHE_LOOKUP_*, value as given, not
+ * empty): a statement whose rows are their ids, and the keyed hash the log
+ * records for the value (query.c). */
+int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
+                      uint8_t qhash[32]);
+
 /* ------------------------------------------------------------------ log */
 
 /* Append a log entry inside the current transaction. detail is a JSON object
