@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/share.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -204,6 +205,14 @@ static int answer(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, const floa
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
+    if (s->share) /* from any thread: on a view, logged by the group commit */
+        return share_search(s, queries, nq, opt, matches, count);
+    return search_run(s, queries, nq, opt, matches, count, NULL);
+}
+
+int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
+               lethe_match **matches, size_t *count, search_entry *lg)
+{
     lethe_search_options o;
     char msg[512];
     idx_hit *hits = NULL;
@@ -237,8 +246,10 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
     if ((rc = store_prepare(s, face_sql, &st)) || (rc = store_prepare(s, first_prov_sql, &pv)))
         goto out;
     /* The log entries and the reads that produce the results are one
-     * transaction: a search is recorded if and only if it answered. */
-    if ((rc = store_begin(s)))
+     * transaction: a search is recorded if and only if it answered. A view
+     * only reads here (its entries go to lg, then to the group commit, and
+     * the results are returned once those are durable). */
+    if ((rc = lg ? store_writable(s) : store_begin(s)) || (lg && (rc = store_exec(s, "BEGIN"))))
         goto out;
     for (int q = 0; q < nq && rc == LETHE_OK; q++) {
         const float *qv = queries + (size_t)q * IDX_DIM;
@@ -248,12 +259,17 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
         if (rc == LETHE_OK) {
             char qh[65];
             store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
-            rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
+            if (lg) {
+                memcpy(lg[q].qh, qh, sizeof(qh));
+                lg[q].results = (int64_t)got;
+            } else {
+                rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
+            }
         }
     }
     if (rc == LETHE_OK)
-        rc = store_commit(s);
-    else
+        rc = lg ? store_exec(s, "COMMIT") : store_commit(s);
+    if (rc != LETHE_OK)
         store_rollback(s);
 out:
     sqlite3_finalize(st);
@@ -276,6 +292,8 @@ int lethe_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
     int nf = 0;
     *matches = NULL;
     *count = 0;
+    if (s->share && share_is_owner(s)) /* from any thread: on a view */
+        return share_search_image(s, e, img, opt, matches, count);
     if (!e || !img)
         return store_fail(s, LETHE_ERR_ARG, "searching by image needs an engine and an image");
     /* the largest face, by the rule of lethe_engine_analyze_bytes */
