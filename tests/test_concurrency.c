@@ -223,6 +223,14 @@ static void test_search_beside_ingest_and_forget(void)
         CHECK_EQ_INT(fr.faces, 1);
         lethe_free_string(receipt);
         atomic_store(&r.forgotten[k], 1);
+        /* the log verifies while searches commit theirs */
+        for (int v = 0; v < 20; v++) {
+            uint64_t n = 0, bad = 0;
+            rc = lethe_log_verify(s, &n, &bad);
+            CHECK_EQ_INT(rc, LETHE_OK);
+            if (rc)
+                fprintf(stderr, "  log verify: %s\n", lethe_store_errmsg(s));
+        }
         int from = NFACES + k * (NLATE / NFORGET), to = from + NLATE / NFORGET;
         CHECK_EQ_INT(ingest(s, from, to), LETHE_OK);
         atomic_store(&r.ingested, to - NFACES);

@@ -55,6 +55,7 @@ struct group_commit {
     int queued;
     int leading;         /* a leader is committing a group */
     int hold;            /* tests: no leader may start */
+    int paused;          /* gc_pause: no leader may start */
     share_stats st;
     int since_checkpoint; /* commits since the last one (the leader's alone) */
 };
@@ -198,7 +199,7 @@ int gc_log(group_commit *g, const char *actor, const char *purpose, const search
     g->tail = &r;
     g->queued++;
     while (!r.done) {
-        if (g->leading || g->hold)
+        if (g->leading || g->hold || g->paused)
             pthread_cond_wait(&g->cv, &g->mu);
         else
             lead(g);
@@ -207,6 +208,23 @@ int gc_log(group_commit *g, const char *actor, const char *purpose, const search
     if (r.rc != LETHE_OK)
         snprintf(err, errlen, "%s", r.err);
     return r.rc;
+}
+
+void gc_pause(group_commit *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->paused++;
+    while (g->leading)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gc_resume(group_commit *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->paused--;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 void gc_stats(group_commit *g, share_stats *st)

@@ -305,6 +305,23 @@ int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_ke
     return rc;
 }
 
+int share_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
+{
+    struct store_share *sh = s->share;
+    lethe_store *v = sh->gc ? sh->log : view_get(sh);
+    *entries = *first_bad = 0;
+    if (!v)
+        return LETHE_ERR_NOMEM;
+    if (sh->gc)
+        gc_pause(sh->gc);
+    int rc = lethe_log_verify(v, entries, first_bad);
+    if (sh->gc)
+        gc_resume(sh->gc);
+    else
+        view_put(sh, v);
+    return rc;
+}
+
 void share_index_write_begin(lethe_store *s)
 {
     if (s->share)

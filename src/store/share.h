@@ -60,6 +60,10 @@ int share_search(lethe_store *s, const float *queries, int nq, const lethe_searc
 int share_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count);
 int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_key_info *info);
+/* lethe_log_verify between two group commits: a group that commits while
+ * the log is read would make log.head and the catalog's head differ from
+ * the entries read (on the log's connection, the group commit paused). */
+int share_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad);
 
 /* The owner's index changes (no-ops on a handle that is not shared). */
 void share_index_write_begin(lethe_store *s);
@@ -79,6 +83,11 @@ void gc_close(group_commit *g);
  * transaction, in queue order. */
 int gc_log(group_commit *g, const char *actor, const char *purpose, const search_entry *e, int n,
            char *err, size_t errlen);
+
+/* Wait for a group being committed, and keep the next from starting until
+ * gc_resume: the log's connection is idle meanwhile. */
+void gc_pause(group_commit *g);
+void gc_resume(group_commit *g);
 
 /* For tests: what the group commit did, and a gate that keeps any leader
  * from starting (so that waiting searches pile up). */
