@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The load test of `lethe serve` (issue 10, item 5): CLIENTS concurrent
-# searchers on loopback for SECONDS against a store of N synthetic faces,
+# searchers on loopback for DURATION seconds against a store of N synthetic faces,
 # with a forget every FORGET_EVERY seconds; every answer is checked against
 # the times the forgets returned (a face returned by a search that started
 # after its forget returned is a violation). Then the same searches through
@@ -8,9 +8,9 @@
 # CLI_SECONDS, in the same run on the same store. Run on demand, not in CI.
 #
 #   bench/serve_load.sh                 100,000 faces, 16 clients, 60 s
-#   N=5000 SECONDS=10 bench/serve_load.sh   a quick run
+#   N=5000 DURATION=10 bench/serve_load.sh   a quick run
 #
-# Environment: N (100000), CLIENTS (16), SECONDS (60), FORGET_EVERY (3),
+# Environment: N (100000), CLIENTS (16), DURATION (seconds, 60), FORGET_EVERY (3),
 # CLI_SECONDS (20), THREADS (server threads, CLIENTS), BUILD (build),
 # KEEP=DIR (keep the store in DIR; must not exist), TMPDIR.
 # Prints the two JSON lines of build/bench/serve_load and their ratio; the
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
 CLIENTS=${CLIENTS:-16}
-SECONDS_=${SECONDS:-60}
+DURATION=${DURATION:-60}
 FORGET_EVERY=${FORGET_EVERY:-3}
 CLI_SECONDS=${CLI_SECONDS:-20}
 THREADS=${THREADS:-$CLIENTS}
@@ -55,7 +55,7 @@ key() { # NAME ROLES: the key, made with unlimited rate
 SEARCH_KEY=$(key "load searchers" search)
 FORGET_KEY=$(key "load forgets" erasure)
 
-echo "== lethe serve, $THREADS threads; $CLIENTS searchers for $SECONDS_ s, a forget every $FORGET_EVERY s"
+echo "== lethe serve, $THREADS threads; $CLIENTS searchers for $DURATION s, a forget every $FORGET_EVERY s"
 "$LETHE" serve --store "$S" --listen 127.0.0.1:0 --no-faces --threads "$THREADS" \
     --access-log "$tmp/access.log" >"$tmp/serve.out" 2>"$tmp/serve.err" &
 pid=$!
@@ -67,7 +67,7 @@ port=$(sed -n 's|.*listening on https\?://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/se
 [ -n "$port" ] || { echo "the server did not start:" >&2; cat "$tmp/serve.err" >&2; exit 2; }
 status=0
 http=$("$LOAD" http --port "$port" --search-key "$SEARCH_KEY" --forget-key "$FORGET_KEY" \
-    --data "$tmp" --clients "$CLIENTS" --seconds "$SECONDS_" --forget-every "$FORGET_EVERY") ||
+    --data "$tmp" --clients "$CLIENTS" --seconds "$DURATION" --forget-every "$FORGET_EVERY") ||
     status=1
 echo "$http"
 kill -TERM "$pid"
