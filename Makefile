@@ -157,7 +157,7 @@ clean:
 
 # --- ThreadSanitizer: the tests that run threads, built into build-tsan/ ---
 # (gcc or clang; -O1 as TSan wants). tests/run.sh runs them in a full run.
-TSAN_TESTS := test_nn test_index test_detect test_engine test_store test_analyze
+TSAN_TESTS := test_nn test_index test_detect test_engine test_store test_analyze test_concurrency
 tsan:
 	$(MAKE) BUILD=build-tsan OPT=-O1 CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%=build-tsan/tests/%)

@@ -423,13 +423,53 @@ typedef struct lethe_store lethe_store;
 /* Flags for lethe_store_open. */
 #define LETHE_STORE_CREATE   1u  /* create the directory and catalog if absent */
 #define LETHE_STORE_READONLY 2u  /* never write (the index is not rebuilt) */
+/*
+ * LETHE_STORE_SHARED: one handle for many threads (a server).
+ *
+ * What may run at once: lethe_search, lethe_search_image and
+ * lethe_key_authenticate may be called from any number of threads at the
+ * same time, and at the same time as one other call on the handle. All
+ * the other calls (ingest, forget, lookup, the log, keys, policy, ...)
+ * still run one at a time: the caller orders them among themselves (a
+ * mutex), as on any handle. lethe_store_close runs alone.
+ *
+ * How: each of those calls runs on a view of the handle with a SQLite
+ * connection, an index handle and a keyring reader of its own (a small
+ * pool, grown as threads need it); the index is read under a
+ * reader-writer lock that the handle's own index changes (after an
+ * ingest, a forget, a policy change, a rebuild) take for writing, so they
+ * wait for the searches under way, and searches that start meanwhile wait
+ * for them.
+ *
+ * The log: a search's entries are committed before its results are
+ * returned, as on any handle, but many searches share one commit (and one
+ * fsync): the first waiting thread commits every queued entry in one
+ * transaction, in queue order, on a connection of its own (group commit).
+ * The hash chain stays exact. When a group cannot commit (memory, the
+ * disk), every search in it fails without its results and none of its
+ * entries is in the log.
+ *
+ * Visibility: a change (an ingest's batch, a forget, a policy change) that
+ * has returned is seen by every search that starts after it: its catalog
+ * commit and its index change are both done before it returns, and a
+ * search reads the index and the catalog afresh (a new read transaction)
+ * when it starts. A face whose erasure committed is never returned, even
+ * if the index lags (its row and its key are gone; the catalog is what
+ * decides).
+ *
+ * Messages: lethe_store_errmsg on a shared handle returns the calling
+ * thread's message (a thread-local buffer): that of its last failed call
+ * on this handle, as long as it made no failing call on another shared
+ * handle since. The text stays valid until the thread's next call.
+ */
+#define LETHE_STORE_SHARED   4u
 
 /* Called about once a second while a writer waits for the store's lock:
  * holder describes who holds it ("pid 4242 (lethe ingest) since ..."). */
 typedef void (*lethe_wait_fn)(void *ctx, const char *holder, double waited_seconds);
 
 typedef struct lethe_store_options {
-    unsigned flags;             /* LETHE_STORE_CREATE, LETHE_STORE_READONLY */
+    unsigned flags;             /* LETHE_STORE_CREATE, _READONLY, _SHARED */
     const char *actor;          /* who creates the store (in the log's first entry) */
     double wait_seconds;        /* how long a writer waits for another (30); 0: not at all */
     lethe_wait_fn on_wait;      /* may be NULL */

@@ -357,7 +357,9 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error, not a death */
-    if ((sv.store = cli_open_store(&o.c, 0))) {
+    /* shared: searches and key checks run on the library's views of the
+     * handle, from any thread, outside store_mu */
+    if ((sv.store = cli_open_store(&o.c, LETHE_STORE_SHARED))) {
         open_engine(&sv, &o);
         status = serve_run(&sv, &o, &a, &set);
     } else {

@@ -7,9 +7,11 @@
  * serve_compreface*.c: the CompreFace-compatible API under /api/v1/).
  *
  * Threads: libmicrohttpd runs requests on a pool of threads. The store
- * handle is one SQLite connection with one error buffer, so every call on
- * it runs under store_mu (server_lock/server_unlock), which also orders the
- * writers (SQLite and the store's lock order writers of other processes).
+ * handle is opened LETHE_STORE_SHARED: searches and key checks run from
+ * any thread at once (on the library's views of the handle, with
+ * per-thread messages); every other call runs under store_mu
+ * (server_lock/server_unlock), which orders the writers (SQLite and the
+ * store's lock order writers of other processes).
  * Photos are decoded and analysed outside it: the engine serves many
  * threads at once. Ingest holds it throughout (the ingest handle owns the
  * store's writer lock from begin to end).
@@ -35,7 +37,7 @@ typedef struct limiter limiter;
 
 typedef struct server {
     lethe_store *store;
-    pthread_mutex_t store_mu;    /* every call on store runs under it */
+    pthread_mutex_t store_mu;    /* every call on store but searches and key checks */
     lethe_engine *engine;        /* NULL: photo endpoints answer 503 */
     char engine_error[512];      /* why there is no engine */
     size_t max_body;             /* bytes of a photo body (--max-body) */

@@ -369,11 +369,11 @@ static void h_search(request *req, reply *r)
     if ((content_type_is(req, "application/json") ? search_from_json(req, r, s)
                                                   : search_from_photo(req, r, s)) < 0)
         goto out;
-    server_lock(req->sv);
+    /* no store_mu: the handle is shared (LETHE_STORE_SHARED), searches run
+     * in parallel with each other and with the one writer */
     int rc = lethe_search(req->sv->store, s->q, 1, &s->so, &m, &n);
     if (rc != LETHE_OK)
         store_message(req, msg, sizeof(msg));
-    server_unlock(req->sv);
     if (rc != LETHE_OK) {
         reply_lethe(r, rc, msg);
         goto out;

@@ -235,11 +235,10 @@ static int authenticate(server *sv, conn_state *cs, reply *r)
                     "made with 'lethe key add')");
         return -1;
     }
-    server_lock(sv);
+    /* no store_mu: key checks run on the shared handle's views */
     int rc = lethe_key_authenticate(sv->store, key, strlen(key), &cs->req.key);
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", lethe_store_errmsg(sv->store));
-    server_unlock(sv);
     if (rc != LETHE_OK) {
         memset(&cs->req.key, 0, sizeof(cs->req.key));
         reply_lethe(r, rc, msg);

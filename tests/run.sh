@@ -249,7 +249,8 @@ if [ $fast = 0 ]; then
     # --- ThreadSanitizer: the tests that run threads -------------------
     # Only the tests whose threads matter (the nn pool; one engine used from
     # several threads and its pooled analysis; threaded index search; the
-    # detector nets shared by threads; the store's concurrent search):
+    # detector nets shared by threads; the store's concurrent search; a
+    # shared store handle's searches beside ingest and forget):
     # TSan makes the numeric tests 5 to 15 times slower. setarch -R turns
     # address randomisation off for the test, as TSan's memory layout needs
     # on kernels with more mmap randomness than it expects.
@@ -268,6 +269,7 @@ if [ $fast = 0 ]; then
         tsan test_detect concurrent
         tsan test_index
         tsan test_store
+        tsan test_concurrency
         tsan test_analyze test_batch_order_and_errors test_batch_cancel_and_args \
             test_errmsg_per_thread test_one_call_many_threads
         unset TSAN_OPTIONS

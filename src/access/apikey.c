@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/share.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -534,6 +535,8 @@ int lethe_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_ke
     uint8_t secret[SECRET_BYTES], want[32], got[32];
     int64_t id = 0;
     int rc;
+    if (s->share && share_is_owner(s)) /* from any thread: on a view (share.c) */
+        return share_key_authenticate(s, key, len, info);
     if (!key || !parse_key(key, len, &id, secret))
         return store_fail(s, LETHE_ERR_DENIED, "not a lethe API key (lk_ID_SECRET)");
     memset(want, 0, sizeof(want));

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 
+#include "store/share.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -118,9 +119,13 @@ int store_index_apply(lethe_store *s, uint64_t gen, const int64_t *rm, size_t nr
     size_t removed;
     int64_t have;
     idx *wx = NULL;
+    /* a shared handle's searches wait while the index changes (share.h) */
+    share_index_write_begin(s);
     int rc = index_writer(s, &wx);
-    if (rc)
+    if (rc) {
+        share_index_write_end(s);
         return rc; /* the next writable open rebuilds it */
+    }
     assert(s->locked); /* the one writer of the index */
     /* Only when the index holds the generation just before ours can it be
      * patched; otherwise (an earlier crash, a lost file) rebuild it. */
@@ -134,6 +139,7 @@ int store_index_apply(lethe_store *s, uint64_t gen, const int64_t *rm, size_t nr
         rc = store_fail(s, LETHE_ERR_IO, "%s (the index will be rebuilt)", msg);
     }
     idx_close(wx);
+    share_index_write_end(s);
     return rc;
 }
 

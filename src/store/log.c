@@ -21,6 +21,7 @@
 
 #include "access/apikey.h"
 #include "store/head.h"
+#include "store/share.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -382,6 +383,8 @@ int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
     uint64_t n = 0;
     int rc;
     *first_bad = 0;
+    if (s->share && share_is_owner(s)) /* between group commits (share.c) */
+        return share_log_verify(s, entries, first_bad);
     if ((rc = store_exec(s, "BEGIN")))
         return rc;
     rc = verify_chain(s, &n, &last, prev, first_bad);

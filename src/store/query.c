@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "requests/requests.h"
+#include "store/share.h"
 #include "store/store.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -205,6 +206,14 @@ static int answer(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, const floa
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
+    if (s->share) /* from any thread: on a view, logged by the group commit */
+        return share_search(s, queries, nq, opt, matches, count);
+    return search_run(s, queries, nq, opt, matches, count, NULL);
+}
+
+int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
+               lethe_match **matches, size_t *count, search_entry *lg)
+{
     lethe_search_options o;
     char msg[512];
     idx_hit *hits = NULL;
@@ -238,26 +247,35 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
     if ((rc = store_prepare(s, face_sql, &st)) || (rc = store_prepare(s, first_prov_sql, &pv)))
         goto out;
     /* The log entries and the reads that produce the results are one
-     * transaction: a search is recorded if and only if it answered. */
-    if ((rc = store_begin(s)))
+     * transaction: a search is recorded if and only if it answered. A view
+     * only reads here (its entries go to lg, then to the group commit, and
+     * the results are returned once those are durable). */
+    if ((rc = lg ? store_writable(s) : store_begin(s)) || (lg && (rc = store_exec(s, "BEGIN"))))
         goto out;
     for (int q = 0; q < nq && rc == LETHE_OK; q++) {
         const float *qv = queries + (size_t)q * IDX_DIM;
         size_t got = 0;
         rc = answer(s, st, pv, qv, q, &o, hits + (size_t)q * kk, nhits[q], kk, m + n, &got);
         n += got;
-        /* per photo and purpose, for the people in the photos (requests/hits.c) */
-        if (rc == LETHE_OK)
+        /* per photo and purpose, for the people in the photos
+         * (requests/hits.c); on a view, by the group commit */
+        if (rc == LETHE_OK && !lg)
             rc = hits_record(s, o.purpose, m + n - got, got);
         if (rc == LETHE_OK) {
             char qh[65];
             store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
-            rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
+            if (lg) {
+                memcpy(lg[q].qh, qh, sizeof(qh));
+                lg[q].results = (int64_t)got;
+                lg[q].m = m + n - got;
+            } else {
+                rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
+            }
         }
     }
     if (rc == LETHE_OK)
-        rc = store_commit(s);
-    else
+        rc = lg ? store_exec(s, "COMMIT") : store_commit(s);
+    if (rc != LETHE_OK)
         store_rollback(s);
 out:
     sqlite3_finalize(st);
@@ -280,6 +298,8 @@ int lethe_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
     int nf = 0;
     *matches = NULL;
     *count = 0;
+    if (s->share && share_is_owner(s)) /* from any thread: on a view */
+        return share_search_image(s, e, img, opt, matches, count);
     if (!e || !img)
         return store_fail(s, LETHE_ERR_ARG, "searching by image needs an engine and an image");
     /* the largest face, by the rule of lethe_engine_analyze_bytes */

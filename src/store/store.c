@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "access/apikey.h"
+#include "store/share.h"
 #include "util/io.h"
 #include "util/strbuf.h"
 #include "util/util.h"
@@ -79,6 +80,8 @@ int store_fail(lethe_store *s, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->err, sizeof(s->err), fmt, ap);
     va_end(ap);
+    if (s->share)
+        share_note_error(s, s->err); /* messages are per thread (share.c) */
     return status;
 }
 
@@ -845,6 +848,8 @@ int lethe_store_open_with(const char *dir, const lethe_store_options *opt, lethe
         store_unlock(s);
         rc = open_recover(s);
     }
+    if (rc == LETHE_OK && (o.flags & LETHE_STORE_SHARED))
+        rc = share_open(s);
 out:
     store_unlock(s);
     lethe_free(dbpath);
@@ -864,6 +869,7 @@ void lethe_store_close(lethe_store *s)
 {
     if (!s)
         return;
+    share_close(s); /* its connections first: the checkpoint below waits for none */
     idx_close(s->ix);
     for (int i = 0; i < STORE_STMTS; i++)
         sqlite3_finalize(s->stmt[i]); /* NULL is fine */
@@ -894,6 +900,8 @@ void lethe_store_close(lethe_store *s)
 
 const char *lethe_store_errmsg(const lethe_store *s)
 {
+    if (s && s->share)
+        return share_errmsg(s);
     return !s ? "out of memory" : s->err[0] ? s->err : "no error";
 }
 

@@ -82,6 +82,7 @@ struct lethe_store {
     int head_stale;       /* log.head could not be written after a commit */
     sqlite3_stmt *stmt[STORE_STMTS]; /* store_cached: prepared once, kept */
     char err[1024];
+    struct store_share *share; /* LETHE_STORE_SHARED: views, group commit (share.h) */
 };
 
 /* Record a failure: the message goes to store->err; returns status. */
