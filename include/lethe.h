@@ -803,7 +803,9 @@ LETHE_API int lethe_policy_get(lethe_store *store, char **text);
 LETHE_API int lethe_policy_set(lethe_store *store, const char *key, const char *consents,
                                const char *actor, int dry_run, uint64_t *dropped);
 /* 1 if a template may be computed for (jurisdiction, consent), 0 if not, <0
- * on a bad argument; *rule names the rule that decided (valid until the
+ * on a failure: minus its status (-LETHE_ERR_ARG for a bad argument,
+ * -LETHE_ERR_NOMEM when the policy could not be read for want of memory,
+ * ...), with lethe_store_errmsg saying why; *rule names the rule that decided (valid until the
  * policy changes or the store is closed). */
 LETHE_API int lethe_policy_check(lethe_store *store, const char *jurisdiction,
                                  const char *consent, const char **rule);

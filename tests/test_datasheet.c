@@ -77,7 +77,8 @@ static int render_fails_with(const char *doc, const char *format, const char *wa
     char err[512] = "";
     char *out = (char *)1;
     int rc = datasheet_render(doc, strlen(doc), format, &out, err, sizeof(err));
-    CHECK_EQ_INT(rc, -1);
+    /* a bad document is a format error, a bad format name an argument's */
+    CHECK_EQ_INT(rc, strstr(want, "unknown format") ? LETHE_ERR_ARG : LETHE_ERR_FORMAT);
     CHECK(out == NULL);
     if (!strstr(err, want))
         fprintf(stderr, "  error \"%s\" does not mention \"%s\"\n", err, want);
@@ -532,12 +533,13 @@ static void test_bad_input(void)
     CHECK(render_fails_with(base_doc, "pdf", "unknown format \"pdf\""));
     CHECK(render_fails_with(base_doc, "MD", "unknown format"));
     /* a NULL err buffer is fine */
-    CHECK_EQ_INT(datasheet_render("{}", 2, "md", &out, NULL, 0), -1);
+    CHECK_EQ_INT(datasheet_render("{}", 2, "md", &out, NULL, 0), LETHE_ERR_FORMAT);
     CHECK(out == NULL);
-    CHECK_EQ_INT(datasheet_render(base_doc, strlen(base_doc), NULL, &out, err, sizeof(err)), -1);
+    CHECK_EQ_INT(datasheet_render(base_doc, strlen(base_doc), NULL, &out, err, sizeof(err)),
+                 LETHE_ERR_ARG);
     /* a short err buffer is truncated, NUL-terminated */
     memset(err, 'z', sizeof(err));
-    CHECK_EQ_INT(datasheet_render("{}", 2, "md", &out, err, 8), -1);
+    CHECK_EQ_INT(datasheet_render("{}", 2, "md", &out, err, 8), LETHE_ERR_FORMAT);
     CHECK(strlen(err) == 7);
 }
 
@@ -646,7 +648,7 @@ static void test_alloc_failures(void)
                 free(out);
                 free(want);
             } else {
-                CHECK_EQ_INT(rc, -1);
+                CHECK_EQ_INT(rc, LETHE_ERR_NOMEM); /* never mistaken for a bad document */
                 CHECK(out == NULL);
                 CHECK(err[0] != 0);
             }

@@ -124,7 +124,7 @@ int apikey_schema(lethe_store *s)
 {
     int have = apikey_table_exists(s);
     if (have < 0)
-        return LETHE_ERR_IO;
+        return store_status(s);
     return have ? LETHE_OK : store_exec(s, apikey_schema_sql);
 }
 
@@ -196,7 +196,7 @@ int lethe_key_list(lethe_store *s, lethe_key_info **keys, size_t *count)
     *keys = NULL;
     *count = 0;
     if (have <= 0)
-        return have < 0 ? LETHE_ERR_IO : LETHE_OK;
+        return have < 0 ? store_status(s) : LETHE_OK;
     snprintf(sql, sizeof(sql), "SELECT %s FROM api_keys ORDER BY id", key_cols);
     if ((rc = store_prepare(s, sql, &st)))
         return rc;
@@ -280,7 +280,7 @@ static int add_row(lethe_store *s, const lethe_key_info *k, const uint8_t verifi
     lethe_free(detail);
     int64_t seq = rc ? -1 : last_seq(s);
     if (rc || seq < 0)
-        return rc ? rc : LETHE_ERR_IO;
+        return rc ? rc : store_status(s);
     if ((rc = store_prepare(s, "INSERT INTO api_keys(id, name, roles, rate_per_minute, "
                                "daily_quota, verifier, created_at, add_seq) VALUES "
                                "(?, ?, ?, ?, ?, ?, ?, ?)", &st)))
@@ -335,8 +335,8 @@ int lethe_key_add_with_purpose(lethe_store *s, const lethe_key_options *o, const
     memset(&k, 0, sizeof(k));
     k.id = store_count(s, "SELECT COALESCE(MAX(id), 0) + 1 FROM api_keys");
     if (k.id < 0) {
+        rc = store_status(s);
         store_rollback(s);
-        rc = LETHE_ERR_IO;
         goto out;
     }
     snprintf(k.name, sizeof(k.name), "%s", o->name);
@@ -385,7 +385,7 @@ static int revoke_row(lethe_store *s, const lethe_key_info *k, const char *actor
     lethe_free(detail);
     int64_t seq = rc ? -1 : last_seq(s);
     if (rc || seq < 0)
-        return rc ? rc : LETHE_ERR_IO;
+        return rc ? rc : store_status(s);
     store_now(now);
     if ((rc = store_prepare(s, "UPDATE api_keys SET revoked_at = ?, revoke_seq = ? WHERE id = ?",
                             &st)))
@@ -433,7 +433,7 @@ int lethe_key_revoke(lethe_store *s, int64_t id, const char *actor)
     if ((rc = store_writable(s)) || (rc = store_check_text(s, "the actor", actor, 1)))
         return rc;
     if ((have = apikey_table_exists(s)) <= 0)
-        return have < 0 ? LETHE_ERR_IO
+        return have < 0 ? store_status(s)
                         : store_fail(s, LETHE_ERR_NOT_FOUND, "no API key %lld", (long long)id);
     if ((rc = store_lock(s, "key revoke")))
         return rc;
@@ -541,7 +541,7 @@ int lethe_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_ke
         return store_fail(s, LETHE_ERR_DENIED, "not a lethe API key (lk_ID_SECRET)");
     memset(want, 0, sizeof(want));
     int have = apikey_table_exists(s);
-    rc = have < 0 ? LETHE_ERR_IO : have ? read_key(s, id, &k, want) : LETHE_ERR_NOT_FOUND;
+    rc = have < 0 ? store_status(s) : have ? read_key(s, id, &k, want) : LETHE_ERR_NOT_FOUND;
     /* the same work whether the key exists or not */
     verifier_of(s, id, secret, got);
     int match = sodium_memcmp(want, got, sizeof(got)) == 0;

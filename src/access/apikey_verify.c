@@ -115,7 +115,7 @@ int apikey_verify_log(lethe_store *s, uint64_t *first_bad)
 {
     int have = apikey_table_exists(s), rc = LETHE_OK;
     if (have < 0)
-        return LETHE_ERR_IO;
+        return store_status(s);
     if (have)
         rc = check_rows(s, first_bad);
     if (rc == LETHE_OK)

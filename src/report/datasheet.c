@@ -117,6 +117,7 @@ typedef struct datasheet {
     int log_has_first_bad;
     uint64_t log_first_bad;
     int digest_mismatch; /* integrity.digest_matches is false */
+    int nomem;           /* loading failed for want of memory, not a bad field */
 } datasheet;
 
 static void ds_clear(datasheet *d)
@@ -190,7 +191,7 @@ static int get_text(const json_value *obj, const char *path, const char *name, d
 
 /* Check an array of {key, <values>...} objects at path into *rows. */
 static int load_rows(const json_value *arr, const char *path, const char *const *values,
-                     size_t nvalues, ds_rows *rows, char *err, size_t errlen)
+                     size_t nvalues, ds_rows *rows, int *nomem, char *err, size_t errlen)
 {
     char where[128];
 
@@ -198,6 +199,7 @@ static int load_rows(const json_value *arr, const char *path, const char *const 
     rows->rows = lethe_calloc(arr->len, sizeof(*rows->rows));
     if (!rows->rows) {
         lethe_fail(err, errlen, -1, "datasheet: out of memory");
+        *nomem = 1;
         return -1;
     }
     for (size_t i = 0; i < arr->len; i++) {
@@ -270,8 +272,8 @@ static int ds_load_by(const json_value *root, datasheet *d, char *err, size_t er
         if (get_member(by, "by", by_spec[i].field, JSON_ARRAY, &arr, err, errlen))
             return -1;
         snprintf(where, sizeof(where), "by.%s", by_spec[i].field);
-        if (load_rows(arr, where, by_values, LETHE_ARRAY_LEN(by_values), &d->by[i], err,
-                      errlen))
+        if (load_rows(arr, where, by_values, LETHE_ARRAY_LEN(by_values), &d->by[i], &d->nomem,
+                      err, errlen))
             return -1;
     }
     return 0;
@@ -288,6 +290,7 @@ static int ds_load_policy(const json_value *root, datasheet *d, char *err, size_
     d->policy = lethe_calloc(arr->len, sizeof(*d->policy));
     if (!d->policy) {
         lethe_fail(err, errlen, -1, "datasheet: out of memory");
+        d->nomem = 1;
         return -1;
     }
     for (size_t i = 0; i < arr->len; i++) {
@@ -374,10 +377,10 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
     if (get_member(root, "", "searches", JSON_OBJECT, &searches, err, errlen) ||
         get_member(searches, "searches", "by_purpose", JSON_ARRAY, &arr, err, errlen) ||
         load_rows(arr, "searches.by_purpose", search_values, LETHE_ARRAY_LEN(search_values),
-                  &d->by_purpose, err, errlen) ||
+                  &d->by_purpose, &d->nomem, err, errlen) ||
         get_member(searches, "searches", "by_actor", JSON_ARRAY, &arr, err, errlen) ||
         load_rows(arr, "searches.by_actor", search_values, LETHE_ARRAY_LEN(search_values),
-                  &d->by_actor, err, errlen))
+                  &d->by_actor, &d->nomem, err, errlen))
         return -1;
 
     return ds_load_log(root, d, err, errlen);
@@ -1275,29 +1278,33 @@ int datasheet_render(const char *json, size_t len, const char *format, char **ou
     datasheet d;
     sb b = {0};
     char jerr[256];
-    int rc = -1;
+    int rc;
 
     if (err && errlen)
         err[0] = 0;
     if (!out)
-        return lethe_fail(err, errlen, -1, "datasheet: no output pointer");
+        return lethe_fail(err, errlen, LETHE_ERR_ARG, "datasheet: no output pointer");
     *out = NULL;
     if (!json || !format)
-        return lethe_fail(err, errlen, -1, "datasheet: no %s given", json ? "format" : "input");
+        return lethe_fail(err, errlen, LETHE_ERR_ARG, "datasheet: no %s given",
+                          json ? "format" : "input");
     if (strcmp(format, "md") != 0 && strcmp(format, "html") != 0 &&
         strcmp(format, "json") != 0)
-        return lethe_fail(err, errlen, -1,
+        return lethe_fail(err, errlen, LETHE_ERR_ARG,
                           "datasheet: unknown format \"%.40s\" (use md, html or json)", format);
     switch (json_parse(json, len, &root, jerr, sizeof(jerr))) {
     case LETHE_OK:
         break;
     case LETHE_ERR_NOMEM:
-        return lethe_fail(err, errlen, -1, "datasheet: out of memory reading the JSON");
+        return lethe_fail(err, errlen, LETHE_ERR_NOMEM,
+                          "datasheet: out of memory reading the JSON");
     default:
-        return lethe_fail(err, errlen, -1, "datasheet: invalid %s", jerr);
+        return lethe_fail(err, errlen, LETHE_ERR_FORMAT, "datasheet: invalid %s", jerr);
     }
-    if (ds_load(root, &d, err, errlen) != 0)
+    if (ds_load(root, &d, err, errlen) != 0) {
+        rc = d.nomem ? LETHE_ERR_NOMEM : LETHE_ERR_FORMAT;
         goto out_free;
+    }
 
     if (strcmp(format, "json") == 0)
         sb_put(&b, json, len);
@@ -1306,12 +1313,13 @@ int datasheet_render(const char *json, size_t len, const char *format, char **ou
     else
         html_render(&b, &d);
     if (b.failed || !b.buf) {
-        lethe_fail(err, errlen, -1, "datasheet: out of memory rendering %s", format);
+        rc = lethe_fail(err, errlen, LETHE_ERR_NOMEM, "datasheet: out of memory rendering %s",
+                        format);
         lethe_free(b.buf);
         goto out_free;
     }
     *out = b.buf;
-    rc = 0;
+    rc = LETHE_OK;
 out_free:
     ds_clear(&d);
     json_free(root);

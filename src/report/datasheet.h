@@ -38,12 +38,14 @@
  * external references) or "json" (the input itself, once it has been checked
  * against the schema). The output depends only on the input.
  *
- * On success returns 0 and *out is a new NUL-terminated string owned by the
- * caller (release with free()). On failure returns -1, sets *out to NULL and
- * writes a NUL-terminated explanation into err[0..errlen) (err may be NULL):
- * invalid JSON (with line and column), a missing or mistyped field (named by
- * its path, e.g. "by.source[2].photos"), an unsupported schema version, an
- * unknown format, or out of memory.
+ * On success returns LETHE_OK (0) and *out is a new NUL-terminated string
+ * owned by the caller (release with free()). On failure returns a status,
+ * sets *out to NULL and writes a NUL-terminated explanation into
+ * err[0..errlen) (err may be NULL): LETHE_ERR_FORMAT for invalid JSON (with
+ * line and column), a missing or mistyped field (named by its path, e.g.
+ * "by.source[2].photos") or an unsupported schema version; LETHE_ERR_ARG for
+ * an unknown format or a missing argument; LETHE_ERR_NOMEM for out of
+ * memory.
  */
 int datasheet_render(const char *json, size_t len, const char *format, char **out,
                      char *err, size_t errlen);

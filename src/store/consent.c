@@ -86,14 +86,22 @@ int store_policy_load(lethe_store *s)
                               "LIMIT 1", &st);
     if (rc)
         return rc;
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        /* a failed read is not a missing policy */
+        rc = step == SQLITE_DONE ? store_fail(s, LETHE_ERR_STORE, "%s: the catalog holds no "
+                                              "consent policy", s->dir)
+                                 : store_sqlfail(s, "reading the consent policy");
         sqlite3_finalize(st);
-        return store_fail(s, LETHE_ERR_STORE, "%s: the catalog holds no consent policy", s->dir);
+        return rc;
     }
     const char *text = (const char *)sqlite3_column_text(st, 1);
+    const char *hash = (const char *)sqlite3_column_text(st, 2);
     char want[65];
     text_hash(text ? text : "", want);
-    if (!text || strcmp(want, (const char *)sqlite3_column_text(st, 2)) != 0)
+    if ((!text || !hash) && sqlite3_errcode(s->db) == SQLITE_NOMEM)
+        rc = store_fail(s, LETHE_ERR_NOMEM, "reading the consent policy: out of memory");
+    else if (!text || !hash || strcmp(want, hash) != 0)
         rc = store_fail(s, LETHE_ERR_STORE, "%s: the consent policy in the catalog (version %lld) "
                         "does not match its recorded hash: the catalog was edited",
                         s->dir, (long long)sqlite3_column_int64(st, 0));
@@ -113,21 +121,26 @@ int store_policy_refresh(lethe_store *s)
 {
     int64_t v = store_count(s, "SELECT MAX(version) FROM policy");
     if (v < 0)
-        return LETHE_ERR_IO;
+        return store_status(s);
     return v == s->policy_version ? LETHE_OK : store_policy_load(s);
 }
 
-/* Is text one of the versions the catalog holds? 1 current, 2 older, 0 no. */
+/* Is text one of the versions the catalog holds? 1 current, 2 older, 0 no;
+ * -1 when the catalog could not be read (message set): a failed read must
+ * not pass for a hand-edited file. */
 static int known_version(lethe_store *s, const char *text, size_t len)
 {
     sqlite3_stmt *st;
     int found = 0;
     if (store_prepare(s, "SELECT version FROM policy WHERE text = ? ORDER BY version DESC "
                          "LIMIT 1", &st))
-        return 0;
+        return -1;
     sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
         found = sqlite3_column_int64(st, 0) == s->policy_version ? 1 : 2;
+    else if (step != SQLITE_DONE)
+        found = -1, store_sqlfail(s, "reading the consent policy's versions");
     sqlite3_finalize(st);
     return found;
 }
@@ -153,7 +166,9 @@ int store_policy_file_check(lethe_store *s)
         goto out;
     }
     int known = known_version(s, (const char *)text, len);
-    if (!known) {
+    if (known < 0) {
+        rc = store_status(s);
+    } else if (!known) {
         rc = store_fail(s, LETHE_ERR_POLICY,
                         "%s was changed by hand: it is not the consent policy the catalog holds "
                         "(version %lld) nor any earlier one. The policy is changed only with "
@@ -184,20 +199,43 @@ int lethe_policy_check(lethe_store *s, const char *jurisdiction, const char *con
                        const char **rule)
 {
     char canon[8], msg[256];
-    int bit = consent_parse(consent && *consent ? consent : "none");
-    if (bit < 0) {
-        store_fail(s, LETHE_ERR_ARG,
-                   "unknown consent basis \"%s\" (explicit, public-license, none, withdrawn)",
-                   consent);
-        return -1;
-    }
-    if (jurisdiction_parse(jurisdiction ? jurisdiction : "", canon, msg, sizeof(msg)) != 0) {
-        store_fail(s, LETHE_ERR_ARG, "%s", msg);
-        return -1;
-    }
-    if (store_policy_refresh(s) != LETHE_OK)
-        return -1;
+    int bit = consent_parse(consent && *consent ? consent : "none"), rc;
+    /* a failure is minus its status: a bad argument is not out of memory */
+    if (bit < 0)
+        return -store_fail(s, LETHE_ERR_ARG,
+                           "unknown consent basis \"%s\" (explicit, public-license, none, "
+                           "withdrawn)", consent);
+    if (jurisdiction_parse(jurisdiction ? jurisdiction : "", canon, msg, sizeof(msg)) != 0)
+        return -store_fail(s, LETHE_ERR_ARG, "%s", msg);
+    if ((rc = store_policy_refresh(s)) != LETHE_OK)
+        return -rc;
     return policy_allows(s->pol, canon, bit, rule) ? 1 : 0;
+}
+
+int store_read_consents(lethe_store *s, sqlite3_stmt *pv, char jb[64][8], char cb[64][16],
+                         const char **jur, const char **con, int *k)
+{
+    int step = SQLITE_DONE, rc = LETHE_OK;
+    *k = 0;
+    while (*k < 64 && (step = sqlite3_step(pv)) == SQLITE_ROW) {
+        const char *j = (const char *)sqlite3_column_text(pv, 0);
+        const char *c = (const char *)sqlite3_column_text(pv, 1);
+        if ((!j || !c) && sqlite3_errcode(s->db) == SQLITE_NOMEM) {
+            step = SQLITE_NOMEM;
+            break;
+        }
+        snprintf(jb[*k], 8, "%s", j ? j : "");
+        snprintf(cb[*k], 16, "%s", c ? c : "");
+        jur[*k] = jb[*k];
+        con[*k] = cb[*k];
+        (*k)++;
+    }
+    if (*k < 64 && step != SQLITE_DONE)
+        rc = step == SQLITE_NOMEM
+                 ? store_fail(s, LETHE_ERR_NOMEM, "reading provenance: out of memory")
+                 : store_sqlfail(s, "reading provenance");
+    sqlite3_reset(pv);
+    return rc;
 }
 
 /* Photos with templates that policy p refuses, into a new array. */
@@ -220,14 +258,10 @@ static int refused_photos(lethe_store *s, const policy *p, int64_t **out, size_t
         char jb[64][8], cb[64][16];
         int k = 0;
         sqlite3_bind_int64(pv, 1, sqlite3_column_int64(ph, 0));
-        while (k < 64 && sqlite3_step(pv) == SQLITE_ROW) {
-            snprintf(jb[k], sizeof(jb[k]), "%s", (const char *)sqlite3_column_text(pv, 0));
-            snprintf(cb[k], sizeof(cb[k]), "%s", (const char *)sqlite3_column_text(pv, 1));
-            jur[k] = jb[k];
-            con[k] = cb[k];
-            k++;
-        }
-        sqlite3_reset(pv);
+        /* a photo whose records could not all be read is not judged on
+         * the rest: that could drop templates the policy allows */
+        if ((rc = store_read_consents(s, pv, jb, cb, jur, con, &k)))
+            goto out;
         if (store_photo_eligible(p, jur, con, k))
             continue;
         if (*n == cap) {
@@ -360,7 +394,7 @@ int lethe_policy_set(lethe_store *s, const char *key, const char *consents, cons
         /* a read, no lock: nothing changes */
         if ((rc = store_exec(s, "BEGIN")) == LETHE_OK) {
             rc = refused_photos(s, p, &ids, &n, &count);
-            store_exec(s, "COMMIT");
+            store_end_read(s);
         }
         goto out;
     }

@@ -142,10 +142,14 @@ int dg_full(lethe_store *s, uint16_t *state)
         rc = store_sqlfail(s, "digest");
     if (rc == LETHE_OK && (rc = store_prepare(s, "SELECT text FROM policy ORDER BY version DESC "
                                                  "LIMIT 1", &st)) == LETHE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            dg_fold_text(state, 1, "policy", (const char *)sqlite3_column_text(st, 0));
-        else
+        int step2 = sqlite3_step(st);
+        const char *text = step2 == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        if (text)
+            dg_fold_text(state, 1, "policy", text);
+        else if (step2 == SQLITE_DONE)
             rc = store_fail(s, LETHE_ERR_STORE, "the catalog holds no consent policy");
+        else /* a failed read, not a missing policy */
+            rc = store_sqlfail(s, "reading the consent policy");
         sqlite3_finalize(st);
     }
     return rc;
@@ -202,7 +206,7 @@ int lethe_store_digest(lethe_store *s, char hex[65])
     if (rc)
         return rc;
     rc = dg_load(s, state);
-    store_exec(s, "COMMIT");
+    store_end_read(s);
     if (rc == LETHE_OK)
         dg_final(state, hex);
     return rc;
@@ -215,9 +219,15 @@ int lethe_store_digest_full(lethe_store *s, char hex[65], int *matches)
     if (rc)
         return rc;
     rc = dg_full(s, full);
-    if (rc == LETHE_OK && matches)
-        *matches = dg_load(s, kept) == LETHE_OK && !memcmp(full, kept, sizeof(full));
-    store_exec(s, "COMMIT");
+    if (rc == LETHE_OK && matches) {
+        /* a kept state missing or damaged does not match; a failed read
+         * (out of memory) is an error, not a mismatch */
+        int kr = dg_load(s, kept);
+        *matches = kr == LETHE_OK && !memcmp(full, kept, sizeof(full));
+        if (kr != LETHE_OK && kr != LETHE_ERR_STORE)
+            rc = kr;
+    }
+    store_end_read(s);
     if (rc == LETHE_OK)
         dg_final(full, hex);
     return rc;

@@ -339,24 +339,24 @@ static int maybe_commit(lethe_ingest *g)
 
 /* --------------------------------------------------------- the catalog */
 
-/* Is the photo (its stored provenance plus extra) eligible for templates? */
+/* Is the photo (its stored provenance plus extra) eligible for templates?
+ * 1 or 0; -1 when its records could not be read (message set): the
+ * decision is never taken on part of them. */
 static int photo_eligible(lethe_ingest *g, int64_t photo, const prov_rec *extra)
 {
     const char *jur[65], *con[65];
     char jb[64][8], cb[64][16];
     int n = 0;
     sqlite3_stmt *st;
-    if (photo && store_prepare(g->s, "SELECT jurisdiction, consent FROM provenance WHERE "
-                                     "photo = ?", &st) == LETHE_OK) {
+    if (photo) {
+        if (store_prepare(g->s, "SELECT jurisdiction, consent FROM provenance WHERE photo = ?",
+                          &st))
+            return -1;
         sqlite3_bind_int64(st, 1, photo);
-        while (n < 64 && sqlite3_step(st) == SQLITE_ROW) {
-            snprintf(jb[n], 8, "%s", (const char *)sqlite3_column_text(st, 0));
-            snprintf(cb[n], 16, "%s", (const char *)sqlite3_column_text(st, 1));
-            jur[n] = jb[n];
-            con[n] = cb[n];
-            n++;
-        }
+        int rc = store_read_consents(g->s, st, jb, cb, jur, con, &n);
         sqlite3_finalize(st);
+        if (rc)
+            return -1;
     }
     for (; extra && n < 65; extra = extra->next, n++) {
         jur[n] = extra->f[PV_JURISDICTION];
@@ -444,6 +444,8 @@ static int record(lethe_ingest *g, job *j)
         return rc;
     /* Provenance that arrived while it was analysed may withdraw consent. */
     int allowed = photo_eligible(g, j->photo, j->provs);
+    if (allowed < 0)
+        return store_status(g->s);
     const char *status = allowed ? "analysed" : "withdrawn";
     if (j->photo) {
         /* re-analysis of a refused photo that a new basis allows */
@@ -538,17 +540,19 @@ static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *
     photo_rows r;
     int64_t photo = 0;
     char status[16];
-    int rc, found;
+    int rc, found, eligible = 0;
     *need_analysis = 0;
     *photo_out = 0;
     if ((found = rows_find_sha(g->s, sha, &photo, status)) < 0)
-        return LETHE_ERR_IO;
+        return store_status(g->s);
     if (found && strcmp(status, "analysed") != 0 && !withdraws(prov) &&
-        !strcmp(kind, "photo") && photo_eligible(g, photo, prov)) {
+        !strcmp(kind, "photo") && (eligible = photo_eligible(g, photo, prov)) > 0) {
         *need_analysis = 1; /* counted, with its provenance, when recorded */
         *photo_out = photo;
         return LETHE_OK;
     }
+    if (eligible < 0)
+        return store_status(g->s);
     if (!found && photo_eligible(g, 0, prov)) {
         *need_analysis = 1;
         return LETHE_OK;

@@ -65,11 +65,21 @@ int store_log_append(lethe_store *s, const char *kind, const char *actor, const 
     int rc = store_prepare(s, "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", &st);
     if (rc)
         return rc;
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    /* the entry follows the last one: a failed read must not start a chain */
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
         seq = sqlite3_column_int64(st, 0) + 1;
-        snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(st, 1));
+        if (h)
+            snprintf(prev, sizeof(prev), "%s", h);
+        else
+            rc = store_sqlfail(s, "reading the log's last entry");
+    } else if (step != SQLITE_DONE) {
+        rc = store_sqlfail(s, "reading the log's last entry");
     }
     sqlite3_finalize(st);
+    if (rc)
+        return rc;
     store_now(now);
     actor = actor ? actor : "";
     purpose = purpose ? purpose : "";
@@ -113,10 +123,15 @@ static int read_meta_head(lethe_store *s, char *out, size_t n)
     if (rc)
         return rc;
     out[0] = 0;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
+    /* empty when there is no head (a damaged catalog), but a failed read
+     * is an error: it says nothing about the head */
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
         snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlfail(s, "reading the log head");
     sqlite3_finalize(st);
-    return LETHE_OK;
+    return rc;
 }
 
 int store_log_write_head(lethe_store *s)
@@ -347,9 +362,13 @@ static int verify_policy(lethe_store *s, uint64_t *first_bad)
                               "ORDER BY p.version DESC LIMIT 1", &st);
     if (rc)
         return rc;
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        rc = step == SQLITE_DONE
+                 ? store_fail(s, LETHE_ERR_FORMAT, "the catalog holds no consent policy")
+                 : store_sqlfail(s, "reading the consent policy");
         sqlite3_finalize(st);
-        return store_fail(s, LETHE_ERR_FORMAT, "the catalog holds no consent policy");
+        return rc;
     }
     const char *text = (const char *)sqlite3_column_text(st, 1);
     const char *hash = (const char *)sqlite3_column_text(st, 2);
@@ -361,7 +380,9 @@ static int verify_policy(lethe_store *s, uint64_t *first_bad)
                        text ? strlen(text) : 0, NULL, 0);
     sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
     snprintf(want, sizeof(want), "\"policy_hash\":\"%s\"", hex);
-    if (!hash || strcmp(hash, hex) != 0 || !kind ||
+    if ((!text || !hash || !kind || !detail) && sqlite3_errcode(s->db) == SQLITE_NOMEM)
+        rc = store_fail(s, LETHE_ERR_NOMEM, "reading the consent policy: out of memory");
+    else if (!hash || strcmp(hash, hex) != 0 || !kind ||
         (strcmp(kind, "policy") != 0 && strcmp(kind, "init") != 0 &&
          strcmp(kind, "restore") != 0) ||
         !detail || !strstr(detail, want)) {
@@ -394,7 +415,7 @@ int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
         rc = verify_policy(s, first_bad);
     if (rc == LETHE_OK)
         rc = apikey_verify_log(s, first_bad);
-    store_exec(s, "COMMIT");
+    store_end_read(s);
     *entries = n;
     return rc;
 }

@@ -74,7 +74,10 @@ static int fill_prov(sqlite3_stmt *pv, int64_t photo, const uint8_t *key, uint64
     int rc = LETHE_ERR_NOT_FOUND;
     match_fields(m, f);
     sqlite3_bind_int64(pv, 1, photo);
-    if (sqlite3_step(pv) == SQLITE_ROW && sqlite3_column_bytes(pv, 0) == 32 &&
+    int step = sqlite3_step(pv);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) /* a failed read: not a gone face */
+        rc = store_sqlstatus(step);
+    else if (step == SQLITE_ROW && sqlite3_column_bytes(pv, 0) == 32 &&
         (rc = seal_prov_open(key, key_id, sqlite3_column_blob(pv, 0), sqlite3_column_blob(pv, 5),
                              (size_t)sqlite3_column_bytes(pv, 5), v)) == LETHE_OK) {
         for (int i = 0; i < SP_FIELDS && rc == LETHE_OK; i++)
@@ -101,8 +104,13 @@ static int fill_match(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, int64_
     seal_face sf;
     int rc = LETHE_ERR_NOT_FOUND;
     sqlite3_bind_int64(st, 1, face);
-    if (sqlite3_step(st) != SQLITE_ROW)
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        /* no row: the face is gone; a failed read is not (answer() names it) */
+        if (step != SQLITE_DONE)
+            rc = store_sqlstatus(step);
         goto out;
+    }
     kr_ref ref = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2)};
     /* a key destroyed since the index answered: the face is gone */
     if ((rc = kr_get_key(s->kr, ref, key)) != LETHE_OK)
@@ -416,13 +424,20 @@ int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt 
     snprintf(sql, sizeof(sql), "SELECT id FROM photos WHERE %s ORDER BY id", where[kind]);
     if ((rc = store_prepare(s, sql, st)))
         return rc;
+    int b = SQLITE_OK;
     if (tags[kind]) {
         store_hash(s, tags[kind], value, strlen(value), h);
-        sqlite3_bind_blob(*st, 1, h, 32, SQLITE_TRANSIENT);
+        b |= sqlite3_bind_blob(*st, 1, h, 32, SQLITE_TRANSIENT);
     }
     if (have_sha) {
         store_hash(s, "sha256", sha, 32, h);
-        sqlite3_bind_blob(*st, 2, h, 32, SQLITE_TRANSIENT);
+        b |= sqlite3_bind_blob(*st, 2, h, 32, SQLITE_TRANSIENT);
+    }
+    /* a value that could not be bound would find nothing: not "none held" */
+    if ((rc = store_bound(s, b, "looking up"))) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return rc;
     }
     /* what the log records: a keyed hash of the value looked up */
     store_hash(s, "lookup", have_sha ? (const void *)sha : value, have_sha ? 32 : strlen(value),

@@ -216,7 +216,11 @@ int rows_find_sha(lethe_store *s, const uint8_t sha[32], int64_t *id, char statu
     if (rc)
         return -1;
     store_hash(s, "sha256", sha, 32, h);
-    sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT);
+    /* a hash that could not be bound would find no photo: not "new" */
+    if (store_bound(s, sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT), "looking up a photo")) {
+        sqlite3_reset(st);
+        return -1;
+    }
     int r = sqlite3_step(st), found = 0;
     if (r == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
@@ -247,16 +251,17 @@ int rows_insert_photo(lethe_store *s, const photo_rows *r, int64_t *id)
         return store_fail(s, rc, "out of memory");
     store_hash(s, "sha256", r->ph.sha, 32, h);
     store_now(now);
-    sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT);
+    int b = sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, (int64_t)r->key_ref.slot);
     sqlite3_bind_int64(st, 3, (int64_t)r->key_ref.id);
-    sqlite3_bind_text(st, 4, r->kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, r->status, -1, SQLITE_TRANSIENT);
+    b |= sqlite3_bind_text(st, 4, r->kind, -1, SQLITE_TRANSIENT);
+    b |= sqlite3_bind_text(st, 5, r->status, -1, SQLITE_TRANSIENT);
     if (r->faces_found >= 0)
         sqlite3_bind_int(st, 6, r->faces_found);
-    sqlite3_bind_text(st, 7, now, -1, SQLITE_TRANSIENT);
+    b |= sqlite3_bind_text(st, 7, now, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 8, sealed, (int)n, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if ((rc = store_bound(s, b, "recording a photo")) == LETHE_OK &&
+        sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlfail(s, "recording a photo");
     else
         *id = sqlite3_last_insert_rowid(s->db);
@@ -279,16 +284,15 @@ void rows_fingerprint(const lethe_store *s, const char *const v[PV_FIELDS], uint
     crypto_generichash_final(&h, fp, 32);
 }
 
-/* A lookup hash (keyed, tagged), or NULL for an empty value. */
-static void bind_lookup(lethe_store *s, sqlite3_stmt *st, int col, const char *tag, const char *v)
+/* A lookup hash (keyed, tagged), or NULL for an empty value; SQLite's
+ * result (a copy that ran out of memory would store a NULL). */
+static int bind_lookup(lethe_store *s, sqlite3_stmt *st, int col, const char *tag, const char *v)
 {
     uint8_t h[32];
-    if (!v || !*v) {
-        sqlite3_bind_null(st, col);
-        return;
-    }
+    if (!v || !*v)
+        return sqlite3_bind_null(st, col);
     store_hash(s, tag, v, strlen(v), h);
-    sqlite3_bind_blob(st, col, h, 32, SQLITE_TRANSIENT);
+    return sqlite3_bind_blob(st, col, h, 32, SQLITE_TRANSIENT);
 }
 
 int rows_insert_prov(lethe_store *s, const photo_rows *r, const char *const v[PV_FIELDS],
@@ -307,16 +311,17 @@ int rows_insert_prov(lethe_store *s, const photo_rows *r, const char *const v[PV
         return store_fail(s, rc, rc == LETHE_ERR_NOMEM ? "out of memory" : "provenance too long");
     store_now(now);
     sqlite3_bind_int64(st, 1, r->id);
-    sqlite3_bind_blob(st, 2, fp, 32, SQLITE_TRANSIENT);
-    bind_lookup(s, st, 3, "uploader", v[PV_UPLOADER]);
-    bind_lookup(s, st, 4, "url", v[PV_URL]);
-    bind_lookup(s, st, 5, "photo_id", v[PV_PHOTO_ID]);
+    int b = sqlite3_bind_blob(st, 2, fp, 32, SQLITE_TRANSIENT);
+    b |= bind_lookup(s, st, 3, "uploader", v[PV_UPLOADER]);
+    b |= bind_lookup(s, st, 4, "url", v[PV_URL]);
+    b |= bind_lookup(s, st, 5, "photo_id", v[PV_PHOTO_ID]);
     for (int i = 0; i < 4; i++)
-        sqlite3_bind_text(st, 6 + i, v[PV_SOURCE + i] ? v[PV_SOURCE + i] : "", -1,
-                          SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 10, now, -1, SQLITE_TRANSIENT);
+        b |= sqlite3_bind_text(st, 6 + i, v[PV_SOURCE + i] ? v[PV_SOURCE + i] : "", -1,
+                               SQLITE_TRANSIENT);
+    b |= sqlite3_bind_text(st, 10, now, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 11, sealed, (int)n, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if ((rc = store_bound(s, b, "recording provenance")) == LETHE_OK &&
+        sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlfail(s, "recording provenance");
     else
         *added = sqlite3_changes(s->db) > 0;

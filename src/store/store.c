@@ -80,19 +80,42 @@ int store_fail(lethe_store *s, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->err, sizeof(s->err), fmt, ap);
     va_end(ap);
+    s->status = status;
     if (s->share)
         share_note_error(s, s->err); /* messages are per thread (share.c) */
     return status;
 }
 
+int store_sqlstatus(int code)
+{
+    code &= 0xff; /* the primary code of an extended one */
+    return code == SQLITE_NOMEM ? LETHE_ERR_NOMEM
+         : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? LETHE_ERR_STORE
+         : code == SQLITE_BUSY ? LETHE_ERR_BUSY
+                               : LETHE_ERR_IO;
+}
+
 int store_sqlfail(lethe_store *s, const char *what)
 {
-    int code = s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
-    int status = code == SQLITE_NOMEM ? LETHE_ERR_NOMEM
-               : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? LETHE_ERR_STORE
-               : code == SQLITE_BUSY ? LETHE_ERR_BUSY
-                                     : LETHE_ERR_IO;
+    int status = store_sqlstatus(s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR);
     return store_fail(s, status, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no catalog");
+}
+
+int store_status(const lethe_store *s)
+{
+    return s->status != LETHE_OK ? s->status : LETHE_ERR_IO;
+}
+
+int store_bound(lethe_store *s, int binds, const char *what)
+{
+    if (binds == SQLITE_OK)
+        return LETHE_OK;
+    /* the only failure of a bind with the right index and a value within
+     * SQLite's limits is copying it */
+    if ((binds & ~SQLITE_NOMEM) == 0)
+        return store_fail(s, LETHE_ERR_NOMEM, "%s: out of memory", what);
+    return store_fail(s, LETHE_ERR_INTERNAL, "%s: SQLite refused a value (error %d)", what,
+                      binds);
 }
 
 int store_writable(lethe_store *s)
@@ -250,11 +273,8 @@ int store_exec(lethe_store *s, const char *sql)
     char *msg = NULL;
     int r = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
     if (r != SQLITE_OK) {
-        int status = r == SQLITE_NOMEM ? LETHE_ERR_NOMEM
-                   : r == SQLITE_BUSY  ? LETHE_ERR_BUSY
-                   : r == SQLITE_CORRUPT || r == SQLITE_NOTADB ? LETHE_ERR_STORE
-                                                              : LETHE_ERR_IO;
-        int rc = store_fail(s, status, "catalog: %s", msg ? msg : sqlite3_errmsg(s->db));
+        int rc = store_fail(s, store_sqlstatus(r), "catalog: %s",
+                            msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return rc;
     }
@@ -354,6 +374,12 @@ int store_commit(lethe_store *s)
     s->head_stale = store_log_write_head(s) != LETHE_OK;
     memcpy(s->err, keep, sizeof(keep));
     return LETHE_OK;
+}
+
+void store_end_read(lethe_store *s)
+{
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        store_rollback(s); /* it wrote nothing: nothing is lost */
 }
 
 void store_rollback(lethe_store *s)
@@ -650,8 +676,15 @@ static int check_catalog(lethe_store *s)
     char hex[80];
     size_t len = 0;
     int rc = store_meta_get_int(s, "format", &format);
-    if (rc)
-        return store_fail(s, LETHE_ERR_STORE, "%s: not a lethe store (%s)", s->dir, s->err);
+    /* running out of memory or waiting too long says nothing about the
+     * catalog: only a failure to find meta.format means it is no store */
+    if (rc == LETHE_ERR_NOMEM || rc == LETHE_ERR_BUSY)
+        return rc;
+    if (rc) {
+        char why[sizeof(s->err)]; /* s->err cannot be both output and argument */
+        snprintf(why, sizeof(why), "%s", s->err);
+        return store_fail(s, LETHE_ERR_STORE, "%s: not a lethe store (%s)", s->dir, why);
+    }
     if (format != LETHE_STORE_FORMAT)
         return store_fail(s, LETHE_ERR_STORE,
                           "%s: store format %lld; this lethe reads format %d%s", s->dir,
@@ -659,7 +692,10 @@ static int check_catalog(lethe_store *s)
                           format == 1 ? " (format 1 kept personal data unsealed: ingest the "
                                         "photos again into a new store)"
                                       : "");
-    if ((rc = store_meta_get_text(s, "store_id", hex, sizeof(hex))) ||
+    rc = store_meta_get_text(s, "store_id", hex, sizeof(hex));
+    if (rc != LETHE_OK && rc != LETHE_ERR_NOT_FOUND)
+        return rc; /* a failed read, not a missing id */
+    if (rc ||
         sodium_hex2bin(s->store_id, sizeof(s->store_id), hex, strlen(hex), NULL, &len, NULL) ||
         len != sizeof(s->store_id))
         return store_fail(s, LETHE_ERR_STORE, "%s: meta.store_id is missing or damaged", s->dir);
@@ -718,7 +754,7 @@ static int open_recover(lethe_store *s)
     lock_record(s, "recovery");
     int64_t pending = store_count(s, "SELECT COUNT(*) FROM meta WHERE key = 'scrub_pending'");
     if (pending < 0)
-        rc = LETHE_ERR_IO;
+        rc = store_status(s);
     if (rc == LETHE_OK && pending > 0)
         rc = store_recover(s);
     if (rc == LETHE_OK)
@@ -735,7 +771,10 @@ static int open_catalog(lethe_store *s, const char *dbpath)
     if (sqlite3_open_v2(dbpath, &s->db,
                         ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK)
-        return store_sqlfail(s, dbpath);
+        /* no handle at all: SQLite could not allocate one */
+        return s->db ? store_sqlfail(s, dbpath)
+                     : store_fail(s, LETHE_ERR_NOMEM, "%s: out of memory opening the catalog",
+                                  dbpath);
     sqlite3_busy_timeout(s->db, 30000);
     sqlite3_update_hook(s->db, on_update, s);
     /* secure_delete: freed pages and cells are zeroed, so erased data does

@@ -81,6 +81,7 @@ struct lethe_store {
     uint64_t deletes;     /* personal rows deleted in the open transaction */
     int head_stale;       /* log.head could not be written after a commit */
     sqlite3_stmt *stmt[STORE_STMTS]; /* store_cached: prepared once, kept */
+    int status;           /* the status of the last failure recorded (store_fail) */
     char err[1024];
     struct store_share *share; /* LETHE_STORE_SHARED: views, group commit (share.h) */
 };
@@ -88,8 +89,24 @@ struct lethe_store {
 /* Record a failure: the message goes to store->err; returns status. */
 int store_fail(lethe_store *s, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* As store_fail, with SQLite's message appended. */
+/* As store_fail, with SQLite's message appended; SQLite's error code gives
+ * the status: out of memory is LETHE_ERR_NOMEM ("WHAT: out of memory"),
+ * never an I/O error or damage. */
 int store_sqlfail(lethe_store *s, const char *what);
+/* The status for SQLite's error code: SQLITE_NOMEM is LETHE_ERR_NOMEM,
+ * SQLITE_BUSY LETHE_ERR_BUSY, a damaged file LETHE_ERR_STORE, the rest
+ * LETHE_ERR_IO. */
+int store_sqlstatus(int code);
+/* The status of the last failure recorded, for callers of the helpers that
+ * return -1 (store_count, rows_find_sha) to pass on: out of memory stays
+ * out of memory. LETHE_ERR_IO if none was recorded. */
+int store_status(const lethe_store *s);
+/* Check the results of sqlite3_bind_* calls, OR'd together, before the
+ * step: a value bound SQLITE_TRANSIENT is copied, and when that copy runs
+ * out of memory the parameter is left NULL, which would read as "no such
+ * row" or store a NULL. LETHE_OK, else LETHE_ERR_NOMEM ("WHAT: out of
+ * memory"). */
+int store_bound(lethe_store *s, int binds, const char *what);
 /* The store is writable (else LETHE_ERR_ARG with a message). */
 int store_writable(lethe_store *s);
 
@@ -113,6 +130,10 @@ int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st);
 int64_t store_count(lethe_store *s, const char *sql);
 
 int store_begin(lethe_store *s);      /* BEGIN IMMEDIATE, loads the digest */
+/* End a read transaction (BEGIN ... reads): COMMIT, or ROLLBACK when the
+ * COMMIT fails (out of memory), so no transaction stays open to make the
+ * next call fail. Records no message: a failure being returned keeps its. */
+void store_end_read(lethe_store *s);
 /* COMMIT (saving the digest), then rewrite log.head. A failure to write
  * log.head after the commit is not the commit's failure: it sets
  * s->head_stale and is repaired by the next commit or open. Changes to
@@ -178,6 +199,12 @@ int store_log_write_head(lethe_store *s);
  */
 int store_photo_eligible(const policy *p, const char *const *jurisdictions,
                          const char *const *consents, int n);
+/* The jurisdiction and consent of each of a photo's provenance records
+ * (pv: "SELECT jurisdiction, consent ... WHERE photo = ?", bound), at most
+ * 64, into jb/cb with jur/con pointing at them; *k counts them. Resets pv.
+ * A failed read is an error, never fewer records. */
+int store_read_consents(lethe_store *s, sqlite3_stmt *pv, char jb[64][8], char cb[64][16],
+                        const char **jur, const char **con, int *k);
 /* Record a new policy version (text, canonical) in the open transaction:
  * the policy table, the digest, and a log entry of `kind` ("init" or
  * "policy") whose detail (a JSON object's members, or NULL) is followed by
