@@ -801,7 +801,7 @@ static int policy_check(lethe_store *s, int json, const char *jurisdiction,
     int r = lethe_policy_check(s, jurisdiction, consent, &rule);
     if (r < 0) {
         cli_error("policy check: %s", lethe_store_errmsg(s));
-        return CLI_EXIT_USAGE;
+        return cli_status(-r); /* minus the status: a bad argument is usage */
     }
     if (json) {
         printf("{\"jurisdiction\":");

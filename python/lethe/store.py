@@ -329,12 +329,12 @@ class Store:
     def check_policy(self, jurisdiction, consent):
         """May a template be computed for (jurisdiction, consent)? A
         PolicyDecision (lethe_policy_check); ArgumentError for a bad
-        argument."""
+        argument, the status's exception for another failure."""
         rule = ctypes.c_char_p()
         rc = lib.lethe_policy_check(self._c(), arg(jurisdiction), arg(consent),
                                     ctypes.byref(rule))
-        if rc < 0:  # the library's message says which argument
-            raise ArgumentError(text(lib.lethe_store_errmsg(self._ptr)))
+        if rc < 0:  # minus the status; the library's message says why
+            self._check(-rc)
         return PolicyDecision(allowed=rc == 1, rule=text(rule.value))
 
     def datasheet(self, format="json"):
