@@ -7,7 +7,7 @@ import weakref
 
 from . import _native as N
 from ._native import lib
-from .errors import ArgumentError, make_error
+from .errors import make_error
 from .image import Image
 from .results import (ForgetResult, FullDigest, IngestIssue, IngestStats, LogHead,
                       LookupResult, Match, PolicyDecision, Provenance, arg, path_arg,
