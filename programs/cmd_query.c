@@ -455,42 +455,48 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
     }
 }
 
+/* What search and verify share: the command line, the queries and the
+ * store. Returns CLI_EXIT_OK with *s open (close it, and free *q), -1 when
+ * help was printed, else the exit status (message printed, nothing to free). */
+static int query_begin(search_cli *a, int argc, char **argv, void (*help)(void), qlist *q,
+                       int *status, lethe_store **s)
+{
+    int rc;
+    a->precision = LETHE_PRECISION_DEFAULT;
+    cli_common_init(&a->c);
+    lethe_search_options_init(&a->so);
+    if (cli_wants_help(argc, argv)) {
+        help();
+        return -1;
+    }
+    if ((rc = search_parse(a, argc, argv)) != CLI_EXIT_OK)
+        return rc;
+    a->so.actor = a->c.actor;
+    a->so.threads = a->threads;
+    if ((rc = search_queries(a, q, status)) == CLI_EXIT_OK && !(*s = cli_open_store(&a->c, 0)))
+        rc = CLI_EXIT_FAILED;
+    if (rc != CLI_EXIT_OK)
+        ql_free(q);
+    return rc;
+}
+
 int cmd_search(int argc, char **argv)
 {
     search_cli a = {.cmd = "search"};
     qlist q = {0};
-    int status = CLI_EXIT_OK, rc;
-
-    a.precision = LETHE_PRECISION_DEFAULT;
-    cli_common_init(&a.c);
-    lethe_search_options_init(&a.so);
-    if (cli_wants_help(argc, argv)) {
-        search_help();
-        return CLI_EXIT_OK;
-    }
-    if ((rc = search_parse(&a, argc, argv)) != CLI_EXIT_OK)
-        return rc;
-    a.so.actor = a.c.actor;
-    a.so.threads = a.threads;
-    if ((rc = search_queries(&a, &q, &status)) != CLI_EXIT_OK) {
-        ql_free(&q);
-        return rc;
-    }
-
-    lethe_store *s = cli_open_store(&a.c, 0);
+    lethe_store *s = NULL;
     lethe_match *m = NULL;
     size_t nm = 0;
-    if (!s) {
-        ql_free(&q);
-        return CLI_EXIT_FAILED;
-    }
+    int status = CLI_EXIT_OK;
+    int rc = query_begin(&a, argc, argv, search_help, &q, &status, &s);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
     if (lethe_search(s, q.v, q.n, &a.so, &m, &nm) != LETHE_OK) {
         cli_error("search: %s", lethe_store_errmsg(s));
-        lethe_store_close(s);
-        ql_free(&q);
-        return CLI_EXIT_FAILED;
+        status = CLI_EXIT_FAILED;
+    } else {
+        search_print(&q, m, nm, a.c.json);
     }
-    search_print(&q, m, nm, a.c.json);
     lethe_matches_free(m, nm);
     lethe_store_close(s);
     ql_free(&q);
@@ -546,29 +552,12 @@ int cmd_verify(int argc, char **argv)
 {
     search_cli a = {.cmd = "verify"};
     qlist q = {0};
+    lethe_store *s = NULL;
     lethe_verify_result r;
-    int status = CLI_EXIT_OK, rc;
-
-    a.precision = LETHE_PRECISION_DEFAULT;
-    cli_common_init(&a.c);
-    lethe_search_options_init(&a.so);
-    if (cli_wants_help(argc, argv)) {
-        verify_help();
-        return CLI_EXIT_OK;
-    }
-    if ((rc = search_parse(&a, argc, argv)) != CLI_EXIT_OK)
-        return rc;
-    a.so.actor = a.c.actor;
-    a.so.threads = a.threads;
-    if ((rc = search_queries(&a, &q, &status)) != CLI_EXIT_OK) {
-        ql_free(&q);
-        return rc;
-    }
-    lethe_store *s = cli_open_store(&a.c, 0);
-    if (!s) {
-        ql_free(&q);
-        return CLI_EXIT_FAILED;
-    }
+    int status = CLI_EXIT_OK;
+    int rc = query_begin(&a, argc, argv, verify_help, &q, &status, &s);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
     rc = lethe_verify(s, q.v, a.against_kind, a.against, &a.so, &r);
     if (rc != LETHE_OK)
         cli_error("verify: %s", lethe_store_errmsg(s));
