@@ -921,6 +921,176 @@ static void test_recovery_keeps_what_it_cannot_check(void)
     lethe_store_close(s);
 }
 
+/* ------------------------------------------------------------- restore */
+
+/* A store with a mirror and a backup, then (after the backup) an opt-out by
+ * date and one by face and uploader; closed. Paths into dir, bk, mirror. */
+static int restore_setup(char *dir, char *bk, char *mirror, size_t n)
+{
+    char *info = NULL;
+    lethe_store *s = copy_store(dir, n);
+    if (!s)
+        return -1;
+    snprintf(mirror, n, "%s.m", dir);
+    snprintf(bk, n, "%s.bk", dir);
+    CHECK_EQ_INT(mkdir(mirror, 0700), 0);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, mirror, "test"), LETHE_OK);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    lethe_selector by_date = {.collected_before = "1997-01-01"};
+    lethe_selector by_face = {.uploader = "person2", .faces = vecs[10], .n_faces = 1};
+    unsigned f = LETHE_FORGET_OPTOUT | LETHE_FORGET_CONFIRMED;
+    CHECK_EQ_INT(lethe_forget(s, &by_date, f, "test", NULL, NULL, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(s, &by_face, f, "test", NULL, NULL, NULL), LETHE_OK);
+    lethe_store_close(s);
+    return 0;
+}
+
+static int restore_from(const char *bk, const char *dest, const char *mirror, char *msg,
+                        size_t n, lethe_restore_result *res)
+{
+    lethe_restore_options o;
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    o.keyring_mirror = mirror;
+    o.wait_seconds = 0.3;
+    msg[0] = 0;
+    return lethe_restore(bk, dest, &o, res, msg, n);
+}
+
+/* The mirror of a store lost, restored: opt-outs made after the backup are
+ * listed again with what they select, the receipts are carried, and records
+ * never committed (pending) or that are no receipt hash are left out. */
+static void test_restore_from_mirror_records(void)
+{
+    char dir[300], bk[300], mirror[300], dest[320], msg[512], *json = NULL;
+    lethe_restore_result res;
+    if (restore_setup(dir, bk, mirror, sizeof(dir)))
+        return;
+    char *mp = NULL;
+    lethe_store *s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    if (s)
+        mp = kr_mirror_path(mirror, s->store_id);
+    uint64_t end = s ? kr_slot_count(s->kr) : 0;
+    lethe_store_close(s);
+    if (!mp)
+        return;
+    uint8_t p[200];
+    memset(p, 0x44, sizeof(p));
+    record_put(mp, end, KR_OPTOUT, KR_PENDING, 601, p, 200);
+    record_put(mp, end + 7, KR_RECEIPT, 0, 602, p, 31);
+    lethe_free(mp);
+    snprintf(dest, sizeof(dest), "%s.new", dir);
+    CHECK_EQ_INT(restore_from(bk, dest, mirror, msg, sizeof(msg), &res), LETHE_OK);
+    CHECK_EQ_INT(res.receipts_carried, 2);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dest, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_optout_list(s, &json), LETHE_OK);
+    CHECK(has(json, "\"selects\":[\"collected_before\"]"));
+    CHECK(has(json, "\"selects\":[\"uploader\",\"face\"]"));
+    CHECK(json && !strstr(json, "\"id\":3"));
+    lethe_free_string(json);
+    log_entries(s);
+    lethe_store_close(s);
+}
+
+/* Restores that cannot proceed say why and make nothing: no keyring in the
+ * mirror, a mirror "keyring" that is a folder, a destination whose parent
+ * is missing, a backup whose catalog is missing or is a folder, a
+ * backup.json naming another store than its catalog, a live store another
+ * writer holds. */
+static void test_restore_refusals(void)
+{
+    char dir[300], bk[300], mirror[300], dest[340], other[340], cmd[2400], msg[512];
+    lethe_restore_result res;
+    if (restore_setup(dir, bk, mirror, sizeof(dir)))
+        return;
+    lethe_store *s = NULL;
+    char id[2 * KR_STORE_ID + 1] = "";
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    if (!s)
+        return;
+    sodium_bin2hex(id, sizeof(id), s->store_id, KR_STORE_ID);
+    snprintf(dest, sizeof(dest), "%s.r", dir);
+    snprintf(other, sizeof(other), "%s.empty", dir);
+    CHECK_EQ_INT(mkdir(other, 0700), 0);
+    CHECK_EQ_INT(restore_from(bk, dest, other, msg, sizeof(msg), &res), LETHE_ERR_STORE);
+    CHECK(has(msg, "no keyring at") && has(msg, id));
+    snprintf(cmd, sizeof(cmd), "%s/%s.keyring", other, id);
+    CHECK_EQ_INT(mkdir(cmd, 0700), 0);
+    CHECK_EQ_INT(restore_from(bk, dest, other, msg, sizeof(msg), &res), LETHE_ERR_IO);
+    CHECK(has(msg, "Is a directory"));
+    CHECK(!exists(dest));
+    snprintf(other, sizeof(other), "%s/no/such/folder", dir);
+    CHECK_EQ_INT(restore_from(bk, other, mirror, msg, sizeof(msg), &res), LETHE_ERR_IO);
+    CHECK(has(msg, ".restoring: No such file or directory"));
+    /* the backup's catalog: missing, then a folder */
+    snprintf(other, sizeof(other), "%s.bk2", dir);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s' && mv '%s/%s' '%s/moved'", bk, other, other,
+             STORE_DB, other);
+    if (run(cmd) == 0) {
+        CHECK_EQ_INT(restore_from(other, dest, mirror, msg, sizeof(msg), &res), LETHE_ERR_IO);
+        CHECK(has(msg, STORE_DB ": No such file or directory"));
+        snprintf(cmd, sizeof(cmd), "mkdir '%s/%s'", other, STORE_DB);
+        run(cmd);
+        CHECK_EQ_INT(restore_from(other, dest, mirror, msg, sizeof(msg), &res), LETHE_ERR_IO);
+        CHECK(has(msg, STORE_DB ": Is a directory"));
+    }
+    /* backup.json naming another store (whose mirror keyring is there) */
+    snprintf(other, sizeof(other), "%s.bk3", dir);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s' && sed -i 's/%s/%032d/' '%s/backup.json' && "
+             "cp '%s/%s.keyring' '%s/%032d.keyring'", bk, other, id, 0, other, mirror, id,
+             mirror, 0);
+    if (run(cmd) == 0) {
+        CHECK_EQ_INT(restore_from(other, dest, mirror, msg, sizeof(msg), &res), LETHE_ERR_STORE);
+        CHECK(has(msg, "backup.json names another store than its catalog"));
+    }
+    CHECK(!exists(dest));
+    /* over the live store while another writer holds it */
+    CHECK_EQ_INT(store_lock(s, "a long job"), LETHE_OK);
+    CHECK_EQ_INT(restore_from(bk, dir, NULL, msg, sizeof(msg), &res), LETHE_ERR_BUSY);
+    CHECK(has(msg, "a long job"));
+    store_unlock(s);
+    lethe_store_close(s);
+}
+
+/* A backup whose catalog has a page SQLite cannot read, with backup.json
+ * rewritten to match it (damage after the backup was described, or an
+ * edit): the restore from the mirror stops with the SQLite error and says
+ * what it was doing. (Regression: the failed lookup of an opt-out was
+ * LETHE_ERR_IO with no message of its own.) */
+static void test_restore_unreadable_backup(void)
+{
+    char dir[300], bk[300], mirror[300], dest[340], json[340], msg[512], hex[65];
+    uint8_t page[65536], *text = NULL;
+    size_t psz = 0, len = 0;
+    lethe_restore_result res;
+    if (restore_setup(dir, bk, mirror, sizeof(dir)))
+        return;
+    off_t at = root_page(bk, "sqlite_autoindex_optouts_1", page, &psz);
+    if (at < 0)
+        return;
+    page[0] = 0x07;
+    put_page(bk, at, page, psz);
+    file_in(dest, sizeof(dest), bk, STORE_DB);
+    CHECK_EQ_INT(backup_file_hash(dest, hex, msg, sizeof(msg)), LETHE_OK);
+    file_in(json, sizeof(json), bk, "backup.json");
+    CHECK_EQ_INT(lethe_read_file(json, 1u << 16, &text, &len, msg, sizeof(msg)), LETHE_OK);
+    char *h = text ? strstr((char *)text, "\"catalog_blake2b\":\"") : NULL;
+    CHECK(h != NULL);
+    if (h) {
+        memcpy(h + 19, hex, 64);
+        write_bytes(json, text, len, 0600);
+    }
+    lethe_free(text);
+    snprintf(dest, sizeof(dest), "%s.new", dir);
+    int rc = restore_from(bk, dest, mirror, msg, sizeof(msg), &res);
+    CHECK(rc != LETHE_OK);
+    CHECK(has(msg, "looking up an opt-out of the keyring: database disk image is malformed"));
+    CHECK(!exists(dest));
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int make_template(void)
@@ -947,6 +1117,9 @@ int main(int argc, char **argv)
         RUN(test_missing_and_damaged_keys);
         RUN(test_recovery_repairs);
         RUN(test_recovery_keeps_what_it_cannot_check);
+        RUN(test_restore_from_mirror_records);
+        RUN(test_restore_refusals);
+        RUN(test_restore_unreadable_backup);
     }
     fx_root_remove();
     return test_summary();
