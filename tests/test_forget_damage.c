@@ -1091,6 +1091,150 @@ static void test_restore_unreadable_backup(void)
     CHECK(!exists(dest));
 }
 
+/* --------------------------------------------------------- wide erasure */
+
+/* An erasure of more than LETHE_FORGET_WIDE_PHOTOS photos by one uploader
+ * (no wide selector) needs confirmation, changes nothing without it, and
+ * goes with it. The keyring (past 64 KiB) is mirrored whole. */
+static void test_wide_by_count(void)
+{
+    enum { MANY = LETHE_FORGET_WIDE_PHOTOS + 100 };
+    char dir[300], mirror[320], kr[340], before[65], after[65], *json = NULL;
+    lethe_store *s = NULL;
+    lethe_ingest *g = NULL;
+    lethe_ingest_options io;
+    lethe_forget_result r;
+    new_dir(dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    if (!s)
+        return;
+    lethe_ingest_options_init(&io);
+    io.actor = "test";
+    int rc = lethe_ingest_begin(s, &io, &g);
+    for (int i = 0; i < MANY && rc == LETHE_OK; i++) {
+        char url[48];
+        float v[128];
+        memcpy(v, vecs[i % N], sizeof(v));
+        v[i % 128] += 1e-3f * (float)(1 + i / 128);
+        snprintf(url, sizeof(url), "https://crowd.example/%d", i);
+        lethe_provenance p = {.uploader = "crowd", .url = url, .source = "site-c",
+                              .jurisdiction = "US", .consent = "explicit"};
+        rc = lethe_ingest_descriptor(g, v, &p, (size_t)i + 1);
+    }
+    CHECK_EQ_INT(lethe_ingest_end(g, NULL), LETHE_OK);
+    CHECK_EQ_INT(rc, LETHE_OK);
+    snprintf(mirror, sizeof(mirror), "%s.m", dir);
+    CHECK_EQ_INT(mkdir(mirror, 0700), 0);
+    CHECK_EQ_INT(lethe_keyring_mirror(s, mirror, "test"), LETHE_OK);
+    file_in(kr, sizeof(kr), dir, STORE_KEYRING);
+    CHECK(kr_slot_count(s->kr) * KR_SLOT > 65536);
+    CHECK(same_bytes(kr, kr_mirror_file(s->kr)));
+    lethe_selector crowd = {.uploader = "crowd"};
+    kept_digest(s, before);
+    CHECK_EQ_INT(lethe_forget(s, &crowd, 0, "test", &r, NULL, NULL), LETHE_ERR_CONFIRM);
+    CHECK_EQ_INT(r.photos, MANY);
+    CHECK(has(r.wide, "more than 1000 photos"));
+    CHECK(has(lethe_store_errmsg(s), "not erased: it erases more than 1000 photos"));
+    kept_digest(s, after);
+    CHECK(!strcmp(before, after));
+    CHECK_EQ_INT(lethe_forget(s, &crowd, LETHE_FORGET_CONFIRMED, "test", &r, NULL, NULL),
+                 LETHE_OK);
+    CHECK_EQ_INT(r.photos, MANY);
+    CHECK_EQ_INT(lethe_lookup(s, LETHE_LOOKUP_UPLOADER, "crowd", "test", "json", &json), LETHE_OK);
+    CHECK(has(json, "\"photos\":[]"));
+    lethe_free_string(json);
+    CHECK(same_bytes(kr, kr_mirror_file(s->kr)));
+    lethe_store_close(s);
+}
+
+/* ------------------------------------------------- receipts, backup.json */
+
+/* Receipts edited in their frame or their key, and receipts of another
+ * store, are refused with the reason; trailing blank lines do not matter. */
+static void test_receipt_frames(void)
+{
+    char dir[300], other[300], msg[256], *rec = NULL, *foreign = NULL, e[4096];
+    lethe_selector sel = {.uploader = "person3"};
+    /* another store: made anew (a copy would share the keyring's secrets) */
+    lethe_store *s = copy_store(dir, sizeof(dir)), *t = make_store(other, sizeof(other), NULL);
+    if (!s || !t)
+        goto out;
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", NULL, &rec, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(t, &sel, 0, "test", NULL, &foreign, NULL), LETHE_OK);
+    if (!rec || !foreign || strlen(rec) + 8 > sizeof(e))
+        goto out;
+    size_t len = strlen(rec);
+    snprintf(e, sizeof(e), "%s\r\n \n", rec);
+    CHECK_EQ_INT(lethe_receipt_verify(e, strlen(e), NULL, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(lethe_receipt_check(s, e, strlen(e)), LETHE_OK);
+    memcpy(e, rec, len + 1);
+    e[16] = '2'; /* {"lethe_receipt":2, */
+    CHECK_EQ_INT(lethe_receipt_verify(e, len, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+    CHECK(has(msg, "not a lethe receipt"));
+    CHECK_EQ_INT(lethe_receipt_check(s, e, len), LETHE_ERR_FORMAT);
+    CHECK(has(lethe_store_errmsg(s), "not a lethe receipt"));
+    memcpy(e, rec, len + 1);
+    char *k = strstr(e, "\"store_key\":\"");
+    if (k) {
+        k[13 + 64] = 'x'; /* the key's closing quote */
+        CHECK_EQ_INT(lethe_receipt_verify(e, len, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        CHECK(has(msg, "names no store key"));
+        memcpy(e, rec, len + 1);
+        k[13 + 10] = 'z'; /* not hex */
+        CHECK_EQ_INT(lethe_receipt_verify(e, len, NULL, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+        CHECK(has(msg, "names no store key"));
+    }
+    CHECK_EQ_INT(lethe_receipt_check(s, foreign, strlen(foreign)), LETHE_ERR_FORMAT);
+    CHECK(has(lethe_store_errmsg(s), "signed with a key this store never had"));
+out:
+    lethe_free_string(rec);
+    lethe_free_string(foreign);
+    lethe_store_close(s);
+    lethe_store_close(t);
+}
+
+/* backup.json is hostile input: each field missing, of the wrong type or
+ * out of range is refused naming it; the well-formed one parses. */
+static void test_backup_json_fields(void)
+{
+    static const struct {
+        const char *from, *to, *why;
+    } edits[] = {
+        {"\"lethe_backup\":2", "\"lethe_backup\":\"2\"", "not a lethe backup of this version"},
+        {"\"lethe_backup\":2", "\"lethe_backups\":2", "not a lethe backup of this version"},
+        {"\"format\":", "\"format\":\"x\",\"f\":", "format or log_seq"},
+        {"\"format\":", "\"formats\":", "format or log_seq"},
+        {"\"log_seq\":3", "\"log_seq\":\"3\"", "format or log_seq"},
+        {"\"log_seq\":3", "\"log_seq\":1e16", "format or log_seq"},
+        {"\"log_seq\":3", "\"log_seq\":0", "format or log_seq"},
+        {"\"log_seq\":3", "\"log_seqs\":3", "format or log_seq"},
+        {"\"created_at\":", "\"created\":", "\"created_at\" is missing"},
+        {"\"store_id\":\"0123", "\"store_id\":\"0X23", "\"store_id\" is missing or malformed"},
+        {"\"digest\":\"00", "\"digest\":\"0", "\"digest\" is missing or malformed"},
+    };
+    char good[600], text[700], msg[256];
+    backup_info bi;
+    snprintf(good, sizeof(good), "{\"lethe_backup\":2,\"created_at\":\"2024-01-01T00:00:00Z\","
+             "\"format\":%d,\"store_id\":\"0123456789abcdef0123456789abcdef\",\"digest\":"
+             "\"%064d\",\"log_seq\":3,\"log_hash\":\"%064d\",\"catalog_blake2b\":\"%064d\"}",
+             LETHE_STORE_FORMAT, 0, 0, 0);
+    CHECK_EQ_INT(backup_info_parse(good, strlen(good), &bi, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(bi.log_seq, 3);
+    CHECK_EQ_INT(backup_info_parse("[2]", 3, &bi, msg, sizeof(msg)), LETHE_ERR_FORMAT);
+    CHECK(has(msg, "not a lethe backup of this version"));
+    for (size_t i = 0; i < LETHE_ARRAY_LEN(edits); i++) {
+        const char *at = strstr(good, edits[i].from);
+        CHECK(at != NULL);
+        if (!at)
+            continue;
+        snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - good), good, edits[i].to,
+                 at + strlen(edits[i].from));
+        CHECK_EQ_INT(backup_info_parse(text, strlen(text), &bi, msg, sizeof(msg)),
+                     LETHE_ERR_FORMAT);
+        CHECK(has(msg, edits[i].why));
+    }
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int make_template(void)
@@ -1120,6 +1264,9 @@ int main(int argc, char **argv)
         RUN(test_restore_from_mirror_records);
         RUN(test_restore_refusals);
         RUN(test_restore_unreadable_backup);
+        RUN(test_wide_by_count);
+        RUN(test_receipt_frames);
+        RUN(test_backup_json_fields);
     }
     fx_root_remove();
     return test_summary();
