@@ -1235,6 +1235,96 @@ static void test_backup_json_fields(void)
     }
 }
 
+/* ---------------------------------------------------------------- scrub */
+
+static unsigned be16_at(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The first b-tree page (after page 1) of the catalog with a freeblock of
+ * at least 8 bytes: its offset, its bytes into pg, the freeblock's place. */
+static off_t page_with_freeblock(int fd, uint8_t *pg, size_t psz, unsigned *fb, unsigned *size)
+{
+    for (off_t at = (off_t)psz; pread(fd, pg, psz, at) == (ssize_t)psz; at += (off_t)psz) {
+        unsigned type = pg[0], f = be16_at(pg + 1);
+        if ((type == 2 || type == 5 || type == 10 || type == 13) && f && f + 4 <= psz &&
+            be16_at(pg + f + 2) >= 8 && f + be16_at(pg + f + 2) <= psz) {
+            *fb = f;
+            *size = be16_at(pg + f + 2);
+            return at;
+        }
+    }
+    return -1;
+}
+
+static int scrub_all(const char *dir)
+{
+    lethe_store *s = NULL;
+    int rc = lethe_store_open(dir, 0, &s);
+    if (rc == LETHE_OK && (rc = store_lock(s, "test")) == LETHE_OK) {
+        rc = store_scrub(s, 1);
+        store_unlock(s);
+    }
+    lethe_store_close(s);
+    CHECK_EQ_INT(rc, LETHE_OK);
+    return rc;
+}
+
+/* Stale bytes in a page's freeblock (what SQLite's secure_delete can
+ * leave when cells move) are zeroed by the scrub; a page whose header is
+ * not what a b-tree page's is stays as it is; the store stays sound. */
+static void test_scrub_freeblocks(void)
+{
+    char dir[300], db[340], hex[65], want[65];
+    uint8_t pg[65536], again[65536];
+    unsigned fb = 0, size = 0;
+    lethe_selector sel = {.uploader = "person1"};
+    lethe_store *s = copy_store(dir, sizeof(dir));
+    if (!s)
+        return;
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", NULL, NULL, NULL), LETHE_OK);
+    digest(s, want);
+    lethe_store_close(s);
+    size_t psz = 0;
+    if (root_page(dir, "photos", pg, &psz) < 0)
+        return;
+    file_in(db, sizeof(db), dir, STORE_DB);
+    int fd = open(db, O_RDWR);
+    off_t at = fd >= 0 ? page_with_freeblock(fd, pg, psz, &fb, &size) : -1;
+    CHECK(at > 0);
+    if (at <= 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    memset(pg + fb + 4, 0xAA, size - 4);
+    CHECK(pwrite(fd, pg, psz, at) == (ssize_t)psz);
+    /* and a page that claims more cells than it can hold, junk in its gap */
+    off_t odd = at == (off_t)psz ? 2 * (off_t)psz : (off_t)psz;
+    uint8_t keep[65536], bent[65536];
+    CHECK(pread(fd, keep, psz, odd) == (ssize_t)psz);
+    memcpy(bent, keep, psz);
+    bent[0] = 13;
+    bent[3] = bent[4] = 0xFF;
+    memset(bent + psz / 2, 0x5C, 16);
+    CHECK(pwrite(fd, bent, psz, odd) == (ssize_t)psz);
+    close(fd);
+    scrub_all(dir);
+    fd = open(db, O_RDWR);
+    CHECK(fd >= 0 && pread(fd, again, psz, at) == (ssize_t)psz);
+    int zero = 1;
+    for (unsigned i = fb + 4; i < fb + size; i++)
+        zero &= again[i] == 0;
+    CHECK(zero);
+    CHECK(fd >= 0 && pread(fd, again, psz, odd) == (ssize_t)psz && !memcmp(again, bent, psz));
+    CHECK(fd >= 0 && pwrite(fd, keep, psz, odd) == (ssize_t)psz);
+    if (fd >= 0)
+        close(fd);
+    if (sound(dir, hex) == LETHE_OK)
+        CHECK(!strcmp(hex, want));
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int make_template(void)
@@ -1267,6 +1357,7 @@ int main(int argc, char **argv)
         RUN(test_wide_by_count);
         RUN(test_receipt_frames);
         RUN(test_backup_json_fields);
+        RUN(test_scrub_freeblocks);
     }
     fx_root_remove();
     return test_summary();
