@@ -19,102 +19,11 @@
 #include <unistd.h>
 
 #include "forget/change.h"
+#include "forget_fixture.h"
 #include "lethe.h"
 #include "store/store.h"
 #include "test.h"
 #include "util/util.h"
-
-static char root[256];
-static int nstore;
-
-static void new_dir(char *out, size_t n)
-{
-    snprintf(out, n, "%s/s%d", root, nstore++);
-}
-
-static unsigned rng = 777;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-}
-
-#define N 120
-static float vecs[N][128];
-
-/* 12 people, 10 faces each */
-static void make_vecs(void)
-{
-    for (int p = 0; p < 12; p++) {
-        float c[128];
-        for (int k = 0; k < 128; k++)
-            c[k] = frand() * 0.4f;
-        for (int j = 0; j < 10; j++)
-            for (int k = 0; k < 128; k++)
-                vecs[p * 10 + j][k] = c[k] + frand() * 0.04f;
-    }
-}
-
-/* Row i's provenance: person i/10's account; dates for rows with i%3 != 0. */
-static void prov_of(int i, char up[32], char url[48], char id[32], char at[16],
-                    lethe_provenance *p)
-{
-    snprintf(up, 32, "person%d", i / 10);
-    snprintf(url, 48, "https://photos.example/%d", i);
-    snprintf(id, 32, "photo-%d", i);
-    snprintf(at, 16, "%d-06-01", 1995 + i % 20);
-    memset(p, 0, sizeof(*p));
-    p->uploader = up;
-    p->url = url;
-    p->photo_id = id;
-    p->source = i < 60 ? "site-a" : "site-b";
-    p->jurisdiction = i % 4 == 0 ? "GB-SCT" : "US";
-    p->consent = "explicit";
-    p->collected_at = i % 3 ? at : NULL;
-}
-
-/* ingest rows [from, to) except those where skip(i) */
-static int ingest(lethe_store *s, int from, int to, int (*skip)(int), lethe_ingest_stats *st)
-{
-    lethe_ingest_options o;
-    lethe_ingest *g = NULL;
-    lethe_ingest_options_init(&o);
-    o.actor = "test";
-    int rc = lethe_ingest_begin(s, &o, &g);
-    for (int i = from; i < to && rc == LETHE_OK; i++) {
-        char up[32], url[48], id[32], at[16];
-        lethe_provenance p;
-        if (skip && skip(i))
-            continue;
-        prov_of(i, up, url, id, at, &p);
-        rc = lethe_ingest_descriptor(g, vecs[i], &p, (size_t)i + 1);
-    }
-    int rc2 = g ? lethe_ingest_end(g, st) : LETHE_OK;
-    return rc ? rc : rc2;
-}
-
-static lethe_store *make_store(char *dir, size_t n, int (*skip)(int))
-{
-    lethe_store *s = NULL;
-    new_dir(dir, n);
-    int rc = lethe_store_open(dir, LETHE_STORE_CREATE, &s);
-    if (rc == LETHE_OK)
-        rc = ingest(s, 0, N, skip, NULL);
-    CHECK_EQ_INT(rc, LETHE_OK);
-    if (rc) {
-        fprintf(stderr, "  %s\n", lethe_store_errmsg(s));
-        lethe_store_close(s);
-        return NULL;
-    }
-    return s;
-}
-
-static void digest(lethe_store *s, char hex[65])
-{
-    int matches = 0;
-    CHECK_EQ_INT(lethe_store_digest_full(s, hex, &matches), LETHE_OK);
-    CHECK(matches);
-}
 
 /* The digest of a store that never held the rows skip() names. */
 static int ref_skip_kind;
@@ -140,13 +49,6 @@ static void reference_digest(int kind, char hex[65])
     if (s)
         digest(s, hex);
     lethe_store_close(s);
-}
-
-static int64_t log_entries(lethe_store *s)
-{
-    uint64_t n = 0, bad = 0;
-    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);
-    return (int64_t)n;
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -970,11 +872,8 @@ static void test_photos_from_memory(void)
 
 int main(void)
 {
-    snprintf(root, sizeof(root), "/tmp/lethe-test-forget-XXXXXX");
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
+    if (fx_root_make("lethe-test-forget"))
         return 1;
-    }
     make_vecs();
     RUN(test_each_selector);
     RUN(test_forget_face);
@@ -990,9 +889,6 @@ int main(void)
     RUN(test_api_rest);
     RUN(test_photos_from_memory);
     RUN(test_long_lived_handle_after_erasure);
-    char cmd[320];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", root);
+    fx_root_remove();
     return test_summary();
 }

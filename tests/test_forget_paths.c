@@ -19,71 +19,12 @@
 #include "test.h"
 #include "util/util.h"
 
-static char root[256];
-static int ndir;
-
-static void new_dir(char *out, size_t n)
-{
-    snprintf(out, n, "%s/d%d", root, ndir++);
-}
-
-static unsigned rng = 4242;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-}
-
-#define PEOPLE 4
-#define N (PEOPLE * 5)
-static float vecs[N][128];
-
-static void make_vecs(void)
-{
-    for (int p = 0; p < PEOPLE; p++) {
-        float c[128];
-        for (int k = 0; k < 128; k++)
-            c[k] = frand() * 0.4f;
-        for (int j = 0; j < 5; j++)
-            for (int k = 0; k < 128; k++)
-                vecs[p * 5 + j][k] = c[k] + frand() * 0.04f;
-    }
-}
-
-static int ingest_st(lethe_store *s, int from, int to, lethe_ingest_stats *st)
-{
-    lethe_ingest_options o;
-    lethe_ingest *g = NULL;
-    lethe_ingest_options_init(&o);
-    o.actor = "test";
-    int rc = lethe_ingest_begin(s, &o, &g);
-    for (int i = from; i < to && rc == LETHE_OK; i++) {
-        char up[32], url[48], id[32], at[16];
-        snprintf(up, sizeof(up), "person%d", i / 5);
-        snprintf(url, sizeof(url), "https://photos.example/%d", i);
-        snprintf(id, sizeof(id), "photo-%d", i);
-        snprintf(at, sizeof(at), "%d-06-01", 1995 + i % 10);
-        lethe_provenance p = {.uploader = up, .url = url, .photo_id = id,
-                              .source = i < N / 2 ? "site-a" : "site-b",
-                              .jurisdiction = i % 4 == 0 ? "GB-SCT" : "US",
-                              .consent = "explicit", .collected_at = i % 3 ? at : NULL};
-        rc = lethe_ingest_descriptor(g, vecs[i], &p, (size_t)i + 1);
-    }
-    int rc2 = g ? lethe_ingest_end(g, st) : LETHE_OK;
-    return rc ? rc : rc2;
-}
-
-static int ingest(lethe_store *s, int from, int to)
-{
-    return ingest_st(s, from, to, NULL);
-}
-
-static int run(const char *cmd)
-{
-    int rc = system(cmd);
-    CHECK_EQ_INT(rc, 0);
-    return rc;
-}
+/* 4 people with 5 photos each, dated over 10 years */
+#define FX_PEOPLE 4
+#define FX_FACES 5
+#define FX_YEARS 10
+#define FX_SEED 4242
+#include "forget_fixture.h"
 
 /* The template every loop starts from: N photos, one opt-out (person0's
  * faces) and its receipt. */
@@ -97,7 +38,7 @@ static int make_template(void)
     new_dir(tmpl, sizeof(tmpl));
     int rc = lethe_store_open(tmpl, LETHE_STORE_CREATE, &s);
     if (rc == LETHE_OK)
-        rc = ingest(s, 0, N);
+        rc = ingest(s, 0, N, NULL, NULL);
     lethe_selector sel = {.faces = &vecs[0][0], .n_faces = 1};
     if (rc == LETHE_OK)
         rc = lethe_forget(s, &sel, LETHE_FORGET_OPTOUT, "test", NULL, &tmpl_receipt, NULL);
@@ -111,29 +52,6 @@ static int make_template(void)
     CHECK_EQ_INT(rc, LETHE_OK);
     if (rc)
         fprintf(stderr, "  template: %s\n", lethe_store_errmsg(s));
-    lethe_store_close(s);
-    return rc;
-}
-
-static void digest_of(lethe_store *s, char hex[65])
-{
-    int matches = 0;
-    CHECK_EQ_INT(lethe_store_digest_full(s, hex, &matches), LETHE_OK);
-    CHECK(matches);
-}
-
-/* The store in dir opens, its log verifies, and its digest (into hex). */
-static int sound(const char *dir, char hex[65])
-{
-    lethe_store *s = NULL;
-    uint64_t n = 0, bad = 0;
-    int rc = lethe_store_open(dir, 0, &s);
-    CHECK_EQ_INT(rc, LETHE_OK);
-    if (rc == LETHE_OK) {
-        CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_OK);
-        CHECK_EQ_INT(bad, 0);
-        digest_of(s, hex);
-    }
     lethe_store_close(s);
     return rc;
 }
@@ -166,7 +84,7 @@ static int alloc_loop(const char *name, op_fn op)
             return failed;
         }
         if (k == -1)
-            digest_of(s, before);
+            digest(s, before);
         lethe_alloc_fail_after(k);
         int rc = op(s, dir);
         long made = lethe_alloc_count();
@@ -343,7 +261,7 @@ static void test_bad_selectors(void)
     CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
     if (!s)
         return;
-    digest_of(s, before);
+    digest(s, before);
     char hex[65];
     memset(hex, 'a', 64);
     hex[64] = 0;
@@ -372,7 +290,7 @@ static void test_bad_selectors(void)
     lethe_selector two = {.photo_id = hex, .image_bytes = "x", .image_len = 1};
     CHECK_EQ_INT(lethe_forget(s, &two, 0, "test", NULL, NULL, NULL), LETHE_ERR_ARG);
     CHECK(strstr(lethe_store_errmsg(s), "name different photos") != NULL);
-    digest_of(s, got);
+    digest(s, got);
     CHECK(!strcmp(got, before));
     lethe_store_close(s);
 }
@@ -408,7 +326,7 @@ static void test_optout_place_and_date(void)
     CHECK(want > 0);
     lethe_ingest_stats st;
     memset(&st, 0, sizeof(st));
-    CHECK_EQ_INT(ingest_st(s, 5, N, &st), LETHE_OK);
+    CHECK_EQ_INT(ingest(s, 5, N, NULL, &st), LETHE_OK);
     CHECK_EQ_INT(st.opted_out, want);
     CHECK_EQ_INT(st.added, 0);
     char *json = NULL;
@@ -568,17 +486,13 @@ static void test_alloc_loops(void)
 
 int main(int argc, char **argv)
 {
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     test_select(argc, argv);
     if (faultvfs_install(1) != SQLITE_OK) {
         fprintf(stderr, "cannot install the fault VFS\n");
         return 1;
     }
-    snprintf(root, sizeof(root), "%s/lethe-test-forget-paths-XXXXXX", base);
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
+    if (fx_root_make("lethe-test-forget-paths"))
         return 1;
-    }
     make_vecs();
     faultvfs_reset_calls();
     if (make_template() == LETHE_OK) {
@@ -590,9 +504,6 @@ int main(int argc, char **argv)
     }
     lethe_free_string(tmpl_receipt);
     printf("SQLite write calls seen: %ld\n", faultvfs_calls());
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", root);
+    fx_root_remove();
     return test_summary();
 }

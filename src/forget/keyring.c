@@ -690,6 +690,11 @@ int kr_get_record(keyring *k, kr_ref ref, int kind, uint8_t **payload, size_t *l
     if (r == 0 || first[0] != kind || (first[1] & KR_CONT) || get_u64(first + 8) != ref.id)
         return LETHE_ERR_NOT_FOUND;
     uint32_t count = get_u16(first + 2), plen = get_u32(first + 4);
+    /* Checks, not assertions, though the slot passed its check: that check
+     * is an unkeyed hash (it catches torn writes and slots out of place),
+     * so whoever can write the file can make a slot that passes it with any
+     * length and count, and the buffers below are sized from them.
+     * (tests/test_forget_damage.c makes such slots.) */
     if (plen > KR_MAX_RECORD || count != slots_for(plen))
         return LETHE_ERR_FORMAT;
     uint8_t *buf = lethe_malloc((size_t)count * KR_SLOT);
@@ -740,6 +745,7 @@ int kr_foreach(keyring *k, kr_record_fn fn, void *ctx, uint64_t *damaged, char *
                 continue;
             uint32_t count = get_u16(s + 2), plen = get_u32(s + 4);
             kr_ref ref = {base + i, get_u64(s + 8)};
+            /* hostile input, as in kr_get_record: payload holds KR_MAX_RECORD */
             if (plen > KR_MAX_RECORD || count != slots_for(plen) ||
                 read_record_slots(k, ref.slot, count, rec) != LETHE_OK ||
                 record_decode(rec, count, payload, plen) != 0) {

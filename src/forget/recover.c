@@ -23,7 +23,7 @@ typedef struct recon {
     size_t nused;
     kr_ref *shred, *settle;
     size_t nshred, nsettle, cap_shred, cap_settle;
-    int failed;
+    int rc;                /* why the walk stopped (the store's message says more) */
 } recon;
 
 int store_ref_cmp(const void *a, const void *b)
@@ -77,58 +77,79 @@ int store_key_refs(lethe_store *s, kr_ref **out, size_t *n)
     return rc;
 }
 
-/* Does the catalog hold this pending record? */
+/* Step st (finalized here) for one row: *found 1 or 0. A failed step is
+ * no "not there": the status, with the store's message saying what failed,
+ * or recovery would destroy a record the catalog names. */
+static int one_row(lethe_store *s, sqlite3_stmt *st, const char *what, int *found)
+{
+    int step = sqlite3_step(st), rc = LETHE_OK;
+    *found = step == SQLITE_ROW;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlfail(s, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Does the catalog hold this pending record? (*held) */
 static int catalog_holds(lethe_store *s, int kind, kr_ref ref, const uint8_t *payload,
-                         size_t len)
+                         size_t len, int *held)
 {
     sqlite3_stmt *st;
     char hex[65];
-    int found = 0;
+    int rc;
+    *held = 0;
     if (kind == KR_OPTOUT) {
-        if (store_prepare(s, "SELECT 1 FROM optouts WHERE kr_id = ? AND removed_at IS NULL",
-                          &st))
-            return -1;
+        if ((rc = store_prepare(s, "SELECT 1 FROM optouts WHERE kr_id = ? AND removed_at IS NULL",
+                                &st)))
+            return rc;
         sqlite3_bind_int64(st, 1, (int64_t)ref.id);
-    } else {
-        if (len != 32 || store_prepare(s, "SELECT 1 FROM receipts WHERE hash = ?", &st))
-            return len != 32 ? 0 : -1;
-        for (int i = 0; i < 32; i++)
-            snprintf(hex + 2 * i, 3, "%02x", payload[i]);
-        sqlite3_bind_text(st, 1, hex, 64, SQLITE_TRANSIENT);
+        return one_row(s, st, "recovery: looking up a pending opt-out", held);
     }
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    return found;
+    if (len != 32)
+        return LETHE_OK; /* no receipt's hash: the catalog cannot hold it */
+    if ((rc = store_prepare(s, "SELECT 1 FROM receipts WHERE hash = ?", &st)))
+        return rc;
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", payload[i]);
+    sqlite3_bind_text(st, 1, hex, 64, SQLITE_TRANSIENT);
+    return one_row(s, st, "recovery: looking up a pending receipt", held);
+}
+
+/* An opt-out withdrawn in the catalog whose record survived a crash? */
+static int catalog_withdrew(lethe_store *s, kr_ref ref, int *withdrawn)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT 1 FROM optouts WHERE kr_id = ? AND removed_at IS NOT NULL",
+                           &st);
+    *withdrawn = 0;
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)ref.id);
+    return one_row(s, st, "recovery: looking up an opt-out", withdrawn);
 }
 
 static int visit(void *ctx, int kind, kr_ref ref, unsigned flags, const uint8_t *payload,
                  size_t len)
 {
     recon *x = ctx;
-    int r = 0;
+    int yes = 0, r = 0;
     if (kind == KR_PHOTO) {
         if (!bsearch(&ref, x->used, x->nused, sizeof(ref), store_ref_cmp))
             r = push(&x->shred, &x->nshred, &x->cap_shred, ref);
     } else if ((kind == KR_OPTOUT || kind == KR_RECEIPT) && (flags & KR_PENDING)) {
-        int held = catalog_holds(x->s, kind, ref, payload, len);
-        if (held < 0)
-            return x->failed = 1;
-        r = held ? push(&x->settle, &x->nsettle, &x->cap_settle, ref)
-                 : push(&x->shred, &x->nshred, &x->cap_shred, ref);
+        if ((x->rc = catalog_holds(x->s, kind, ref, payload, len, &yes)) != LETHE_OK)
+            return 1;
+        r = yes ? push(&x->settle, &x->nsettle, &x->cap_settle, ref)
+                : push(&x->shred, &x->nshred, &x->cap_shred, ref);
     } else if (kind == KR_OPTOUT) {
-        /* an opt-out withdrawn in the catalog whose record survived a crash */
-        sqlite3_stmt *st;
-        if (store_prepare(x->s, "SELECT 1 FROM optouts WHERE kr_id = ? AND removed_at IS NOT "
-                                "NULL", &st))
-            return x->failed = 1;
-        sqlite3_bind_int64(st, 1, (int64_t)ref.id);
-        if (sqlite3_step(st) == SQLITE_ROW)
+        if ((x->rc = catalog_withdrew(x->s, ref, &yes)) != LETHE_OK)
+            return 1;
+        if (yes)
             r = push(&x->shred, &x->nshred, &x->cap_shred, ref);
-        sqlite3_finalize(st);
     }
     if (r)
-        x->failed = 1;
-    return r;
+        x->rc = store_fail(x->s, LETHE_ERR_NOMEM, "out of memory");
+    return r != 0;
 }
 
 int store_recover(lethe_store *s)
@@ -143,9 +164,10 @@ int store_recover(lethe_store *s)
         rc = store_key_refs(s, &x.used, &x.nused);
         if (rc == LETHE_OK &&
             (rc = kr_foreach(s->kr, visit, &x, &damaged, msg, sizeof(msg))) != LETHE_OK)
-            rc = x.failed ? store_fail(s, LETHE_ERR_NOMEM, "out of memory")
-                          : store_fail(s, rc, "%s", msg);
-        store_exec(s, "COMMIT");
+            rc = x.rc ? x.rc : store_fail(s, rc, "%s", msg);
+        /* a read transaction: its end cannot fail in a way that matters, and
+         * store_exec would overwrite the message of the failure being returned */
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     }
     if (rc == LETHE_OK && x.nshred && (rc = kr_shred(s->kr, x.shred, x.nshred, msg, sizeof(msg))))
         rc = store_fail(s, rc, "recovery: %s", msg);

@@ -285,22 +285,35 @@ static void selects_of(const optout *o, char *out, size_t n)
     lethe_free(t);
 }
 
+/* How many rows st (finalized here) counts into *n; a failed step is a
+ * status with the store's message, never a count. */
+static int count_rows(lethe_store *t, sqlite3_stmt *st, const char *what, int64_t *n)
+{
+    int rc = LETHE_OK;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    else
+        rc = store_sqlfail(t, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sync_optout(lethe_store *t, kr_ref ref, const uint8_t *payload, size_t len)
 {
     optout o;
     sqlite3_stmt *st;
     char hex[65], sel[160];
-    int64_t held = -1;
-    if (store_prepare(t, "SELECT COUNT(*) FROM optouts WHERE kr_id = ?", &st) == LETHE_OK) {
-        sqlite3_bind_int64(st, 1, (int64_t)ref.id);
-        held = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-        sqlite3_finalize(st);
-    }
-    if (held != 0)
-        return held < 0 ? LETHE_ERR_IO : LETHE_OK;
-    int rc = optout_decode(payload, len, &o);
+    int64_t held = 0;
+    int rc = store_prepare(t, "SELECT COUNT(*) FROM optouts WHERE kr_id = ?", &st);
     if (rc)
-        return store_fail(t, LETHE_ERR_STORE, "an opt-out in the keyring is damaged");
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)ref.id);
+    if ((rc = count_rows(t, st, "looking up an opt-out of the keyring", &held)) || held)
+        return rc;
+    if ((rc = optout_decode(payload, len, &o)))
+        return rc == LETHE_ERR_NOMEM ? store_fail(t, rc, "out of memory")
+                                     : store_fail(t, LETHE_ERR_STORE,
+                                                  "an opt-out in the keyring is damaged");
     sodium_bin2hex(hex, sizeof(hex), o.receipt, 32);
     selects_of(&o, sel, sizeof(sel));
     if ((rc = store_prepare(t, "INSERT INTO optouts(kr_slot, kr_id, created_at, receipt, selects) "
@@ -322,18 +335,17 @@ static int sync_receipt(restore_job *j, const uint8_t *payload, size_t len)
 {
     lethe_store *t = j->t;
     char hex[65];
+    sqlite3_stmt *st;
+    int64_t held = 0;
     if (len != 32)
         return LETHE_OK;
     sodium_bin2hex(hex, sizeof(hex), payload, 32);
-    sqlite3_stmt *st;
-    int64_t held = -1;
-    if (store_prepare(t, "SELECT COUNT(*) FROM log WHERE query_hash = ?", &st) == LETHE_OK) {
-        sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT);
-        held = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-        sqlite3_finalize(st);
-    }
-    if (held != 0)
-        return held < 0 ? LETHE_ERR_IO : LETHE_OK;
+    int rc = store_prepare(t, "SELECT COUNT(*) FROM log WHERE query_hash = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT);
+    if ((rc = count_rows(t, st, "looking up a receipt of the keyring", &held)) || held)
+        return rc;
     j->res->receipts_carried++;
     return store_log_append(t, "receipt-carried", j->opt->actor, "", hex, 1,
                             "{\"from\":\"keyring\"}");
@@ -366,7 +378,8 @@ static int sync_from_keyring(restore_job *j)
     if ((rc = store_prepare(t, "SELECT id, kr_slot, kr_id FROM optouts WHERE removed_at IS NULL",
                             &st)))
         return rc;
-    while (rc == LETHE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (rc == LETHE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         kr_ref ref = {(uint64_t)sqlite3_column_int64(st, 1), (uint64_t)sqlite3_column_int64(st, 2)};
         uint8_t *p = NULL;
         size_t len = 0;
@@ -379,6 +392,10 @@ static int sync_from_keyring(restore_job *j)
             rc = store_exec(t, sql);
         }
     }
+    /* a failed step is no end of the opt-outs: one withdrawn since the
+     * backup would stand again, with no record in the keyring */
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(t, "looking for withdrawn opt-outs");
     sqlite3_finalize(st);
     return rc;
 }
