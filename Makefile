@@ -100,7 +100,7 @@ $(BUILD)/programs/%.o: programs/%.c
 $(BUILD)/lethe: $(CLI_OBJ) $(BUILD)/liblethe.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblethe.a $(LIBS) $(CLI_LIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/liblethe.a tests/test.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liblethe.a $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
 

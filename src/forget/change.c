@@ -151,9 +151,12 @@ static int finish(change *c, uint64_t gen)
     /* A failure above leaves scrub_pending set: recovery does it all. */
     if (rc == LETHE_OK && (c->erasing || c->nshred || c->nsettle)) {
         int r = store_scrub(s, 0);
-        if (r)
+        if (r) {
+            char why[sizeof(s->err)];
+            memcpy(why, s->err, sizeof(why)); /* store_fail writes s->err */
             rc = store_fail(s, r, "committed, but the scrub failed (%s); it is redone at the "
-                            "next open", s->err);
+                            "next open", why);
+        }
     }
     return rc;
 }

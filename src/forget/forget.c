@@ -146,29 +146,34 @@ static char *select_sql(const lethe_selector *q, const sel *x, int with_records)
     return sb_finish(&b);
 }
 
-static void bind_hash(lethe_store *s, sqlite3_stmt *st, int col, const char *tag, const void *v,
-                      size_t n)
+static int bind_hash(lethe_store *s, sqlite3_stmt *st, int col, const char *tag, const void *v,
+                     size_t n)
 {
     uint8_t h[32];
     store_hash(s, tag, v, n, h);
-    sqlite3_bind_blob(st, col, h, 32, SQLITE_TRANSIENT);
+    return sqlite3_bind_blob(st, col, h, 32, SQLITE_TRANSIENT);
 }
 
-static void bind_selector(lethe_store *s, sqlite3_stmt *st, const lethe_selector *q,
-                          const sel *x)
+/* The selector's values into st: LETHE_OK, or out of memory when a copy
+ * of a hash failed (the parameter would be NULL, and the erasure would
+ * select nothing). */
+static int bind_selector(lethe_store *s, sqlite3_stmt *st, const lethe_selector *q,
+                         const sel *x)
 {
+    int b = 0;
     if (x->has_sha)
-        bind_hash(s, st, 1, "sha256", x->sha, 32);
+        b |= bind_hash(s, st, 1, "sha256", x->sha, 32);
     if (given(q->photo_id))
-        bind_hash(s, st, 2, "photo_id", q->photo_id, strlen(q->photo_id));
+        b |= bind_hash(s, st, 2, "photo_id", q->photo_id, strlen(q->photo_id));
     if (given(q->uploader))
-        bind_hash(s, st, 3, "uploader", q->uploader, strlen(q->uploader));
+        b |= bind_hash(s, st, 3, "uploader", q->uploader, strlen(q->uploader));
     if (given(q->url))
-        bind_hash(s, st, 4, "url", q->url, strlen(q->url));
+        b |= bind_hash(s, st, 4, "url", q->url, strlen(q->url));
     if (given(q->source))
-        sqlite3_bind_text(st, 5, q->source, -1, SQLITE_STATIC);
+        b |= sqlite3_bind_text(st, 5, q->source, -1, SQLITE_STATIC);
     if (x->jur[0])
-        sqlite3_bind_text(st, 6, x->jur, -1, SQLITE_STATIC);
+        b |= sqlite3_bind_text(st, 6, x->jur, -1, SQLITE_STATIC);
+    return store_bound(s, b, "selecting photos");
 }
 
 /* With a date: each candidate record is opened to compare its date. A photo
@@ -187,7 +192,8 @@ static int select_dated(lethe_store *s, const lethe_selector *q, const sel *x, u
     if ((rc = store_prepare(s, sql, &st)) ||
         (rc = store_prepare(s, "INSERT OR IGNORE INTO temp.sel_photos(id) VALUES (?)", &ins)))
         goto out;
-    bind_selector(s, st, q, x);
+    if ((rc = bind_selector(s, st, q, x)))
+        goto out;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t p = sqlite3_column_int64(st, 0);
         if (p != photo) {
@@ -250,8 +256,7 @@ static int select_photos(lethe_store *s, const lethe_selector *q, const sel *x, 
     if (!sql)
         return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
     if ((rc = store_prepare(s, sql, &st)) == LETHE_OK) {
-        bind_selector(s, st, q, x);
-        if (sqlite3_step(st) != SQLITE_DONE)
+        if ((rc = bind_selector(s, st, q, x)) == LETHE_OK && sqlite3_step(st) != SQLITE_DONE)
             rc = store_sqlfail(s, "selecting photos");
         sqlite3_finalize(st);
     }
@@ -346,7 +351,7 @@ static int count_selection(lethe_store *s, int by_face, lethe_forget_result *r)
         int64_t f = store_count(s, "SELECT COUNT(*) FROM temp.sel_faces");
         r->faces = f > 0 ? (uint64_t)f : 0;
         r->templates = r->faces; /* only faces with templates are selected */
-        return f < 0 ? LETHE_ERR_IO : LETHE_OK;
+        return f < 0 ? store_status(s) : LETHE_OK;
     }
     int64_t v[4] = {
         store_count(s, "SELECT COUNT(*) FROM temp.sel_photos"),
@@ -358,7 +363,7 @@ static int count_selection(lethe_store *s, int by_face, lethe_forget_result *r)
                        "FROM temp.sel_photos)")};
     for (int i = 0; i < 4; i++)
         if (v[i] < 0)
-            return LETHE_ERR_IO;
+            return store_status(s);
     r->photos = (uint64_t)v[0];
     r->provenance = (uint64_t)v[1];
     r->faces = (uint64_t)v[2];

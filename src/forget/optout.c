@@ -127,7 +127,7 @@ int optout_load_all(lethe_store *s, optout **out, size_t *n)
     *out = NULL;
     *n = 0;
     if (count < 0)
-        return LETHE_ERR_IO;
+        return store_status(s);
     if (!count)
         return LETHE_OK;
     optout *v = lethe_calloc((size_t)count, sizeof(*v));

@@ -196,7 +196,7 @@ static int carry_live(restore_job *j)
     int64_t newer = store_count(t, "SELECT COUNT(*) FROM live.photos WHERE sha_h NOT IN "
                                    "(SELECT sha_h FROM main.photos)");
     if (newer < 0)
-        return LETHE_ERR_IO;
+        return store_status(t);
     if (newer > 0 && !j->opt->discard_newer)
         return store_fail(t, LETHE_ERR_CONFIRM,
                           "%s holds %lld photo%s the backup does not (ingested after it): "
