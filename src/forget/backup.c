@@ -90,9 +90,9 @@ static int snapshot(lethe_store *s, const char *db, char digest[65], uint64_t *s
             dg_final(state, digest);
             rc = lethe_log_head(s, seq, hash);
         }
-        /* a read transaction: its end cannot fail in a way that matters,
-         * and store_exec would overwrite the message of a failure */
-        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        /* a read transaction, ended keeping the message being returned (a
+         * COMMIT that fails, out of memory, is rolled back, not left open) */
+        store_end_read(s);
     }
     /* VACUUM INTO reads its own snapshot: the lock keeps writers out */
     if (rc == LETHE_OK)

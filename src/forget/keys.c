@@ -161,11 +161,13 @@ int lethe_keyring_check(lethe_store *s, char **json)
         (rc = kr_foreach(s->kr, count_record, &c, &damaged, msg, sizeof(msg))) != LETHE_OK)
         rc = store_fail(s, rc, "%s", msg);
     lethe_free(c.used);
-    int64_t photos = store_count(s, "SELECT COUNT(*) FROM photos");
+    int64_t photos = rc ? 0 : store_count(s, "SELECT COUNT(*) FROM photos");
+    if (photos < 0)
+        rc = store_status(s);
     int has_mirror = store_meta_get_text(s, "keyring_mirror", dir, sizeof(dir)) == LETHE_OK;
-    /* a read transaction: its end cannot fail in a way that matters, and
-     * store_exec would overwrite the message of the failure being returned */
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    /* a read transaction, ended keeping the message being returned (a
+     * COMMIT that fails, out of memory, is rolled back, not left open) */
+    store_end_read(s);
     if (rc)
         return rc;
     sb_init(&b);
@@ -225,9 +227,9 @@ int lethe_receipt_check(lethe_store *s, const char *text, size_t len)
             rc = store_sqlfail(s, "looking up the receipt in the log");
         sqlite3_finalize(st);
     }
-    /* a read transaction: its end cannot fail in a way that matters, and
-     * store_exec would overwrite the message of the failure being returned */
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    /* a read transaction, ended keeping the message being returned (a
+     * COMMIT that fails, out of memory, is rolled back, not left open) */
+    store_end_read(s);
     if (rc)
         return rc;
     if (!known_key)

@@ -165,9 +165,9 @@ int store_recover(lethe_store *s)
         if (rc == LETHE_OK &&
             (rc = kr_foreach(s->kr, visit, &x, &damaged, msg, sizeof(msg))) != LETHE_OK)
             rc = x.rc ? x.rc : store_fail(s, rc, "%s", msg);
-        /* a read transaction: its end cannot fail in a way that matters, and
-         * store_exec would overwrite the message of the failure being returned */
-        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        /* a read transaction, ended keeping the message being returned (a
+         * COMMIT that fails, out of memory, is rolled back, not left open) */
+        store_end_read(s);
     }
     if (rc == LETHE_OK && x.nshred && (rc = kr_shred(s->kr, x.shred, x.nshred, msg, sizeof(msg))))
         rc = store_fail(s, rc, "recovery: %s", msg);
