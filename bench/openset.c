@@ -274,10 +274,12 @@ static void svg_curve(FILE *f, const result *r, const char *colour, const char *
         if (fp >= 1e-3 && fn >= 1e-2)
             fprintf(f, "%.1f,%.1f ", sx(fp), sy(fn));
     }
-    fprintf(f, "\"/>\n<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
-               "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">%s</text>\n", PL + 12,
-            PT + 16 + 18 * row, PL + 36, PT + 16 + 18 * row, colour, PL + 42, PT + 20 + 18 * row,
-            label);
+    /* the legend, bottom left, where the curves do not go */
+    int ly = SVG_H - PB - 62 + 18 * row;
+    fprintf(f, "\"/>\n<rect x=\"%d\" y=\"%d\" width=\"290\" height=\"18\" fill=\"white\"/>"
+               "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
+               "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">%s</text>\n", PL + 8, ly - 9,
+            PL + 12, ly, PL + 36, ly, colour, PL + 42, ly + 4, label);
     free(v);
 }
 
