@@ -4,7 +4,7 @@
  * on the same protocol, face-api.js's pipeline.
  *
  *   openset --embeddings LETHE.jsonl [--peer PEER.jsonl] [--lfw DIR]
- *           [--svg FILE] [--write-fpir DIR]
+ *           [--svg FILE] [--write-fpir DIR] [--multi]
  *
  * LETHE.jsonl is `lethe embed --json` over every LFW photo; PEER.jsonl is
  * tools/ref/pipeline.mjs over LFW (whole or in part). Every face of every
@@ -31,7 +31,8 @@
  * --write-fpir DIR writes DIR/gallery.jsonl (every face of the non-mated
  * gallery, for `lethe ingest --descriptors`) and DIR/nonmated.jsonl (the
  * non-mated probes, for `lethe search --queries`), for bench/openset.sh's
- * check of `search --fpir` through the CLI.
+ * check of `search --fpir` through the CLI. --multi also measures
+ * multi-photo probes (see multi_probe).
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +43,8 @@
 #include "lfw_embed.h"
 
 #define LIST_LEN 50
+
+static int multi; /* --multi: also the multi-photo probes (item 3, measured only) */
 
 typedef struct result {
     int mated, nonmated, mated_noface, nonmated_noface;
@@ -283,6 +286,68 @@ static void svg_curve(FILE *f, const result *r, const char *colour, const char *
     free(v);
 }
 
+/* ------------------------------------------------- multi-photo probes */
+
+/*
+ * Issue 11, item 3, measured only: for each person with three or more
+ * photos, probes are the labelled faces of their first two photos; the
+ * gallery is every face of every other photo (theirs included). Rank of the
+ * mate (the labelled face of a third or later photo) for: the first photo
+ * alone; the two fused by the nearer of the two distances to each gallery
+ * face ("min"); and fused by searching with the mean of the two
+ * descriptors ("mean").
+ */
+static void multi_probe(const lfw_set *s)
+{
+    int people = 0, hit[3][2] = {{0}};
+    for (size_t i = 0; i < s->n;) {
+        size_t first;
+        int np = person_photos(s, i, &first);
+        const lfw_photo *a = &s->p[i], *b = &s->p[i + 1];
+        if (np < 3 || a->label < 0 || b->label < 0) {
+            i += (size_t)np;
+            continue;
+        }
+        people++;
+        float mean[LFW_DIM], mate[3] = {INFINITY, INFINITY, INFINITY};
+        for (int k = 0; k < LFW_DIM; k++)
+            mean[k] = (a->faces[a->label].d[k] + b->faces[b->label].d[k]) / 2;
+        for (int pass = 0; pass < 2; pass++) { /* 0: the mate's distance, 1: rank */
+            int rank[3] = {1, 1, 1};
+            for (size_t j = 0; j < s->n; j++) {
+                const lfw_photo *g = &s->p[j];
+                if (j == i || j == i + 1)
+                    continue;
+                int mine = j > i + 1 && j < i + (size_t)np;
+                for (int f = 0; f < g->nfaces; f++) {
+                    float da = dist(a->faces[a->label].d, g->faces[f].d);
+                    float db = dist(b->faces[b->label].d, g->faces[f].d);
+                    float v[3] = {da, da < db ? da : db, dist(mean, g->faces[f].d)};
+                    for (int m = 0; m < 3; m++) {
+                        if (pass == 0 && mine && f == g->label && v[m] < mate[m])
+                            mate[m] = v[m];
+                        if (pass == 1 && !(mine && f == g->label) && v[m] < mate[m])
+                            rank[m]++;
+                    }
+                }
+            }
+            for (int m = 0; pass == 1 && m < 3; m++) {
+                hit[m][0] += rank[m] <= 1;
+                hit[m][1] += rank[m] <= 10;
+            }
+        }
+        i += (size_t)np;
+    }
+    static const char *const names[] = {"one photo (the first)",
+                                        "two photos, the nearer distance (min)",
+                                        "two photos, their mean descriptor"};
+    printf("\nmulti-photo probes: %d people with three or more photos (both probes with a "
+           "face), gallery every other photo:\n  | probe | rank-1 | rank-10 |\n", people);
+    for (int m = 0; m < 3; m++)
+        printf("  | %s | %.2f%% | %.2f%% |\n", names[m], 100.0 * hit[m][0] / people,
+               100.0 * hit[m][1] / people);
+}
+
 /* ------------------------------------------------------------------ run */
 
 /* The calibration table's threshold for this gallery against what the
@@ -341,6 +406,8 @@ static int run(const char *lfw, lfw_set *s, lfw_set *ps, const char *peer, int *
     evaluate(s, all, &full);
     report("lethe, all of LFW", &full);
     report_near(s, &full);
+    if (multi)
+        multi_probe(s);
     check_calibration(&full);
     int covered = 0;
     if (ps) {
@@ -400,9 +467,11 @@ int main(int argc, char **argv)
             svg = argv[++i];
         else if (!strcmp(argv[i], "--write-fpir") && i + 1 < argc)
             wdir = argv[++i];
+        else if (!strcmp(argv[i], "--multi"))
+            multi = 1;
         else {
             fprintf(stderr, "usage: openset --embeddings FILE [--peer FILE] [--lfw DIR] "
-                            "[--svg FILE] [--write-fpir DIR]\n");
+                            "[--svg FILE] [--write-fpir DIR] [--multi]\n");
             return 2;
         }
     }

@@ -54,7 +54,7 @@ echo "== the calibration table (shipped) against LFW's N-Z half"
 
 echo
 echo "== open-set identification"
-"$BUILD/bench/openset" --lfw "$LFW" --embeddings "$CACHE/lfw-lethe.jsonl" "${peer[@]}" \
+"$BUILD/bench/openset" --lfw "$LFW" --embeddings "$CACHE/lfw-lethe.jsonl" "${peer[@]}" --multi \
     --svg "$SVG" --write-fpir "$out"
 echo "(DET curve: $SVG)"
 
