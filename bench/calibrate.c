@@ -15,7 +15,9 @@
  * records how many).
  *
  * Without --check it writes the table (knots an eighth of a decade of
- * false-match rate apart, from 1 down to the rate of 20 pairs) as C. With
+ * false-match rate apart, from 1 down to the rate of 20 pairs; below 0.1,
+ * a 90% upper bound from a person-level bootstrap, see bootstrap_knots) as
+ * C. With
  * --check it compares the table compiled into this build (the library's
  * lethe_calibration_*) with what is observed on the validation half, at
  * the distances where the table predicts 1e-2 ... 1e-6.
@@ -254,7 +256,9 @@ static void write_table(FILE *f, const half *h)
                " * edit. Regenerate (bench/README.md, \"Match evidence\"):\n"
                " *   build/bench/calibrate --embeddings LFW.jsonl --out src/model/calibration_table.c\n"
                " * The impostor and genuine distances of the LFW people A-M (labelled face\n"
-               " * of each photo). Nothing here comes from any store.\n */\n"
+               " * of each photo); below a rate of 0.1 each knot is a 90%% upper bound on\n"
+               " * the rate from a person-level bootstrap. Nothing here comes from any\n"
+               " * store.\n */\n"
                "#include \"model/calibration.h\"\n\n"
                "static const calib_knot knots[] = {\n"
                "    /* distance, log10 fmr, fnmr */\n");
