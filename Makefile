@@ -112,7 +112,7 @@ $(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c programs/se
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c programs/serve_json.c $(BUILD)/liblethe.a $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c bench/bench_rng.h $(BUILD)/liblethe.a
+$(BUILD)/bench/%: bench/%.c bench/bench_rng.h bench/lfw_embed.h $(BUILD)/liblethe.a
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(BUILD)/liblethe.a $(LIBS)
 

@@ -4,13 +4,22 @@
  *
  *   eval_lfw [--view1 | --view2] [--align similarity|box] [--detector ssd|tiny]
  *            [--precision default|fp32|int8] [--min-score S] [--threads N]
- *            [--lfw DIR] [--json]
+ *            [--lfw DIR] [--json] [--grid] [--embeddings FILE] [--dump FILE]
  *
  * View 1: the threshold is chosen on pairsDevTrain and tested on
  * pairsDevTest. View 2: 10-fold cross-validation over pairs.txt, each fold
  * tested at the threshold that is best on the other nine. Every pair counts:
  * a photo in which no face is found makes its pairs errors. The
  * face nearest the middle of each photo is used (LFW labels that one).
+ *
+ * The threshold is chosen exactly: "same" is distance < t, t is tried at
+ * every midpoint between consecutive sorted training distances, and of
+ * equally good ones the smallest is taken (fewer false matches). --grid
+ * searches the old fixed grid (0.30 to 0.90, steps of 0.0025) instead.
+ * --embeddings FILE takes every photo's descriptor from `lethe embed --json`
+ * output over LFW instead of computing it (the same descriptors: embed and
+ * this program analyse a photo with the same call on one thread); --dump
+ * FILE writes the descriptors used, one photo a line, to compare.
  */
 #include <math.h>
 #include <pthread.h>
@@ -20,6 +29,7 @@
 
 #include "face/align.h"
 #include "lethe.h"
+#include "lfw_embed.h"
 
 typedef struct photo {
     char path[512];
@@ -30,6 +40,7 @@ typedef struct photo {
 } photo;
 
 static int tune;
+static const char *embeddings, *dump;
 
 typedef struct pair {
     int a, b, same, fold;
@@ -157,7 +168,7 @@ static float pair_dist(const pair *p)
 }
 
 /* Correct decisions among pairs in folds selected by mask at threshold t. */
-static int correct_at(float t, int fold, int include)
+static int correct_at(double t, int fold, int include)
 {
     int c = 0;
     for (int i = 0; i < npairs; i++) {
@@ -172,17 +183,64 @@ static int correct_at(float t, int fold, int include)
     return c;
 }
 
-static float best_threshold(int fold)
+/* --grid: the old search, a fixed grid of thresholds 0.0025 apart */
+static int grid;
+
+typedef struct scored {
+    float d;
+    int same;
+} scored;
+
+static int cmp_scored(const void *a, const void *b)
 {
-    float best_t = 0.6f;
-    int best = -1;
-    for (float t = 0.30f; t <= 0.90f; t += 0.0025f) {
-        int c = correct_at(t, fold, 0);
+    float x = ((const scored *)a)->d, y = ((const scored *)b)->d;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The threshold best on the pairs outside fold: "same" is d < t, and t is
+ * chosen exactly among every midpoint between consecutive distinct sorted
+ * distances (and one below the smallest, one above the largest); of equally
+ * good ones, the smallest. Pairs with a photo without a face are errors
+ * whatever the threshold, so they do not move it.
+ */
+static double best_threshold(int fold)
+{
+    if (grid) {
+        float best_t = 0.6f;
+        int best = -1;
+        for (float t = 0.30f; t <= 0.90f; t += 0.0025f) {
+            int c = correct_at(t, fold, 0);
+            if (c > best) {
+                best = c;
+                best_t = t;
+            }
+        }
+        return best_t;
+    }
+    scored *v = malloc((size_t)npairs * sizeof(*v));
+    int n = 0, diff = 0;
+    for (int i = 0; i < npairs; i++) {
+        float d = pair_dist(&pairs[i]);
+        if (pairs[i].fold == fold || d < 0)
+            continue;
+        v[n++] = (scored){d, pairs[i].same};
+        diff += !pairs[i].same;
+    }
+    qsort(v, (size_t)n, sizeof(*v), cmp_scored);
+    /* below every distance: all "different" pairs right, no "same" pair */
+    int c = diff, best = c;
+    double best_t = n ? v[0].d / 2.0 : 0.6;
+    for (int i = 0; i < n; i++) {
+        c += v[i].same ? 1 : -1; /* t now above v[i] */
+        if (i + 1 < n && v[i + 1].d == v[i].d)
+            continue;
         if (c > best) {
             best = c;
-            best_t = t;
+            best_t = i + 1 < n ? ((double)v[i].d + v[i + 1].d) / 2 : v[i].d + 0.01;
         }
     }
+    free(v);
     return best_t;
 }
 
@@ -192,11 +250,11 @@ static double accuracy_mean(int view, float *t_mean);
 /* Accuracy on fold at the threshold best on the other folds. */
 static double accuracy_at_best(int fold, float *t_out)
 {
-    float t = best_threshold(fold);
+    double t = best_threshold(fold);
     int in_fold = 0;
     for (int i = 0; i < npairs; i++)
         in_fold += pairs[i].fold == fold;
-    *t_out = t;
+    *t_out = (float)t;
     return (double)correct_at(t, fold, 1) / (in_fold ? in_fold : 1);
 }
 
@@ -285,6 +343,47 @@ static double accuracy_mean(int view, float *t_mean)
     return acc / folds;
 }
 
+/* --embeddings: every photo's descriptor from `lethe embed --json` output
+ * (the face nearest the middle, as work() picks it). */
+static int load_embeddings(void)
+{
+    lfw_set s;
+    int errors = 0;
+    if (lfw_list(lfw, &s) < 0 || lfw_read_cache(embeddings, &s, &errors, 1) < 0)
+        return -1;
+    for (int i = 0; i < nphotos; i++) {
+        char person[128];
+        int num;
+        lfw_photo *p = lfw_parse_name(photos[i].path, person, sizeof(person), &num) == 0
+                           ? lfw_find(&s, person, num)
+                           : NULL;
+        if (!p || p->nfaces < 0) {
+            fprintf(stderr, "eval_lfw: %s: not in %s\n", photos[i].path, embeddings);
+            lfw_free(&s);
+            return -1;
+        }
+        photos[i].ok = p->label >= 0;
+        if (photos[i].ok)
+            memcpy(photos[i].desc, p->faces[p->label].d, sizeof(photos[i].desc));
+    }
+    lfw_free(&s);
+    return 0;
+}
+
+/* --dump: the descriptors used, one photo a line ("-" without a face). */
+static void dump_descriptors(void)
+{
+    FILE *f = fopen(dump, "w");
+    for (int i = 0; f && i < nphotos; i++) {
+        fprintf(f, "%s", photos[i].path);
+        for (int k = 0; photos[i].ok && k < LETHE_DESCRIPTOR_DIM; k++)
+            fprintf(f, " %.9g", (double)photos[i].desc[k]);
+        fprintf(f, photos[i].ok ? "\n" : " -\n");
+    }
+    if (f)
+        fclose(f);
+}
+
 int main(int argc, char **argv)
 {
     lethe_engine_options o;
@@ -300,6 +399,12 @@ int main(int argc, char **argv)
             json = 1;
         else if (!strcmp(a, "--tune"))
             tune = 1;
+        else if (!strcmp(a, "--grid"))
+            grid = 1;
+        else if (!strcmp(a, "--embeddings") && ++i)
+            embeddings = v;
+        else if (!strcmp(a, "--dump") && ++i)
+            dump = v;
         else if (!strcmp(a, "--align") && ++i)
             o.align = !strcmp(v, "box") ? LETHE_ALIGN_BOX : LETHE_ALIGN_SIMILARITY;
         else if (!strcmp(a, "--precision") && ++i)
@@ -317,7 +422,8 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: eval_lfw [--view1|--view2] [--align similarity|box] "
                             "[--detector ssd|tiny] [--precision default|fp32|int8] "
-                            "[--min-score S] [--threads N] [--lfw DIR] [--json]\n");
+                            "[--min-score S] [--threads N] [--lfw DIR] [--json] [--grid]\n"
+                            "       [--embeddings LETHE_EMBED.jsonl] [--dump FILE]\n");
             return 2;
         }
     }
@@ -335,7 +441,10 @@ int main(int argc, char **argv)
             return 1;
     }
     lethe_engine *e = NULL;
-    if (lethe_engine_open(&e, &o) != LETHE_OK) {
+    if (embeddings && !tune) {
+        if (load_embeddings() < 0)
+            return 1;
+    } else if (lethe_engine_open(&e, &o) != LETHE_OK) {
         fprintf(stderr, "eval_lfw: %s\n", lethe_engine_errmsg(e));
         return 1;
     }
@@ -354,7 +463,7 @@ int main(int argc, char **argv)
         }
         fclose(cf);
     }
-    if (!cached) {
+    if (!cached && !embeddings) {
         job j = {e, 0, 0, PTHREAD_MUTEX_INITIALIZER};
         int nt = lethe_engine_threads(e);
         pthread_t th[64];
@@ -376,6 +485,8 @@ int main(int argc, char **argv)
     if (tune)
         tune_alignment(e, view);
     lethe_engine_close(e);
+    if (dump)
+        dump_descriptors();
 
     int noface = 0, pairs_missing = 0;
     const char *missing_file = getenv("EVAL_LFW_MISSING");
@@ -393,7 +504,7 @@ int main(int argc, char **argv)
     const char *errors_file = getenv("EVAL_LFW_ERRORS");
     if (errors_file) {
         FILE *ef = fopen(errors_file, "w");
-        float t0 = best_threshold(0);
+        double t0 = best_threshold(0);
         for (int i = 0; ef && i < npairs; i++) {
             float d = pair_dist(&pairs[i]);
             if (d < 0 || (d < t0) != pairs[i].same)
@@ -403,11 +514,15 @@ int main(int argc, char **argv)
         if (ef)
             fclose(ef);
     }
-    double acc_sum = 0, acc_sq = 0, t_sum = 0;
+    double acc_sum = 0, acc_sq = 0, t_sum = 0, acc_min = 1, acc_max = 0;
     int folds = view == 1 ? 1 : 10;
     for (int f = 0; f < folds; f++) {
         float t;
         double acc = accuracy_at_best(f, &t);
+        acc_min = acc < acc_min ? acc : acc_min;
+        acc_max = acc > acc_max ? acc : acc_max;
+        if (view == 2 && !json)
+            printf("fold %d: %.2f%% at threshold %.6f\n", f + 1, 100 * acc, (double)t);
         acc_sum += acc;
         acc_sq += acc * acc;
         t_sum += t;
@@ -425,14 +540,16 @@ int main(int argc, char **argv)
     }
     if (json)
         printf("{\"view\":%d,\"pairs\":%d,\"photos\":%d,\"no_face\":%d,\"pairs_missing\":%d,"
-               "\"accuracy\":%.5f,\"sd\":%.5f,\"threshold\":%.4f,\"accuracy_found\":%.5f}\n",
-               view, npairs, nphotos, noface, pairs_missing, mean, sd, tm,
+               "\"accuracy\":%.5f,\"sd\":%.5f,\"min\":%.5f,\"max\":%.5f,\"threshold\":%.4f,"
+               "\"accuracy_found\":%.5f}\n",
+               view, npairs, nphotos, noface, pairs_missing, mean, sd, acc_min, acc_max, tm,
                (double)c_found / (n_found ? n_found : 1));
     else
         printf("LFW view %d: %d pairs, %d photos, no face in %d (%d pairs lost)\n"
-               "accuracy %.2f%% +- %.2f (all pairs), threshold %.4f; %.2f%% on pairs with both "
-               "faces\n",
-               view, npairs, nphotos, noface, pairs_missing, 100 * mean, 100 * sd, tm,
+               "accuracy %.2f%% +- %.2f (all pairs; folds %.2f%% to %.2f%%), threshold %.4f; "
+               "%.2f%% on pairs with both faces\n",
+               view, npairs, nphotos, noface, pairs_missing, 100 * mean, 100 * sd,
+               100 * acc_min, 100 * acc_max, tm,
                100.0 * c_found / (n_found ? n_found : 1));
     for (int i = 0; i < nphotos; i++)
         lethe_image_free(photos[i].img);

@@ -708,6 +708,15 @@ typedef struct lethe_match {
     int provenance_count;         /* records held for the photo */
     lethe_provenance prov;        /* the first of them (strings owned by the
                                      result array) */
+    /* Match evidence (section "Match evidence" below), from the calibration
+     * table shipped with the descriptor model: */
+    double fmr;                   /* false-match rate at this distance: the share
+                                     of pairs of photos of two different people
+                                     (LFW) as close or closer */
+    double strangers;             /* faces of other people expected at or below
+                                     this distance in this store: gallery x fmr */
+    uint64_t gallery;             /* templates in the store when it searched */
+    int tier;                     /* enum lethe_tier: the evidence in plain words */
 } lethe_match;
 
 typedef struct lethe_search_options {
@@ -716,6 +725,11 @@ typedef struct lethe_search_options {
     int top_k;              /* results per query (10) */
     float threshold;        /* only matches at most this far (default: no limit) */
     int threads;            /* 0 = one per core */
+    double fpir;            /* in (0, 1): the threshold is chosen from the store's
+                               size so that a search for someone the store does not
+                               hold returns any face with probability at most fpir
+                               (lethe_calibration_threshold; the lower of it and
+                               threshold applies). 0 (default): off */
 } lethe_search_options;
 
 LETHE_API void lethe_search_options_init(lethe_search_options *opt);
@@ -735,6 +749,54 @@ LETHE_API int lethe_search_image(lethe_store *store, lethe_engine *engine,
                                  const lethe_image *image, const lethe_search_options *opt,
                                  lethe_match **matches, size_t *count);
 LETHE_API void lethe_matches_free(lethe_match *matches, size_t count);
+
+/*
+ * Match evidence: what a distance means in a store of a given size. The
+ * descriptor model ships with a calibration table: the distances between
+ * photos of different people (impostor pairs) and of the same person
+ * (genuine pairs), measured once on LFW (people A-M; checked on N-Z). It
+ * derives from LFW, never from a store's data. The manual explains the
+ * measures (docs/lethe.1.md, MATCH EVIDENCE).
+ */
+enum lethe_tier {
+    LETHE_TIER_STRONG = 0,    /* strangers < 0.01: a stranger this close turns up by
+                                 chance in fewer than 1 search in 100 */
+    LETHE_TIER_MODERATE = 1,  /* 0.01 <= strangers < 0.1 */
+    LETHE_TIER_WEAK = 2,      /* 0.1 <= strangers < 1 */
+    LETHE_TIER_NONE = 3       /* strangers >= 1: at least one stranger this close is
+                                 expected; the distance alone is no evidence */
+};
+
+typedef struct lethe_calibration {
+    const char *name;             /* the table's name and version (static) */
+    const char *model;            /* the descriptor pipeline it was measured on */
+    const char *source;           /* the data and split */
+    uint64_t photos;              /* calibration photos */
+    uint64_t no_face;             /* of them, without a face (no pairs) */
+    uint64_t people;              /* calibration people */
+    uint64_t impostor_pairs;      /* pairs of different people measured */
+    uint64_t genuine_pairs;       /* pairs of the same person measured */
+    double min_measured_fmr;      /* below this rate the table extrapolates */
+    float min_measured_distance;  /* the distance where it starts to */
+} lethe_calibration;
+
+/* What the shipped table is (strings static). */
+LETHE_API int lethe_calibration_info(lethe_calibration *info);
+/* At distance (finite, >= 0): *fmr the share of impostor pairs as close or
+ * closer, *fnmr the share of genuine pairs farther (either may be NULL). */
+LETHE_API int lethe_calibration_rates(float distance, double *fmr, double *fnmr);
+/* The largest distance at which a search of a store of gallery templates
+ * for someone it does not hold returns any face with probability at most
+ * fpir (in (0, 1)), taking the templates as independent:
+ * 1 - (1 - fmr)^gallery <= fpir. INFINITY when gallery is 0; 0 when no
+ * distance holds it (only identical descriptors would be returned). */
+LETHE_API int lethe_calibration_threshold(double fpir, uint64_t gallery, float *threshold);
+/* The tier of a match with this many expected strangers (>= 0). */
+LETHE_API int lethe_calibration_tier(double strangers, int *tier);
+/* "strong", "moderate", "weak", "none"; "?" for another value (static). */
+LETHE_API const char *lethe_tier_name(int tier);
+/* The number of templates a search compares against now. */
+LETHE_API int lethe_store_templates(lethe_store *store, uint64_t *count);
 
 /* Lookup without a face: what does the store hold for this account, link,
  * id or file? */

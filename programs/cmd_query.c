@@ -158,6 +158,9 @@ static void search_help(void)
         "  --top K            results per query (default 10)\n"
         "  --threshold T      only faces at most T away (default: no limit; the\n"
         "                     same-person threshold is %.2f, marked in the output)\n"
+        "  --fpir P           only faces close enough that a search for someone the\n"
+        "                     store does not hold returns any with probability at\n"
+        "                     most P (0 < P < 1; the threshold follows the store's size)\n"
         "  --all-faces        search every face of IMAGE (default: the largest)\n"
         "  --descriptor JSON  a descriptor: a JSON array of 128 numbers, or an object\n"
         "                     with \"embedding\" (such an array)\n"
@@ -170,18 +173,26 @@ static void search_help(void)
         "                     as for 'lethe ingest', for IMAGE\n"
         "%s"
         "\n"
-        "--json prints one line per query: {\"query\", \"source\", \"matches\": [{\"distance\",\n"
-        "\"same\", \"photo\", \"face\", \"box\", \"path\", \"photo_id\", \"url\", \"uploader\",\n"
+        "Each match shows its evidence: the false-match rate at its distance (the share\n"
+        "of pairs of photos of two different people as close or closer, measured on\n"
+        "LFW), the strangers expected as close in a store of this size (its faces x\n"
+        "that rate), and a tier: strong (< 0.01 strangers), moderate (< 0.1), weak\n"
+        "(< 1), none (1 or more: the distance alone is no evidence). See the manual.\n"
+        "\n"
+        "--json prints one line per query: {\"query\", \"source\", \"gallery\", \"fpir\",\n"
+        "\"threshold\", \"matches\": [{\"distance\", \"same\", \"fmr\", \"strangers\", \"tier\",\n"
+        "\"photo\", \"face\", \"box\", \"path\", \"photo_id\", \"url\", \"uploader\",\n"
         "\"source\", \"license\", \"jurisdiction\", \"consent\", \"collected_at\",\n"
-        "\"provenance_count\"}]}.\n",
+        "\"provenance_count\"}]} (fpir and threshold null when not limited).\n",
         (double)lethe_descriptor_threshold(), cli_common_help);
 }
 
 static void print_match_json(const lethe_match *m)
 {
-    printf("{\"distance\":%.6f,\"same\":%s,\"photo\":\"%s\",\"face\":%lld,", (double)m->distance,
-           m->distance <= lethe_descriptor_threshold() ? "true" : "false", m->photo,
-           (long long)m->face);
+    printf("{\"distance\":%.6f,\"same\":%s,\"fmr\":%.4g,\"strangers\":%.4g,\"tier\":\"%s\","
+           "\"photo\":\"%s\",\"face\":%lld,", (double)m->distance,
+           m->distance <= lethe_descriptor_threshold() ? "true" : "false", m->fmr, m->strangers,
+           lethe_tier_name(m->tier), m->photo, (long long)m->face);
     if (isnan(m->box[0]))
         printf("\"box\":null");
     else
@@ -240,9 +251,10 @@ static int verify_parsed(const search_cli *a)
                   "stored photos to verify against");
         return CLI_EXIT_USAGE;
     }
-    if (a->queries || a->all_faces || a->top_set) {
+    if (a->queries || a->all_faces || a->top_set || a->so.fpir > 0) {
         cli_error("verify: %s is for search (verify compares one face)",
-                  a->queries ? "--queries" : a->all_faces ? "--all-faces" : "--top");
+                  a->queries ? "--queries" : a->all_faces ? "--all-faces"
+                                           : a->top_set ? "--top" : "--fpir");
         return CLI_EXIT_USAGE;
     }
     return CLI_EXIT_OK;
@@ -283,6 +295,13 @@ static int search_parse(search_cli *a, int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             a->so.threshold = (float)t;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--fpir", &bad))) {
+            double p = strtod(v, &end);
+            if (*end || !(p > 0 && p < 1)) {
+                cli_error("%s: --fpir: '%s' is not a probability above 0 and below 1", a->cmd, v);
+                return CLI_EXIT_USAGE;
+            }
+            a->so.fpir = p;
         } else if ((v = cli_flag_value(argc, argv, &i, "--threads", &bad))) {
             long t = strtol(v, &end, 10);
             if (*end || t < 0 || t > 1024) {
@@ -418,9 +437,53 @@ static const char *esc(const char *s, char *buf, size_t n)
     return buf;
 }
 
-static void search_print(const qlist *q, const lethe_match *m, size_t nm, int json)
+/* What bounds a search's results: the store's size, --fpir and the
+ * threshold that follows from it and --threshold (INFINITY: none). */
+typedef struct search_bounds {
+    uint64_t gallery;
+    double fpir;
+    float threshold;
+} search_bounds;
+
+static void put_bounds_json(const search_bounds *b)
 {
-    char e1[64], e2[64], e3[64], e4[2048], e5[4200];
+    printf(",\"gallery\":%llu,\"fpir\":", (unsigned long long)b->gallery);
+    if (b->fpir > 0)
+        printf("%g", b->fpir);
+    else
+        printf("null");
+    if (isfinite(b->threshold))
+        printf(",\"threshold\":%.6f", (double)b->threshold);
+    else
+        printf(",\"threshold\":null");
+}
+
+static void put_bounds_text(const search_bounds *b)
+{
+    printf("  store of %llu face%s", (unsigned long long)b->gallery, b->gallery == 1 ? "" : "s");
+    if (b->fpir > 0)
+        printf("; threshold %.4f: a search for someone the store does not hold returns a "
+               "face with probability at most %g", (double)b->threshold, b->fpir);
+    else if (isfinite(b->threshold))
+        printf("; threshold %.4f", (double)b->threshold);
+    printf("\n");
+}
+
+static void put_match_text(const lethe_match *r, size_t rank)
+{
+    char e1[64], e2[64], e3[64], e4[2048];
+    printf("  %4zu %8.4f %-4s %9.2g %9.2g %-8s %-12.12s %-16.16s %-12.12s %-6s %s\n", rank,
+           (double)r->distance, r->distance <= lethe_descriptor_threshold() ? "yes" : "no",
+           r->fmr, r->strangers, lethe_tier_name(r->tier), r->photo,
+           esc(r->prov.uploader, e1, sizeof(e1)), esc(r->prov.source, e2, sizeof(e2)),
+           esc(r->prov.jurisdiction, e3, sizeof(e3)),
+           esc(r->prov.url && *r->prov.url ? r->prov.url : r->prov.path, e4, sizeof(e4)));
+}
+
+static void search_print(const qlist *q, const lethe_match *m, size_t nm, int json,
+                         const search_bounds *b)
+{
+    char e5[4200];
     size_t at = 0;
     for (int qi = 0; qi < q->n; qi++) {
         size_t from = at;
@@ -429,6 +492,7 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
         if (json) {
             printf("{\"query\":%d,\"source\":", qi);
             json_put_string(stdout, q->label[qi]);
+            put_bounds_json(b);
             printf(",\"matches\":[");
             for (size_t k = from; k < at; k++) {
                 if (k > from)
@@ -440,18 +504,13 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
         }
         printf("%s%s: %zu match%s\n", qi ? "\n" : "", esc(q->label[qi], e5, sizeof(e5)),
                at - from, at - from == 1 ? "" : "es");
+        put_bounds_text(b);
         if (at > from)
-            printf("  %4s %8s %-4s %-12s %-16s %-12s %-6s %s\n", "rank", "distance", "same",
-                   "photo", "uploader", "source", "jur.", "url or path");
-        for (size_t k = from; k < at; k++) {
-            const lethe_match *r = &m[k];
-            printf("  %4zu %8.4f %-4s %-12.12s %-16.16s %-12.12s %-6s %s\n", k - from + 1,
-                   (double)r->distance,
-                   r->distance <= lethe_descriptor_threshold() ? "yes" : "no", r->photo,
-                   esc(r->prov.uploader, e1, sizeof(e1)), esc(r->prov.source, e2, sizeof(e2)),
-                   esc(r->prov.jurisdiction, e3, sizeof(e3)),
-                   esc(r->prov.url && *r->prov.url ? r->prov.url : r->prov.path, e4, sizeof(e4)));
-        }
+            printf("  %4s %8s %-4s %9s %9s %-8s %-12s %-16s %-12s %-6s %s\n", "rank", "distance",
+                   "same", "false-m.", "strangers", "evidence", "photo", "uploader", "source",
+                   "jur.", "url or path");
+        for (size_t k = from; k < at; k++)
+            put_match_text(&m[k], k - from + 1);
     }
 }
 
@@ -480,6 +539,20 @@ static int query_begin(search_cli *a, int argc, char **argv, void (*help)(void),
     return rc;
 }
 
+/* The bounds of a search of s with options o (the store's size now). */
+static int search_bounds_get(lethe_store *s, const lethe_search_options *o, search_bounds *b)
+{
+    b->fpir = o->fpir;
+    b->threshold = o->threshold;
+    if (lethe_store_templates(s, &b->gallery) != LETHE_OK)
+        return -1;
+    float t;
+    if (o->fpir > 0 && lethe_calibration_threshold(o->fpir, b->gallery, &t) == LETHE_OK &&
+        t < b->threshold)
+        b->threshold = t;
+    return 0;
+}
+
 int cmd_search(int argc, char **argv)
 {
     search_cli a = {.cmd = "search"};
@@ -491,11 +564,13 @@ int cmd_search(int argc, char **argv)
     int rc = query_begin(&a, argc, argv, search_help, &q, &status, &s);
     if (rc != CLI_EXIT_OK)
         return rc < 0 ? CLI_EXIT_OK : rc;
-    if (lethe_search(s, q.v, q.n, &a.so, &m, &nm) != LETHE_OK) {
+    search_bounds b;
+    if (search_bounds_get(s, &a.so, &b) < 0 ||
+        lethe_search(s, q.v, q.n, &a.so, &m, &nm) != LETHE_OK) {
         cli_error("search: %s", lethe_store_errmsg(s));
         status = CLI_EXIT_FAILED;
     } else {
-        search_print(&q, m, nm, a.c.json);
+        search_print(&q, m, nm, a.c.json, &b);
     }
     lethe_matches_free(m, nm);
     lethe_store_close(s);

@@ -209,9 +209,10 @@ static void put_match(FILE *f, const lethe_match *m)
     const char *vals[] = {m->prov.path,         m->prov.photo_id, m->prov.url,
                           m->prov.uploader,     m->prov.source,   m->prov.license,
                           m->prov.jurisdiction, m->prov.consent,  m->prov.collected_at};
-    fprintf(f, "{\"distance\":%.6f,\"same\":%s,\"photo\":\"%s\",\"face\":%lld,",
-            (double)m->distance, m->distance <= lethe_descriptor_threshold() ? "true" : "false",
-            m->photo, (long long)m->face);
+    fprintf(f, "{\"distance\":%.6f,\"same\":%s,\"fmr\":%.4g,\"strangers\":%.4g,\"tier\":\"%s\","
+            "\"photo\":\"%s\",\"face\":%lld,", (double)m->distance,
+            m->distance <= lethe_descriptor_threshold() ? "true" : "false", m->fmr, m->strangers,
+            lethe_tier_name(m->tier), m->photo, (long long)m->face);
     if (isnan(m->box[0]))
         fputs("\"box\":null", f);
     else

@@ -175,6 +175,10 @@ class lethe_match(Structure):
         ("box", c_float * 4),
         ("provenance_count", c_int),
         ("prov", lethe_provenance),
+        ("fmr", c_double),
+        ("strangers", c_double),
+        ("gallery", c_uint64),
+        ("tier", c_int),
     ]
 
 
@@ -185,6 +189,7 @@ class lethe_search_options(Structure):
         ("top_k", c_int),
         ("threshold", c_float),
         ("threads", c_int),
+        ("fpir", c_double),
     ]
 
 

@@ -162,12 +162,18 @@ class Match:
     box: Tuple[float, float, float, float]  #: x, y, w, h in the photo's pixels
     provenance_count: int  #: provenance records held for the photo
     provenance: Provenance  #: the first of them
+    fmr: float = 1.0       #: false-match rate at this distance (calibration table)
+    strangers: float = 0.0  #: other people expected this close in this store
+    gallery: int = 0       #: templates in the store when it searched
+    tier: str = "none"     #: strong, moderate, weak or none (the manual)
 
     @classmethod
     def _from_c(cls, m):
+        names = ("strong", "moderate", "weak", "none")
         return cls(distance=m.distance, query=m.query, face=m.face, photo=text(m.photo),
                    box=tuple(m.box), provenance_count=m.provenance_count,
-                   provenance=Provenance._from_c(m.prov))
+                   provenance=Provenance._from_c(m.prov), fmr=m.fmr, strangers=m.strangers,
+                   gallery=m.gallery, tier=names[m.tier] if 0 <= m.tier < 4 else "?")
 
 
 @dataclass

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lethe.h"
 #include "util/json.h"
 #include "util/util.h"
 
@@ -83,7 +84,7 @@ static const struct {
     {"ingest_batches", "Ingest batches", "batches in which photos were added", 0},
 };
 #define DS_N_TOTALS LETHE_ARRAY_LEN(totals_spec)
-enum { T_PHOTOS = 0, T_SEARCHES = 9 }; /* indexes into totals_spec (asserted in ds_load) */
+enum { T_PHOTOS = 0, T_TEMPLATES = 3, T_SEARCHES = 9 }; /* indexes into totals_spec (asserted in ds_load) */
 
 /* The breakdowns, in the order they are rendered. */
 static const struct {
@@ -363,6 +364,7 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
 
     assert(strcmp(totals_spec[T_PHOTOS].field, "photos") == 0);
     assert(strcmp(totals_spec[T_SEARCHES].field, "searches") == 0);
+    assert(strcmp(totals_spec[T_TEMPLATES].field, "templates") == 0);
     memset(d, 0, sizeof(*d));
     if (root->type != JSON_OBJECT) {
         lethe_fail(err, errlen, -1, "datasheet: the document must be a JSON object");
@@ -850,6 +852,99 @@ static void md_log(sb *b, const datasheet *d)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Match evidence (the model's calibration table at this store's size)  */
+/* ------------------------------------------------------------------ */
+
+/* x > 0 as "3.2e-6" with integer arithmetic (no locale). */
+static const char *fmt_rate(char buf[32], double x)
+{
+    if (!(x > 0) || x >= 1) {
+        snprintf(buf, 32, "%s", x >= 1 ? "1" : "0");
+        return buf;
+    }
+    int e = (int)floor(log10(x));
+    long m = lround(x / pow(10, e) * 10);
+    if (m >= 100) {
+        m /= 10;
+        e++;
+    }
+    snprintf(buf, 32, "%ld.%lde%d", m / 10, m % 10, e);
+    return buf;
+}
+
+/* A distance as "0.6000", or "none" when it is no limit. */
+static const char *fmt_dist(char buf[32], float t)
+{
+    if (!isfinite(t)) {
+        snprintf(buf, 32, "none");
+        return buf;
+    }
+    long v = lround((double)t * 10000);
+    snprintf(buf, 32, "%ld.%04ld", v / 10000, v % 10000);
+    return buf;
+}
+
+static const float evidence_distances[] = {0.40f, 0.45f, 0.50f, 0.55f, 0.60f, 0.70f};
+static const double evidence_fpirs[] = {0.1, 0.01, 0.001};
+static const char *const fpir_text[] = {"0.1", "0.01", "0.001"};
+
+static const char evidence_note[] =
+    "What a search result's distance means in this store, from the face model's calibration "
+    "table (the distances between photos of different people measured once on LFW, people "
+    "A-M; it holds nothing of this store). The false-match rate is the share of pairs of "
+    "photos of two different people as close or closer; the strangers expected are this "
+    "store's templates times that rate; the tiers are strong (fewer than 0.01 strangers), "
+    "moderate (0.01 to 0.1), weak (0.1 to 1) and none (1 or more). search --fpir P "
+    "returns only faces closer than the threshold at which a search for someone the store "
+    "does not hold returns anyone with probability at most P.";
+
+/* One row of the distance table: its cells' text. */
+static void evidence_row(float dist, uint64_t templates, char c[4][32])
+{
+    double fmr = 1;
+    int tier = LETHE_TIER_NONE;
+    lethe_calibration_rates(dist, &fmr, NULL);
+    lethe_calibration_tier(fmr * (double)templates, &tier);
+    fmt_dist(c[0], dist);
+    fmt_rate(c[1], fmr);
+    fmt_rate(c[2], fmr * (double)templates);
+    snprintf(c[3], 32, "%s", lethe_tier_name(tier));
+}
+
+static void evidence_render(sb *b, const datasheet *d, enum mode mode)
+{
+    uint64_t n = d->totals[T_TEMPLATES];
+    char c[4][32];
+    int md = mode == MODE_MD;
+    sb_puts(b, md ? "\n## Match evidence\n\n" : "<section id=\"evidence\">\n<h2>Match "
+                                                "evidence</h2>\n<p>");
+    sb_puts(b, evidence_note);
+    sb_printf(b, md ? " This store holds %llu templates.\n\n| Distance | False-match rate | "
+                      "Strangers expected this close | Tier |\n|---:|---:|---:|---|\n"
+                    : " This store holds %llu templates.</p>\n<table>\n<thead><tr><th "
+                      "class=\"num\">Distance</th><th class=\"num\">False-match rate</th><th "
+                      "class=\"num\">Strangers expected this close</th><th>Tier</th></tr>"
+                      "</thead>\n<tbody>\n", (unsigned long long)n);
+    for (size_t i = 0; i < LETHE_ARRAY_LEN(evidence_distances); i++) {
+        evidence_row(evidence_distances[i], n, c);
+        sb_printf(b, md ? "| %s | %s | %s | %s |\n"
+                        : "<tr><td class=\"num\">%s</td><td class=\"num\">%s</td><td "
+                          "class=\"num\">%s</td><td>%s</td></tr>\n", c[0], c[1], c[2], c[3]);
+    }
+    sb_puts(b, md ? "\n| --fpir | Threshold at this store's size |\n|---:|---:|\n"
+                  : "</tbody>\n</table>\n<table>\n<thead><tr><th class=\"num\">--fpir</th><th "
+                    "class=\"num\">Threshold at this store's size</th></tr></thead>\n<tbody>\n");
+    for (size_t i = 0; i < LETHE_ARRAY_LEN(evidence_fpirs); i++) {
+        float t = INFINITY;
+        lethe_calibration_threshold(evidence_fpirs[i], n, &t);
+        sb_printf(b, md ? "| %s | %s |\n" : "<tr><td class=\"num\">%s</td><td class=\"num\">"
+                                            "%s</td></tr>\n", fpir_text[i], fmt_dist(c[0], t));
+    }
+    if (!md)
+        sb_puts(b, "</tbody>\n</table>\n</section>\n");
+}
+
 static void md_render(sb *b, const datasheet *d)
 {
     md_head(b, d);
@@ -872,6 +967,7 @@ static void md_render(sb *b, const datasheet *d)
                "log with its actor and the number of results it returned.\n");
     md_searches(b, &d->by_purpose, "Searches by purpose", "Purpose", d->totals[T_SEARCHES]);
     md_searches(b, &d->by_actor, "Searches by actor", "Actor", d->totals[T_SEARCHES]);
+    evidence_render(b, d, MODE_MD);
 
     md_log(b, d);
 }
@@ -1263,6 +1359,7 @@ static void html_render(sb *b, const datasheet *d)
     html_searches(b, &d->by_actor, "actor", "Searches by actor", "Actor",
                   d->totals[T_SEARCHES]);
     sb_puts(b, "</section>\n");
+    evidence_render(b, d, MODE_HTML);
 
     html_log(b, d);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/calibration.h"
 #include "requests/requests.h"
 #include "store/share.h"
 #include "store/store.h"
@@ -154,6 +155,8 @@ static int check_search(lethe_store *s, const float *queries, int nq, lethe_sear
         return store_fail(s, LETHE_ERR_ARG, "top_k %d is more than 10000", o->top_k);
     if (isnan(o->threshold) || o->threshold < 0)
         return store_fail(s, LETHE_ERR_ARG, "bad threshold");
+    if (!(o->fpir >= 0 && o->fpir < 1))
+        return store_fail(s, LETHE_ERR_ARG, "fpir must be at least 0 and below 1");
     for (int q = 0; q < nq; q++)
         for (int i = 0; i < IDX_DIM; i++)
             if (!isfinite(queries[(size_t)q * IDX_DIM + i]))
@@ -211,6 +214,42 @@ static int answer(lethe_store *s, sqlite3_stmt *st, sqlite3_stmt *pv, const floa
     return rc;
 }
 
+/* ------------------------------------------------------- match evidence */
+
+/* With o->fpir, the threshold that holds it for a gallery of this size. */
+static void evidence_threshold(lethe_search_options *o, uint64_t gallery)
+{
+    float t;
+    if (o->fpir > 0 && lethe_calibration_threshold(o->fpir, gallery, &t) == LETHE_OK &&
+        t < o->threshold)
+        o->threshold = t;
+}
+
+/* What each match's distance means in a gallery of this size (the
+ * calibration table's false-match rate, the strangers expected as close,
+ * the tier). Filled after the results are found; touches nothing else. */
+static void evidence_fill(lethe_match *m, size_t n, uint64_t gallery)
+{
+    for (size_t i = 0; i < n; i++) {
+        double fmr = 1;
+        lethe_calibration_rates(m[i].distance, &fmr, NULL);
+        m[i].fmr = fmr;
+        m[i].gallery = gallery;
+        m[i].strangers = fmr * (double)gallery;
+        lethe_calibration_tier(m[i].strangers, &m[i].tier);
+    }
+}
+
+int lethe_store_templates(lethe_store *s, uint64_t *count)
+{
+    int rc;
+    *count = 0;
+    if ((rc = store_index_ready(s)))
+        return rc;
+    *count = idx_count(s->ix);
+    return LETHE_OK;
+}
+
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
@@ -237,6 +276,8 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
         lethe_search_options_init(&o);
     if ((rc = check_search(s, queries, nq, &o)) || (rc = store_index_ready(s)))
         return rc;
+    uint64_t gallery = idx_count(s->ix);
+    evidence_threshold(&o, gallery);
     /* A few more than asked, for templates dropped since the index was
      * last brought up to date (they are filtered out). */
     size_t kk = (size_t)o.top_k + 16, total = (size_t)nq * kk;
@@ -290,6 +331,8 @@ out:
     sqlite3_finalize(pv);
     lethe_free(hits);
     lethe_free(nhits);
+    if (rc == LETHE_OK)
+        evidence_fill(m, n, gallery);
     if (rc == LETHE_OK) {
         *matches = m;
         *count = n;
