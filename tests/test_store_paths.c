@@ -178,6 +178,19 @@ static int c_search(lethe_store *s)
     return rc;
 }
 
+static int c_verify(lethe_store *s)
+{
+    lethe_search_options so;
+    lethe_verify_result r;
+    lethe_search_options_init(&so);
+    so.purpose = "paths";
+    so.actor = ACTOR;
+    int rc = lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "user1", &so, &r);
+    if (rc == LETHE_OK)
+        rc = lethe_verify(s, vecs[4], LETHE_LOOKUP_PHOTO_ID, "p5", &so, &r);
+    return rc;
+}
+
 static int c_log_reads(lethe_store *s)
 {
     char *out = NULL, hash[65];
@@ -294,6 +307,7 @@ typedef struct named_call {
 
 static const named_call calls[] = {
     {"lookup", c_lookup_kinds},       {"search", c_search},
+    {"verify", c_verify},
     {"log-reads", c_log_reads},       {"datasheet", c_datasheet},
     {"digest-full", c_digest_full},   {"policy", c_policy},
     {"receipt-check", c_receipt_check}, {"keyring-rotate", c_keyring_rotate},
