@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "lethe.h"
+#include "lfw_embed.h"
 
 typedef struct person {
     char name[128];
@@ -87,29 +88,6 @@ static int in_subset(const char *path)
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     return bsearch(&b, subset, nsubset, sizeof(*subset), cmp_str) != NULL;
-}
-
-static char **list_dir(const char *dir, size_t *n)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char **v = NULL;
-    size_t cap = 0;
-    *n = 0;
-    if (!d)
-        return NULL;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            v = realloc(v, cap * sizeof(*v));
-        }
-        v[(*n)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    qsort(v, *n, sizeof(*v), cmp_str);
-    return v;
 }
 
 /* query descriptors, computed in parallel */
@@ -179,34 +157,13 @@ typedef struct pface {
     float box[4];
 } pface;
 
+/* .../images/NAME/NAME_0001.jpg -> NAME ("" when it is not such a name) */
 static const char *base_person(const char *path, char *out, size_t n)
 {
-    /* .../images/NAME/NAME_0001.jpg -> NAME */
-    const char *slash = strrchr(path, '/');
-    const char *file = slash ? slash + 1 : path;
-    const char *us = strrchr(file, '_');
-    size_t len = us ? (size_t)(us - file) : strlen(file);
-    if (len >= n)
-        len = n - 1;
-    memcpy(out, file, len);
-    out[len] = 0;
+    int num;
+    if (lfw_parse_name(path, out, n, &num) < 0)
+        out[0] = 0;
     return out;
-}
-
-static int parse_floats(const char **p, float *v, int n)
-{
-    const char *s = *p;
-    for (int k = 0; k < n; k++) {
-        char *end;
-        while (*s == ' ' || *s == ',' || *s == '[')
-            s++;
-        v[k] = strtof(s, &end);
-        if (end == s)
-            return -1;
-        s = end;
-    }
-    *p = s;
-    return 0;
 }
 
 static void peer_eval(const char *file, person *ps, int np, int *hit, int *hit_l, int *noface)
@@ -233,13 +190,13 @@ static void peer_eval(const char *file, person *ps, int np, int *hit, int *hit_l
         while ((p = strstr(p, "\"box\":"))) {
             pface pf;
             p += 6;
-            if (parse_floats(&p, pf.box, 4) < 0)
+            if (lfw_floats(&p, pf.box, 4) < 0)
                 break;
             const char *d = strstr(p, "\"descriptor\":");
             if (!d)
                 break;
             d += 13;
-            if (parse_floats(&d, pf.d, 128) < 0)
+            if (lfw_floats(&d, pf.d, 128) < 0)
                 break;
             pf.photo = (int)nphotos;
             if (nf == capf) {
@@ -353,7 +310,7 @@ int main(int argc, char **argv)
     snprintf(images, sizeof(images), "%s/images", lfw_abs);
     free(lfw_abs);
     size_t ndirs;
-    char **dirs = list_dir(images, &ndirs);
+    char **dirs = lfw_list_dir(images, &ndirs);
     if (!dirs) {
         fprintf(stderr, "eval_rank1: %s: cannot list\n", images);
         return 1;
@@ -364,7 +321,7 @@ int main(int argc, char **argv)
         char d[1200];
         size_t nfiles;
         snprintf(d, sizeof(d), "%s/%s", images, dirs[i]);
-        char **files = list_dir(d, &nfiles);
+        char **files = lfw_list_dir(d, &nfiles);
         int covered = 1;
         for (size_t k = 0; k < nfiles; k++)
             covered &= in_subset(files[k]);

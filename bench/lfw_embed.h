@@ -12,7 +12,8 @@
  * how it counts, and says so. LFW labels the face nearest the middle of
  * each photo; that face is `label`.
  *
- * Benchmark code: exits on out-of-memory, prints its errors.
+ * Benchmark code: exits on out-of-memory, prints its errors. The functions
+ * are static inline so that a benchmark may use only some of them.
  */
 #ifndef LFW_EMBED_H
 #define LFW_EMBED_H
@@ -44,7 +45,7 @@ typedef struct lfw_set {
     int people;
 } lfw_set;
 
-static void *lfw_xalloc(size_t n)
+static inline void *lfw_xalloc(size_t n)
 {
     void *p = calloc(1, n ? n : 1);
     if (!p) {
@@ -54,13 +55,13 @@ static void *lfw_xalloc(size_t n)
     return p;
 }
 
-static int lfw_cmp_name(const void *a, const void *b)
+static inline int lfw_cmp_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* The names in dir, sorted (NULL when it cannot be read). */
-static char **lfw_list_dir(const char *dir, size_t *n)
+static inline char **lfw_list_dir(const char *dir, size_t *n)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -86,7 +87,7 @@ static char **lfw_list_dir(const char *dir, size_t *n)
 }
 
 /* Person and number of .../NAME/NAME_NNNN.jpg; -1 when it is not such a name. */
-static int lfw_parse_name(const char *path, char *person, size_t n, int *num)
+static inline int lfw_parse_name(const char *path, char *person, size_t n, int *num)
 {
     const char *file = strrchr(path, '/');
     file = file ? file + 1 : path;
@@ -98,7 +99,7 @@ static int lfw_parse_name(const char *path, char *person, size_t n, int *num)
     return 0;
 }
 
-static int lfw_cmp_photo(const void *a, const void *b)
+static inline int lfw_cmp_photo(const void *a, const void *b)
 {
     const lfw_photo *x = a, *y = b;
     int c = strcmp(x->person, y->person);
@@ -106,7 +107,7 @@ static int lfw_cmp_photo(const void *a, const void *b)
 }
 
 /* Every photo of lfw/images, no faces yet (nfaces -1). */
-static int lfw_list(const char *lfw, lfw_set *s)
+static inline int lfw_list(const char *lfw, lfw_set *s)
 {
     char images[1024];
     size_t nd, cap = 16384;
@@ -146,7 +147,7 @@ static int lfw_list(const char *lfw, lfw_set *s)
     return 0;
 }
 
-static lfw_photo *lfw_find(const lfw_set *s, const char *person, int num)
+static inline lfw_photo *lfw_find(const lfw_set *s, const char *person, int num)
 {
     lfw_photo key;
     snprintf(key.person, sizeof(key.person), "%s", person);
@@ -154,7 +155,7 @@ static lfw_photo *lfw_find(const lfw_set *s, const char *person, int num)
     return bsearch(&key, s->p, s->n, sizeof(*s->p), lfw_cmp_photo);
 }
 
-static int lfw_floats(const char **at, float *v, int n)
+static inline int lfw_floats(const char **at, float *v, int n)
 {
     const char *p = *at;
     for (int k = 0; k < n; k++) {
@@ -171,7 +172,7 @@ static int lfw_floats(const char **at, float *v, int n)
 }
 
 /* One cache line's faces into p; -1 if the line is malformed. */
-static int lfw_parse_faces(const char *line, lfw_photo *p)
+static inline int lfw_parse_faces(const char *line, lfw_photo *p)
 {
     const char *at = line, *w = strstr(line, "\"width\":"), *h = strstr(line, "\"height\":");
     int cap = 0, width = w ? atoi(w + 8) : 250, height = h ? atoi(h + 9) : 250;
@@ -209,7 +210,7 @@ static int lfw_parse_faces(const char *line, lfw_photo *p)
  * outside the listing are ignored; *errors counts photos of the listing
  * that are absent or whose line is an error (each printed unless quiet).
  */
-static int lfw_read_cache(const char *file, lfw_set *s, int *errors, int quiet)
+static inline int lfw_read_cache(const char *file, lfw_set *s, int *errors, int quiet)
 {
     FILE *f = fopen(file, "r");
     char *line = NULL, person[128];
@@ -250,7 +251,7 @@ static int lfw_read_cache(const char *file, lfw_set *s, int *errors, int quiet)
     return 0;
 }
 
-static void lfw_free(lfw_set *s)
+static inline void lfw_free(lfw_set *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->p[i].path);
