@@ -686,11 +686,27 @@ static int run_once(const char *dir, op_fn op, long k, long *made)
     return rc;
 }
 
+/* The status of request number in the store in dir ("" if unknown). */
+static void req_status(const char *dir, int64_t number, char out[16])
+{
+    lethe_store *s = NULL;
+    lethe_request_info *v = NULL;
+    size_t n = 0;
+    out[0] = 0;
+    if (lethe_store_open(dir, 0, &s) == LETHE_OK && lethe_request_list(s, 0, &v, &n) == LETHE_OK)
+        for (size_t i = 0; i < n; i++)
+            if (v[i].number == number)
+                snprintf(out, 16, "%s", v[i].status);
+    lethe_requests_free(v, n);
+    lethe_store_close(s);
+}
+
 /* op with the 1st, 2nd, ... allocation failing (every one of the first
  * 150, then every 10th): LETHE_ERR_NOMEM or LETHE_OK, and the store sound
  * with its digest before or after. Returns the failing runs. */
-static int alloc_loop(op_fn op)
+static int alloc_loop(op_fn op, int64_t approves)
 {
+    char status[16];
     char dir[300], before[65] = "", after[65] = "", got[65] = "";
     int failed = 0, done = 0;
     long made = 0;
@@ -714,6 +730,13 @@ static int alloc_loop(op_fn op)
             failed++;
             CHECK(!strcmp(got, before) || !strcmp(got, after));
         }
+        /* an approval commits with its erasure: done iff erased */
+        if (approves) {
+            req_status(dir, approves, status);
+            if (strcmp(status, !strcmp(got, after) ? "done" : "pending"))
+                fprintf(stderr, "  k=%ld: request %lld is %s\n", k, (long long)approves, status);
+            CHECK(!strcmp(status, !strcmp(got, after) ? "done" : "pending"));
+        }
     }
     CHECK(done);
     return failed;
@@ -724,17 +747,18 @@ static void test_alloc_loops(void)
     static const struct {
         const char *name;
         op_fn op;
+        int64_t approves; /* the request it approves, or 0 */
     } ops[] = {
-        {"subject lookup", op_lookup}, {"search (counts)", op_search},
-        {"request file", op_file},     {"request status", op_status},
-        {"request list", op_list},     {"request approve", op_approve},
-        {"approve by face", op_approve_face}, {"request deny", op_deny},
-        {"request auto", op_auto},
+        {"subject lookup", op_lookup, 0},       {"search (counts)", op_search, 0},
+        {"request file", op_file, 0},           {"request status", op_status, 0},
+        {"request list", op_list, 0},           {"request approve", op_approve, 1},
+        {"approve by face", op_approve_face, 3}, {"request deny", op_deny, 0},
+        {"request auto", op_auto, 0},
     };
     if (make_template() != LETHE_OK)
         return;
     for (size_t i = 0; i < LETHE_ARRAY_LEN(ops); i++) {
-        int failed = alloc_loop(ops[i].op);
+        int failed = alloc_loop(ops[i].op, ops[i].approves);
         printf("  %-18s %d allocation failures\n", ops[i].name, failed);
         CHECK(failed > 0);
     }

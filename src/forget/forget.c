@@ -26,6 +26,7 @@
 
 #include "forget/change.h"
 #include "forget/erase.h"
+#include "forget/forget.h"
 #include "forget/optout.h"
 #include "manifest/manifest.h"
 #include "store/store.h"
@@ -664,6 +665,13 @@ static int forget_erase(change *c, const lethe_selector *q, const sel *x, unsign
 int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const char *actor,
                  lethe_forget_result *res, char **receipt, char **matched)
 {
+    return forget_with(s, q, flags, actor, NULL, NULL, res, receipt, matched);
+}
+
+int forget_with(lethe_store *s, const lethe_selector *q, unsigned flags, const char *actor,
+                forget_hook hook, void *ctx, lethe_forget_result *res, char **receipt,
+                char **matched)
+{
     lethe_forget_result r;
     change c = {0};
     sel x;
@@ -691,6 +699,8 @@ int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const 
         memcpy(r.digest_after, r.digest_before, sizeof(r.digest_after));
     } else if (rc == LETHE_OK) {
         rc = forget_erase(&c, q, &x, flags, actor, &r, &rec);
+        if (rc == LETHE_OK && hook)
+            rc = hook(s, &r, rec, ctx);
         if (rc == LETHE_OK)
             rc = change_commit(&c);
         if (rc != LETHE_OK && !c.committed)

@@ -4,60 +4,58 @@
  * recorded done with its receipt and what it selected forgotten), denial,
  * and the operator's rules for approving kinds of request at once.
  *
- * An approval is two commits: lethe_forget's change, then the request's
- * row. A crash between them leaves the erasure done and the request
- * pending; approving it again erases nothing more and records a receipt
- * of nothing: the person loses nothing and the log holds both.
+ * An approval is one commit: the request's row is recorded done inside
+ * lethe_forget's change (forget_with), so a crash or a failure leaves
+ * either the erasure and the request done together, or neither.
  */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "forget/forget.h"
 #include "requests/requests.h"
 #include "store/store.h"
 #include "util/util.h"
 
-/* The request's row done, in its own transaction. */
-static int record_done(lethe_store *s, int64_t number, const char *actor,
-                       const lethe_forget_result *r, const char *receipt)
+/* What approve_hook records. */
+typedef struct approval {
+    int64_t number;
+    const char *actor;
+} approval;
+
+/* The request's row done, inside the erasure's change (forget_hook). */
+static int approve_hook(lethe_store *s, const lethe_forget_result *r, const char *receipt,
+                        void *ctx)
 {
+    const approval *a = ctx;
     sqlite3_stmt *st;
     char now[32], detail[160];
     int rc;
-    if ((rc = store_lock(s, "request")))
-        return rc;
-    if ((rc = store_begin(s)) ||
-        (rc = store_prepare(s, "UPDATE requests SET status = 'done', decided_at = ?, "
+    if ((rc = store_prepare(s, "UPDATE requests SET status = 'done', decided_at = ?, "
                                "decided_by = ?, note = NULL, sealed = NULL, receipt = ?, "
                                "receipt_hash = ?, photos = ?, faces = ?, templates = ? WHERE "
                                "id = ? AND status = 'pending'", &st)))
-        goto out;
+        return rc;
     store_now(now);
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, actor ? actor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, a->actor ? a->actor : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, receipt, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, r->receipt_hash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (int64_t)r->photos);
     sqlite3_bind_int64(st, 6, (int64_t)r->faces);
     sqlite3_bind_int64(st, 7, (int64_t)r->templates);
-    sqlite3_bind_int64(st, 8, number);
+    sqlite3_bind_int64(st, 8, a->number);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlfail(s, "recording the request done");
     else if (sqlite3_changes(s->db) != 1)
-        rc = store_fail(s, LETHE_ERR_ARG, "request %lld was decided meanwhile",
-                        (long long)number);
+        rc = store_fail(s, LETHE_ERR_ARG, "request %lld was decided meanwhile; nothing erased",
+                        (long long)a->number);
     sqlite3_finalize(st);
-    snprintf(detail, sizeof(detail), "{\"request\":%lld,\"receipt\":\"%s\"}", (long long)number,
-             r->receipt_hash);
+    snprintf(detail, sizeof(detail), "{\"request\":%lld,\"receipt\":\"%s\"}",
+             (long long)a->number, r->receipt_hash);
     if (rc == LETHE_OK)
-        rc = store_log_append(s, "request-approve", actor, "", r->receipt_hash,
+        rc = store_log_append(s, "request-approve", a->actor, "", r->receipt_hash,
                               (int64_t)(r->photos + r->faces), detail);
-out:
-    if (rc == LETHE_OK)
-        rc = store_commit(s);
-    else if (s->db && !sqlite3_get_autocommit(s->db))
-        store_rollback(s);
-    store_unlock(s);
     return rc;
 }
 
@@ -122,17 +120,10 @@ int lethe_request_approve(lethe_store *s, int64_t number, unsigned flags, const 
     make_selector(&cur, plain, n, &sel, hex);
     unsigned fl = (cur.action == LETHE_REQUEST_OPTOUT ? LETHE_FORGET_OPTOUT : 0) |
                   (flags & LETHE_FORGET_CONFIRMED);
-    rc = lethe_forget(s, &sel, fl, actor, &res, &receipt, NULL);
-    /* committed (a receipt exists) even if a later step failed: record it */
-    if (receipt) {
-        char why[sizeof(s->err)];
-        snprintf(why, sizeof(why), "%s", s->err);
-        int rc2 = record_done(s, number, actor, &res, receipt);
-        if (rc != LETHE_OK)
-            store_fail(s, rc, "%s", why);
-        else
-            rc = rc2;
-    }
+    approval a = {number, actor};
+    /* a receipt and a failure: committed, a later step failed (finished at
+     * the next open); the request is done with the erasure either way */
+    rc = forget_with(s, &sel, fl, actor, approve_hook, &a, &res, &receipt, NULL);
     if (rc == LETHE_OK && info)
         rc = request_read(s, number, info, NULL, NULL, NULL);
 out:
