@@ -10,7 +10,7 @@
 # when present (skipped visibly otherwise).
 set -u
 LETHE=${1:-build/lethe}
-SCAN=${SCAN:-build/tests/scan}
+SCAN=${SCAN:-$(dirname "$LETHE")/tests/scan}
 DATA=${LETHE_TEST_DATA:-../shared/data}
 . "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester

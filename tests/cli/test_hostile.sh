@@ -11,7 +11,7 @@
 # when absent.
 set -u
 LETHE=${1:-build/lethe}
-SCAN=${SCAN:-build/tests/scan}
+SCAN=${SCAN:-$(dirname "$LETHE")/tests/scan}
 . "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester
 unset LETHE_STORE

@@ -8,7 +8,7 @@
 set -u
 LETHE=${1:-build/lethe}
 BUILD=$(dirname "$LETHE")
-SCAN=${SCAN:-build/tests/scan}
+SCAN=${SCAN:-$(dirname "$LETHE")/tests/scan}
 DATA=${LETHE_TEST_DATA:-../shared/data}
 . "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester
