@@ -1017,8 +1017,9 @@ LETHE_API void lethe_restore_options_init(lethe_restore_options *opt);
  * store dest or, when dest is not a live store (its disk was lost), the one
  * in opt->keyring_mirror. Photos whose key is gone (erased after the backup
  * was taken) are dropped and counted: a backup can never bring back what was
- * forgotten. Over a live store, its log, receipts, signing keys, opt-outs and
- * consent policy are kept, and photos it holds that the backup does not are
+ * forgotten. Over a live store, its log, receipts, signing keys, opt-outs,
+ * consent policy, API keys, data-subject requests and search counts are
+ * kept, and photos it holds that the backup does not are
  * refused unless discard_newer. A backup of another store is refused.
  */
 LETHE_API int lethe_restore(const char *src, const char *dest, const lethe_restore_options *opt,

@@ -578,6 +578,67 @@ static int make_template(void)
 
 typedef int (*op_fn)(lethe_store *s);
 
+/* A restore over the live store keeps the requests filed and decided since
+ * the backup, and the search counts of the photos both hold; a store whose
+ * backup predates its first request gets the table from the live store. */
+static void test_request_restore(void)
+{
+    char dir[300], bk[300], msg[256], id1[LETHE_REQUEST_ID_SIZE], id2[LETHE_REQUEST_ID_SIZE];
+    lethe_request_info info;
+    lethe_restore_options o;
+    lethe_restore_result res;
+    lethe_subject_photo *ph = NULL;
+    size_t n = 0;
+    char *info_json = NULL;
+    lethe_store *s = fixture(dir, sizeof(dir));
+    if (!s)
+        return;
+    new_dir(bk, sizeof(bk));
+    /* the backup holds no requests table yet (made on first use) */
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info_json), LETHE_OK);
+    lethe_free_string(info_json);
+    CHECK_EQ_INT(catalog_count(bk, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests'"),
+                 0);
+    /* since: one request approved (person1 erased), one pending, one more
+     * search of person0 for case B */
+    CHECK_EQ_INT(file_req(s, LETHE_REQUEST_ERASE, LETHE_REQUEST_BY_UPLOADER, "person1", id1, NULL),
+                 LETHE_OK);
+    CHECK_EQ_INT(file_req(s, LETHE_REQUEST_ERASE, LETHE_REQUEST_BY_URL, "https://photos.example/9",
+                          id2, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_request_approve(s, 1, 0, "key:5", NULL), LETHE_OK);
+    CHECK_EQ_INT(search(s, 0, "case B"), LETHE_OK);
+    lethe_store_close(s);
+    lethe_restore_options_init(&o);
+    o.actor = "test";
+    CHECK_EQ_INT(lethe_restore(bk, dir, &o, &res, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(res.dropped_erased, 4); /* person1's photos stay forgotten */
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    if (!s)
+        return;
+    CHECK_EQ_INT(lethe_request_status(s, id1, &info, NULL), LETHE_OK);
+    CHECK(!strcmp(info.status, "done") && info.photos == 4);
+    CHECK_EQ_INT(lethe_request_status(s, id2, &info, NULL), LETHE_OK);
+    CHECK(!strcmp(info.status, "pending"));
+    /* the pending selector still opens with the live keyring */
+    lethe_request_info *list = NULL;
+    CHECK_EQ_INT(lethe_request_list(s, 1, &list, &n), LETHE_OK);
+    CHECK(n == 1 && list[0].selector && !strcmp(list[0].selector, "https://photos.example/9"));
+    lethe_requests_free(list, n);
+    /* person0's counts as they were just before the restore: case B twice */
+    CHECK_EQ_INT(lethe_subject_lookup(s, LETHE_LOOKUP_UPLOADER, "person0", NULL, 0, "page", &ph,
+                                      &n), LETHE_OK);
+    int twice = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lethe_purpose_count *b = purpose_of(&ph[i], "case B");
+        twice += b && b->searches == 2;
+    }
+    CHECK_EQ_INT(twice, 2);
+    lethe_subject_photos_free(ph, n);
+    log_ok(s);
+    lethe_store_close(s);
+}
+
 static int op_lookup(lethe_store *s)
 {
     lethe_subject_photo *p = NULL;
@@ -783,6 +844,7 @@ int main(int argc, char **argv)
     RUN(test_request_auto_and_face);
     RUN(test_request_refused);
     RUN(test_request_selfie);
+    RUN(test_request_restore);
     RUN(test_alloc_loops);
     printf("SQLite write calls seen: %ld\n", faultvfs_calls());
     faultvfs_reset_calls();

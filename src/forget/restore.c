@@ -8,7 +8,9 @@
  *     backup was taken, or re-keyed when part of it was erased) is dropped
  *     and counted: no backup can bring back a forgotten face;
  *   - over a live store, its log, receipts, signing keys, opt-outs,
- *     consent policy and API keys are carried over (they record what happened since),
+ *     consent policy, API keys, data-subject requests and the search
+ *     counts of the photos restored are carried over (they record what
+ *     happened since),
  *     and photos it holds that the backup lacks are refused unless the
  *     caller accepts to drop them;
  *   - with only the mirror, the keyring is the authority for opt-outs (those
@@ -182,6 +184,44 @@ typedef struct restore_job {
     size_t msg_len;
 } restore_job;
 
+/*
+ * Replace the copy's table name with the live store's (the rows where, if
+ * given). The tables made on first use (requests, search_hits) may be in
+ * the live store and not yet in the backup: the live store's definition is
+ * replayed first. Absent from the live store, there is nothing to carry.
+ */
+static int carry_table(lethe_store *t, const char *name, const char *where)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(t, "SELECT sql FROM live.sqlite_master WHERE tbl_name = ?1 AND "
+                              "sql IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main.sqlite_master "
+                              "WHERE tbl_name = ?1) ORDER BY type = 'index'", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int step;
+    while (rc == LETHE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = store_exec(t, (const char *)sqlite3_column_text(st, 0));
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(t, "reading the live store's schema");
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    char *sql = sqlite3_mprintf("SELECT COUNT(*) FROM live.sqlite_master WHERE type = 'table' "
+                                "AND name = %Q", name);
+    int64_t has = sql ? store_count(t, sql) : -1;
+    sqlite3_free(sql);
+    if (has < 0)
+        return sql ? store_status(t) : store_fail(t, LETHE_ERR_NOMEM, "out of memory");
+    if (has == 0)
+        return LETHE_OK;
+    sql = sqlite3_mprintf("DELETE FROM main.\"%w\"; INSERT INTO main.\"%w\" SELECT * FROM "
+                          "live.\"%w\" %s", name, name, name, where ? where : "");
+    rc = sql ? store_exec(t, sql) : store_fail(t, LETHE_ERR_NOMEM, "out of memory");
+    sqlite3_free(sql);
+    return rc;
+}
+
 /* Carry the live store's history over to the copy. */
 static int carry_live(restore_job *j)
 {
@@ -203,7 +243,7 @@ static int carry_live(restore_job *j)
                           "restoring would drop them (--discard-newer accepts that)",
                           j->dest, (long long)newer, newer == 1 ? "" : "s");
     j->res->dropped_newer = (uint64_t)newer;
-    return store_exec(t, "DELETE FROM main.log; INSERT INTO main.log SELECT * FROM live.log; "
+    rc = store_exec(t, "DELETE FROM main.log; INSERT INTO main.log SELECT * FROM live.log; "
                          "INSERT OR IGNORE INTO main.receipts SELECT * FROM live.receipts; "
                          "DELETE FROM main.signing_keys; INSERT INTO main.signing_keys SELECT * "
                          "FROM live.signing_keys; DELETE FROM main.optouts; INSERT INTO "
@@ -211,9 +251,18 @@ static int carry_live(restore_job *j)
                          "INSERT INTO main.policy SELECT * FROM live.policy; "
                          "DELETE FROM main.api_keys; INSERT INTO main.api_keys SELECT * FROM "
                          "live.api_keys; "
-                         "DELETE FROM main.meta WHERE key IN ('log_head', 'keyring_mirror'); "
-                         "INSERT INTO main.meta SELECT * FROM live.meta WHERE key IN "
-                         "('log_head', 'keyring_mirror')");
+                         "DELETE FROM main.meta WHERE key IN ('log_head', 'keyring_mirror', "
+                         "'request_auto'); INSERT INTO main.meta SELECT * FROM live.meta WHERE "
+                         "key IN ('log_head', 'keyring_mirror', 'request_auto')");
+    /* requests filed or decided since, and the search counts of the photos
+     * both hold (same row, same bytes) */
+    if (rc == LETHE_OK)
+        rc = carry_table(t, "requests", NULL);
+    if (rc == LETHE_OK)
+        rc = carry_table(t, "search_hits", "WHERE photo IN (SELECT m.id FROM main.photos m "
+                                           "JOIN live.photos l ON l.id = m.id AND l.sha_h = "
+                                           "m.sha_h)");
+    return rc;
 }
 
 /* Drop the photos whose key is gone. Their rows cannot be opened, so they
