@@ -300,6 +300,40 @@ static int c_rebuild(lethe_store *s)
     return rc;
 }
 
+/* A shared handle (LETHE_STORE_SHARED, as lethe serve opens it): a search
+ * on a view with its log entry group-committed, a key refused, the log
+ * verified with the group commit paused, an erasure under the index's
+ * write lock; then a read-only shared handle's log verification. */
+static int c_shared(lethe_store *s)
+{
+    lethe_store *n = NULL;
+    lethe_key_info ki;
+    uint64_t entries = 0, bad = 0;
+    int rc = lethe_store_open(lethe_store_path(s), LETHE_STORE_SHARED, &n);
+    if (rc == LETHE_OK)
+        rc = c_search(n);
+    if (rc == LETHE_OK) {
+        rc = lethe_key_authenticate(n, "lk_1_notakey", 12, &ki);
+        rc = rc == LETHE_ERR_DENIED ? LETHE_OK : rc ? rc : LETHE_ERR_INTERNAL;
+    }
+    if (rc == LETHE_OK)
+        rc = lethe_log_verify(n, &entries, &bad);
+    lethe_selector sel = {.uploader = "user1"};
+    if (rc == LETHE_OK)
+        rc = lethe_forget(n, &sel, 0, ACTOR, NULL, NULL, NULL);
+    snprintf(create_msg, sizeof(create_msg), "%s", rc == LETHE_OK ? "" : lethe_store_errmsg(n));
+    lethe_store_close(n);
+    n = NULL;
+    if (rc == LETHE_OK &&
+        (rc = lethe_store_open(lethe_store_path(s), LETHE_STORE_SHARED | LETHE_STORE_READONLY,
+                               &n)) == LETHE_OK)
+        rc = lethe_log_verify(n, &entries, &bad);
+    if (rc != LETHE_OK && !create_msg[0])
+        snprintf(create_msg, sizeof(create_msg), "%s", lethe_store_errmsg(n));
+    lethe_store_close(n);
+    return rc;
+}
+
 typedef struct named_call {
     const char *name;
     call_fn fn;
@@ -312,7 +346,7 @@ static const named_call calls[] = {
     {"digest-full", c_digest_full},   {"policy", c_policy},
     {"receipt-check", c_receipt_check}, {"keyring-rotate", c_keyring_rotate},
     {"optout", c_optout},             {"create", c_create},
-    {"rebuild", c_rebuild},
+    {"rebuild", c_rebuild},           {"shared", c_shared},
 };
 
 /* One run of call on a fresh copy with fault armed at k. Returns whether

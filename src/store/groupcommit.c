@@ -74,7 +74,7 @@ int gc_open(lethe_store *log, group_commit **out)
     group_commit *g = lethe_calloc(1, sizeof(*g));
     *out = NULL;
     if (!g)
-        return LETHE_ERR_NOMEM;
+        return store_fail(log, LETHE_ERR_NOMEM, "out of memory");
     g->log = log;
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);

@@ -105,7 +105,9 @@ static int view_open(struct store_share *sh, int for_log, lethe_store **out, cha
     }
     if (sqlite3_open_v2(db, &v->db, (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
                         SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        rc = store_sqlfail(v, db);
+        /* no handle at all: SQLite could not allocate one */
+        rc = v->db ? store_sqlfail(v, db)
+                   : store_fail(v, LETHE_ERR_NOMEM, "%s: out of memory opening the catalog", db);
         goto out;
     }
     sqlite3_busy_timeout(v->db, 30000);
