@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "lethe.h"
+#include "people.h"
 #include "test.h"
 
 static char root[256];
@@ -17,8 +18,7 @@ static int nstore;
 static unsigned rng = 777;
 static float frand(void)
 {
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
+    return people_rand(&rng);
 }
 
 #define N 400
@@ -27,14 +27,7 @@ static float vecs[N][128];
 /* 40 "people" of 10 faces: same-person distances near 0.28, others near 1.8 */
 static void make_vecs(void)
 {
-    for (int p = 0; p < N / 10; p++) {
-        float c[128];
-        for (int k = 0; k < 128; k++)
-            c[k] = frand() * 0.4f;
-        for (int j = 0; j < 10; j++)
-            for (int k = 0; k < 128; k++)
-                vecs[p * 10 + j][k] = c[k] + frand() * 0.06f;
-    }
+    people_make(vecs, N / 10, 10, 0.06f, &rng);
 }
 
 static void test_info(void)

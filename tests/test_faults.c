@@ -60,6 +60,7 @@
 #include "faultvfs.h"
 #include "index/index.h"
 #include "lethe.h"
+#include "people.h"
 #include "test.h"
 #include "util/io.h"
 #include "util/util.h"
@@ -84,26 +85,13 @@ static const char *only; /* LETHE_FAULTS_ONLY: exercise only the calls whose nam
 /* ------------------------------------------------------------ the fixture */
 
 static unsigned rng = 20240917u;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-}
 
 /* people x per_person descriptors of the store, then EXTRA new people's */
 static void make_vecs(void)
 {
-    int n = rows + EXTRA;
-    float c[128];
-    vecs = calloc((size_t)n, sizeof(*vecs));
-    for (int i = 0; i < n; i++) {
-        int first = i < rows ? i % per_person == 0 : 1;
-        if (first)
-            for (int k = 0; k < 128; k++)
-                c[k] = frand() * 0.4f;
-        for (int k = 0; k < 128; k++)
-            vecs[i][k] = c[k] + frand() * 0.06f;
-    }
+    vecs = calloc((size_t)(rows + EXTRA), sizeof(*vecs));
+    people_make(vecs, rows / per_person, per_person, 0.06f, &rng);
+    people_make(vecs + rows, EXTRA, 1, 0.06f, &rng);
 }
 
 static void row_prov(int i, lethe_provenance *p, char *up, char *id)

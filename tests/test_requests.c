@@ -15,6 +15,7 @@
 
 #include "faultvfs.h"
 #include "lethe.h"
+#include "people.h"
 #include "test.h"
 #include "util/util.h"
 
@@ -27,11 +28,6 @@ static void new_dir(char *out, size_t n)
 }
 
 static unsigned rng = 777;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-}
 
 #define PEOPLE 3
 #define N (PEOPLE * 4)
@@ -39,14 +35,7 @@ static float vecs[N][128];
 
 static void make_vecs(void)
 {
-    for (int p = 0; p < PEOPLE; p++) {
-        float c[128];
-        for (int k = 0; k < 128; k++)
-            c[k] = frand() * 0.4f;
-        for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 128; k++)
-                vecs[p * 4 + j][k] = c[k] + frand() * 0.03f;
-    }
+    people_make(vecs, PEOPLE, 4, 0.03f, &rng);
 }
 
 /* Descriptors from..to with provenance person<i/4>, and stats. */
