@@ -173,3 +173,104 @@ int cmd_model(int argc, char **argv)
     cli_error("model: unknown subcommand '%s' (list, retire)", sub);
     return CLI_EXIT_USAGE;
 }
+
+/* ------------------------------------------------------------ retemplate */
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)ctx;
+    fprintf(stderr, "\rretemplate: %llu of %llu photos", (unsigned long long)done,
+            (unsigned long long)total);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+static void print_retemplate(const cli_common *c, int dry, const lethe_retemplate_result *r)
+{
+    if (c->json) {
+        printf("{\"dry_run\":%s,\"candidates\":%llu,\"%s\":%llu,\"templates\":%llu,\"missed\":[",
+               dry ? "true" : "false", (unsigned long long)r->candidates,
+               dry ? "can_recompute" : "recomputed", (unsigned long long)r->recomputed,
+               (unsigned long long)r->templates);
+        for (size_t i = 0; i < r->nmissed; i++) {
+            printf("%s{\"photo\":\"%s\",\"path\":", i ? "," : "", r->missed[i].photo);
+            json_put_string(stdout, r->missed[i].path);
+            printf(",\"reason\":\"%s\"}", r->missed[i].reason);
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("%llu photos with templates of another model (or none after a retirement); %llu %s"
+           ", %llu templates%s\n", (unsigned long long)r->candidates,
+           (unsigned long long)r->recomputed, dry ? "can be described again" : "described again",
+           (unsigned long long)r->templates, dry ? " (nothing changed)" : " added");
+    for (size_t i = 0; i < r->nmissed; i++) {
+        printf("could not: %.12s  %s  ", r->missed[i].photo, r->missed[i].reason);
+        cli_put_text(stdout, r->missed[i].path[0] ? r->missed[i].path : "(no path)");
+        putchar('\n');
+    }
+}
+
+int cmd_retemplate(int argc, char **argv)
+{
+    cli_common c;
+    const char *models = NULL;
+    int dry = 0, bad = 0, precision = 0;
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: lethe retemplate [--dry-run] [--json] [--models DIR] [--precision P]\n\n"
+               "Describe again, with the engine's model, every analysed photo whose faces\n"
+               "are of another model (older, or retired: 'lethe model retire'). A photo is\n"
+               "read again from the path its provenance records, only when that file is\n"
+               "still there with the same SHA-256; the others are listed with the reason\n"
+               "(missing, changed, unreadable, not a photo, refused by the consent policy).\n"
+               "The old faces and templates go as an erasure; the faces found now come\n"
+               "with their templates. Progress on stderr.\n\n%s\n"
+               "Exit status: 0 done (even with photos listed as not done), 1 failed,\n"
+               "2 usage.\n", cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    cli_common_init(&c);
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int t = cli_common_parse(&c, argc, argv, &i);
+        if (t < 0)
+            return CLI_EXIT_USAGE;
+        if (t > 0)
+            continue;
+        if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
+            models = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
+            if (cli_parse_precision("retemplate", v, &precision) < 0)
+                return CLI_EXIT_USAGE;
+        } else if (bad)
+            return CLI_EXIT_USAGE;
+        else if (!strcmp(argv[i], "--dry-run"))
+            dry = 1;
+        else
+            return cli_unknown_option("retemplate", argv[i]);
+    }
+    lethe_engine_options eo;
+    lethe_engine *engine = NULL;
+    lethe_engine_options_init(&eo);
+    eo.model_dir = models;
+    eo.precision = precision;
+    if (lethe_engine_open(&engine, &eo) != LETHE_OK) {
+        cli_error("%s", lethe_engine_errmsg(engine));
+        lethe_engine_close(engine);
+        return CLI_EXIT_FAILED;
+    }
+    lethe_store *s = cli_open_store(&c, 0);
+    if (!s) {
+        lethe_engine_close(engine);
+        return CLI_EXIT_FAILED;
+    }
+    lethe_retemplate_result r;
+    int rc = lethe_retemplate(s, engine, c.actor, dry, c.json ? NULL : on_progress, NULL, &r);
+    if (rc != LETHE_OK)
+        cli_error("retemplate: %s", lethe_store_errmsg(s));
+    print_retemplate(&c, dry, &r);
+    lethe_retemplate_result_free(&r);
+    lethe_store_close(s);
+    lethe_engine_close(engine);
+    return cli_status(rc);
+}
