@@ -164,6 +164,9 @@ static void search_help(void)
         "  --all-faces        search every face of IMAGE (default: the largest)\n"
         "  --descriptor JSON  a descriptor: a JSON array of 128 numbers, or an object\n"
         "                     with \"embedding\" (such an array)\n"
+        "  --model NAME@VERSION[@WEIGHTS]  the model that computed --descriptor or\n"
+        "                     --queries (default: the shipped one); only templates of\n"
+        "                     that model are compared\n"
         "  --queries FILE     JSON Lines, a descriptor per line as for --descriptor, or\n"
         "                     lines of 'lethe embed --json' (one query per face); '-'\n"
         "                     reads stdin. Bad lines are reported and skipped (exit 1)\n"
@@ -220,6 +223,7 @@ typedef struct search_cli {
     int all_faces, threads, precision, top_set;
     int against_kind, n_against;   /* verify: the stored photos (LETHE_LOOKUP_*) */
     const char *against;
+    lethe_model_id model;          /* --model: the descriptors' model */
 } search_cli;
 
 /* verify's selectors of the stored photos, by LETHE_LOOKUP_* kind */
@@ -309,8 +313,16 @@ static int search_parse(search_cli *a, int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             a->threads = (int)t;
-        } else if ((v = cli_flag_value(argc, argv, &i, "--descriptor", &bad)))
+        } else if ((v = cli_flag_value(argc, argv, &i, "--descriptor", &bad))) {
             a->desc = v;
+        } else if ((v = cli_flag_value(argc, argv, &i, "--model", &bad))) {
+            char msg[256];
+            if (lethe_model_parse(v, &a->model, msg, sizeof(msg)) != LETHE_OK) {
+                cli_error("%s: --model: %s", a->cmd, msg);
+                return CLI_EXIT_USAGE;
+            }
+            a->so.model = &a->model; /* a points into the caller's frame: lives long enough */
+        }
         else if ((v = cli_flag_value(argc, argv, &i, "--queries", &bad)))
             a->queries = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
@@ -340,6 +352,11 @@ static int search_parse(search_cli *a, int argc, char **argv)
     if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
         cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
                   strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->image && a->so.model) {
+        cli_error("%s: --model goes with --descriptor or --queries (an IMAGE is described by "
+                  "the engine's model)", a->cmd);
         return CLI_EXIT_USAGE;
     }
     return strcmp(a->cmd, "verify") ? CLI_EXIT_OK : verify_parsed(a);
