@@ -18,6 +18,7 @@
  * one, and a retired model's row stays, so that a store that retired a
  * model has the digest of one that never held its templates.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,24 +143,56 @@ int store_model_use(lethe_store *s, const lethe_model_id *m, int64_t *id)
     return rc;
 }
 
+/* The templates of model id the store holds: *n. idx_total is what the
+ * index holds (all models'), or UINT64_MAX when unknown, and then only
+ * whether there is one is asked (*n is 0 or 1). Each read is a seek or a
+ * range of the faces_model index (model, has_template), never a scan of
+ * every face: when every face is of this model, the index's count is
+ * the answer. */
+static int model_templates(lethe_store *s, int64_t id, uint64_t idx_total, uint64_t *n)
+{
+    char sql[200];
+    int64_t v;
+    if (idx_total != UINT64_MAX) {
+        snprintf(sql, sizeof(sql), "SELECT (SELECT MIN(model) FROM faces) IS %lld AND "
+                 "(SELECT MAX(model) FROM faces) IS %lld", (long long)id, (long long)id);
+        if ((v = store_count(s, sql)) < 0)
+            return store_status(s);
+        if (v == 1) {
+            *n = idx_total;
+            return LETHE_OK;
+        }
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM faces WHERE model = %lld AND has_template = 1",
+                 (long long)id);
+    } else {
+        snprintf(sql, sizeof(sql), "SELECT EXISTS(SELECT 1 FROM faces WHERE model = %lld AND "
+                 "has_template = 1)", (long long)id);
+    }
+    if ((v = store_count(s, sql)) < 0)
+        return store_status(s);
+    *n = (uint64_t)v;
+    return LETHE_OK;
+}
+
 /* Whether the store holds templates of a model other than `model` or has
  * retired one: then a query model without templates is a mismatch, not
  * an empty store. 1, 0, or -1 on a failed read. */
 static int other_models(lethe_store *s, int64_t model)
 {
-    char sql[200];
+    char sql[300];
     snprintf(sql, sizeof(sql), "SELECT EXISTS(SELECT 1 FROM models WHERE retired_at IS NOT NULL) "
-             "OR EXISTS(SELECT 1 FROM faces WHERE has_template AND model IS NOT %lld)",
-             (long long)model);
+             "OR EXISTS(SELECT 1 FROM models m WHERE m.id IS NOT %lld AND EXISTS(SELECT 1 FROM "
+             "faces WHERE model = m.id AND has_template = 1))", (long long)model);
     int64_t n = store_count(s, sql);
     return n < 0 ? -1 : n > 0;
 }
 
-int store_search_model(lethe_store *s, const lethe_model_id *m, int64_t *id,
-                       uint64_t *templates)
+int store_search_model(lethe_store *s, const lethe_model_id *m, uint64_t idx_total,
+                       int64_t *id, uint64_t *templates)
 {
     lethe_model_id shipped;
-    char label[128], sql[128];
+    char label[128];
     int retired = 0;
     *id = 0;
     *templates = 0;
@@ -175,15 +208,11 @@ int store_search_model(lethe_store *s, const lethe_model_id *m, int64_t *id,
         return store_fail(s, LETHE_ERR_POLICY,
                           "model %s is retired in this store: its templates are erased and "
                           "its queries refused", label);
-    int64_t n = 0;
-    if (rc == LETHE_OK) {
-        snprintf(sql, sizeof(sql),
-                 "SELECT COUNT(*) FROM faces WHERE model = %lld AND has_template", (long long)*id);
-        if ((n = store_count(s, sql)) < 0)
-            return store_status(s);
-    }
+    uint64_t n = 0;
+    if (rc == LETHE_OK && (rc = model_templates(s, *id, idx_total, &n)))
+        return rc;
     if (n > 0) {
-        *templates = (uint64_t)n;
+        *templates = n;
         return LETHE_OK;
     }
     /* No template of the query's model. A store that holds none at all
@@ -219,7 +248,7 @@ static int migrate_rows(lethe_store *s)
     if ((rc = store_exec(s, MODELS_SCHEMA_SQL
                          "ALTER TABLE faces ADD COLUMN model INTEGER REFERENCES models(id);\n"
                          "ALTER TABLE faces ADD COLUMN detector TEXT NOT NULL DEFAULT '';\n"
-                         "CREATE INDEX faces_model ON faces(model);\n")))
+                         "CREATE INDEX faces_model ON faces(model, has_template);\n")))
         return rc;
     if ((rc = store_prepare(s, "INSERT INTO models(id, name, version, weights, precision, "
                                "first_used) VALUES (1, ?, ?, ?, ?, ?)", &st)))

@@ -256,7 +256,7 @@ static int search_model(lethe_store *s, const lethe_model_id *m, int64_t *id, ui
 {
     int rc = store_exec(s, "BEGIN");
     if (rc == LETHE_OK) {
-        rc = store_search_model(s, m, id, n);
+        rc = store_search_model(s, m, idx_count(s->ix), id, n);
         store_end_read(s);
     }
     return rc;

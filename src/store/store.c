@@ -60,7 +60,7 @@ static const char schema_sql[] =
     "  model INTEGER REFERENCES models(id),\n"
     "  detector TEXT NOT NULL DEFAULT '',\n"
     "  UNIQUE(photo, ord));\n"
-    "CREATE INDEX faces_model ON faces(model);\n"
+    "CREATE INDEX faces_model ON faces(model, has_template);\n"
     "CREATE TABLE policy(version INTEGER PRIMARY KEY, text TEXT NOT NULL,\n"
     "  hash TEXT NOT NULL, set_at TEXT NOT NULL, log_seq INTEGER NOT NULL);\n"
     "CREATE TABLE signing_keys(epoch INTEGER PRIMARY KEY, public_key TEXT NOT NULL UNIQUE,\n"

@@ -349,10 +349,15 @@ int store_model_valid(const lethe_model_id *m);
 int store_model_find(lethe_store *s, const char *which, lethe_model_info *info);
 /* "name@version" of a model row, for messages. */
 void store_model_label(const lethe_model_id *m, char *out, size_t n);
-/* The model a search with options o compares against: *id, and *templates
- * of it held; LETHE_ERR_NOT_FOUND (message set) when the store holds none,
- * LETHE_ERR_POLICY when the model is retired. Inside a read. */
-int store_search_model(lethe_store *s, const lethe_model_id *m, int64_t *id,
-                       uint64_t *templates);
+/* The model m (NULL: the shipped one) a search or a verification compares
+ * against: *id (0 when the store never saw it), *templates of it held
+ * (idx_total: the index's row count, or UINT64_MAX when unknown: then
+ * *templates only says whether there is one). LETHE_ERR_POLICY when the
+ * model is retired; LETHE_ERR_NOT_FOUND (message set) when it holds none
+ * but the store holds other models' templates or retired one; LETHE_OK
+ * with *templates 0 when the store holds no template at all. Inside a
+ * read. */
+int store_search_model(lethe_store *s, const lethe_model_id *m, uint64_t idx_total,
+                       int64_t *id, uint64_t *templates);
 
 #endif

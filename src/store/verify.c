@@ -125,7 +125,7 @@ int lethe_verify(lethe_store *s, const float *q, int kind, const char *value,
     }
     int64_t model = 0;
     uint64_t held = 0;
-    if ((rc = store_search_model(s, o.model, &model, &held)) == LETHE_OK)
+    if ((rc = store_search_model(s, o.model, UINT64_MAX, &model, &held)) == LETHE_OK)
         rc = verify_photos(s, sel, q, model, &res);
     sqlite3_finalize(sel);
     if (rc == LETHE_OK && res.templates == 0)
