@@ -262,6 +262,24 @@ static int search_model(lethe_store *s, const lethe_model_id *m, int64_t *id, ui
     return rc;
 }
 
+/* The options checked (into o), the index ready, the queries' model and
+ * its templates (the gallery), the threshold --fpir asks for. */
+static int search_setup(lethe_store *s, const float *queries, int nq,
+                        const lethe_search_options *opt, lethe_search_options *o,
+                        int64_t *model, uint64_t *gallery)
+{
+    int rc;
+    if (opt)
+        *o = *opt;
+    else
+        lethe_search_options_init(o);
+    if ((rc = check_search(s, queries, nq, o)) || (rc = store_index_ready(s)) ||
+        (rc = search_model(s, o->model, model, gallery)))
+        return rc;
+    evidence_threshold(o, *gallery);
+    return LETHE_OK;
+}
+
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
@@ -279,19 +297,13 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
     size_t *nhits = NULL, n = 0;
     lethe_match *m = NULL;
     sqlite3_stmt *st = NULL, *pv = NULL;
-    int rc;
-    *matches = NULL;
-    *count = 0;
-    if (opt)
-        o = *opt;
-    else
-        lethe_search_options_init(&o);
     int64_t model = 0;
     uint64_t gallery = 0;
-    if ((rc = check_search(s, queries, nq, &o)) || (rc = store_index_ready(s)) ||
-        (rc = search_model(s, o.model, &model, &gallery)))
+    *matches = NULL;
+    *count = 0;
+    int rc = search_setup(s, queries, nq, opt, &o, &model, &gallery);
+    if (rc)
         return rc;
-    evidence_threshold(&o, gallery);
     /* A few more than asked, for templates dropped since the index was
      * last brought up to date (they are filtered out). */
     size_t kk = (size_t)o.top_k + 16, total = (size_t)nq * kk;
