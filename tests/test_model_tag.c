@@ -409,6 +409,40 @@ static void test_retemplate(void)
     lethe_engine_close(e);
 }
 
+/* A backup taken before a retirement, restored: the templates stay erased
+ * (their photos' keys are gone) and the model stays retired. */
+static void test_restore_keeps_retirement(void)
+{
+    char dir[300], bk[300], msg[256], *info = NULL, *receipt = NULL;
+    lethe_store *s = NULL;
+    lethe_forget_result res;
+    lethe_restore_options ro;
+    lethe_restore_result rr;
+    int rc;
+    new_dir(dir, sizeof(dir));
+    new_dir(bk, sizeof(bk));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    CHECK_EQ_INT(ingest_model(s, 0, N / 2, NULL), LETHE_OK);
+    CHECK_EQ_INT(ingest_model(s, N / 2, N, &other), LETHE_OK);
+    CHECK_EQ_INT(lethe_backup(s, bk, "test", &info), LETHE_OK);
+    lethe_free_string(info);
+    CHECK_EQ_INT(lethe_model_retire(s, "other-net", LETHE_FORGET_CONFIRMED, "test", &res,
+                                    &receipt), LETHE_OK);
+    lethe_free_string(receipt);
+    lethe_store_close(s);
+    s = NULL;
+    lethe_restore_options_init(&ro);
+    ro.actor = "test";
+    CHECK_EQ_INT(lethe_restore(bk, dir, &ro, &rr, msg, sizeof(msg)), LETHE_OK);
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    search_count(s, vecs[N - 1], &other, &rc);
+    CHECK_EQ_INT(rc, LETHE_ERR_POLICY);
+    CHECK_EQ_INT(ingest_model(s, N / 2, N, &other), LETHE_ERR_POLICY);
+    CHECK_EQ_INT(search_count(s, vecs[0], NULL, &rc), N / 2);
+    lethe_store_close(s);
+    CHECK_EQ_INT(residue(dir, N / 2, N, 0), 0);
+}
+
 /* A format 2 catalog (as made before templates knew their model) is
  * migrated on its first writable open, refused read-only before. */
 static void test_migrate_format2(void)
@@ -462,6 +496,7 @@ int main(void)
     RUN(test_two_models_never_mix);
     RUN(test_retire);
     RUN(test_retemplate);
+    RUN(test_restore_keeps_retirement);
     RUN(test_migrate_format2);
     fx_root_remove();
     return test_summary();
