@@ -418,7 +418,9 @@ LETHE_API float lethe_descriptor_threshold(void);
  */
 typedef struct lethe_store lethe_store;
 
-#define LETHE_STORE_FORMAT 2
+/* 3: templates record their model (the models table, faces.model); a
+ * format 2 store is migrated on its first writable open. */
+#define LETHE_STORE_FORMAT 3
 
 /* Flags for lethe_store_open. */
 #define LETHE_STORE_CREATE   1u  /* create the directory and catalog if absent */
@@ -661,6 +663,10 @@ typedef struct lethe_ingest_options {
     double batch_seconds;   /* ... and at least every T seconds (2.0) */
     lethe_ingest_error_fn on_error;
     void *ctx;
+    const struct lethe_model_id *model; /* the model that computed the descriptors
+                                           offered (lethe_ingest_descriptor); NULL:
+                                           the shipped one. Photos are always
+                                           described by the engine's model. */
 } lethe_ingest_options;
 
 LETHE_API void lethe_ingest_options_init(lethe_ingest_options *opt);
@@ -730,6 +736,10 @@ typedef struct lethe_search_options {
                                hold returns any face with probability at most fpir
                                (lethe_calibration_threshold; the lower of it and
                                threshold applies). 0 (default): off */
+    const struct lethe_model_id *model; /* the model that computed the queries
+                                           (lethe_search, lethe_verify); NULL: the
+                                           shipped one. Only that model's templates
+                                           are compared (section 5b). */
 } lethe_search_options;
 
 LETHE_API void lethe_search_options_init(lethe_search_options *opt);
@@ -968,6 +978,104 @@ LETHE_API int lethe_store_public_key(lethe_store *store, char hex[65]);
 LETHE_API int lethe_optout_list(lethe_store *store, char **json);
 /* Withdraw an opt-out (its hashes and face descriptors are destroyed). */
 LETHE_API int lethe_optout_remove(lethe_store *store, int64_t id, const char *actor);
+
+/* ------------------------------------------------------------------ */
+/* 6b. Templates and their models                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every template records the model that computed it: the descriptor
+ * network's name, version and weights (SHA-256 of its weights file) and the
+ * descriptor's numeric precision. Templates of different models live in
+ * different spaces: a search or a verification compares a query only with
+ * templates of the query's model. The detector's precision (int8 or fp32)
+ * is recorded with each template too, but does not change the space: it is
+ * not part of the identity.
+ */
+typedef struct lethe_model_id {
+    char name[64];       /* e.g. "face-api-resnet34" */
+    char version[32];    /* e.g. "1.7.15" */
+    char weights[65];    /* SHA-256 of the weights, hex (may be "" for a model
+                            declared from outside that did not give it) */
+    char precision[16];  /* the descriptor's precision: "fp32" */
+} lethe_model_id;
+
+/* The descriptor model this build ships (the engine's). */
+LETHE_API void lethe_model_shipped(lethe_model_id *model);
+/* Parse "NAME[@VERSION[@WEIGHTS[@PRECISION]]]" (precision "fp32" when not
+ * given). LETHE_ERR_ARG with msg saying why. */
+LETHE_API int lethe_model_parse(const char *text, lethe_model_id *model, char *msg,
+                                size_t msg_len);
+
+typedef struct lethe_model_info {
+    int64_t id;              /* the model's number in this store */
+    lethe_model_id model;
+    char first_used[32];     /* when it first added a template */
+    char retired_at[32];     /* "" unless retired */
+    uint64_t templates;      /* its templates held now */
+    uint64_t faces;          /* faces it analysed (templates or not) */
+    int shipped;             /* the model of this build */
+} lethe_model_info;
+
+/* Every model the store has seen, oldest first: *out (lethe_free_models),
+ * *n of them. */
+LETHE_API int lethe_model_list(lethe_store *store, lethe_model_info **out, size_t *n);
+LETHE_API void lethe_free_models(lethe_model_info *models);
+/*
+ * Find a model of the store by "ID", "NAME", "NAME@VERSION" or a full
+ * identity; LETHE_ERR_NOT_FOUND when none, LETHE_ERR_ARG when more than one
+ * fits (the message lists them).
+ */
+LETHE_API int lethe_model_find(lethe_store *store, const char *which, lethe_model_info *info);
+
+/*
+ * Retire a model: erase every template it made, as lethe_forget erases
+ * (all or nothing, scrubbed, with a signed receipt of kind "retire" that
+ * lethe_receipt_check accepts, logged). Descriptors ingested from outside
+ * are their own photo row, so those rows go whole; photos keep their rows
+ * and face boxes and lose the templates (lethe_retemplate can compute them
+ * again with another model). The model stays listed as retired and may
+ * never add a template again. Flags: LETHE_FORGET_DRY_RUN (count only),
+ * LETHE_FORGET_CONFIRMED (needed above LETHE_FORGET_WIDE_PHOTOS photos, as
+ * for lethe_forget; else LETHE_ERR_CONFIRM). *result and *receipt as for
+ * lethe_forget (result->templates, ->photos: what went).
+ */
+LETHE_API int lethe_model_retire(lethe_store *store, const char *which, unsigned flags,
+                                 const char *actor, lethe_forget_result *result,
+                                 char **receipt);
+
+/* One photo lethe_retemplate could not compute again. */
+typedef struct lethe_retemplate_miss {
+    char photo[65];      /* its SHA-256, hex */
+    char *path;          /* the path recorded (owned by the result) */
+    const char *reason;  /* static: "missing", "changed", "not a photo",
+                            "unreadable", "refused by the consent policy" */
+} lethe_retemplate_miss;
+
+typedef struct lethe_retemplate_result {
+    uint64_t candidates;     /* photos whose templates are not the engine's model's */
+    uint64_t recomputed;     /* of them, computed again */
+    uint64_t templates;      /* templates added */
+    lethe_retemplate_miss *missed; /* the others (lethe_retemplate_result_free) */
+    size_t nmissed;
+} lethe_retemplate_result;
+
+/* Called every photo with done, total (progress). */
+typedef void (*lethe_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/*
+ * Compute the templates of every analysed photo whose faces are of another
+ * model (retired or not) with the engine's model, reading the photo again
+ * from the path its provenance records, when that file is still there and
+ * its SHA-256 is the one recorded; the others are listed with the reason.
+ * The old templates go as an erasure (re-keying the photo, scrubbed); the
+ * photo's faces are those the engine finds now. dry_run: find and check
+ * only. progress may be NULL.
+ */
+LETHE_API int lethe_retemplate(lethe_store *store, lethe_engine *engine, const char *actor,
+                               int dry_run, lethe_progress_fn progress, void *ctx,
+                               lethe_retemplate_result *result);
+LETHE_API void lethe_retemplate_result_free(lethe_retemplate_result *result);
 
 /* The keyring. */
 /* Mirror the keyring into folder dir (on another disk) from now on, written

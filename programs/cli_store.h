@@ -54,6 +54,8 @@ int cmd_policy(int argc, char **argv);
 int cmd_datasheet(int argc, char **argv);
 int cmd_digest(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_retemplate(int argc, char **argv);
 int cmd_optout(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_backup(int argc, char **argv);

@@ -164,6 +164,9 @@ static void search_help(void)
         "  --all-faces        search every face of IMAGE (default: the largest)\n"
         "  --descriptor JSON  a descriptor: a JSON array of 128 numbers, or an object\n"
         "                     with \"embedding\" (such an array)\n"
+        "  --model NAME@VERSION[@WEIGHTS]  the model that computed --descriptor or\n"
+        "                     --queries (default: the shipped one); only templates of\n"
+        "                     that model are compared\n"
         "  --queries FILE     JSON Lines, a descriptor per line as for --descriptor, or\n"
         "                     lines of 'lethe embed --json' (one query per face); '-'\n"
         "                     reads stdin. Bad lines are reported and skipped (exit 1)\n"
@@ -220,10 +223,40 @@ typedef struct search_cli {
     int all_faces, threads, precision, top_set;
     int against_kind, n_against;   /* verify: the stored photos (LETHE_LOOKUP_*) */
     const char *against;
+    lethe_model_id model;          /* --model: the descriptors' model */
 } search_cli;
 
 /* verify's selectors of the stored photos, by LETHE_LOOKUP_* kind */
 static const char *const against_flags[] = {"--uploader", "--url", "--photo-id", "--image"};
+
+/* --model V: the descriptors' model; -1 when malformed (printed). */
+static int model_flag(search_cli *a, const char *v)
+{
+    char msg[256];
+    if (lethe_model_parse(v, &a->model, msg, sizeof(msg)) != LETHE_OK) {
+        cli_error("%s: --model: %s", a->cmd, msg);
+        return -1;
+    }
+    a->so.model = &a->model; /* a outlives the search */
+    return 0;
+}
+
+/* One input (IMAGE, --descriptor, --queries), and --model only with a
+ * descriptor. */
+static int inputs_parsed(const search_cli *a)
+{
+    if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
+        cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
+                  strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->image && a->so.model) {
+        cli_error("%s: --model goes with --descriptor or --queries (an IMAGE is described by "
+                  "the engine's model)", a->cmd);
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
 
 /* A verify selector at argv[*i]: 1 taken, 0 not one, -1 bad (printed). */
 static int against_parse(search_cli *a, int argc, char **argv, int *i)
@@ -311,6 +344,10 @@ static int search_parse(search_cli *a, int argc, char **argv)
             a->threads = (int)t;
         } else if ((v = cli_flag_value(argc, argv, &i, "--descriptor", &bad)))
             a->desc = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--model", &bad)) && model_flag(a, v) < 0)
+            return CLI_EXIT_USAGE;
+        else if (v)
+            continue; /* --model taken */
         else if ((v = cli_flag_value(argc, argv, &i, "--queries", &bad)))
             a->queries = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
@@ -337,11 +374,8 @@ static int search_parse(search_cli *a, int argc, char **argv)
                   a->cmd, strcmp(a->cmd, "verify") ? "search" : "verification");
         return CLI_EXIT_USAGE;
     }
-    if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
-        cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
-                  strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
+    if (inputs_parsed(a) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
-    }
     return strcmp(a->cmd, "verify") ? CLI_EXIT_OK : verify_parsed(a);
 }
 

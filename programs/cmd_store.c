@@ -107,6 +107,8 @@ typedef struct ingest_cli {
     cli_common c;
     lethe_provenance defaults;
     const char *manifest, *descriptors, *sidecar, *models;
+    const char *model_arg;   /* --model: the descriptors' model */
+    lethe_model_id model;
     int threads, quiet, progress, precision, allow_outside;
     err_item *errs;
     size_t nerr, caperr;
@@ -402,6 +404,8 @@ static void ingest_help(void)
         "                      JSON Lines with \"embedding\" (128 numbers) and the\n"
         "                      provenance columns, or raw little-endian float32 (.f32,\n"
         "                      512 bytes per descriptor) with --sidecar\n"
+        "  --model NAME@VERSION[@WEIGHTS]  the model that computed the descriptors\n"
+        "                      (default: the shipped one); only its queries find them\n"
         "  --sidecar FILE      provenance of the raw descriptors, one row each, in order\n"
         "                      (as many rows as descriptors; NaN or infinite values\n"
         "                      are row errors)\n"
@@ -443,6 +447,11 @@ static int ingest_check_inputs(const ingest_cli *g, size_t npaths)
     }
     if (g->sidecar && !g->descriptors) {
         cli_error("ingest: --sidecar goes with --descriptors");
+        return CLI_EXIT_USAGE;
+    }
+    if (g->model_arg && !g->descriptors) {
+        cli_error("ingest: --model goes with --descriptors (photos are described by the "
+                  "engine's model)");
         return CLI_EXIT_USAGE;
     }
     if (g->allow_outside && !g->manifest) {
@@ -492,6 +501,14 @@ static int ingest_parse(ingest_cli *g, pathlist *paths, int argc, char **argv)
             g->defaults.collected_at = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--models", &bad)))
             g->models = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--model", &bad))) {
+            char msg[256];
+            if (lethe_model_parse(v, &g->model, msg, sizeof(msg)) != LETHE_OK) {
+                cli_error("ingest: --model: %s", msg);
+                return CLI_EXIT_USAGE;
+            }
+            g->model_arg = v;
+        }
         else if ((v = cli_flag_value(argc, argv, &i, "--precision", &bad))) {
             if (cli_parse_precision("ingest", v, &g->precision) < 0)
                 return CLI_EXIT_USAGE;
@@ -555,6 +572,7 @@ static int ingest_start(ingest_cli *g, lethe_store **sp, lethe_engine **ep)
     io.threads = g->threads;
     io.on_error = on_error;
     io.ctx = g;
+    io.model = g->model_arg ? &g->model : NULL;
     if (lethe_ingest_begin(s, &io, &g->ing) != LETHE_OK) {
         cli_error("%s", lethe_store_errmsg(s));
         goto out_close;

@@ -28,6 +28,8 @@ static const struct {
     {"datasheet", cmd_datasheet, "photos, consent and searches, for auditors"},
     {"digest", cmd_digest, "canonical digest of the store's content"},
     {"forget", cmd_forget, "erase photos or a person's faces, completely, with a receipt"},
+    {"model", cmd_model, "the models of the templates: list, retire (erase one model's)"},
+    {"retemplate", cmd_retemplate, "describe photos again with the current model"},
     {"optout", cmd_optout, "erase and keep out of future ingests"},
     {"receipt", cmd_receipt, "verify an erasure receipt"},
     {"backup", cmd_backup, "back the store up"},

@@ -191,6 +191,39 @@ static int c_verify(lethe_store *s)
     return rc;
 }
 
+/* Another model's descriptors in, the models listed, that model retired
+ * (an erasure with a receipt): every step that writes. */
+static int c_model(lethe_store *s)
+{
+    lethe_model_id other;
+    lethe_model_info *m = NULL;
+    lethe_forget_result r;
+    lethe_ingest_options o;
+    lethe_ingest *g = NULL;
+    char msg[128], *rec = NULL;
+    size_t n = 0;
+    if (lethe_model_parse("paths-net@1", &other, msg, sizeof(msg)) != LETHE_OK)
+        return LETHE_ERR_INTERNAL;
+    lethe_ingest_options_init(&o);
+    o.actor = ACTOR;
+    o.model = &other;
+    int rc = lethe_ingest_begin(s, &o, &g);
+    for (int i = NROWS; rc == LETHE_OK && i < NROWS + 2; i++) {
+        lethe_provenance p = {.uploader = "model-user", .consent = "explicit",
+                              .jurisdiction = "US"};
+        rc = lethe_ingest_descriptor(g, vecs[i], &p, 0);
+    }
+    int rc2 = lethe_ingest_end(g, NULL);
+    if (rc == LETHE_OK)
+        rc = rc2;
+    if (rc == LETHE_OK && (rc = lethe_model_list(s, &m, &n)) == LETHE_OK)
+        lethe_free_models(m);
+    if (rc == LETHE_OK)
+        rc = lethe_model_retire(s, "paths-net", LETHE_FORGET_CONFIRMED, ACTOR, &r, &rec);
+    lethe_free_string(rec);
+    return rc;
+}
+
 static int c_log_reads(lethe_store *s)
 {
     char *out = NULL, hash[65];
@@ -341,7 +374,7 @@ typedef struct named_call {
 
 static const named_call calls[] = {
     {"lookup", c_lookup_kinds},       {"search", c_search},
-    {"verify", c_verify},
+    {"verify", c_verify},             {"model", c_model},
     {"log-reads", c_log_reads},       {"datasheet", c_datasheet},
     {"digest-full", c_digest_full},   {"policy", c_policy},
     {"receipt-check", c_receipt_check}, {"keyring-rotate", c_keyring_rotate},

@@ -163,6 +163,7 @@ class lethe_ingest_options(Structure):
         ("batch_seconds", c_double),
         ("on_error", lethe_ingest_error_fn),
         ("ctx", c_void_p),
+        ("model", c_void_p),  # const lethe_model_id *: NULL, the shipped model
     ]
 
 
@@ -190,6 +191,7 @@ class lethe_search_options(Structure):
         ("threshold", c_float),
         ("threads", c_int),
         ("fpir", c_double),
+        ("model", c_void_p),  # const lethe_model_id *: NULL, the shipped model
     ]
 
 

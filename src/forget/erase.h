@@ -32,4 +32,16 @@ int erase_photos(change *c, const int64_t *ids, size_t n, erase_counts *counts);
 int erase_part(change *c, int64_t photo, const int64_t *faces, size_t nfaces, int drop_templates,
                const char *status, erase_counts *counts);
 
+/*
+ * The receipt of an erasure made in change c that is not lethe_forget's (a
+ * model's retirement, forget/retire.c): r->digest_after is taken from the
+ * change's digest, the receipt (kind, the selector's JSON members, r's
+ * counts and digests) is signed, stored, logged by its hash and its hash
+ * kept in the keyring, as lethe_forget does (forget.c). *receipt: the
+ * caller's (lethe_free), set even on a later failure.
+ */
+struct lethe_forget_result;
+int forget_receipt(change *c, const char *kind, const char *actor, const char *sel_members,
+                   struct lethe_forget_result *r, char **receipt);
+
 #endif

@@ -449,8 +449,10 @@ static void put_selector(lethe_store *s, strbuf *b, const lethe_selector *q, con
     }
 }
 
-static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector *q,
-                          const sel *x, const lethe_forget_result *r)
+/* The signed receipt of an erasure of kind whose selector's JSON members
+ * are sel_members. */
+static char *sign_receipt(lethe_store *s, const char *kind, const char *sel_members,
+                          const lethe_forget_result *r)
 {
     strbuf b;
     char now[32], pkhex[65], sighex[129], idhex[2 * KR_STORE_ID + 1];
@@ -462,7 +464,7 @@ static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector
     sb_init(&b);
     sb_printf(&b, "{\"lethe_receipt\":1,\"kind\":\"%s\",\"store_id\":\"%s\",\"store_key\":\"%s\","
                   "\"time\":\"%s\",\"selector\":{", kind, idhex, pkhex, now);
-    put_selector(s, &b, q, x);
+    sb_puts(&b, sel_members);
     sb_printf(&b, "},\"erased\":{\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,"
                   "\"templates\":%llu},\"digest_before\":\"%s\",\"digest_after\":\"%s\"",
               (unsigned long long)r->photos, (unsigned long long)r->provenance,
@@ -481,6 +483,18 @@ static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector
     b.len--; /* reopen */
     sb_printf(&b, ",\"signature\":\"%s\"}", sighex);
     return sb_finish(&b);
+}
+
+static char *make_receipt(lethe_store *s, const char *kind, const lethe_selector *q,
+                          const sel *x, const lethe_forget_result *r)
+{
+    strbuf b;
+    sb_init(&b);
+    put_selector(s, &b, q, x);
+    char *members = sb_finish(&b);
+    char *rec = members ? sign_receipt(s, kind, members, r) : NULL;
+    lethe_free(members);
+    return rec;
 }
 
 /* Store the receipt, log it by its hash, keep its hash in the keyring. */
@@ -660,6 +674,17 @@ static int forget_erase(change *c, const lethe_selector *q, const sel *x, unsign
     if (opt && (rc = record_optout(c, q, x, hash, r->receipt_hash)))
         return rc;
     return store_exec(s, "DELETE FROM temp.sel_photos; DELETE FROM temp.sel_faces");
+}
+
+int forget_receipt(change *c, const char *kind, const char *actor, const char *sel_members,
+                   lethe_forget_result *r, char **receipt)
+{
+    lethe_store *s = c->s;
+    uint8_t hash[32];
+    dg_final(s->dig, r->digest_after);
+    if (!(*receipt = sign_receipt(s, kind, sel_members, r)))
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    return record_receipt(c, kind, actor, *receipt, r, hash, r->receipt_hash);
 }
 
 int lethe_forget(lethe_store *s, const lethe_selector *q, unsigned flags, const char *actor,

@@ -219,7 +219,7 @@ int lethe_receipt_check(lethe_store *s, const char *text, size_t len)
     }
     if (rc == LETHE_OK &&
         (rc = store_prepare(s, "SELECT 1 FROM log WHERE query_hash = ? AND kind IN ('forget', "
-                               "'optout', 'receipt-carried')", &st)) == 0) {
+                               "'optout', 'retire', 'receipt-carried')", &st)) == 0) {
         sqlite3_bind_text(st, 1, hex, 64, SQLITE_STATIC);
         int step = sqlite3_step(st);
         logged = step == SQLITE_ROW;

@@ -243,6 +243,19 @@ static int carry_live(restore_job *j)
                           "restoring would drop them (--discard-newer accepts that)",
                           j->dest, (long long)newer, newer == 1 ? "" : "s");
     j->res->dropped_newer = (uint64_t)newer;
+    /* the models' retirements (models.c): a model retired after the backup
+     * stays retired (ids never change: the backup's rows are the live
+     * store's first ones) */
+    int64_t has_models = store_count(t, "SELECT COUNT(*) FROM live.sqlite_master WHERE "
+                                        "type = 'table' AND name = 'models'");
+    if (has_models < 0)
+        return store_status(t);
+    if (has_models > 0 &&
+        (rc = store_exec(t, "INSERT OR IGNORE INTO main.models SELECT * FROM live.models; "
+                            "UPDATE main.models SET retired_at = (SELECT l.retired_at FROM "
+                            "live.models l WHERE l.id = main.models.id) WHERE id IN (SELECT id "
+                            "FROM live.models WHERE retired_at IS NOT NULL)")))
+        return rc;
     rc = store_exec(t, "DELETE FROM main.log; INSERT INTO main.log SELECT * FROM live.log; "
                          "INSERT OR IGNORE INTO main.receipts SELECT * FROM live.receipts; "
                          "DELETE FROM main.signing_keys; INSERT INTO main.signing_keys SELECT * "

@@ -118,6 +118,7 @@ typedef struct datasheet {
     int log_has_first_bad;
     uint64_t log_first_bad;
     int digest_mismatch; /* integrity.digest_matches is false */
+    const json_value *models; /* the optional "models" array (checked), or NULL */
     int nomem;           /* loading failed for want of memory, not a bad field */
 } datasheet;
 
@@ -317,6 +318,38 @@ static int ds_load_policy(const json_value *root, datasheet *d, char *err, size_
     return 0;
 }
 
+/* The optional "models": an array of objects with string name, version,
+ * precision, retired_at (or null) and count templates (older datasheets
+ * have none). */
+static int ds_load_models(const json_value *root, datasheet *d, char *err, size_t errlen)
+{
+    const json_value *arr = json_get(root, "models"), *v;
+    char where[64];
+    uint64_t n;
+    if (!arr)
+        return 0;
+    if (arr->type != JSON_ARRAY)
+        return mistyped(err, errlen, "", "models", "an array");
+    for (size_t i = 0; i < arr->len; i++) {
+        const json_value *item = arr->items[i];
+        snprintf(where, sizeof(where), "models[%zu]", i);
+        if (item->type != JSON_OBJECT) {
+            lethe_fail(err, errlen, -1, "datasheet: field %s must be an object", where);
+            return -1;
+        }
+        if (get_member(item, where, "name", JSON_STRING, &v, err, errlen) ||
+            get_member(item, where, "version", JSON_STRING, &v, err, errlen) ||
+            get_member(item, where, "precision", JSON_STRING, &v, err, errlen) ||
+            get_count(item, where, "templates", &n, err, errlen))
+            return -1;
+        v = json_get(item, "retired_at");
+        if (v && v->type != JSON_STRING && v->type != JSON_NULL)
+            return mistyped(err, errlen, where, "retired_at", "a string");
+    }
+    d->models = arr;
+    return 0;
+}
+
 /* "log", then the optional "integrity". */
 static int ds_load_log(const json_value *root, datasheet *d, char *err, size_t errlen)
 {
@@ -373,7 +406,7 @@ static int ds_load(const json_value *root, datasheet *d, char *err, size_t errle
     if (ds_check_version(root, err, errlen) ||
         get_text(root, "", "generated_at", &d->generated_at, err, errlen) ||
         ds_load_store_totals(root, d, err, errlen) || ds_load_by(root, d, err, errlen) ||
-        ds_load_policy(root, d, err, errlen))
+        ds_load_policy(root, d, err, errlen) || ds_load_models(root, d, err, errlen))
         return -1;
 
     if (get_member(root, "", "searches", JSON_OBJECT, &searches, err, errlen) ||
@@ -826,6 +859,49 @@ static void md_policy(sb *b, const datasheet *d)
     }
 }
 
+/* The models that computed the templates (when the datasheet lists them). */
+static void models_render(sb *b, const datasheet *d, enum mode mode)
+{
+    if (!d->models)
+        return;
+    sb_puts(b, mode == MODE_MD
+                   ? "\n## Models\n\nEach template records the model that computed it; a "
+                     "search compares a query only with templates of its own model. A "
+                     "retired model's templates were erased.\n\n"
+                     "| Model | Precision | Templates | State |\n|---|---|---:|---|\n"
+                   : "<section id=\"models\">\n<h2>Models</h2>\n<p>Each template records "
+                     "the model that computed it; a search compares a query only with "
+                     "templates of its own model. A retired model's templates were "
+                     "erased.</p>\n<table>\n<tr><th>Model</th><th>Precision</th>"
+                     "<th>Templates</th><th>State</th></tr>\n");
+    for (size_t i = 0; i < d->models->len; i++) {
+        const json_value *m = d->models->items[i], *r = json_get(m, "retired_at");
+        const json_value *name = json_get(m, "name"), *ver = json_get(m, "version"),
+                         *prec = json_get(m, "precision");
+        ds_text tn = {name->string, name->len}, tv = {ver->string, ver->len},
+                tp = {prec->string, prec->len};
+        sb_puts(b, mode == MODE_MD ? "| " : "<tr><td>");
+        put_key(b, tn, mode, 0);
+        sb_puts(b, "@");
+        put_key(b, tv, mode, 0);
+        sb_puts(b, mode == MODE_MD ? " | " : "</td><td>");
+        put_key(b, tp, mode, 0);
+        sb_puts(b, mode == MODE_MD ? " | " : "</td><td>");
+        put_count(b, (uint64_t)json_get(m, "templates")->number);
+        sb_puts(b, mode == MODE_MD ? " | " : "</td><td>");
+        if (r && r->type == JSON_STRING) {
+            ds_text tr = {r->string, r->len};
+            sb_puts(b, "retired ");
+            put_key(b, tr, mode, 0);
+        } else {
+            sb_puts(b, "in use");
+        }
+        sb_puts(b, mode == MODE_MD ? " |\n" : "</td></tr>\n");
+    }
+    if (mode != MODE_MD)
+        sb_puts(b, "</table>\n</section>\n");
+}
+
 /* The audit log: its status again, then entries, head hash and status. */
 static void md_log(sb *b, const datasheet *d)
 {
@@ -962,6 +1038,7 @@ static void md_render(sb *b, const datasheet *d)
     }
 
     md_policy(b, d);
+    models_render(b, d, MODE_MD);
 
     sb_puts(b, "\n## Searches\n\nEvery search states a purpose and is recorded in the audit "
                "log with its actor and the number of results it returned.\n");
@@ -1350,6 +1427,7 @@ static void html_render(sb *b, const datasheet *d)
         html_breakdown(b, d, i);
 
     html_policy(b, d);
+    models_render(b, d, MODE_HTML);
 
     sb_puts(b, "<section id=\"searches\">\n<h2>Searches</h2>\n<p>Every search states a purpose "
                "and is recorded in the audit log with its actor and the number of results it "

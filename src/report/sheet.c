@@ -169,6 +169,26 @@ static int check_integrity(lethe_store *s, integrity *in)
     return rc == LETHE_ERR_FORMAT || rc == LETHE_ERR_STORE ? LETHE_OK : rc;
 }
 
+/* The models that computed the templates (models.c), as the elements of
+ * the "models" array: an auditor sees which model made what is held and
+ * which were retired. Model fields are [A-Za-z0-9-_.+] (no escaping). */
+static int put_models(lethe_store *s, strbuf *b)
+{
+    lethe_model_info *m = NULL;
+    size_t n = 0;
+    int rc = lethe_model_list(s, &m, &n);
+    for (size_t i = 0; rc == LETHE_OK && i < n; i++)
+        sb_printf(b, "%s{\"name\":\"%s\",\"version\":\"%s\",\"weights\":\"%s\","
+                     "\"precision\":\"%s\",\"first_used\":\"%s\",\"retired_at\":%s%s%s,"
+                     "\"templates\":%llu,\"faces\":%llu}",
+                  i ? "," : "", m[i].model.name, m[i].model.version, m[i].model.weights,
+                  m[i].model.precision, m[i].first_used, m[i].retired_at[0] ? "\"" : "",
+                  m[i].retired_at[0] ? m[i].retired_at : "null", m[i].retired_at[0] ? "\"" : "",
+                  (unsigned long long)m[i].templates, (unsigned long long)m[i].faces);
+    lethe_free_models(m);
+    return rc;
+}
+
 static int put_body(lethe_store *s, strbuf *b)
 {
     int rc;
@@ -182,6 +202,9 @@ static int put_body(lethe_store *s, strbuf *b)
         return rc;
     sb_puts(b, "},\"policy\":[");
     put_policy(s, b);
+    sb_puts(b, "],\"models\":[");
+    if ((rc = put_models(s, b)))
+        return rc;
     sb_puts(b, "],\"searches\":{");
     if ((rc = put_searches(s, b, "by_purpose", "purpose")))
         return rc;

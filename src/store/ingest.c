@@ -99,6 +99,11 @@ struct lethe_ingest {
     int failed;                  /* a fatal status ended the ingest */
     optout *optouts;             /* standing opt-outs, loaded at the start */
     size_t noptouts;
+    lethe_model_id engine_model; /* the engine's descriptor model (photos) */
+    lethe_model_id desc_model;   /* the declared model of descriptors offered */
+    int64_t engine_model_row;    /* their models rows in the open batch (0: not yet) */
+    int64_t desc_model_row;
+    char detector[8];            /* the engine's detector precision */
 };
 
 static double elapsed(const struct timespec *t0)
@@ -251,6 +256,8 @@ static int open_batch(lethe_ingest *g)
         return rc;
     g->in_txn = 1;
     g->batch_photos = 0;
+    /* a batch rolled back takes a models row it added with it */
+    g->engine_model_row = g->desc_model_row = 0;
     clock_gettime(CLOCK_MONOTONIC, &g->batch_start);
     return LETHE_OK;
 }
@@ -393,11 +400,26 @@ static int new_photo(lethe_ingest *g, photo_rows *r, const uint8_t sha[32], cons
     return rows_insert_photo(g->s, r, &r->id);
 }
 
+/* The models row of the engine's model (desc 0) or of the descriptors'
+ * (desc 1), added in the open batch when new. */
+static int batch_model(lethe_ingest *g, int desc, int64_t *row)
+{
+    int64_t *r = desc ? &g->desc_model_row : &g->engine_model_row;
+    int rc = LETHE_OK;
+    if (!*r)
+        rc = store_model_use(g->s, desc ? &g->desc_model : &g->engine_model, r);
+    *row = *r;
+    return rc;
+}
+
 /* Store a finished job's faces: those no face opt-out refuses, with their
  * templates when allowed. */
 static int add_faces(lethe_ingest *g, const photo_rows *r, const job *j, int allowed)
 {
     int kept = 0, templates = 0, rc = LETHE_OK;
+    int64_t model = 0;
+    if (j->nfaces > 0 && (rc = batch_model(g, 0, &model)))
+        return rc;
     for (int i = 0; i < j->nfaces && rc == LETHE_OK; i++) {
         const lethe_face *f = &j->faces[i];
         seal_face sf;
@@ -416,7 +438,7 @@ static int add_faces(lethe_ingest *g, const photo_rows *r, const job *j, int all
         sf.has_template = allowed && f->has_descriptor;
         if (sf.has_template)
             memcpy(sf.tmpl, f->descriptor, sizeof(sf.tmpl));
-        rc = rows_insert_face(g->s, r, i, &sf, &id);
+        rc = rows_insert_face(g->s, r, i, &sf, model, g->detector, &id);
         if (rc == LETHE_OK && sf.has_template) {
             rc = change_index_add(&g->c, id, sf.tmpl);
             templates++;
@@ -579,6 +601,37 @@ static int known_or_refused(lethe_ingest *g, const uint8_t sha[32], const char *
 
 /* ----------------------------------------------------------- the API */
 
+/* Refuse at once an ingest whose model is retired (the batches would). */
+static int check_models(lethe_ingest *g)
+{
+    char label[128];
+    int64_t id;
+    int retired = 0;
+    const lethe_model_id *m = &g->desc_model;
+    if (!store_model_valid(&g->desc_model))
+        return store_fail(g->s, LETHE_ERR_ARG, "the descriptors' model needs a name, a version "
+                          "and a precision of letters, digits, - _ . + (and may give the "
+                          "weights' SHA-256)");
+    for (int k = 0; k < 2; k++, m = &g->engine_model) {
+        if (k == 1 && !g->opt.engine)
+            break;
+        int rc = store_exec(g->s, "BEGIN");
+        if (rc == LETHE_OK) {
+            rc = store_model_get(g->s, m, &id, &retired);
+            store_end_read(g->s);
+        }
+        if (rc != LETHE_OK && rc != LETHE_ERR_NOT_FOUND)
+            return rc;
+        if (rc == LETHE_OK && retired) {
+            store_model_label(m, label, sizeof(label));
+            return store_fail(g->s, LETHE_ERR_POLICY,
+                              "model %s is retired in this store: it may not add templates",
+                              label);
+        }
+    }
+    return LETHE_OK;
+}
+
 int lethe_ingest_begin(lethe_store *s, const lethe_ingest_options *opt, lethe_ingest **out)
 {
     lethe_ingest *g;
@@ -602,7 +655,17 @@ int lethe_ingest_begin(lethe_store *s, const lethe_ingest_options *opt, lethe_in
     pthread_mutex_init(&g->stats_mu, NULL);
     pthread_cond_init(&g->work, NULL);
     pthread_cond_init(&g->done_cv, NULL);
-    if ((rc = store_lock(s, "ingest")) ||
+    lethe_model_shipped(&g->engine_model);
+    if (g->opt.model)
+        g->desc_model = *g->opt.model;
+    else
+        lethe_model_shipped(&g->desc_model);
+    g->opt.model = NULL; /* the caller's: copied */
+    if (g->opt.engine) {
+        const char *p = lethe_engine_precision(g->opt.engine);
+        snprintf(g->detector, sizeof(g->detector), "%s", strcmp(p, "int8") ? "fp32" : "int8");
+    }
+    if ((rc = store_lock(s, "ingest")) || (rc = check_models(g)) ||
         (rc = optout_load_all(s, &g->optouts, &g->noptouts)))
         goto fail;
     if (g->opt.engine) {
@@ -814,12 +877,12 @@ static int add_descriptor(lethe_ingest *g, const uint8_t sha[32], const float *d
 {
     photo_rows r;
     seal_face sf;
-    int64_t id;
+    int64_t id, model = 0;
     int need = 0, rc;
     int64_t photo = 0;
     if ((rc = known_or_refused(g, sha, "descriptor", -1, p, &need, &photo)) || !need)
         return rc;
-    if ((rc = open_batch(g)))
+    if ((rc = open_batch(g)) || (rc = batch_model(g, 1, &model)))
         return rc;
     memset(&sf, 0, sizeof(sf));
     sf.has_template = 1;
@@ -828,7 +891,7 @@ static int add_descriptor(lethe_ingest *g, const uint8_t sha[32], const float *d
     if (rc == LETHE_OK)
         rc = add_provs(g, &r, p);
     if (rc == LETHE_OK)
-        rc = rows_insert_face(g->s, &r, 0, &sf, &id);
+        rc = rows_insert_face(g->s, &r, 0, &sf, model, "", &id);
     if (rc == LETHE_OK)
         rc = change_index_add(&g->c, id, desc);
     if (rc == LETHE_OK)

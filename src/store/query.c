@@ -61,7 +61,7 @@ static const char face_sql[] =
     "SELECT p.id, p.key_slot, p.key_id, p.sealed, f.ord, f.sealed, "
     "  (SELECT COUNT(*) FROM provenance WHERE photo = p.id) "
     "FROM faces f JOIN photos p ON p.id = f.photo "
-    "WHERE f.id = ? AND f.has_template AND p.status = 'analysed'";
+    "WHERE f.id = ?1 AND f.has_template AND p.status = 'analysed' AND f.model = ?2";
 static const char first_prov_sql[] =
     "SELECT fp, source, license, jurisdiction, consent, sealed FROM provenance "
     "WHERE photo = ? ORDER BY id LIMIT 1";
@@ -250,6 +250,36 @@ int lethe_store_templates(lethe_store *s, uint64_t *count)
     return LETHE_OK;
 }
 
+/* The model the queries were computed with, and its templates held (the
+ * gallery): a search of a model the store holds no template of is refused. */
+static int search_model(lethe_store *s, const lethe_model_id *m, int64_t *id, uint64_t *n)
+{
+    int rc = store_exec(s, "BEGIN");
+    if (rc == LETHE_OK) {
+        rc = store_search_model(s, m, idx_count(s->ix), id, n);
+        store_end_read(s);
+    }
+    return rc;
+}
+
+/* The options checked (into o), the index ready, the queries' model and
+ * its templates (the gallery), the threshold --fpir asks for. */
+static int search_setup(lethe_store *s, const float *queries, int nq,
+                        const lethe_search_options *opt, lethe_search_options *o,
+                        int64_t *model, uint64_t *gallery)
+{
+    int rc;
+    if (opt)
+        *o = *opt;
+    else
+        lethe_search_options_init(o);
+    if ((rc = check_search(s, queries, nq, o)) || (rc = store_index_ready(s)) ||
+        (rc = search_model(s, o->model, model, gallery)))
+        return rc;
+    evidence_threshold(o, *gallery);
+    return LETHE_OK;
+}
+
 int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
@@ -267,17 +297,13 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
     size_t *nhits = NULL, n = 0;
     lethe_match *m = NULL;
     sqlite3_stmt *st = NULL, *pv = NULL;
-    int rc;
+    int64_t model = 0;
+    uint64_t gallery = 0;
     *matches = NULL;
     *count = 0;
-    if (opt)
-        o = *opt;
-    else
-        lethe_search_options_init(&o);
-    if ((rc = check_search(s, queries, nq, &o)) || (rc = store_index_ready(s)))
+    int rc = search_setup(s, queries, nq, opt, &o, &model, &gallery);
+    if (rc)
         return rc;
-    uint64_t gallery = idx_count(s->ix);
-    evidence_threshold(&o, gallery);
     /* A few more than asked, for templates dropped since the index was
      * last brought up to date (they are filtered out). */
     size_t kk = (size_t)o.top_k + 16, total = (size_t)nq * kk;
@@ -295,6 +321,7 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
     }
     if ((rc = store_prepare(s, face_sql, &st)) || (rc = store_prepare(s, first_prov_sql, &pv)))
         goto out;
+    sqlite3_bind_int64(st, 2, model); /* only the queries' model's templates */
     /* The log entries and the reads that produce the results are one
      * transaction: a search is recorded if and only if it answered. A view
      * only reads here (its entries go to lg, then to the group commit, and

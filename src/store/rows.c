@@ -27,7 +27,7 @@ static const char ins_prov_sql[] =
     "INSERT OR IGNORE INTO provenance(photo, fp, uploader_h, url_h, photo_id_h, source, license, "
     "jurisdiction, consent, added_at, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)";
 static const char ins_face_sql[] =
-    "INSERT INTO faces(photo, ord, has_template, sealed) VALUES (?,?,?,?)";
+    "INSERT INTO faces(photo, ord, has_template, sealed, model, detector) VALUES (?,?,?,?,?,?)";
 static const char by_sha_sql[] = "SELECT id, status FROM photos WHERE sha_h = ?";
 
 int store_photo_key(lethe_store *s, kr_ref ref, uint8_t key[KR_KEY])
@@ -331,7 +331,7 @@ int rows_insert_prov(lethe_store *s, const photo_rows *r, const char *const v[PV
 }
 
 int rows_insert_face(lethe_store *s, const photo_rows *r, int ord, const seal_face *f,
-                     int64_t *id)
+                     int64_t model, const char *detector, int64_t *id)
 {
     sqlite3_stmt *st;
     uint8_t *sealed = NULL;
@@ -345,6 +345,11 @@ int rows_insert_face(lethe_store *s, const photo_rows *r, int ord, const seal_fa
     sqlite3_bind_int(st, 2, ord);
     sqlite3_bind_int(st, 3, f->has_template ? 1 : 0);
     sqlite3_bind_blob(st, 4, sealed, (int)n, SQLITE_STATIC);
+    if (model > 0)
+        sqlite3_bind_int64(st, 5, model);
+    else
+        sqlite3_bind_null(st, 5);
+    sqlite3_bind_text(st, 6, detector ? detector : "", -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlfail(s, "recording a face");
     else if (id)

@@ -50,13 +50,17 @@ static const char schema_sql[] =
     "CREATE INDEX provenance_photo_id ON provenance(photo_id_h) WHERE photo_id_h IS NOT NULL;\n"
     "CREATE INDEX provenance_source ON provenance(source);\n"
     "CREATE INDEX provenance_jurisdiction ON provenance(jurisdiction);\n"
+    MODELS_SCHEMA_SQL
     "CREATE TABLE faces(\n"
     "  id INTEGER PRIMARY KEY,\n"
     "  photo INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,\n"
     "  ord INTEGER NOT NULL,\n"
     "  has_template INTEGER NOT NULL CHECK(has_template IN (0, 1)),\n"
     "  sealed BLOB NOT NULL,\n"
+    "  model INTEGER REFERENCES models(id),\n"
+    "  detector TEXT NOT NULL DEFAULT '',\n"
     "  UNIQUE(photo, ord));\n"
+    "CREATE INDEX faces_model ON faces(model, has_template);\n"
     "CREATE TABLE policy(version INTEGER PRIMARY KEY, text TEXT NOT NULL,\n"
     "  hash TEXT NOT NULL, set_at TEXT NOT NULL, log_seq INTEGER NOT NULL);\n"
     "CREATE TABLE signing_keys(epoch INTEGER PRIMARY KEY, public_key TEXT NOT NULL UNIQUE,\n"
@@ -685,6 +689,16 @@ static int check_catalog(lethe_store *s)
         snprintf(why, sizeof(why), "%s", s->err);
         return store_fail(s, LETHE_ERR_STORE, "%s: not a lethe store (%s)", s->dir, why);
     }
+    /* format 2: the same but for the models; migrated once opened writable */
+    if (format == 2 && !(s->flags & LETHE_STORE_READONLY)) {
+        s->migrate = 1;
+        format = LETHE_STORE_FORMAT;
+    } else if (format == 2) {
+        return store_fail(s, LETHE_ERR_STORE,
+                          "%s: store format 2 (templates without their model); open it once "
+                          "with write access (for example `lethe model list`) to migrate it to "
+                          "format %d", s->dir, LETHE_STORE_FORMAT);
+    }
     if (format != LETHE_STORE_FORMAT)
         return store_fail(s, LETHE_ERR_STORE,
                           "%s: store format %lld; this lethe reads format %d%s", s->dir,
@@ -882,6 +896,8 @@ int lethe_store_open_with(const char *dir, const lethe_store_options *opt, lethe
         /* a store made before API keys existed gains their table */
         if (rc == LETHE_OK && !(o.flags & LETHE_STORE_READONLY))
             rc = apikey_schema(s);
+        if (rc == LETHE_OK && s->migrate)
+            rc = store_models_migrate(s);
     }
     if (rc == LETHE_OK && !(o.flags & (LETHE_STORE_READONLY | STORE_NO_RECOVER))) {
         store_unlock(s);

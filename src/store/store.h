@@ -84,6 +84,7 @@ struct lethe_store {
     int status;           /* the status of the last failure recorded (store_fail) */
     char err[1024];
     struct store_share *share; /* LETHE_STORE_SHARED: views, group commit (share.h) */
+    int migrate;          /* a format 2 catalog: store_models_migrate on open */
 };
 
 /* Record a failure: the message goes to store->err; returns status. */
@@ -274,8 +275,10 @@ int rows_insert_photo(lethe_store *s, const photo_rows *r, int64_t *id);
 /* A provenance record (fields as PV_*, canonical): *added 1 if it was new. */
 int rows_insert_prov(lethe_store *s, const photo_rows *r, const char *const v[PV_FIELDS],
                      int *added);
+/* model: the models row of whatever computed the face (0: none);
+ * detector: the detector's precision ("" for a descriptor from outside). */
 int rows_insert_face(lethe_store *s, const photo_rows *r, int ord, const seal_face *f,
-                     int64_t *id);
+                     int64_t model, const char *detector, int64_t *id);
 /* Write every row of r again under r's key (after erase.c gave the photo a
  * new key): photo, provenance and the faces listed in r. */
 int rows_reseal(lethe_store *s, const photo_rows *r);
@@ -318,5 +321,43 @@ int store_recover(lethe_store *s);
  * against the keyring's records with bsearch. */
 int store_key_refs(lethe_store *s, kr_ref **out, size_t *n);
 int store_ref_cmp(const void *a, const void *b);
+
+/* --------------------------------------------------------------- models */
+
+/* The models table (models.c), in the schema of a new store and added by
+ * the migration from format 2. A model is never deleted: retiring it
+ * erases its templates and sets retired_at. */
+#define MODELS_SCHEMA_SQL                                                      \
+    "CREATE TABLE models(\n"                                                   \
+    "  id INTEGER PRIMARY KEY,\n"                                              \
+    "  name TEXT NOT NULL, version TEXT NOT NULL, weights TEXT NOT NULL,\n"    \
+    "  precision TEXT NOT NULL, first_used TEXT NOT NULL, retired_at TEXT,\n"  \
+    "  UNIQUE(name, version, weights, precision));\n"
+
+/* The models row of m: *id, and 1 in *retired when it is retired;
+ * LETHE_ERR_NOT_FOUND (no message) when the store never saw it. */
+int store_model_get(lethe_store *s, const lethe_model_id *m, int64_t *id, int *retired);
+/* The same, adding the row when absent, inside the open transaction; a
+ * retired model is refused (LETHE_ERR_POLICY, with a message). */
+int store_model_use(lethe_store *s, const lethe_model_id *m, int64_t *id);
+/* Format 2 to 3: the models table, faces.model and faces.detector, every
+ * face attributed to the shipped model (the only one format 2 knew). */
+int store_models_migrate(lethe_store *s);
+/* Every part of m is 1..max-1 of [A-Za-z0-9-_.+] (weights may be empty). */
+int store_model_valid(const lethe_model_id *m);
+/* lethe_model_find inside the caller's transaction. */
+int store_model_find(lethe_store *s, const char *which, lethe_model_info *info);
+/* "name@version" of a model row, for messages. */
+void store_model_label(const lethe_model_id *m, char *out, size_t n);
+/* The model m (NULL: the shipped one) a search or a verification compares
+ * against: *id (0 when the store never saw it), *templates of it held
+ * (idx_total: the index's row count, or UINT64_MAX when unknown: then
+ * *templates only says whether there is one). LETHE_ERR_POLICY when the
+ * model is retired; LETHE_ERR_NOT_FOUND (message set) when it holds none
+ * but the store holds other models' templates or retired one; LETHE_OK
+ * with *templates 0 when the store holds no template at all. Inside a
+ * read. */
+int store_search_model(lethe_store *s, const lethe_model_id *m, uint64_t idx_total,
+                       int64_t *id, uint64_t *templates);
 
 #endif

@@ -16,7 +16,8 @@
 static const char photo_faces_sql[] =
     "SELECT p.key_slot, p.key_id, p.sealed, f.ord, f.sealed, f.id "
     "FROM faces f JOIN photos p ON p.id = f.photo "
-    "WHERE f.photo = ? AND f.has_template AND p.status = 'analysed' ORDER BY f.id";
+    "WHERE f.photo = ?1 AND f.has_template AND p.status = 'analysed' AND f.model = ?2 "
+    "ORDER BY f.id";
 
 /* Compare q with one face row of st; a row whose key is gone (erased a
  * moment ago) is not held. */
@@ -51,10 +52,13 @@ static int verify_row(lethe_store *s, sqlite3_stmt *st, const float *q, lethe_ve
 }
 
 /* Every template of the photos sel selects, compared with q. */
-static int verify_photos(lethe_store *s, sqlite3_stmt *sel, const float *q, lethe_verify_result *r)
+static int verify_photos(lethe_store *s, sqlite3_stmt *sel, const float *q, int64_t model,
+                         lethe_verify_result *r)
 {
     sqlite3_stmt *st = NULL;
     int rc = store_prepare(s, photo_faces_sql, &st), step = SQLITE_DONE;
+    if (rc == LETHE_OK)
+        sqlite3_bind_int64(st, 2, model); /* only the query's model's templates */
     while (rc == LETHE_OK && (step = sqlite3_step(sel)) == SQLITE_ROW) {
         r->photos++;
         sqlite3_bind_int64(st, 1, sqlite3_column_int64(sel, 0));
@@ -119,7 +123,10 @@ int lethe_verify(lethe_store *s, const float *q, int kind, const char *value,
         sqlite3_finalize(sel);
         return rc;
     }
-    rc = verify_photos(s, sel, q, &res);
+    int64_t model = 0;
+    uint64_t held = 0;
+    if ((rc = store_search_model(s, o.model, UINT64_MAX, &model, &held)) == LETHE_OK)
+        rc = verify_photos(s, sel, q, model, &res);
     sqlite3_finalize(sel);
     if (rc == LETHE_OK && res.templates == 0)
         rc = store_fail(s, LETHE_ERR_NOT_FOUND, "%s",
