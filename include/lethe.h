@@ -142,11 +142,16 @@ enum lethe_detector {
 };
 
 enum lethe_precision {
-    LETHE_PRECISION_DEFAULT = 0, /* Winograd in the descriptor net; fp32 detector */
-    LETHE_PRECISION_FP32 = 1,    /* full fp32 everywhere, reference summation order */
-    LETHE_PRECISION_INT8 = 2     /* the default plus an int8 SSD detector where the
-                                    CPU has AVX-512 VNNI (about 2x the photos per
-                                    second; see docs/model-card.md) */
+    LETHE_PRECISION_DEFAULT = 0, /* Winograd in the descriptor net; the int8 SSD
+                                    detector where the CPU has AVX-512 VNNI (about
+                                    2x the photos per second; one LFW pair in 5,988
+                                    changes side of a fixed threshold, rank-1 does
+                                    not move; see docs/model-card.md), else fp32 */
+    LETHE_PRECISION_FP32 = 1,    /* full fp32 everywhere, reference summation order:
+                                    face-api.js's outputs, bit for bit where the
+                                    parity tests say so */
+    LETHE_PRECISION_INT8 = 2     /* the default, asked for by name (kept so that
+                                    older callers keep working) */
 };
 
 enum lethe_align {
@@ -214,9 +219,10 @@ LETHE_API int lethe_engine_threads(const lethe_engine *engine);
 /* Name of the SIMD kernel set in use ("avx512", "avx2", "scalar"). */
 LETHE_API const char *lethe_engine_kernels(const lethe_engine *engine);
 
-/* The precision the engine computes at: "default", "fp32", or "int8" when
- * LETHE_PRECISION_INT8 was asked for and the CPU runs int8 (otherwise such
- * an engine computes as "default"). Ingest records it in the log. */
+/* The precision the engine computes at: "fp32" (LETHE_PRECISION_FP32),
+ * "int8" when the int8 detector runs (LETHE_PRECISION_DEFAULT or _INT8 on a
+ * CPU with AVX-512 VNNI and LETHE_INT8 not 0), else "default" (Winograd
+ * descriptor net, fp32 detector). Ingest records it in the log. */
 LETHE_API const char *lethe_engine_precision(const lethe_engine *engine);
 
 #define LETHE_LANDMARKS 68
