@@ -52,7 +52,7 @@ for p in ${PRECISIONS:-default fp32}; do
     [ "${#rates[@]}" = 0 ] || st=$out/store-$p
     "$LETHE" init --store "$st" >/dev/null
     t0=$(date +%s.%N)
-    "$LETHE" ingest --store "$st" --quiet --json --precision "$p" --manifest "$out/manifest.csv" >"$out/ingest.json"
+    "$LETHE" ingest --store "$st" --quiet --json --precision "$p" --allow-outside --manifest "$out/manifest.csv" >"$out/ingest.json"
     t=$(echo "$(date +%s.%N) - $t0" | bc -l)
     rates+=("$p" "$(echo "$n / $t" | bc -l)")
     node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(`lethe ingest --precision ${process.argv[2]} (computed at ${r.precision}, ${r.kernels} kernels): ${r.added} photos added, ${r.faces} faces, ${r.templates} templates, ${r.no_face} without a face, ${r.errors.length} errors`)' "$out/ingest.json" "$p"
