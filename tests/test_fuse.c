@@ -114,7 +114,7 @@ static void test_fused_ranks_the_mate_first(void)
     o.top_k = 3;
     /* each probe alone: its decoy first, the target second */
     for (int k = 0; k < 2; k++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "decoy%d", k);
         CHECK_EQ_INT(lethe_search(s, probes[k], 1, &o, &m, &nm), LETHE_OK);
         CHECK(nm == 3 && !strcmp(id_of(&m[0]), want));
