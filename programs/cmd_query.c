@@ -277,6 +277,36 @@ static int verify_parsed(const search_cli *a)
     return CLI_EXIT_OK;
 }
 
+/* What the options say together (after search_parse's loop). */
+static int search_parsed(const search_cli *a)
+{
+    /* Several photos or descriptors are one person's, or a mistake. */
+    if (!a->fuse && (a->nimages > 1 || a->ndescs > 1)) {
+        cli_error("%s: one %s at a time%s", a->cmd, a->nimages > 1 ? "IMAGE" : "--descriptor",
+                  strcmp(a->cmd, "verify") ? " (use --queries for many; --fuse when they are "
+                                             "one person's)" : "");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->fuse && (a->all_faces || a->so.fpir > 0)) {
+        cli_error("%s: --fuse %s", a->cmd,
+                  a->all_faces ? "takes the largest face of each IMAGE, not --all-faces"
+                               : "and --fpir: no calibration was measured for fused probes "
+                                 "(use --threshold)");
+        return CLI_EXIT_USAGE;
+    }
+    if (!a->so.purpose || !*a->so.purpose) {
+        cli_error("%s: --purpose TEXT is required: every %s is logged with why it was made",
+                  a->cmd, strcmp(a->cmd, "verify") ? "search" : "verification");
+        return CLI_EXIT_USAGE;
+    }
+    if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
+        cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
+                  strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
+        return CLI_EXIT_USAGE;
+    }
+    return strcmp(a->cmd, "verify") ? CLI_EXIT_OK : verify_parsed(a);
+}
+
 /* The command line into *a. Returns CLI_EXIT_OK to go on, else the exit
  * status (message printed). */
 static int search_parse(search_cli *a, int argc, char **argv)
@@ -355,31 +385,7 @@ static int search_parse(search_cli *a, int argc, char **argv)
         } else
             a->image = a->images[a->nimages++] = argv[i];
     }
-    /* Several photos or descriptors are one person's, or a mistake. */
-    if (!a->fuse && (a->nimages > 1 || a->ndescs > 1)) {
-        cli_error("%s: one %s at a time%s", a->cmd, a->nimages > 1 ? "IMAGE" : "--descriptor",
-                  strcmp(a->cmd, "verify") ? " (use --queries for many; --fuse when they are "
-                                             "one person's)" : "");
-        return CLI_EXIT_USAGE;
-    }
-    if (a->fuse && (a->all_faces || a->so.fpir > 0)) {
-        cli_error("%s: --fuse %s", a->cmd,
-                  a->all_faces ? "takes the largest face of each IMAGE, not --all-faces"
-                               : "and --fpir: no calibration was measured for fused probes "
-                                 "(use --threshold)");
-        return CLI_EXIT_USAGE;
-    }
-    if (!a->so.purpose || !*a->so.purpose) {
-        cli_error("%s: --purpose TEXT is required: every %s is logged with why it was made",
-                  a->cmd, strcmp(a->cmd, "verify") ? "search" : "verification");
-        return CLI_EXIT_USAGE;
-    }
-    if ((a->image != NULL) + (a->desc != NULL) + (a->queries != NULL) != 1) {
-        cli_error("%s: give exactly one of IMAGE, --descriptor JSON%s", a->cmd,
-                  strcmp(a->cmd, "verify") ? ", --queries FILE" : "");
-        return CLI_EXIT_USAGE;
-    }
-    return strcmp(a->cmd, "verify") ? CLI_EXIT_OK : verify_parsed(a);
+    return search_parsed(a);
 }
 
 /* The faces of IMAGE as queries: the largest (the library's rule), or every

@@ -288,6 +288,24 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
     return search_core(s, queries, nq, opt, matches, count, lg, NULL);
 }
 
+/* Query q's log entry (got matches at m), or on a view its lg[q]. A fused
+ * search is one entry for the person: a hash over every probe. */
+static int search_log(lethe_store *s, const lethe_search_options *o, const float *qv, int q,
+                      const lethe_match *m, size_t got, search_entry *lg, const search_fuse *fu)
+{
+    char qh[65];
+    if (fu)
+        store_keyed_hash(s, fu->probes, (size_t)fu->n * IDX_DIM * sizeof(float), qh);
+    else
+        store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
+    if (!lg)
+        return store_log_append(s, "search", o->actor, o->purpose, qh, (int64_t)got, NULL);
+    memcpy(lg[q].qh, qh, sizeof(qh));
+    lg[q].results = (int64_t)got;
+    lg[q].m = m;
+    return LETHE_OK;
+}
+
 static int search_core(lethe_store *s, const float *queries, int nq,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count,
                        search_entry *lg, const search_fuse *fu)
@@ -341,20 +359,8 @@ static int search_core(lethe_store *s, const float *queries, int nq,
          * (requests/hits.c); on a view, by the group commit */
         if (rc == LETHE_OK && !lg)
             rc = hits_record(s, o.purpose, m + n - got, got);
-        if (rc == LETHE_OK) {
-            char qh[65];
-            if (fu) /* one entry for the person: a hash over every probe */
-                store_keyed_hash(s, fu->probes, (size_t)fu->n * IDX_DIM * sizeof(float), qh);
-            else
-                store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
-            if (lg) {
-                memcpy(lg[q].qh, qh, sizeof(qh));
-                lg[q].results = (int64_t)got;
-                lg[q].m = m + n - got;
-            } else {
-                rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
-            }
-        }
+        if (rc == LETHE_OK)
+            rc = search_log(s, &o, qv, q, m + n - got, got, lg, fu);
     }
     if (rc == LETHE_OK)
         rc = lg ? store_exec(s, "COMMIT") : store_commit(s);
