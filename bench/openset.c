@@ -4,7 +4,7 @@
  * on the same protocol, face-api.js's pipeline.
  *
  *   openset --embeddings LETHE.jsonl [--peer PEER.jsonl] [--lfw DIR]
- *           [--svg FILE] [--write-fpir DIR] [--multi]
+ *           [--svg FILE] [--write-fpir DIR] [--multi [--store-dir DIR]]
  *
  * LETHE.jsonl is `lethe embed --json` over every LFW photo; PEER.jsonl is
  * tools/ref/pipeline.mjs over LFW (whole or in part). Every face of every
@@ -32,7 +32,9 @@
  * gallery, for `lethe ingest --descriptors`) and DIR/nonmated.jsonl (the
  * non-mated probes, for `lethe search --queries`), for bench/openset.sh's
  * check of `search --fpir` through the CLI. --multi also measures
- * multi-photo probes (see multi_probe).
+ * multi-photo probes (see multi_probe), and with --store-dir DIR (a new
+ * folder) the same through the library's search and fused search
+ * (multi_store).
  */
 #include <math.h>
 #include <stdio.h>
@@ -348,6 +350,212 @@ static void multi_probe(const lfw_set *s)
                100.0 * hit[m][1] / people);
 }
 
+/*
+ * The same protocol through the library (--multi with --store-dir DIR): the
+ * gallery (every face of every photo) is ingested into a new store at DIR
+ * with lethe_ingest_descriptor, each face's photo id "INDEX:FACE"; each
+ * person is searched once with the first photo alone (lethe_search) and
+ * once with both probes fused (lethe_search_fused), and the rank of the
+ * mate is read from the library's answer, the faces of the two probe
+ * photos themselves skipped (they are not in the protocol's gallery). A
+ * face whose descriptor another face already has is stored once (the
+ * store knows a descriptor "photo" by its hash): counted and printed.
+ */
+static const char *store_dir;
+
+static int match_face(const lethe_match *m, size_t *photo, int *face)
+{
+    const char *id = m->prov.photo_id;
+    return id && sscanf(id, "%zu:%d", photo, face) == 2 ? 0 : -1;
+}
+
+/* The mate's rank in m[0..n) (0: not in it) and its distance, skipping
+ * the probes' photos. */
+static int mate_rank(const lfw_set *s, const lethe_match *m, size_t n, size_t i, int np,
+                     float *d)
+{
+    int rank = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t j;
+        int f;
+        if (match_face(&m[k], &j, &f) < 0 || j == i || j == i + 1)
+            continue;
+        rank++;
+        if (j > i + 1 && j < i + (size_t)np && f == s->p[j].label) {
+            *d = m[k].distance;
+            return rank;
+        }
+        if (rank >= 10)
+            break;
+    }
+    return 0;
+}
+
+/* The nearest face in m[0..n) not of the person whose photos are
+ * [i, i + np) (INFINITY: none): a non-mated search's answer. */
+static float nearest_other(const lethe_match *m, size_t n, size_t i, int np)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t j;
+        int f;
+        if (match_face(&m[k], &j, &f) == 0 && (j < i || j >= i + (size_t)np))
+            return m[k].distance;
+    }
+    return INFINITY;
+}
+
+/* FNIR at FPIR p: the threshold is the largest that holds p on the
+ * non-mated searches (every search whose nearest face is below it returns
+ * it: those strictly below the (floor(p n) + 1)-th smallest distance); a
+ * mated search misses unless its mate is first and below it. */
+static double fused_fnir_at(float *nm_d, int nn, const float *mate_d, const int *rank1, int nmated,
+                      double p, float *t)
+{
+    qsort(nm_d, (size_t)nn, sizeof(*nm_d), cmp_float);
+    int k = (int)floor(p * nn);
+    *t = k < nn ? nm_d[k] : INFINITY;
+    int miss = 0;
+    for (int q = 0; q < nmated; q++)
+        miss += !(rank1[q] && mate_d[q] < *t);
+    return (double)miss / nmated;
+}
+
+static void multi_store(const lfw_set *s)
+{
+    lethe_store *st = NULL;
+    lethe_ingest *g = NULL;
+    lethe_ingest_options io;
+    lethe_ingest_stats stats;
+    lethe_search_options o;
+    int people = 0, hit[2][2] = {{0}}, failed = 0;
+    if (lethe_store_open(store_dir, LETHE_STORE_CREATE, &st) != LETHE_OK) {
+        fprintf(stderr, "openset: %s: %s\n", store_dir, lethe_store_errmsg(st));
+        lethe_store_close(st);
+        return;
+    }
+    lethe_ingest_options_init(&io);
+    io.actor = "openset";
+    if (lethe_ingest_begin(st, &io, &g) != LETHE_OK) {
+        fprintf(stderr, "openset: %s\n", lethe_store_errmsg(st));
+        lethe_store_close(st);
+        return;
+    }
+    size_t line = 0;
+    for (size_t j = 0; j < s->n; j++)
+        for (int f = 0; f < s->p[j].nfaces; f++) {
+            char id[48];
+            snprintf(id, sizeof(id), "%zu:%d", j, f);
+            lethe_provenance pv = {.photo_id = id, .source = "lfw", .jurisdiction = "US",
+                                   .consent = "explicit"};
+            if (lethe_ingest_descriptor(g, s->p[j].faces[f].d, &pv, ++line) != LETHE_OK)
+                failed++;
+        }
+    if (lethe_ingest_end(g, &stats) != LETHE_OK || failed) {
+        fprintf(stderr, "openset: ingest: %s\n", lethe_store_errmsg(st));
+        lethe_store_close(st);
+        return;
+    }
+    lethe_search_options_init(&o);
+    o.purpose = "bench: openset --multi (issue 11 item 3)";
+    o.actor = "openset";
+    /* per mated search (person), for single [0] and fused [1] probes */
+    float *mate_d[2] = {lfw_xalloc(s->n * sizeof(float)), lfw_xalloc(s->n * sizeof(float))};
+    int *rank1[2] = {lfw_xalloc(s->n * sizeof(int)), lfw_xalloc(s->n * sizeof(int))};
+    float *nm_d[2] = {lfw_xalloc(s->n * sizeof(float)), lfw_xalloc(s->n * sizeof(float))};
+    int nonmated = 0;
+    for (size_t i = 0; i < s->n;) {
+        size_t first;
+        int np = person_photos(s, i, &first);
+        const lfw_photo *a = &s->p[i], *b = &s->p[i + 1];
+        if (np < 3 || a->label < 0 || b->label < 0) {
+            i += (size_t)np;
+            continue;
+        }
+        people++;
+        float probes[2][LFW_DIM];
+        memcpy(probes[0], a->faces[a->label].d, sizeof(probes[0]));
+        memcpy(probes[1], b->faces[b->label].d, sizeof(probes[1]));
+        /* enough for 10 after the probes' own photos' faces are skipped */
+        o.top_k = 10 + a->nfaces + b->nfaces;
+        for (int m = 0; m < 2; m++) {
+            lethe_match *r = NULL;
+            size_t nr = 0;
+            int rc = m ? lethe_search_fused(st, &probes[0][0], 2, &o, &r, &nr)
+                       : lethe_search(st, probes[0], 1, &o, &r, &nr);
+            if (rc != LETHE_OK) {
+                fprintf(stderr, "openset: search: %s\n", lethe_store_errmsg(st));
+                lethe_store_close(st);
+                return;
+            }
+            float d = INFINITY;
+            int rank = mate_rank(s, r, nr, i, np, &d);
+            hit[m][0] += rank == 1;
+            hit[m][1] += rank >= 1 && rank <= 10;
+            mate_d[m][people - 1] = d;
+            rank1[m][people - 1] = rank == 1;
+            lethe_matches_free(r, nr);
+        }
+        i += (size_t)np;
+    }
+    /* Non-mated: each person with exactly two photos (both with a face),
+     * searched the same two ways; the answer is the nearest face of
+     * anyone else (their own two photos' faces skipped: the store holds
+     * them, the protocol's gallery does not). */
+    for (size_t i = 0; i < s->n;) {
+        size_t first;
+        int np = person_photos(s, i, &first);
+        const lfw_photo *a = &s->p[i], *b = &s->p[i + np - 1];
+        if (np != 2 || a->label < 0 || b->label < 0) {
+            i += (size_t)np;
+            continue;
+        }
+        float probes[2][LFW_DIM];
+        memcpy(probes[0], a->faces[a->label].d, sizeof(probes[0]));
+        memcpy(probes[1], b->faces[b->label].d, sizeof(probes[1]));
+        o.top_k = 1 + a->nfaces + b->nfaces;
+        for (int m = 0; m < 2; m++) {
+            lethe_match *r = NULL;
+            size_t nr = 0;
+            int rc = m ? lethe_search_fused(st, &probes[0][0], 2, &o, &r, &nr)
+                       : lethe_search(st, probes[0], 1, &o, &r, &nr);
+            if (rc != LETHE_OK) {
+                fprintf(stderr, "openset: search: %s\n", lethe_store_errmsg(st));
+                lethe_store_close(st);
+                return;
+            }
+            nm_d[m][nonmated] = nearest_other(r, nr, i, np);
+            lethe_matches_free(r, nr);
+        }
+        nonmated++;
+        i += (size_t)np;
+    }
+    lethe_store_close(st);
+    printf("\nmulti-photo probes through the library (store %s: %llu faces offered, %llu "
+           "stored, %llu duplicates), %d people:\n  | probe | rank-1 | rank-10 |\n",
+           store_dir, (unsigned long long)line, (unsigned long long)stats.templates,
+           (unsigned long long)stats.duplicates, people);
+    static const char *const names[] = {"one photo (the first), lethe_search",
+                                        "two photos, lethe_search_fused"};
+    for (int m = 0; m < 2; m++)
+        printf("  | %s | %.2f%% | %.2f%% |\n", names[m], 100.0 * hit[m][0] / people,
+               100.0 * hit[m][1] / people);
+    printf("open-set, the same %d mated searches and %d non-mated (people with exactly two "
+           "photos, against everyone else's faces), FNIR at rank 1:\n  | probe | FNIR at FPIR "
+           "0.1 | at 0.01 |\n", people, nonmated);
+    for (int m = 0; m < 2; m++) {
+        float t1, t2;
+        double f1 = fused_fnir_at(nm_d[m], nonmated, mate_d[m], rank1[m], people, 0.1, &t1);
+        double f2 = fused_fnir_at(nm_d[m], nonmated, mate_d[m], rank1[m], people, 0.01, &t2);
+        printf("  | %s | %.3f (t %.4f) | %.3f (t %.4f) |\n", names[m], f1, (double)t1, f2,
+               (double)t2);
+    }
+    for (int m = 0; m < 2; m++) {
+        free(mate_d[m]);
+        free(rank1[m]);
+        free(nm_d[m]);
+    }
+}
+
 /* ------------------------------------------------------------------ run */
 
 /* The calibration table's threshold for this gallery against what the
@@ -408,6 +616,8 @@ static int run(const char *lfw, lfw_set *s, lfw_set *ps, const char *peer, int *
     report_near(s, &full);
     if (multi)
         multi_probe(s);
+    if (multi && store_dir)
+        multi_store(s);
     check_calibration(&full);
     int covered = 0;
     if (ps) {
@@ -469,9 +679,11 @@ int main(int argc, char **argv)
             wdir = argv[++i];
         else if (!strcmp(argv[i], "--multi"))
             multi = 1;
+        else if (!strcmp(argv[i], "--store-dir") && i + 1 < argc)
+            store_dir = argv[++i];
         else {
             fprintf(stderr, "usage: openset --embeddings FILE [--peer FILE] [--lfw DIR] "
-                            "[--svg FILE] [--write-fpir DIR] [--multi]\n");
+                            "[--svg FILE] [--write-fpir DIR] [--multi [--store-dir DIR]]\n");
             return 2;
         }
     }

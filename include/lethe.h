@@ -142,11 +142,16 @@ enum lethe_detector {
 };
 
 enum lethe_precision {
-    LETHE_PRECISION_DEFAULT = 0, /* Winograd in the descriptor net; fp32 detector */
-    LETHE_PRECISION_FP32 = 1,    /* full fp32 everywhere, reference summation order */
-    LETHE_PRECISION_INT8 = 2     /* the default plus an int8 SSD detector where the
-                                    CPU has AVX-512 VNNI (about 2x the photos per
-                                    second; see docs/model-card.md) */
+    LETHE_PRECISION_DEFAULT = 0, /* Winograd in the descriptor net; the int8 SSD
+                                    detector where the CPU has AVX-512 VNNI (about
+                                    2x the photos per second; one LFW pair in 5,988
+                                    changes side of a fixed threshold, rank-1 does
+                                    not move; see docs/model-card.md), else fp32 */
+    LETHE_PRECISION_FP32 = 1,    /* full fp32 everywhere, reference summation order:
+                                    face-api.js's outputs, bit for bit where the
+                                    parity tests say so */
+    LETHE_PRECISION_INT8 = 2     /* the default, asked for by name (kept so that
+                                    older callers keep working) */
 };
 
 enum lethe_align {
@@ -214,9 +219,10 @@ LETHE_API int lethe_engine_threads(const lethe_engine *engine);
 /* Name of the SIMD kernel set in use ("avx512", "avx2", "scalar"). */
 LETHE_API const char *lethe_engine_kernels(const lethe_engine *engine);
 
-/* The precision the engine computes at: "default", "fp32", or "int8" when
- * LETHE_PRECISION_INT8 was asked for and the CPU runs int8 (otherwise such
- * an engine computes as "default"). Ingest records it in the log. */
+/* The precision the engine computes at: "fp32" (LETHE_PRECISION_FP32),
+ * "int8" when the int8 detector runs (LETHE_PRECISION_DEFAULT or _INT8 on a
+ * CPU with AVX-512 VNNI and LETHE_INT8 not 0), else "default" (Winograd
+ * descriptor net, fp32 detector). Ingest records it in the log. */
 LETHE_API const char *lethe_engine_precision(const lethe_engine *engine);
 
 #define LETHE_LANDMARKS 68
@@ -761,6 +767,44 @@ LETHE_API int lethe_search_image(lethe_store *store, lethe_engine *engine,
 LETHE_API void lethe_matches_free(lethe_match *matches, size_t count);
 
 /*
+ * Multi-photo probes: several photos (or descriptors) of ONE person,
+ * searched once. The probes are fused into their mean descriptor (the plain
+ * mean, not renormalised: descriptors are not unit vectors and the index
+ * compares raw Euclidean distances), and the gallery is ranked once by its
+ * distance to that mean. Why the mean: on LFW, for the 897 people with three
+ * or more photos, two photos fused this way found the mate first 95.21% of
+ * the time, against 94.31% taking each face's nearer distance to either
+ * probe and 91.19% for one photo alone (bench/README.md, "Multi-photo
+ * probes"); noise that differs between photos averages out, what the
+ * person's photos share stays.
+ *
+ * The answer is one query (every match has query 0) and one log entry: the
+ * actor, the purpose, a keyed hash over all the probes in order, the number
+ * of results; each returned photo counts once for the data-subject page.
+ *
+ * Match evidence: the calibration table was measured on single photos, and
+ * a mean descriptor's distances to strangers are distributed differently,
+ * so a fused match carries no false-match rate: fmr and strangers are NAN
+ * and tier is LETHE_TIER_UNCALIBRATED (gallery is filled). opt->fpir must
+ * be 0 (LETHE_ERR_ARG otherwise) for the same reason. Not on a handle
+ * opened with LETHE_STORE_SHARED (LETHE_ERR_ARG).
+ *
+ * lethe_search_fused: nprobes (1 to LETHE_FUSE_MAX) descriptors, one after
+ * another. lethe_search_images_fused: the largest face of each image (as
+ * lethe_search_image); LETHE_ERR_NO_FACE, naming the image by its index in
+ * the message, when one has none (nothing is logged then). *matches as for
+ * lethe_search.
+ */
+#define LETHE_FUSE_MAX 64
+LETHE_API int lethe_search_fused(lethe_store *store, const float *probes, int nprobes,
+                                 const lethe_search_options *opt, lethe_match **matches,
+                                 size_t *count);
+LETHE_API int lethe_search_images_fused(lethe_store *store, lethe_engine *engine,
+                                        const lethe_image *const *images, int nimages,
+                                        const lethe_search_options *opt,
+                                        lethe_match **matches, size_t *count);
+
+/*
  * Match evidence: what a distance means in a store of a given size. The
  * descriptor model ships with a calibration table: the distances between
  * photos of different people (impostor pairs) and of the same person
@@ -773,8 +817,10 @@ enum lethe_tier {
                                  chance in fewer than 1 search in 100 */
     LETHE_TIER_MODERATE = 1,  /* 0.01 <= strangers < 0.1 */
     LETHE_TIER_WEAK = 2,      /* 0.1 <= strangers < 1 */
-    LETHE_TIER_NONE = 3       /* strangers >= 1: at least one stranger this close is
+    LETHE_TIER_NONE = 3,      /* strangers >= 1: at least one stranger this close is
                                  expected; the distance alone is no evidence */
+    LETHE_TIER_UNCALIBRATED = 4 /* no table was measured for this kind of probe
+                                 (a fused search): fmr and strangers are NAN */
 };
 
 typedef struct lethe_calibration {
@@ -803,7 +849,8 @@ LETHE_API int lethe_calibration_rates(float distance, double *fmr, double *fnmr)
 LETHE_API int lethe_calibration_threshold(double fpir, uint64_t gallery, float *threshold);
 /* The tier of a match with this many expected strangers (>= 0). */
 LETHE_API int lethe_calibration_tier(double strangers, int *tier);
-/* "strong", "moderate", "weak", "none"; "?" for another value (static). */
+/* "strong", "moderate", "weak", "none", "uncalibrated"; "?" for another
+ * value (static). */
 LETHE_API const char *lethe_tier_name(int tier);
 /* The number of templates a search compares against now. */
 LETHE_API int lethe_store_templates(lethe_store *store, uint64_t *count);

@@ -49,11 +49,12 @@ static int parse_float(const char *flag, const char *v, double lo, double hi, fl
 
 const char cli_precision_help[] =
     "  --precision default|fp32|int8\n"
-    "                       fp32: full single precision in every layer, in the\n"
-    "                       reference order; int8: the SSD detector in int8 where\n"
-    "                       the CPU has AVX-512 VNNI, about twice the photos per\n"
+    "                       default (= int8): the SSD detector in int8 where the\n"
+    "                       CPU has AVX-512 VNNI, about twice the photos per\n"
     "                       second (descriptors move by about 0.03; see\n"
-    "                       docs/model-card.md)\n";
+    "                       docs/model-card.md); fp32: full single precision in\n"
+    "                       every layer, in the reference order (face-api.js's\n"
+    "                       outputs, to reproduce them)\n";
 
 int cli_parse_precision(const char *cmd, const char *v, int *out)
 {

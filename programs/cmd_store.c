@@ -422,16 +422,18 @@ static void ingest_help(void)
         "  --threads N         photos analysed at once (default: one per core)\n"
         "  --models DIR        model folder (default: $LETHE_MODELS or built in)\n"
         "  --precision default|fp32|int8\n"
-        "                      int8: the SSD detector in int8 where the CPU has\n"
-        "                      AVX-512 VNNI, about twice the photos per second;\n"
-        "                      descriptors move by about 0.03 (docs/model-card.md)\n"
+        "                      default (= int8): the SSD detector in int8 where the\n"
+        "                      CPU has AVX-512 VNNI, about twice the photos per\n"
+        "                      second; fp32: the reference, bit for bit; descriptors\n"
+        "                      differ by about 0.03 (docs/model-card.md)\n"
         "  --quiet             no progress bar (it shows only on a terminal anyway)\n"
         "%s"
         "\n"
         "Errors (unreadable or corrupt photos, bad manifest rows) are reported one\n"
         "per line with the file and, for manifests, the line; the rest is ingested\n"
         "and the exit status is 1. --json prints a summary: seen, added, duplicates,\n"
-        "provenance, faces, templates, refused, withdrawn, no_face, and errors.\n",
+        "provenance, faces, templates, refused, withdrawn, no_face, the precision\n"
+        "and kernels of the face models (when photos were analysed), and errors.\n",
         cli_common_help);
 }
 
@@ -612,15 +614,15 @@ static int ingest_inputs(ingest_cli *g, const pathlist *paths)
 
 /* The summary on stdout: one JSON object with every error (--json), or one
  * line and what needs saying about opt-outs and an uncommitted batch. */
-static void ingest_summary(const ingest_cli *g, const lethe_ingest_stats *st, double secs,
-                           int fatal)
+static void ingest_summary(const ingest_cli *g, const lethe_engine *engine,
+                           const lethe_ingest_stats *st, double secs, int fatal)
 {
     if (g->c.json) {
         printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
                "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
                "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
                "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
-               "\"complete\":%s,\"errors\":[",
+               "\"complete\":%s",
                (unsigned long long)st->seen, (unsigned long long)st->added,
                (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
                (unsigned long long)st->faces, (unsigned long long)st->templates,
@@ -628,6 +630,12 @@ static void ingest_summary(const ingest_cli *g, const lethe_ingest_stats *st, do
                (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
                (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted,
                secs, secs > 0 ? (double)st->seen / secs : 0.0, fatal ? "false" : "true");
+        /* What the templates were computed with (no engine: raw descriptors). */
+        if (engine)
+            printf(",\"precision\":\"%s\",\"kernels\":\"%s\",\"errors\":[",
+                   lethe_engine_precision(engine), lethe_engine_kernels(engine));
+        else
+            printf(",\"errors\":[");
         for (size_t i = 0; i < g->nerr; i++) {
             printf("%s{\"file\":", i ? "," : "");
             json_put_string(stdout, g->errs[i].input);
@@ -685,7 +693,7 @@ int cmd_ingest(int argc, char **argv)
         cli_error("ingest: %s", lethe_store_errmsg(s));
         fatal = 1;
     }
-    ingest_summary(&g, &st, since(&g.t0), fatal);
+    ingest_summary(&g, engine, &st, since(&g.t0), fatal);
     for (size_t i = 0; i < g.nerr; i++) {
         free(g.errs[i].input);
         free(g.errs[i].msg);

@@ -130,7 +130,8 @@ static void test_tiers(void)
     CHECK_EQ_INT(lethe_calibration_tier(NAN, &tier), LETHE_ERR_ARG);
     CHECK_EQ_INT(lethe_calibration_tier(1, NULL), LETHE_ERR_ARG);
     CHECK(!strcmp(lethe_tier_name(-1), "?"));
-    CHECK(!strcmp(lethe_tier_name(4), "?"));
+    CHECK(!strcmp(lethe_tier_name(LETHE_TIER_UNCALIBRATED), "uncalibrated"));
+    CHECK(!strcmp(lethe_tier_name(5), "?"));
 }
 
 static lethe_store *store_with(int n)

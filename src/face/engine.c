@@ -126,6 +126,19 @@ static int check_model_files(const char *dir, int detector, char *msg, size_t ms
     return LETHE_OK;
 }
 
+/* The precision the SSD detector is loaded at. The default is the int8
+ * detector where the CPU runs it (AVX-512 VNNI, LETHE_INT8 not 0): it costs
+ * one LFW pair in 5,988 at a fixed threshold and nothing on rank-1, for
+ * about twice the photos per second (docs/model-card.md). Elsewhere the
+ * default detector is fp32; LETHE_PRECISION_FP32 always is, so that the
+ * reference can be reproduced bit for bit. */
+static int detector_precision(const lethe_engine_options *o)
+{
+    if (o->precision == LETHE_PRECISION_DEFAULT && nn_int8_available())
+        return LETHE_PRECISION_INT8;
+    return o->precision;
+}
+
 /* Load the detector and landmark nets on first use (thread-safe). A
  * failure is kept, with its message, for every later call. */
 static int load_detect_nets(lethe_engine *e, char *msg, size_t msg_len)
@@ -137,8 +150,8 @@ static int load_detect_nets(lethe_engine *e, char *msg, size_t msg_len)
         /* The tiny detector is also SSD's last resort (see engine_analyze). */
         rc = tiny_net_load(e->model_dir, &e->tiny, e->detect_msg, sizeof(e->detect_msg));
         if (rc == LETHE_OK && e->opt.detector == LETHE_DETECTOR_SSD)
-            rc = ssd_net_load_precision(e->model_dir, e->opt.precision, &e->ssd, e->detect_msg,
-                                        sizeof(e->detect_msg));
+            rc = ssd_net_load_precision(e->model_dir, detector_precision(&e->opt), &e->ssd,
+                                        e->detect_msg, sizeof(e->detect_msg));
         if (rc == LETHE_OK)
             rc = lm68_load(e->model_dir, &e->lm, e->detect_msg, sizeof(e->detect_msg));
         e->detect_status = rc;
@@ -233,8 +246,8 @@ const char *lethe_engine_precision(const lethe_engine *e)
 {
     if (e->opt.precision == LETHE_PRECISION_FP32)
         return "fp32";
-    if (e->opt.precision == LETHE_PRECISION_INT8 && nn_int8_available())
-        return "int8";
+    if (e->opt.precision != LETHE_PRECISION_FP32 && nn_int8_available())
+        return "int8"; /* LETHE_PRECISION_INT8, or the default where int8 runs */
     return "default";
 }
 

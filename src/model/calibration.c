@@ -117,6 +117,6 @@ int lethe_calibration_tier(double strangers, int *tier)
 
 const char *lethe_tier_name(int tier)
 {
-    static const char *const names[] = {"strong", "moderate", "weak", "none"};
-    return tier >= 0 && tier <= LETHE_TIER_NONE ? names[tier] : "?";
+    static const char *const names[] = {"strong", "moderate", "weak", "none", "uncalibrated"};
+    return tier >= 0 && tier <= LETHE_TIER_UNCALIBRATED ? names[tier] : "?";
 }

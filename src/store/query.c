@@ -240,6 +240,19 @@ static void evidence_fill(lethe_match *m, size_t n, uint64_t gallery)
     }
 }
 
+/* A fused probe's matches: no table was measured for mean descriptors (a
+ * mean's distances to strangers are not a single photo's), so no rate is
+ * shown rather than a wrong one. */
+static void evidence_uncalibrated(lethe_match *m, size_t n, uint64_t gallery)
+{
+    for (size_t i = 0; i < n; i++) {
+        m[i].fmr = NAN;
+        m[i].strangers = NAN;
+        m[i].gallery = gallery;
+        m[i].tier = LETHE_TIER_UNCALIBRATED;
+    }
+}
+
 int lethe_store_templates(lethe_store *s, uint64_t *count)
 {
     int rc;
@@ -288,8 +301,44 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
     return search_run(s, queries, nq, opt, matches, count, NULL);
 }
 
+/* A fused search's probes (lethe_search_fused): the log's query hash is
+ * taken over all of them, and the evidence is left uncalibrated. */
+typedef struct search_fuse {
+    const float *probes;
+    int n;
+} search_fuse;
+
+static int search_core(lethe_store *s, const float *queries, int nq,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count,
+                       search_entry *lg, const search_fuse *fu);
+
 int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                lethe_match **matches, size_t *count, search_entry *lg)
+{
+    return search_core(s, queries, nq, opt, matches, count, lg, NULL);
+}
+
+/* Query q's log entry (got matches at m), or on a view its lg[q]. A fused
+ * search is one entry for the person: a hash over every probe. */
+static int search_log(lethe_store *s, const lethe_search_options *o, const float *qv, int q,
+                      const lethe_match *m, size_t got, search_entry *lg, const search_fuse *fu)
+{
+    char qh[65];
+    if (fu)
+        store_keyed_hash(s, fu->probes, (size_t)fu->n * IDX_DIM * sizeof(float), qh);
+    else
+        store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
+    if (!lg)
+        return store_log_append(s, "search", o->actor, o->purpose, qh, (int64_t)got, NULL);
+    memcpy(lg[q].qh, qh, sizeof(qh));
+    lg[q].results = (int64_t)got;
+    lg[q].m = m;
+    return LETHE_OK;
+}
+
+static int search_core(lethe_store *s, const float *queries, int nq,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count,
+                       search_entry *lg, const search_fuse *fu)
 {
     lethe_search_options o;
     char msg[512];
@@ -337,17 +386,8 @@ int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_
          * (requests/hits.c); on a view, by the group commit */
         if (rc == LETHE_OK && !lg)
             rc = hits_record(s, o.purpose, m + n - got, got);
-        if (rc == LETHE_OK) {
-            char qh[65];
-            store_keyed_hash(s, qv, IDX_DIM * sizeof(float), qh);
-            if (lg) {
-                memcpy(lg[q].qh, qh, sizeof(qh));
-                lg[q].results = (int64_t)got;
-                lg[q].m = m + n - got;
-            } else {
-                rc = store_log_append(s, "search", o.actor, o.purpose, qh, (int64_t)got, NULL);
-            }
-        }
+        if (rc == LETHE_OK)
+            rc = search_log(s, &o, qv, q, m + n - got, got, lg, fu);
     }
     if (rc == LETHE_OK)
         rc = lg ? store_exec(s, "COMMIT") : store_commit(s);
@@ -358,7 +398,9 @@ out:
     sqlite3_finalize(pv);
     lethe_free(hits);
     lethe_free(nhits);
-    if (rc == LETHE_OK)
+    if (rc == LETHE_OK && fu)
+        evidence_uncalibrated(m, n, gallery);
+    else if (rc == LETHE_OK)
         evidence_fill(m, n, gallery);
     if (rc == LETHE_OK) {
         *matches = m;
@@ -390,6 +432,78 @@ int lethe_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                           rc == LETHE_ERR_NO_FACE ? "no face found" : lethe_strerror(rc));
     rc = lethe_search(s, faces[0].descriptor, 1, opt, matches, count);
     lethe_faces_free(faces);
+    return rc;
+}
+
+/* ------------------------------------------------- multi-photo probes */
+
+int lethe_search_fused(lethe_store *s, const float *probes, int nprobes,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count)
+{
+    float mean[IDX_DIM];
+    double sum[IDX_DIM] = {0};
+    *matches = NULL;
+    *count = 0;
+    if (s->share)
+        return store_fail(s, LETHE_ERR_ARG, "a fused search is not available on a shared "
+                                            "handle yet");
+    if (nprobes < 1 || nprobes > LETHE_FUSE_MAX || !probes)
+        return store_fail(s, LETHE_ERR_ARG, "a fused search takes 1 to %d probes, not %d",
+                          LETHE_FUSE_MAX, nprobes);
+    if (opt && opt->fpir > 0)
+        return store_fail(s, LETHE_ERR_ARG,
+                          "fpir is not calibrated for fused probes (the calibration table "
+                          "was measured on single photos); use a threshold");
+    for (int p = 0; p < nprobes; p++)
+        for (int i = 0; i < IDX_DIM; i++) {
+            float v = probes[(size_t)p * IDX_DIM + i];
+            if (!isfinite(v))
+                return store_fail(s, LETHE_ERR_ARG, "probe %d has a non-finite component", p);
+            sum[i] += v;
+        }
+    /* The plain mean: the index ranks raw Euclidean distances, and the
+     * mean is what was measured (include/lethe.h). */
+    for (int i = 0; i < IDX_DIM; i++)
+        mean[i] = (float)(sum[i] / nprobes);
+    search_fuse fu = {probes, nprobes};
+    return search_core(s, mean, 1, opt, matches, count, NULL, &fu);
+}
+
+int lethe_search_images_fused(lethe_store *s, lethe_engine *e, const lethe_image *const *images,
+                              int nimages, const lethe_search_options *opt,
+                              lethe_match **matches, size_t *count)
+{
+    float *probes;
+    int rc = LETHE_OK;
+    *matches = NULL;
+    *count = 0;
+    if (!e || !images || nimages < 1 || nimages > LETHE_FUSE_MAX)
+        return store_fail(s, LETHE_ERR_ARG, "a fused search by image needs an engine and 1 "
+                                            "to %d images", LETHE_FUSE_MAX);
+    if (!(probes = lethe_malloc((size_t)nimages * IDX_DIM * sizeof(float))))
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < nimages && rc == LETHE_OK; k++) {
+        lethe_face *faces = NULL;
+        int nf = 0;
+        if (!images[k]) {
+            rc = store_fail(s, LETHE_ERR_ARG, "image %d is NULL", k);
+            break;
+        }
+        /* the largest face, by the rule of lethe_search_image */
+        rc = lethe_engine_analyze(e, images[k], LETHE_WANT_DESCRIPTOR | LETHE_LARGEST_FACE,
+                                  &faces, &nf);
+        if (rc == LETHE_OK && nf == 0)
+            rc = LETHE_ERR_NO_FACE;
+        if (rc == LETHE_OK)
+            memcpy(probes + (size_t)k * IDX_DIM, faces[0].descriptor, IDX_DIM * sizeof(float));
+        else
+            store_fail(s, rc, "analysing image %d: %s", k,
+                       rc == LETHE_ERR_NO_FACE ? "no face found" : lethe_strerror(rc));
+        lethe_faces_free(faces);
+    }
+    if (rc == LETHE_OK)
+        rc = lethe_search_fused(s, probes, nimages, opt, matches, count);
+    lethe_free(probes);
     return rc;
 }
 

@@ -107,4 +107,39 @@ expect "search --help documents the evidence" 0 "$LETHE" search --help
 contains "help: --fpir" "$tmp/out" "\-\-fpir P"
 contains "help: the tiers" "$tmp/out" "strong (< 0.01 strangers)"
 
+# --- search --fuse: several descriptors of one person, one answer --------
+# Two noisy copies of the first person's second descriptor (the same noise,
+# once added and once taken away): fused, their mean is that descriptor.
+p2=$(sed -n 2p "$tmp/small.jsonl" | sed 's/.*"embedding"://; s/}$//')
+mk() { echo "$p2" | awk -v sign="$1" 'BEGIN { srand(7) } { gsub(/[][]/, ""); n = split($0, v, ",");
+    printf "["; for (k = 1; k <= n; k++) printf "%s%.6f", (k > 1 ? "," : ""), v[k] + sign * (rand() - 0.5) * 0.2; printf "]" }'; }
+pa=$(mk 1); pb=$(mk -1)
+"$LETHE" log --store "$S" --json >"$tmp/log0"
+expect "search --fuse --json" 0 "$LETHE" search --store "$S" --purpose "t: fused" --json --top 3 --fuse --descriptor "$pa" --descriptor "$pb"
+if node -e '
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n");
+    if (lines.length !== 1) throw "lines " + lines.length;
+    const q = JSON.parse(lines[0]);
+    if (Object.keys(q).join() !== "query,source,fused,gallery,fpir,threshold,matches") throw "keys " + Object.keys(q).join();
+    if (q.query !== 0 || q.fused !== 2) throw "query " + q.query + " fused " + q.fused;
+    if (q.matches.length !== 3) throw "matches " + q.matches.length;
+    const m = q.matches[0];
+    if (m.photo_id !== "p1-0-1") throw "first " + m.photo_id;
+    if (m.distance > 1e-3) throw "distance " + m.distance;
+    for (const x of q.matches) if (x.fmr !== null || x.strangers !== null || x.tier !== "uncalibrated") throw "evidence " + JSON.stringify(x);
+' "$tmp/out" 2>"$tmp/node.err"; then ok "--fuse: one line, fused 2, the mean found first, evidence null and uncalibrated"; else bad "--fuse JSON" "$(cat "$tmp/node.err") $(head -c 400 "$tmp/out")"; fi
+"$LETHE" log --store "$S" --json >"$tmp/log1"
+same "--fuse: one log entry" "$(($(wc -l <"$tmp/log0") + 1))" "$(wc -l <"$tmp/log1")"
+contains "--fuse: the entry has the purpose" "$tmp/log1" '"purpose":"t: fused"'
+printf '%s\n%s\n' "$pa" "$pb" >"$tmp/two.jsonl"
+expect "search --fuse --queries" 0 "$LETHE" search --store "$S" --purpose t --fuse --top 1 --queries "$tmp/two.jsonl"
+contains "text: says the probes were fused" "$tmp/out" "2 probes of one person, fused"
+contains "text: no calibrated rate" "$tmp/out" "uncalibrated"
+expect "--fuse with --fpir is refused" 2 "$LETHE" search --store "$S" --purpose t --fuse --fpir 0.01 --descriptor "$pa" --descriptor "$pb"
+contains "--fuse --fpir: says why" "$tmp/err" "no calibration was measured for fused probes"
+expect "two --descriptor without --fuse are refused" 2 "$LETHE" search --store "$S" --purpose t --descriptor "$pa" --descriptor "$pb"
+contains "two --descriptor: suggests --fuse" "$tmp/err" "\-\-fuse"
+expect "verify refuses --fuse" 2 "$LETHE" verify --store "$S" --purpose t --uploader x --fuse --descriptor "$pa"
+contains "help: --fuse" "$("$LETHE" search --help >"$tmp/help"; echo "$tmp/help")" "\-\-fuse"
+
 cli_summary

@@ -150,17 +150,22 @@ expect "log lists entries" 0 "$LETHE" log --store "$S" --json
 contains "log has the search with its purpose" "$tmp/out" '"purpose":"test: find alice"'
 contains "log has the actor" "$tmp/out" '"actor":"tester"'
 lacks "log holds no uploader names" "$tmp/out" "alice2"
-contains "log records the precision of an ingest batch" "$tmp/out" '"precision":"default"'
-expect "log verify" 0 "$LETHE" log verify --store "$S"
-contains "log intact" "$tmp/out" "intact"
-# --precision int8 is recorded as int8 where the CPU runs it, else as default
+# The default precision (and --precision int8) is recorded as int8 where
+# the CPU runs it, else as default; --precision fp32 as fp32.
 want=default
 if grep -q avx512_vnni /proc/cpuinfo && [ "${LETHE_INT8:-1}" != 0 ] &&
     { [ -z "${LETHE_KERNELS:-}" ] || [ "$LETHE_KERNELS" = avx512 ]; }; then want=int8; fi
+contains "log records the precision of an ingest batch" "$tmp/out" "\"precision\":\"$want\""
+expect "log verify" 0 "$LETHE" log verify --store "$S"
+contains "log intact" "$tmp/out" "intact"
 "$LETHE" init --store "$tmp/p8" >/dev/null
 expect "ingest --precision int8" 0 "$LETHE" ingest --store "$tmp/p8" --consent explicit --precision int8 "$SAMPLES/sample1.jpg"
 expect "log of the int8 store" 0 "$LETHE" log --store "$tmp/p8" --json
 contains "log records precision $want" "$tmp/out" "\"precision\":\"$want\""
+"$LETHE" init --store "$tmp/p32" >/dev/null
+expect "ingest --precision fp32" 0 "$LETHE" ingest --store "$tmp/p32" --consent explicit --precision fp32 "$SAMPLES/sample1.jpg"
+expect "log of the fp32 store" 0 "$LETHE" log --store "$tmp/p32" --json
+contains "log records precision fp32" "$tmp/out" '"precision":"fp32"'
 tamper() { # NAME SQL WANT_PATTERN
     rm -rf "$tmp/t"; cp -r "$S" "$tmp/t"
     sqlite3 "$tmp/t/catalog.db" "$2"
