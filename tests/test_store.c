@@ -662,6 +662,14 @@ static void test_verify(void)
     CHECK_EQ_INT(lethe_verify(s, bad, LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
     CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "", &so, &r), LETHE_ERR_ARG);
     CHECK_EQ_INT(lethe_verify(s, vecs[4], 9, "user0", &so, &r), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_verify(s, NULL, LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "no descriptor") != NULL);
+    so.threshold = -1;
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
+    CHECK(strstr(lethe_store_errmsg(s), "bad threshold") != NULL);
+    so.threshold = NAN;
+    CHECK_EQ_INT(lethe_verify(s, vecs[4], LETHE_LOOKUP_UPLOADER, "user0", &so, &r), LETHE_ERR_ARG);
+    so.threshold = 0;
     verify_count_log(s, 4);
     /* after an erasure the account holds nothing to verify against */
     lethe_selector sel;

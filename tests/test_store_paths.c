@@ -1303,6 +1303,12 @@ static void test_photo_refusals(void)
     CHECK(st.templates >= 1);
     search_by_image(s);
     lethe_store_close(s);
+    /* the same through a shared handle (a view per search, as the server) */
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_SHARED, &s), LETHE_OK);
+    if (s)
+        search_by_image(s);
+    lethe_store_close(s);
 }
 
 /* The same photo twice while it is analysed, and standing opt-outs of an
