@@ -391,8 +391,14 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve: out of memory or threads");
         status = CLI_EXIT_FAILED;
     } else if ((sv.store = cli_open_store(&o.c, LETHE_STORE_SHARED))) {
-        open_engine(&sv, &o);
-        status = serve_run(&sv, &o, &a, &set);
+        if (limiter_start(sv.lim, &sv) != LETHE_OK) {
+            cli_text_error("serve: the keys' daily counts: %s", lethe_store_errmsg(sv.store));
+            status = CLI_EXIT_FAILED;
+        } else {
+            open_engine(&sv, &o);
+            status = serve_run(&sv, &o, &a, &set);
+            limiter_stop(sv.lim); /* after the daemon: no request counts any more */
+        }
     } else {
         status = CLI_EXIT_FAILED;
     }

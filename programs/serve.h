@@ -157,6 +157,11 @@ void limiter_free(limiter *l);
 /* Admit one request by key k at time now (seconds since the epoch): 0, or
  * 1 (rate) / 2 (daily quota) with *retry_after seconds. */
 int limiter_admit(limiter *l, const lethe_key_info *k, double now, long *retry_after);
+/* Read the day's counts from the catalog and start writing them back once
+ * a second (LETHE_OK, or the failure's status; lethe_store_errmsg says
+ * why); limiter_stop writes the last ones. */
+int limiter_start(limiter *l, server *sv);
+void limiter_stop(limiter *l);
 
 /* -------------------------------------------------------- endpoints */
 
