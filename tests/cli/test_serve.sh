@@ -26,44 +26,10 @@ LETHE=${1:-build/lethe}
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 SAMPLES=$PWD/samples
-SAN=${LETHE_TEST_SAN:-0}
-START_WAIT=30
-[ "$SAN" = 1 ] && START_WAIT=120
 
 command -v curl >/dev/null || { echo "not ok curl missing (apt-get install curl)"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
-# --- servers: started on a free port, always stopped ------------------------
-pids=()
-stop_servers() {
-    local p
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    pids=()
-}
-trap 'stop_servers; rm -rf "$tmp"' EXIT
-
-# start_server NAME ARGS...: sets PORT and SPID; the server's stdout and
-# stderr are $tmp/NAME.out and $tmp/NAME.err
-start_server() {
-    local name=$1; shift
-    "$LETHE" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    SPID=$!
-    pids+=("$SPID")
-    PORT=
-    for _ in $(seq $((START_WAIT * 10))); do
-        PORT=$(sed -n 's|^lethe serve: listening on https\?://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.out")
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$PORT" ]
-}
+# servers: start_server, stop_server, stop_servers (tests/cli_lib.sh)
 
 # req KEY METHOD PATH [CURL ARGS...]: $code, the body in $tmp/body, the
 # headers in $tmp/headers (KEY "-" sends none)
@@ -437,7 +403,7 @@ expect "the log verifies with the server running" 0 "$LETHE" log verify --store 
 if command -v openssl >/dev/null; then
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
         -subj /CN=127.0.0.1 >/dev/null 2>&1
-    MAIN_PORT=$PORT MAIN_PID=$SPID
+    MAIN_PORT=$PORT MAIN_PID=$SPID MAIN_BASE=$BASE
     if start_server tls --store "$S" --no-faces --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key"; then
         ok "an HTTPS server starts"
         code=$(curl -s -k -o "$tmp/body" -w '%{http_code}' -H "x-api-key: ${KEY[audit]}" "https://127.0.0.1:$PORT/v1/status")
@@ -447,7 +413,7 @@ if command -v openssl >/dev/null; then
     else
         bad "an HTTPS server starts" "$(head -c 400 "$tmp/tls.err")"
     fi
-    PORT=$MAIN_PORT SPID=$MAIN_PID
+    PORT=$MAIN_PORT SPID=$MAIN_PID BASE=$MAIN_BASE
     expect "tls-cert without tls-key" 2 "$LETHE" serve --store "$S" --tls-cert "$tmp/tls.crt"
 else
     skipt "HTTPS" "openssl absent"
