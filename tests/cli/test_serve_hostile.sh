@@ -10,7 +10,8 @@
 #   5. malformed manifest uploads;
 #   6. a manifest upload whose client disconnects halfway: what was
 #      committed stays, the log and the digest verify;
-#   7. a daily quota used up, the server restarted: still 429.
+#   7. a daily quota used up, the server restarted: still 429;
+#   and SIGTERM during a manifest ingest (6): it stops, commits, says so.
 #   (and the 1 MB header, bodies over the limit, malformed JSON and
 #   multipart: tests/cli/test_serve.sh, section 6)
 # Usage: tests/cli/test_serve_hostile.sh path/to/lethe
@@ -237,6 +238,32 @@ if [ "$HAVE_FACES" = 1 ]; then
     contains "the whole upload again completes" "$tmp/full" '"done":{"complete":true'
     same "it adds the rest and nothing twice" "$(grep -o '"done".*' "$tmp/full" | grep -o '"added":[0-9]*' | cut -d: -f2)" $((24 - ${committed:-0}))
     same "one progress line every 5 rows" "$(grep -c '^{"progress"' "$tmp/full")" 4
+    # SIGTERM during a manifest ingest: it stops at its next row, commits,
+    # sends its last line, and the server exits 0
+    MAIN_PORT=$PORT MAIN_PID=$SPID MAIN_BASE=$BASE
+    if start_server term --store "$S" "${FACES[@]}"; then
+        for k in 1 2 3 4; do for i in 1 2 3 4 5 6; do
+            { cat "$SAMPLES/sample$i.jpg"; printf 't%02d' "$k"; } >"$tmp/many/p$k-$i.jpg"
+        done; done
+        before=$("$LETHE" datasheet --store "$S" --format json | grep -o '"photos":[0-9]*' | head -n 1 | cut -d: -f2)
+        curl -s -N -H "x-api-key: $I" -F "manifest=@$tmp/many/m.csv" "${args[@]}" \
+            "$BASE/v1/ingest/manifest?progress=2" >"$tmp/term.out" 2>/dev/null &
+        cpid=$!
+        for _ in $(seq 600); do grep -q '^{"progress"' "$tmp/term.out" && break; sleep 0.1; done
+        term_pid=$SPID
+        kill -TERM "$term_pid"
+        wait "$cpid"
+        contains "SIGTERM: the upload's last line says the server stopped it" "$tmp/term.out" '"done":{"complete":false,"stopped":"the server is stopping"'
+        added=$(grep -o '"done".*' "$tmp/term.out" | grep -o '"added":[0-9]*' | cut -d: -f2)
+        server_stops_cleanly term "$term_pid"
+        after=$("$LETHE" datasheet --store "$S" --format json | grep -o '"photos":[0-9]*' | head -n 1 | cut -d: -f2)
+        same "the store holds what the last line says was added" "$after" $((before + ${added:-999}))
+        expect "the log verifies after the stop" 0 "$LETHE" log verify --store "$S"
+        expect "the digest verifies after the stop" 0 "$LETHE" digest --full --store "$S"
+    else
+        bad "a server for SIGTERM" "$(head -c 300 "$tmp/term.err")"
+    fi
+    PORT=$MAIN_PORT SPID=$MAIN_PID BASE=$MAIN_BASE
 fi
 same "after all that, the server serves" "$(status)" 200
 
