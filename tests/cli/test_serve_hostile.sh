@@ -219,7 +219,7 @@ if [ "$HAVE_FACES" = 1 ]; then
     curl -s -N -H "x-api-key: $I" -F "manifest=@$tmp/many/m.csv" "${args[@]}" \
         "$BASE/v1/ingest/manifest?progress=2" 2>/dev/null | head -n 2 >"$tmp/partial"
     same "two progress lines came before the client left" "$(grep -c '^{"progress"' "$tmp/partial")" 2
-    for _ in $(seq 600); do grep -q 'manifest ingest by' "$tmp/main.err" && break; sleep 0.1; done
+    for _ in $(seq $((SERVE_WAIT * 20))); do grep -q 'manifest ingest by' "$tmp/main.err" && break; sleep 0.1; done
     line=$(grep 'manifest ingest by' "$tmp/main.err" | tail -n 1)
     contains "the server says the client left" "$tmp/main.err" 'stopped after [0-9]* rows (the client disconnected)'
     committed=$(echo "$line" | sed -n 's/.*committed: \([0-9]*\) added.*/\1/p')
@@ -249,7 +249,7 @@ if [ "$HAVE_FACES" = 1 ]; then
         curl -s -N -H "x-api-key: $I" -F "manifest=@$tmp/many/m.csv" "${args[@]}" \
             "$BASE/v1/ingest/manifest?progress=2" >"$tmp/term.out" 2>/dev/null &
         cpid=$!
-        for _ in $(seq 600); do grep -q '^{"progress"' "$tmp/term.out" && break; sleep 0.1; done
+        for _ in $(seq $((SERVE_WAIT * 20))); do grep -q '^{"progress"' "$tmp/term.out" && break; sleep 0.1; done
         term_pid=$SPID
         kill -TERM "$term_pid"
         wait "$cpid"
