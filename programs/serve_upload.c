@@ -3,7 +3,8 @@
  * raw descriptors with their sidecar) in one multipart upload, ingested as
  * `lethe ingest --manifest` does, with the progress streamed back. The
  * answer is chunked JSON Lines: a line every `progress` rows, a line for
- * each input that failed, and a summary line last.
+ * each input that failed, {"working"} when nothing else was sent for a few
+ * seconds, and a summary line last.
  *
  * The ingest runs on a thread of its own, under the server's store lock,
  * and commits every `progress` rows (lethe_ingest_options.batch_photos):
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "serve.h"
@@ -56,6 +58,7 @@ typedef struct job {
     int done;                      /* the summary is in out */
     atomic_int cancel;             /* the client is gone */
     uint64_t errors_shown, errors;
+    double started;
 } job;
 
 /* ------------------------------------------------------------ the form */
@@ -380,12 +383,28 @@ static long job_read(void *cls, char *buf, size_t max)
 {
     job *j = cls;
     long n;
+    double beat = j->sv->request_seconds / 3;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    beat = beat < 0.5 ? 0.5 : beat > 5 ? 5 : beat;
+    until.tv_sec += (time_t)beat;
+    until.tv_nsec += (long)((beat - (double)(time_t)beat) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&j->mu);
-    /* block until a line or the end: returning 0 would make libmicrohttpd's
-     * polling thread spin */
-    while (j->out_pos == j->out_len && !j->done)
-        pthread_cond_wait(&j->cv, &j->mu);
-    if (j->out_pos == j->out_len) {
+    /* block until a line or the end (returning 0 would make libmicrohttpd's
+     * polling thread spin), but not for long: a line now and then keeps the
+     * connection from looking idle (--timeout) while the ingest waits for
+     * the store or a slow photo, and finds a client that has gone */
+    int waited = 0;
+    while (j->out_pos == j->out_len && !j->done && !waited)
+        waited = pthread_cond_timedwait(&j->cv, &j->mu, &until) != 0;
+    if (j->out_pos == j->out_len && !j->done) {
+        n = snprintf(buf, max, "{\"working\":{\"seconds\":%.0f}}\n", serve_now() - j->started);
+        n = n < 0 || (size_t)n >= max ? 0 : n;
+    } else if (j->out_pos == j->out_len) {
         n = SERVE_STREAM_END;
     } else {
         n = (long)(j->out_len - j->out_pos < max ? j->out_len - j->out_pos : max);
@@ -431,6 +450,7 @@ void h_ingest_manifest(request *req, reply *r)
     }
     j->sv = req->sv;
     j->every = n;
+    j->started = serve_now();
     j->up.max = req->sv->max_upload;
     snprintf(j->actor, sizeof(j->actor), "%s", req->actor);
     if (upload_read(req, j) < 0) {
