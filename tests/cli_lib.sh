@@ -83,13 +83,13 @@ start_server() {
     BASE=${scheme:-http}://127.0.0.1:$PORT
     [ -n "$PORT" ]
 }
-# stop_server [PID]: SIGTERM to it ($SPID by default), SIGKILL after 10 s;
-# returns its exit status (137 when it had to be killed).
+# stop_server [PID]: SIGTERM to it ($SPID by default), SIGKILL after
+# $SERVE_WAIT seconds; returns its exit status (137 when it had to be killed).
 stop_server() {
     local p=${1:-${SPID:-}} st=0
     [ -n "$p" ] || return 0
     kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq $((SERVE_WAIT * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$p" 2>/dev/null && { kill -KILL "$p" 2>/dev/null; st=137; }
     wait "$p" 2>/dev/null
     [ "$st" = 0 ] && st=$?

@@ -241,7 +241,7 @@ if [ "$HAVE_FACES" = 1 ]; then
     # SIGTERM during a manifest ingest: it stops at its next row, commits,
     # sends its last line, and the server exits 0
     MAIN_PORT=$PORT MAIN_PID=$SPID MAIN_BASE=$BASE
-    if start_server term --store "$S" "${FACES[@]}"; then
+    if start_server term --store "$S" "${FACES[@]}" --drain 600; then
         for k in 1 2 3 4; do for i in 1 2 3 4 5 6; do
             { cat "$SAMPLES/sample$i.jpg"; printf 't%02d' "$k"; } >"$tmp/many/p$k-$i.jpg"
         done; done
