@@ -1453,6 +1453,17 @@ LETHE_API int lethe_key_add_with_purpose(lethe_store *store, const lethe_key_opt
 LETHE_API int lethe_key_purpose(lethe_store *store, int64_t id,
                                 char purpose[LETHE_KEY_PURPOSE_MAX + 1]);
 
+/*
+ * Daily quotas that survive a restart. A server counts each key's requests
+ * of the day in the catalog: lethe_key_usage_add adds add requests to key
+ * id's count for day (days since 1970-01-01, UTC; a count of another day
+ * starts again from 0) and gives the day's count after it in *used (may be
+ * NULL); add 0 only reads it. Takes the writer lock (a short transaction).
+ * The counts are not personal data, not part of the digest and not logged.
+ */
+LETHE_API int lethe_key_usage_add(lethe_store *store, int64_t id, int64_t day, uint32_t add,
+                                  uint32_t *used);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,8 +27,9 @@
 
 typedef struct serve_opts {
     cli_common c;
-    const char *listen, *cert, *key, *models, *access_log;
-    long threads, max_body_mb, timeout, max_conns, drain, page_rate;
+    const char *listen, *cert, *key, *models, *access_log, *backup_dir;
+    long threads, max_body_mb, timeout, max_conns, drain, page_rate, max_upload_mb;
+    long header_timeout;
     int no_faces;
 } serve_opts;
 
@@ -36,7 +38,8 @@ static void serve_help(void)
     printf("usage: lethe serve [--store DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
            "                   [--threads N] [--max-body MB] [--timeout SECONDS]\n"
            "                   [--max-connections N] [--models DIR] [--no-faces]\n"
-           "                   [--access-log FILE]\n\n"
+           "                   [--access-log FILE] [--backup-dir DIR] [--max-upload MB]\n"
+           "                   [--header-timeout SECONDS]\n\n"
            "Serve the store over HTTP/1.1 as a JSON API (docs/serve.md lists the endpoints\n"
            "and which roles may call each). Every request needs an API key ('lethe key\n"
            "add'), sent as 'Authorization: Bearer KEY' or 'x-api-key: KEY': 401 without a\n"
@@ -53,7 +56,15 @@ static void serve_help(void)
            "  --max-body MB        largest photo body, in MiB (default 16; JSON: 1 MiB)\n"
            "  --timeout SECONDS    a connection idle this long is closed, and a request's\n"
            "                       body must arrive within it (default 30)\n"
-           "  --max-connections N  open connections at most (default 512)\n"
+           "  --header-timeout SECONDS\n"
+           "                       a request's headers must all be in within this of the\n"
+           "                       connection's first byte (or the previous answer);\n"
+           "                       a client sending them a byte a second is cut off (10)\n"
+           "  --max-connections N  open connections at most (default 512; each may hold\n"
+           "                       64 KiB of headers)\n"
+           "  --max-upload MB      largest manifest upload with its photos (default 256)\n"
+           "  --backup-dir DIR     POST /v1/backup writes backups into new folders here\n"
+           "                       (no backups over HTTP without it)\n"
            "  --drain SECONDS      on SIGTERM, wait this long for requests in flight\n"
            "                       (default 30)\n"
            "  --models DIR         face models, for photos (ingest, search by photo)\n"
@@ -95,6 +106,10 @@ static int serve_number(serve_opts *o, int argc, char **argv, int *i)
         return opt_long("--max-connections", v, 1, 100000, &o->max_conns) < 0 ? -1 : 1;
     if ((v = cli_flag_value(argc, argv, i, "--drain", &bad)))
         return opt_long("--drain", v, 0, 3600, &o->drain) < 0 ? -1 : 1;
+    if ((v = cli_flag_value(argc, argv, i, "--max-upload", &bad)))
+        return opt_long("--max-upload", v, 1, 4096, &o->max_upload_mb) < 0 ? -1 : 1;
+    if ((v = cli_flag_value(argc, argv, i, "--header-timeout", &bad)))
+        return opt_long("--header-timeout", v, 1, 3600, &o->header_timeout) < 0 ? -1 : 1;
     if ((v = cli_flag_value(argc, argv, i, "--page-rate", &bad)))
         return opt_long("--page-rate", v, 0, 100000, &o->page_rate) < 0 ? -1 : 1;
     return bad ? -1 : 0;
@@ -121,6 +136,8 @@ static int serve_parse(serve_opts *o, int argc, char **argv)
             o->models = v;
         else if ((v = cli_flag_value(argc, argv, &i, "--access-log", &bad)))
             o->access_log = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--backup-dir", &bad)))
+            o->backup_dir = v;
         else if (!strcmp(argv[i], "--no-faces"))
             o->no_faces = 1;
         else if (bad)
@@ -222,7 +239,8 @@ static struct MHD_Daemon *start_daemon(server *sv, const serve_opts *o, const li
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)o->timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_conns,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        serve_completed_cb, sv, MHD_OPTION_URI_LOG_CALLBACK, serve_uri_cb, sv, MHD_OPTION_ARRAY,
+        serve_completed_cb, sv, MHD_OPTION_URI_LOG_CALLBACK, serve_uri_cb, sv,
+        MHD_OPTION_NOTIFY_CONNECTION, serve_conn_cb, sv, MHD_OPTION_ARRAY,
         tls, MHD_OPTION_END);
 }
 
@@ -233,6 +251,7 @@ static void run_until_signal(server *sv, struct MHD_Daemon *d, const sigset_t *s
     int sig = 0;
     while (sigwait(set, &sig) != 0)
         ;
+    atomic_store(&sv->stopping, 1);
     fprintf(stderr, "lethe serve: %s: stopping; %d request%s in flight\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sv->active),
             atomic_load(&sv->active) == 1 ? "" : "s");
@@ -319,6 +338,8 @@ static void serve_defaults(serve_opts *o)
     o->max_conns = 512;
     o->drain = 30;
     o->page_rate = 60;
+    o->max_upload_mb = 256;
+    o->header_timeout = 10;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -327,6 +348,7 @@ int cmd_serve(int argc, char **argv)
     serve_opts o;
     listen_addr a;
     sigset_t set;
+    struct stat st;
     serve_defaults(&o);
     if (cli_wants_help(argc, argv)) {
         serve_help();
@@ -343,6 +365,9 @@ int cmd_serve(int argc, char **argv)
     pthread_mutex_init(&sv.log_mu, NULL);
     sv.max_body = (size_t)o.max_body_mb << 20;
     sv.max_json = 1u << 20;
+    sv.max_upload = (size_t)o.max_upload_mb << 20;
+    sv.backup_dir = o.backup_dir;
+    sv.header_seconds = (double)o.header_timeout;
     sv.request_seconds = (double)o.timeout;
     sv.access_log = o.access_log ? fopen(o.access_log, "a") : stderr;
     if (!sv.access_log || !(sv.lim = limiter_new()) || page_configure(o.page_rate) < 0) {
@@ -359,12 +384,25 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error, not a death */
     /* shared: searches and key checks run on the library's views of the
      * handle, from any thread, outside store_mu */
-    if ((sv.store = cli_open_store(&o.c, LETHE_STORE_SHARED))) {
-        open_engine(&sv, &o);
-        status = serve_run(&sv, &o, &a, &set);
+    if (o.backup_dir && (stat(o.backup_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        cli_text_error("serve: --backup-dir %s: not a folder", o.backup_dir);
+        status = CLI_EXIT_USAGE;
+    } else if (!(sv.watch = conn_watch_new((double)o.header_timeout))) {
+        cli_error("serve: out of memory or threads");
+        status = CLI_EXIT_FAILED;
+    } else if ((sv.store = cli_open_store(&o.c, LETHE_STORE_SHARED))) {
+        if (limiter_start(sv.lim, &sv) != LETHE_OK) {
+            cli_text_error("serve: the keys' daily counts: %s", lethe_store_errmsg(sv.store));
+            status = CLI_EXIT_FAILED;
+        } else {
+            open_engine(&sv, &o);
+            status = serve_run(&sv, &o, &a, &set);
+            limiter_stop(sv.lim); /* after the daemon: no request counts any more */
+        }
     } else {
         status = CLI_EXIT_FAILED;
     }
+    conn_watch_free(sv.watch);
     lethe_engine_close(sv.engine);
     lethe_store_close(sv.store);
     limiter_free(sv.lim);

@@ -34,6 +34,7 @@ struct MHD_Connection;
 #define SERVE_FIELD_MAX 4096     /* bytes in one text field (as STORE_TEXT_MAX) */
 
 typedef struct limiter limiter;
+typedef struct conn_watch conn_watch;
 
 typedef struct server {
     lethe_store *store;
@@ -46,7 +47,12 @@ typedef struct server {
     limiter *lim;
     atomic_int active;           /* requests being handled (for shutdown) */
     atomic_long served;
+    atomic_int stopping;         /* SIGTERM came: long requests wind up */
+    double header_seconds;       /* a request's headers must be in within this */
+    conn_watch *watch;           /* the connections, for that deadline (serve_conn.c) */
     FILE *access_log;            /* one JSON line a request (stderr) */
+    const char *backup_dir;      /* where POST /v1/backup writes (--backup-dir), or NULL */
+    size_t max_upload;           /* bytes of a manifest upload (--max-upload) */
     pthread_mutex_t log_mu;
 } server;
 
@@ -62,7 +68,15 @@ typedef struct reply {
     long retry_after;        /* > 0: a Retry-After header */
     const char *allow;       /* 405: the Allow header */
     const char *const *headers; /* more headers: name, value, ..., NULL (static) */
+    /* A streamed body (chunked) instead of body: stream_read fills buf with
+     * up to max bytes and returns how many, or SERVE_STREAM_END; it may
+     * block until it has some. stream_free runs once the response is done
+     * with (sent, or the client gone). */
+    long (*stream_read)(void *cls, char *buf, size_t max);
+    void (*stream_free)(void *cls);
+    void *stream_cls;
 } reply;
+#define SERVE_STREAM_END (-1L)
 
 /* The request as the handlers see it. */
 typedef struct request {
@@ -143,6 +157,11 @@ void limiter_free(limiter *l);
 /* Admit one request by key k at time now (seconds since the epoch): 0, or
  * 1 (rate) / 2 (daily quota) with *retry_after seconds. */
 int limiter_admit(limiter *l, const lethe_key_info *k, double now, long *retry_after);
+/* Read the day's counts from the catalog and start writing them back once
+ * a second (LETHE_OK, or the failure's status; lethe_store_errmsg says
+ * why); limiter_stop writes the last ones. */
+int limiter_start(limiter *l, server *sv);
+void limiter_stop(limiter *l);
 
 /* -------------------------------------------------------- endpoints */
 
@@ -150,11 +169,12 @@ typedef void (*handler_fn)(request *req, reply *r);
 
 /* Which body an endpoint takes: none, JSON, a photo (raw or multipart) or
  * either of the two last. */
-enum body_kind { BODY_NONE, BODY_JSON, BODY_PHOTO, BODY_JSON_OR_PHOTO };
+enum body_kind { BODY_NONE, BODY_JSON, BODY_PHOTO, BODY_JSON_OR_PHOTO, BODY_UPLOAD };
 
 typedef struct route {
     const char *method;
-    const char *path;
+    const char *path;     /* exact, or ending in "{id}": one segment of 1 to 18
+                             digits (route_id gives it) */
     unsigned roles;       /* keys holding any of these may call it */
     int body;             /* enum body_kind */
     handler_fn fn;
@@ -162,6 +182,10 @@ typedef struct route {
 
 /* The endpoints, ending with a NULL path. */
 extern const route serve_routes[];
+/* Does path match the route's path (a "{id}" segment: digits only)? */
+int route_matches(const route *rt, const char *path);
+/* The {id} of a request on such a route (0 when none). */
+long long route_id(const request *req);
 
 /* The CompreFace-compatible API under /api/v1/ (serve_compreface.c). Is
  * path one of its? Its route for (method, path), or NULL with the 404 or
@@ -183,9 +207,24 @@ void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
                         enum MHD_RequestTerminationCode toe);
 /* Called with each request's URI as it came (escapes and all). */
 void *serve_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn);
+/* Connections opened and closed (serve_conn.c; cls: the server). */
+void serve_conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                   enum MHD_ConnectionNotificationCode code);
 #endif
 
 double serve_now(void);
+
+/* The headers' deadline (serve_conn.c): a watcher of the open connections
+ * that shuts down one whose request's headers take longer than limit
+ * seconds. serve_conn_request marks a request's headers in (1) or its
+ * answer done (0). */
+conn_watch *conn_watch_new(double limit);
+void conn_watch_free(conn_watch *w);
+long conn_watch_open(conn_watch *w);
+void serve_conn_request(server *sv, struct MHD_Connection *conn, int in_request);
+
+/* POST /v1/ingest/manifest (serve_upload.c). */
+void h_ingest_manifest(request *req, reply *r);
 
 int cmd_serve(int argc, char **argv);
 

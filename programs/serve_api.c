@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "serve.h"
@@ -827,6 +829,30 @@ static void h_optouts(request *req, reply *r)
     reply_document(r, json);
 }
 
+/* Withdraw a standing opt-out (DELETE /v1/optouts/{id}). */
+static void h_optout_remove(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    char msg[512], *json = NULL;
+    long long id = route_id(req);
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    server_lock(req->sv);
+    int rc = lethe_optout_remove(req->sv->store, id, req->actor);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (asprintf(&json, "{\"removed\":%lld}\n", id) < 0)
+        json = NULL;
+    reply_json(r, 200, json);
+}
+
 static void h_receipt_verify(request *req, reply *r)
 {
     char msg[512] = "";
@@ -982,6 +1008,116 @@ static void h_ingest(request *req, reply *r)
     }
 }
 
+/* ------------------------------------------------------------- detect */
+
+static void put_detected(FILE *f, const lethe_analysis *an)
+{
+    fprintf(f, "{\"width\":%d,\"height\":%d,\"faces\":[", an->width, an->height);
+    for (int i = 0; i < an->count; i++) {
+        const lethe_face *fc = &an->faces[i];
+        fprintf(f, "%s{\"box\":[%.3f,%.3f,%.3f,%.3f],\"score\":%.6f,\"landmarks\":", i ? "," : "",
+                (double)fc->box[0], (double)fc->box[1], (double)fc->box[2], (double)fc->box[3],
+                (double)fc->score);
+        if (!fc->has_landmarks)
+            fputs("null", f);
+        for (int k = 0; fc->has_landmarks && k < LETHE_LANDMARKS; k++)
+            fprintf(f, "%s[%.3f,%.3f]%s", k ? "," : "[", (double)fc->landmarks[k][0],
+                    (double)fc->landmarks[k][1], k == LETHE_LANDMARKS - 1 ? "]" : "");
+        fputc('}', f);
+    }
+    fputs("]}\n", f);
+}
+
+/* The faces of a photo: boxes, scores, landmarks. No descriptor is
+ * computed, nothing of the store is read or written, and nothing is
+ * logged but the access log's line (which holds no part of the photo). */
+static void h_detect(request *req, reply *r)
+{
+    form f = {.nnames = 0, .photo_field = "photo"};
+    lethe_analysis an;
+    char msg[512];
+    jsbuf b;
+    memset(&an, 0, sizeof(an));
+    if (form_read(req, &f, content_type_is_photo(req)) < 0) {
+        reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
+        goto out;
+    }
+    if (!req->sv->engine || !f.photo || !f.photo_len) {
+        reply_error(r, req->sv->engine ? 400 : 503,
+                    req->sv->engine ? "bad_request" : "no_face_engine", NULL, "%s",
+                    req->sv->engine ? "no photo in the request" : req->sv->engine_error);
+        goto out;
+    }
+    int rc = lethe_engine_analyze_bytes(req->sv->engine, f.photo, f.photo_len, NULL,
+                                        LETHE_WANT_LANDMARKS | LETHE_SINGLE_THREAD, &an, msg,
+                                        sizeof(msg));
+    if (rc != LETHE_OK)
+        reply_lethe(r, rc == LETHE_ERR_FORMAT ? LETHE_ERR_ARG : rc, msg);
+    else if (jb_open(&b) < 0)
+        reply_json(r, 503, NULL);
+    else {
+        put_detected(b.f, &an);
+        reply_json(r, 200, jb_close(&b));
+    }
+out:
+    lethe_faces_free(an.faces);
+    form_free(&f);
+}
+
+/* ------------------------------------------------------------- backup */
+
+/* A backup into a new folder under the operator's --backup-dir, named by
+ * the time (the client chooses nothing of the path). */
+static void h_backup(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    char when[32], dest[4096], msg[512];
+    char *info = NULL;
+    time_t t = time(NULL);
+    struct tm tm;
+    if (query_only(req, r, &f) < 0) {
+        form_free(&f);
+        return;
+    }
+    if (!req->sv->backup_dir) {
+        reply_error(r, 501, "not_configured", NULL,
+                    "this server makes no backups: it was started without --backup-dir");
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm);
+    server_lock(req->sv);
+    int rc = LETHE_ERR_IO;
+    snprintf(msg, sizeof(msg), "no free backup name in the backup folder");
+    /* a second backup within the same second gets a suffix */
+    for (int i = 0; i < 100; i++) {
+        snprintf(dest, sizeof(dest), "%s/lethe-backup-%s%s%.0d", req->sv->backup_dir, when,
+                 i ? "-" : "", i);
+        if (access(dest, F_OK) == 0)
+            continue;
+        rc = lethe_backup(req->sv->store, dest, req->actor, &info);
+        if (rc != LETHE_OK)
+            store_message(req, msg, sizeof(msg));
+        break;
+    }
+    server_unlock(req->sv);
+    if (rc != LETHE_OK) {
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    jsbuf b;
+    if (jb_open(&b) < 0) {
+        lethe_free_string(info);
+        reply_json(r, 503, NULL);
+        return;
+    }
+    fputs("{\"backup\":", b.f);
+    json_put_string(b.f, strrchr(dest, '/') + 1);
+    fprintf(b.f, ",\"info\":%s}\n", info);
+    lethe_free_string(info);
+    reply_json(r, 200, jb_close(&b));
+}
+
 /* ---------------------------------------------------------- the table */
 
 #define ALL     LETHE_ROLES_ALL
@@ -1009,6 +1145,10 @@ const route serve_routes[] = {
     {"GET", "/v1/optouts", ADMIN | ERASURE | AUDIT, BODY_NONE, h_optouts},
     {"POST", "/v1/receipts/verify", ALL, BODY_JSON, h_receipt_verify},
     {"POST", "/v1/ingest", ADMIN | INGEST, BODY_PHOTO, h_ingest},
+    {"POST", "/v1/ingest/manifest", ADMIN | INGEST, BODY_UPLOAD, h_ingest_manifest},
+    {"POST", "/v1/detect", ADMIN | INGEST | SEARCH, BODY_PHOTO, h_detect},
+    {"POST", "/v1/backup", ADMIN, BODY_NONE, h_backup},
+    {"DELETE", "/v1/optouts/{id}", ADMIN | ERASURE, BODY_NONE, h_optout_remove},
     /* data-subject requests (serve_page_api.c, docs/page.md) */
     {"GET", "/v1/requests", ADMIN | ERASURE, BODY_NONE, h_requests_list},
     {"POST", "/v1/requests/approve", ADMIN | ERASURE, BODY_JSON, h_requests_approve},

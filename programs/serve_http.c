@@ -174,15 +174,47 @@ static void access_log(server *sv, const conn_state *cs)
     pthread_mutex_unlock(&sv->log_mu);
 }
 
+_Static_assert(SERVE_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM, "stream end marker");
+
+/* A streamed reply, as libmicrohttpd calls it back. */
+typedef struct stream {
+    long (*read)(void *cls, char *buf, size_t max);
+    void (*free)(void *cls);
+    void *cls;
+} stream;
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream *st = cls;
+    (void)pos;
+    return (ssize_t)st->read(st->cls, buf, max);
+}
+
+static void stream_done(void *cls)
+{
+    stream *st = cls;
+    st->free(st->cls);
+    free(st);
+}
+
 /* Send r (taking its body) and log the request. */
 static enum MHD_Result send_reply(struct MHD_Connection *conn, conn_state *cs, reply *r)
 {
     if (compreface_path(cs->req.path))
         compreface_error_reply(&cs->req, r);
+    stream *st = r->stream_read ? malloc(sizeof(*st)) : NULL;
+    if (st)
+        *st = (stream){r->stream_read, r->stream_free, r->stream_cls};
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+        st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, st,
+                                               stream_done)
+        : r->stream_read ? NULL
+                         : MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(r->body);
+        free(st);
+        if (r->stream_free)
+            r->stream_free(r->stream_cls);
         return MHD_NO;
     }
     r->body = NULL;
@@ -248,38 +280,68 @@ static int authenticate(server *sv, conn_state *cs, reply *r)
     return 0;
 }
 
+/* The Allow header's text for a mask of GET, POST, PUT, DELETE. */
+static char allow_texts[16][32];
+
+static void allow_texts_init(void)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+    for (unsigned m = 0; m < 16; m++)
+        for (unsigned i = 0, n = 0; i < 4; i++)
+            if (m & (1u << i))
+                n += (unsigned)snprintf(allow_texts[m] + n, sizeof(allow_texts[m]) - n, "%s%s",
+                                        n ? ", " : "", methods[i]);
+}
+
+static const char *allow_text_of(unsigned mask)
+{
+    return allow_texts[mask & 15];
+}
+
+int route_matches(const route *rt, const char *path)
+{
+    const char *param = strstr(rt->path, "{id}");
+    if (!param)
+        return !strcmp(rt->path, path);
+    size_t n = (size_t)(param - rt->path), d = strspn(path + n, "0123456789");
+    /* one segment of digits and nothing after it: "..", "%2e" or a second
+     * segment never reach a handler */
+    return !strncmp(rt->path, path, n) && d >= 1 && d <= 18 && !path[n + d];
+}
+
+long long route_id(const request *req)
+{
+    const char *slash = strrchr(req->path, '/');
+    return slash ? strtoll(slash + 1, NULL, 10) : 0;
+}
+
 /* The route of (method, path): 0, or -1 with the 404 or 405 in r. */
 static int find_route(conn_state *cs, reply *r)
 {
-    int path_known = 0;
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    unsigned mask = 0;
     if (compreface_path(cs->req.path))
         return (cs->route = compreface_route(cs->req.method, cs->req.path, r)) ? 0 : -1;
     for (const route *rt = serve_routes; rt->path; rt++) {
-        if (strcmp(rt->path, cs->req.path) != 0)
+        if (!route_matches(rt, cs->req.path))
             continue;
-        path_known = 1;
         if (!strcmp(rt->method, cs->req.method)) {
             cs->route = rt;
             return 0;
         }
+        for (unsigned i = 0; i < 4; i++)
+            mask |= !strcmp(rt->method, methods[i]) ? 1u << i : 0;
     }
-    if (!path_known) {
+    if (!mask) {
         reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no endpoint %s (see docs/serve.md)",
                     cs->req.path);
         return -1;
     }
-    /* the methods this path takes, for the Allow header */
-    static const char *const allows[] = {"GET", "POST", "PUT", "GET, PUT"};
-    int get = 0, post = 0, put = 0;
-    for (const route *rt = serve_routes; rt->path; rt++)
-        if (!strcmp(rt->path, cs->req.path)) {
-            get |= !strcmp(rt->method, "GET");
-            post |= !strcmp(rt->method, "POST");
-            put |= !strcmp(rt->method, "PUT");
-        }
+    pthread_once(&once, allow_texts_init);
     reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL,
                 "%s does not take %s", cs->req.path, cs->req.method);
-    r->allow = get && put ? allows[3] : get ? allows[0] : post ? allows[1] : allows[2];
+    r->allow = allow_text_of(mask);
     return -1;
 }
 
@@ -310,6 +372,7 @@ static int check_body(server *sv, conn_state *cs, reply *r)
                                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long n = len ? strtoull(len, NULL, 10) : 0;
     cs->limit = kind == BODY_NONE ? 0
+              : kind == BODY_UPLOAD ? sv->max_upload
               : (kind == BODY_JSON || (kind == BODY_JSON_OR_PHOTO && json)) ? sv->max_json
                                                                            : sv->max_body;
     if (n > cs->limit && kind == BODY_NONE) {
@@ -324,10 +387,12 @@ static int check_body(server *sv, conn_state *cs, reply *r)
         return -1;
     }
     if ((kind == BODY_JSON && !json) || (kind == BODY_PHOTO && !photo) ||
+        (kind == BODY_UPLOAD && !content_type_is(&cs->req, "multipart/form-data")) ||
         (kind == BODY_JSON_OR_PHOTO && !json && !photo)) {
         reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
                     "%s %s takes %s, not '%s'", cs->req.method, cs->req.path,
                     kind == BODY_JSON    ? "application/json"
+                    : kind == BODY_UPLOAD ? "multipart/form-data"
                     : kind == BODY_PHOTO ? "a photo (image/jpeg, image/png, image/webp) or "
                                            "multipart/form-data"
                                          : "application/json, a photo (image/jpeg, image/png, "
@@ -413,6 +478,7 @@ static enum MHD_Result start_request(server *sv, struct MHD_Connection *conn, co
     conn_state *cs = calloc(1, sizeof(*cs));
     reply r = {0};
     *state = cs;
+    serve_conn_request(sv, conn, 1);
     if (!cs)
         return MHD_NO;
     atomic_fetch_add(&sv->active, 1);
@@ -471,8 +537,8 @@ void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
 {
     server *sv = cls;
     conn_state *cs = *state;
-    (void)conn;
     (void)toe;
+    serve_conn_request(sv, conn, 0);
     if (!cs || *state == &escaped_path)
         return;
     free(cs->req.body);

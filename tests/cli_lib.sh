@@ -5,7 +5,7 @@
 # $tmp/out and $tmp/err.
 pass=0 fail=0 skip=0
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'stop_servers; rm -rf "$tmp"' EXIT
 
 ok()    { pass=$((pass + 1)); echo "ok $1"; }
 bad()   { fail=$((fail + 1)); echo "not ok $1"; echo "  FAIL: $2"; }
@@ -55,4 +55,60 @@ cli_data_dir() {
     for d in "${LETHE_TEST_DATA:-}" ../shared/data ../../shared/data; do
         [ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return; }
     done
+}
+
+# --- lethe serve: one way to start and stop servers (test_serve.sh,
+# test_serve_hostile.sh, test_page.sh, test_compreface.sh) ---------------------
+# Every server started is stopped when the script exits, whatever happens.
+SERVER_PIDS=()
+SERVE_WAIT=30
+[ "${LETHE_TEST_SAN:-0}" = 1 ] && SERVE_WAIT=120
+# start_server NAME ARGS...: `$LETHE serve --listen 127.0.0.1:0 ARGS` in the
+# background, its output in $tmp/NAME.out and $tmp/NAME.err; once it says
+# where it listens (port 0: a free port), sets PORT, SPID and BASE and
+# returns 0; 1 if it exits or says nothing within $SERVE_WAIT seconds.
+start_server() {
+    local name=$1 scheme; shift
+    "$LETHE" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    SPID=$!
+    SERVER_PIDS+=("$SPID")
+    PORT=
+    for _ in $(seq $((SERVE_WAIT * 10))); do
+        PORT=$(sed -n 's|^lethe serve: listening on https\?://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.out")
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    scheme=$(sed -n 's|^lethe serve: listening on \(https\?\)://.*|\1|p' "$tmp/$name.out")
+    BASE=${scheme:-http}://127.0.0.1:$PORT
+    [ -n "$PORT" ]
+}
+# stop_server [PID]: SIGTERM to it ($SPID by default), SIGKILL after
+# $SERVE_WAIT seconds; returns its exit status (137 when it had to be killed).
+stop_server() {
+    local p=${1:-${SPID:-}} st=0
+    [ -n "$p" ] || return 0
+    kill -TERM "$p" 2>/dev/null
+    for _ in $(seq $((SERVE_WAIT * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && { kill -KILL "$p" 2>/dev/null; st=137; }
+    wait "$p" 2>/dev/null
+    [ "$st" = 0 ] && st=$?
+    return "$st"
+}
+# stop_servers: every server this script started.
+stop_servers() {
+    local p
+    for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${SERVER_PIDS[@]}"; do stop_server "$p"; done
+    SERVER_PIDS=()
+}
+# server_stops_cleanly NAME [PID]: stop it and check that it exits 0, says
+# "lethe serve: stopped" and no sanitizer spoke in $tmp/NAME.err.
+server_stops_cleanly() {
+    local name=$1 p=${2:-${SPID:-}} st
+    stop_server "$p"
+    st=$?
+    same "the $name server stops with status 0" "$st" 0
+    contains "the $name server says it stopped" "$tmp/$name.err" "lethe serve: stopped"
+    lacks "no sanitizer report from the $name server" "$tmp/$name.err" 'Sanitizer\|runtime error'
 }

@@ -532,6 +532,46 @@ static void test_alloc_failures(void)
     lethe_store_close(s);
 }
 
+/* A key's daily count survives closing the store (the server's quota
+ * across a restart); another day starts from 0; a read-only store refuses;
+ * the digest and the log do not change. */
+static void test_usage_counts(void)
+{
+    char dir[300], hex0[65], hex1[65];
+    uint32_t used = 99;
+    uint64_t entries0 = 0, entries1 = 0, bad = 0;
+    lethe_store *s = make_store(dir, sizeof(dir), NULL);
+    if (!s)
+        { CHECK(0); return; }
+    CHECK_EQ_INT(lethe_store_digest(s, hex0), LETHE_OK);
+    CHECK_EQ_INT(lethe_log_verify(s, &entries0, &bad), LETHE_OK);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20000, 0, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 0);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20000, 3, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 3);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 2, 20000, 1, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 0, 20000, 1, &used), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, -1, 1, &used), LETHE_ERR_ARG);
+    lethe_store_close(s);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, 0, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20000, 2, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 5); /* kept across the reopen */
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20001, 1, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 1); /* a new day */
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20001, UINT32_MAX, &used), LETHE_OK);
+    CHECK(used == UINT32_MAX); /* saturates */
+    CHECK_EQ_INT(lethe_store_digest(s, hex1), LETHE_OK);
+    CHECK(!strcmp(hex0, hex1));
+    CHECK_EQ_INT(lethe_log_verify(s, &entries1, &bad), LETHE_OK);
+    CHECK_EQ_INT((int)entries1, (int)entries0);
+    lethe_store_close(s);
+    s = NULL;
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    CHECK(lethe_key_usage_add(s, 2, 20000, 1, &used) != LETHE_OK);
+    lethe_store_close(s);
+}
+
 int main(int argc, char **argv)
 {
     test_select(argc, argv);
@@ -548,6 +588,7 @@ int main(int argc, char **argv)
     RUN(test_old_store_gains_table);
     RUN(test_restore);
     RUN(test_alloc_failures);
+    RUN(test_usage_counts);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
     if (system(cmd) != 0)

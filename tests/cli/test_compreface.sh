@@ -21,9 +21,6 @@ LETHE=${1:-build/lethe}
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 SCAN=${SCAN:-$(dirname "$LETHE")/tests/scan}
-SAN=${LETHE_TEST_SAN:-0}
-START_WAIT=30
-[ "$SAN" = 1 ] && START_WAIT=120
 HERE=$(cd "$(dirname "$0")/../compreface" && pwd)
 DATA=$(cli_data_dir)
 IMAGES=${DATA:+$DATA/lfw/images}
@@ -42,16 +39,7 @@ if [ -n "$missing" ]; then
     exit
 fi
 
-SPID=
-stop_server() {
-    [ -n "$SPID" ] || return
-    kill -TERM "$SPID" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
-    SPID=
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
+# servers: start_server, stop_server (tests/cli_lib.sh)
 
 # req KEY METHOD PATH [CURL ARGS...]: $code and the body in $tmp/body (KEY
 # "-" sends none)
@@ -93,21 +81,11 @@ expect "key add: --purpose with a control character" 2 "$LETHE" key add x --role
 expect "key list --purpose is refused" 2 "$LETHE" key list --purpose x --store "$S"
 
 # --- 2. the SDK's flow ---------------------------------------------------------
-"$LETHE" serve --store "$S" --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
-SPID=$!
-PORT=
-for _ in $(seq $((START_WAIT * 10))); do
-    PORT=$(sed -n 's|^lethe serve: listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/serve.out")
-    [ -n "$PORT" ] && break
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$PORT" ]; then
+if ! start_server serve --store "$S"; then
     bad "server starts" "$(head -c 600 "$tmp/serve.err")"
     cli_summary
     exit
 fi
-BASE=http://127.0.0.1:$PORT
 mkdir -p "$tmp/flow"
 CF_PORT=$PORT CF_INGEST=${KEY[ingest]} CF_SEARCH=${KEY[search]} CF_ERASURE=${KEY[erasure]} \
     CF_IMAGES=$IMAGES CF_A=$A CF_B=$B CF_OUT=$tmp/flow \
@@ -199,7 +177,5 @@ if [ "$code" = 200 ] && grep -q '"page_size":1,"total_pages":2,"total_elements":
 req "${KEY[search]}" GET /api/v1/recognition/subjects
 is "listing every subject is refused: 400, code 36" 400 36
 kill -0 "$SPID" 2>/dev/null && ok "the server still serves" || bad "the server still serves" "it died"
-stop_server
-contains "stopped gracefully" "$tmp/serve.err" "lethe serve: stopped"
-lacks "no sanitizer report from the server" "$tmp/serve.err" "runtime error\|AddressSanitizer\|LeakSanitizer"
+server_stops_cleanly serve
 cli_summary

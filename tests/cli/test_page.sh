@@ -21,42 +21,12 @@ LETHE=${1:-build/lethe}
 . "$(dirname "$0")/../cli_lib.sh"
 export LETHE_ACTOR=tester
 unset LETHE_STORE
-SAN=${LETHE_TEST_SAN:-0}
-START_WAIT=30
-[ "$SAN" = 1 ] && START_WAIT=120
 MODELS=${LETHE_MODELS:-$PWD/models}
 DATA=$(cli_data_dir)
 [ -n "$DATA" ] && DATA=$(cd "$DATA" && pwd)
 command -v curl >/dev/null || { echo "not ok curl missing (apt-get install curl)"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
-pids=()
-stop_servers() {
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    pids=()
-}
-trap 'stop_servers; rm -rf "$tmp"' EXIT
-
-# start_server NAME ARGS...: sets PORT and BASE
-start_server() {
-    local name=$1; shift
-    "$LETHE" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    pids+=("$!")
-    PORT=
-    for _ in $(seq $((START_WAIT * 10))); do
-        PORT=$(sed -n 's|^lethe serve: listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.out")
-        [ -n "$PORT" ] && break
-        kill -0 "$!" 2>/dev/null || break
-        sleep 0.1
-    done
-    BASE=http://127.0.0.1:$PORT
-    [ -n "$PORT" ]
-}
+# servers: start_server (sets PORT and BASE), stop_servers (tests/cli_lib.sh)
 # req METHOD PATH [CURL ARGS...]: $code, $tmp/body, $tmp/headers
 req() {
     local method=$1 path=$2; shift 2

@@ -26,44 +26,10 @@ LETHE=${1:-build/lethe}
 export LETHE_ACTOR=tester
 unset LETHE_STORE
 SAMPLES=$PWD/samples
-SAN=${LETHE_TEST_SAN:-0}
-START_WAIT=30
-[ "$SAN" = 1 ] && START_WAIT=120
 
 command -v curl >/dev/null || { echo "not ok curl missing (apt-get install curl)"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
-# --- servers: started on a free port, always stopped ------------------------
-pids=()
-stop_servers() {
-    local p
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    pids=()
-}
-trap 'stop_servers; rm -rf "$tmp"' EXIT
-
-# start_server NAME ARGS...: sets PORT and SPID; the server's stdout and
-# stderr are $tmp/NAME.out and $tmp/NAME.err
-start_server() {
-    local name=$1; shift
-    "$LETHE" serve --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    SPID=$!
-    pids+=("$SPID")
-    PORT=
-    for _ in $(seq $((START_WAIT * 10))); do
-        PORT=$(sed -n 's|^lethe serve: listening on https\?://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.out")
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$PORT" ]
-}
+# servers: start_server, stop_server, stop_servers (tests/cli_lib.sh)
 
 # req KEY METHOD PATH [CURL ARGS...]: $code, the body in $tmp/body, the
 # headers in $tmp/headers (KEY "-" sends none)
@@ -147,8 +113,11 @@ else
 fi
 [ "$INGEST_OK" = 422 ] && INGEST_OK=503 # --no-faces: no engine
 
+printf 'path,uploader,consent,jurisdiction\nm.jpg,matrix,explicit,US\n' >"$tmp/matrix.csv"
+mkdir -p "$tmp/backups"
+
 # --- 2. the server -----------------------------------------------------------
-if ! start_server main --store "$S" --timeout 4 "${SERVE_FACES[@]}"; then
+if ! start_server main --store "$S" --timeout 4 --backup-dir "$tmp/backups" "${SERVE_FACES[@]}"; then
     bad "server starts" "$(cat "$tmp/main.out" "$tmp/main.err" | head -c 600)"
     cli_summary
     exit 1
@@ -175,6 +144,10 @@ POST /v1/forget            y n n n y 200
 GET  /v1/optouts           y n n y y 200
 POST /v1/receipts/verify   y y y y y 200
 POST /v1/ingest            y y n n n INGEST
+POST /v1/ingest/manifest   y y n n n INGEST
+POST /v1/detect            y y y n n INGEST
+POST /v1/backup            y n n n n 200
+DELETE /v1/optouts/999999  y n n n y 404
 GET  /v1/requests          y n n n y 200
 POST /v1/requests/approve  y n n n y 404
 POST /v1/requests/deny     y n n n y 404
@@ -191,6 +164,8 @@ call() {
     "POST /v1/forget") json_post "$key" "$path" '{"uploader":"matrix-nobody","dry_run":true}' ;;
     "POST /v1/receipts/verify") req "$key" POST "$path" -H 'Content-Type: application/json' --data-binary @"$tmp/receipt.json" ;;
     "POST /v1/ingest") req "$key" POST "$path?uploader=matrix&consent=explicit&jurisdiction=US" -H 'Content-Type: image/jpeg' --data-binary @"$PHOTO" ;;
+    "POST /v1/ingest/manifest") req "$key" POST "$path" -F "manifest=@$tmp/matrix.csv" -F "photo=@$PHOTO;filename=m.jpg" ;;
+    "POST /v1/detect") req "$key" POST "$path" -H 'Content-Type: image/jpeg' --data-binary @"$PHOTO" ;;
     *) req "$key" "$method" "$path" ;;
     esac
 }
@@ -333,6 +308,42 @@ if [ "$INGEST_OK" = 200 ]; then
     "$LETHE" log --store "$S" --json >"$tmp/lg"
     same "one verification logged (the refused ones not)" "$(grep -c '"kind":"verify"' "$tmp/lg")" 1
 fi
+# detect, backup, opt-out removal, the datasheet's formats
+if [ "$INGEST_OK" = 200 ]; then
+    n0=$(log_entries)
+    req "${KEY[search]}" POST /v1/detect -F "photo=@$SAMPLES/sample2.jpg"
+    is "detect (multipart)" 200 '"faces":\[{"box":\['
+    contains "detect gives 68 landmarks" "$tmp/body" '"landmarks":\[\[[0-9.]*,[0-9.]*\]\(,\[[0-9.]*,[0-9.]*\]\)\{67\}\]'
+    lacks "detect gives no template" "$tmp/body" 'embedding\|descriptor'
+    same "detect logs nothing in the store" "$(log_entries)" "$n0"
+    req "${KEY[search]}" POST "/v1/detect?purpose=x" -H 'Content-Type: image/jpeg' --data-binary @"$SAMPLES/sample2.jpg"
+    is "detect takes no argument" 400 "unknown argument 'purpose'"
+    req "${KEY[search]}" POST /v1/detect -H 'Content-Type: image/jpeg' --data-binary 'no photo'
+    is "detect of bytes that are no photo" 400 'not an image'
+fi
+req "$A" POST /v1/backup
+is "backup" 200 '"backup":"lethe-backup-[0-9T]*Z[-0-9]*","info":{"lethe_backup":'
+name=$(sed -n 's/.*"backup":"\([^"]*\)".*/\1/p' "$tmp/body")
+[ -n "$name" ] && [ -f "$tmp/backups/$name/backup.json" ] && ok "the backup is in --backup-dir" || bad "the backup is in --backup-dir" "'$name': $(ls "$tmp/backups")"
+req "$A" POST "/v1/backup?dest=/tmp/x"
+is "backup takes no destination" 400 "unknown argument 'dest'"
+json_post "${KEY[erasure]}" /v1/forget '{"uploader":"opt-me-out","optout":true}'
+is "an opt-out" 200 '"kind":"optout"'
+req "${KEY[erasure]}" GET /v1/optouts
+oid=$(grep -o '"id":[0-9]*' "$tmp/body" | tail -n 1 | cut -d: -f2)
+req "${KEY[erasure]}" DELETE "/v1/optouts/${oid:-0}"
+is "opt-out removal" 200 "{\"removed\":${oid:-x}}"
+req "${KEY[erasure]}" DELETE "/v1/optouts/${oid:-0}"
+is "opt-out removal again" 404 'no standing opt-out'
+"$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/last"
+contains "the removal's actor is the key's id" "$tmp/last" '"actor":"key:5"'
+req "${KEY[erasure]}" PUT "/v1/optouts/1"
+is "PUT to an opt-out" 405 'does not take PUT'
+contains "with Allow" "$tmp/headers" 'Allow: DELETE'
+for f in json md html; do
+    req "$A" GET "/v1/datasheet?format=$f"
+    is "datasheet as $f (every format the CLI has)" 200
+done
 lacks "the access log holds no query string" "$tmp/main.err" "alice-q"
 lacks "nor a purpose" "$tmp/main.err" "lost child"
 contains "the access log names the key" "$tmp/main.err" '"key":3,"method":"POST","path":"/v1/search","status":200'
@@ -437,7 +448,7 @@ expect "the log verifies with the server running" 0 "$LETHE" log verify --store 
 if command -v openssl >/dev/null; then
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
         -subj /CN=127.0.0.1 >/dev/null 2>&1
-    MAIN_PORT=$PORT MAIN_PID=$SPID
+    MAIN_PORT=$PORT MAIN_PID=$SPID MAIN_BASE=$BASE
     if start_server tls --store "$S" --no-faces --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key"; then
         ok "an HTTPS server starts"
         code=$(curl -s -k -o "$tmp/body" -w '%{http_code}' -H "x-api-key: ${KEY[audit]}" "https://127.0.0.1:$PORT/v1/status")
@@ -447,7 +458,7 @@ if command -v openssl >/dev/null; then
     else
         bad "an HTTPS server starts" "$(head -c 400 "$tmp/tls.err")"
     fi
-    PORT=$MAIN_PORT SPID=$MAIN_PID
+    PORT=$MAIN_PORT SPID=$MAIN_PID BASE=$MAIN_BASE
     expect "tls-cert without tls-key" 2 "$LETHE" serve --store "$S" --tls-cert "$tmp/tls.crt"
 else
     skipt "HTTPS" "openssl absent"
