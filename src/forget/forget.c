@@ -315,34 +315,10 @@ out:
 static int ids_of(lethe_store *s, const char *sql, int64_t **out, size_t *n)
 {
     sqlite3_stmt *st;
-    size_t cap = 0;
-    int rc = store_prepare(s, sql, &st), step;
+    int rc = store_prepare(s, sql, &st);
     *out = NULL;
     *n = 0;
-    if (rc)
-        return rc;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 256;
-            int64_t *t = lethe_realloc(*out, nc * sizeof(*t));
-            if (!t) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *out = t;
-            cap = nc;
-        }
-        (*out)[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    if (rc == LETHE_OK && step != SQLITE_DONE)
-        rc = store_sqlfail(s, "reading the selection");
-    sqlite3_finalize(st);
-    if (rc) {
-        lethe_free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return rc ? rc : store_ids(s, st, "reading the selection", out, n);
 }
 
 /* What the selection would erase. */

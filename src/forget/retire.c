@@ -35,8 +35,7 @@ static int model_photos(lethe_store *s, int64_t model, const char *kind, int64_t
                         size_t *n)
 {
     sqlite3_stmt *st;
-    size_t cap = 0;
-    int rc, step;
+    int rc;
     *ids = NULL;
     *n = 0;
     if ((rc = store_prepare(s, "SELECT DISTINCT f.photo FROM faces f JOIN photos p ON "
@@ -45,23 +44,7 @@ static int model_photos(lethe_store *s, int64_t model, const char *kind, int64_t
         return rc;
     sqlite3_bind_int64(st, 1, model);
     sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            int64_t *t = lethe_realloc(*ids, nc * sizeof(*t));
-            if (!t) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *ids = t;
-            cap = nc;
-        }
-        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    if (rc == LETHE_OK && step != SQLITE_DONE)
-        rc = store_sqlfail(s, "selecting the model's templates");
-    sqlite3_finalize(st);
-    return rc;
+    return store_ids(s, st, "selecting the model's templates", ids, n);
 }
 
 /* Count what retiring the model erases (a dry run's answer). */

@@ -45,8 +45,7 @@ typedef struct rt {
 static int candidates(lethe_store *s, int64_t cur, int64_t **ids, size_t *n)
 {
     sqlite3_stmt *st;
-    size_t cap = 0;
-    int rc, step;
+    int rc;
     *ids = NULL;
     *n = 0;
     if ((rc = store_prepare(s, "SELECT DISTINCT f.photo FROM faces f JOIN photos p ON "
@@ -54,23 +53,7 @@ static int candidates(lethe_store *s, int64_t cur, int64_t **ids, size_t *n)
                                "AND f.model IS NOT ? ORDER BY f.photo", &st)))
         return rc;
     sqlite3_bind_int64(st, 1, cur);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            int64_t *t = lethe_realloc(*ids, nc * sizeof(*t));
-            if (!t) {
-                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *ids = t;
-            cap = nc;
-        }
-        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    if (rc == LETHE_OK && step != SQLITE_DONE)
-        rc = store_sqlfail(s, "selecting the photos to describe again");
-    sqlite3_finalize(st);
-    return rc;
+    return store_ids(s, st, "selecting the photos to describe again", ids, n);
 }
 
 static int add_miss(rt *t, const uint8_t sha[32], const char *path, const char *why)

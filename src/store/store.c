@@ -324,6 +324,36 @@ int64_t store_count(lethe_store *s, const char *sql)
     return v;
 }
 
+int store_ids(lethe_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
+{
+    size_t cap = 0;
+    int rc = LETHE_OK, step;
+    *ids = NULL;
+    *n = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            int64_t *t = lethe_realloc(*ids, nc * sizeof(*t));
+            if (!t) {
+                rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *ids = t;
+            cap = nc;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(s, what);
+    sqlite3_finalize(st);
+    if (rc) {
+        lethe_free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 int store_begin(lethe_store *s)
 {
     /* a read-only handle's catalog refuses the write as an I/O error would:

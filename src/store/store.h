@@ -129,6 +129,10 @@ int store_prepare(lethe_store *s, const char *sql, sqlite3_stmt **st);
 int store_cached(lethe_store *s, int which, const char *sql, sqlite3_stmt **st);
 /* The one integer a query returns (0 if none); -1 on error (message set). */
 int64_t store_count(lethe_store *s, const char *sql);
+/* The first column of every row of st (prepared and bound; finalized here)
+ * into a new array *ids (lethe_free); on failure none, the message naming
+ * what was being read. */
+int store_ids(lethe_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n);
 
 int store_begin(lethe_store *s);      /* BEGIN IMMEDIATE, loads the digest */
 /* End a read transaction (BEGIN ... reads): COMMIT, or ROLLBACK when the
