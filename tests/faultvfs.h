@@ -21,6 +21,11 @@
  *
  * faultvfs_calls() counts the write-side operations the VFS saw (so the
  * test can tell SQLite's share of lethe_io_count() from lethe's).
+ *
+ * Reads have a countdown of their own (faultvfs_read_fail_after): the
+ * k-th xRead after it is armed (0 = the first) fails as a disk that cannot
+ * read a sector does (SQLITE_IOERR_READ), so the error paths after a
+ * statement's step can be walked, not only those after a write.
  */
 #ifndef LETHE_FAULTVFS_H
 #define LETHE_FAULTVFS_H
@@ -45,7 +50,16 @@ static sqlite3_vfs *faultvfs_real;
 static sqlite3_vfs faultvfs_vfs;
 static _Atomic long faultvfs_ncalls;
 
+static _Atomic long faultvfs_read_k = -1, faultvfs_nreads;
+
 static long faultvfs_calls(void) { return atomic_load(&faultvfs_ncalls); }
+/* Fail the k-th read from now (-1: none); counts reads from zero. */
+static inline void faultvfs_read_fail_after(long k)
+{
+    atomic_store(&faultvfs_nreads, 0);
+    atomic_store(&faultvfs_read_k, k);
+}
+static inline long faultvfs_reads(void) { return atomic_load(&faultvfs_nreads); }
 static void faultvfs_reset_calls(void) { atomic_store(&faultvfs_ncalls, 0); }
 
 /* Ask the shared hook; the op names say which call and which file. */
@@ -74,6 +88,9 @@ static int faultvfs_close(sqlite3_file *p)
 static int faultvfs_read(sqlite3_file *p, void *buf, int n, sqlite3_int64 off)
 {
     faultvfs_file *f = (faultvfs_file *)p;
+    long k = atomic_load(&faultvfs_read_k);
+    if (atomic_fetch_add(&faultvfs_nreads, 1) == k && k >= 0)
+        return SQLITE_IOERR_READ;
     return f->real->pMethods->xRead(f->real, buf, n, off);
 }
 

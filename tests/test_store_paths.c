@@ -396,15 +396,18 @@ static int fault_run(const named_call *c, int io, long k, int *rc, char *why, si
         lethe_store_close(s);
         return -1;
     }
-    if (io)
+    if (io == 3)
+        faultvfs_read_fail_after(k);
+    else if (io)
         lethe_io_fail_after(k, io == 1 ? ENOSPC : EIO);
     else
         lethe_alloc_fail_after(k);
     faultvfs_reset_calls();
     create_msg[0] = 0;
     *rc = c->fn(s);
-    long made = io ? lethe_io_count() : lethe_alloc_count();
+    long made = io == 3 ? faultvfs_reads() : io ? lethe_io_count() : lethe_alloc_count();
     (void)faultvfs_calls();
+    faultvfs_read_fail_after(-1);
     lethe_io_fail_after(-1, 0);
     lethe_alloc_fail_after(-1);
     why[0] = 0;
@@ -438,6 +441,18 @@ static void check_nomem(const named_call *c, const char *loop, long k, int rc)
     CHECK(said);
 }
 
+static const char *const loop_name[] = {"alloc", "ENOSPC", "EIO", "read"};
+
+/* A failed read says it is an I/O error, with a message. */
+static void check_read_error(const named_call *c, long k, int rc)
+{
+    int ok = rc == LETHE_ERR_IO || rc == LETHE_ERR_STORE;
+    if (!ok || !last_msg[0])
+        fprintf(stderr, "  %s read k=%ld: %s: %s\n", c->name, k, lethe_strerror(rc), last_msg);
+    CHECK(ok);
+    CHECK(last_msg[0] != 0);
+}
+
 static void fault_loop(int io)
 {
     long total_failed = 0;
@@ -448,8 +463,7 @@ static void fault_loop(int io)
         for (k = 0; hit == 1 && k < 20000; k++) {
             hit = fault_run(&calls[i], io, k, &rc, why, sizeof(why));
             if (hit < 0 || why[0]) {
-                fprintf(stderr, "  %s %s k=%ld: %s\n", calls[i].name,
-                        io == 1 ? "ENOSPC" : io ? "EIO" : "alloc", k, why);
+                fprintf(stderr, "  %s %s k=%ld: %s\n", calls[i].name, loop_name[io], k, why);
                 CHECK(!"the store is sound after a failed call");
                 break;
             }
@@ -458,12 +472,16 @@ static void fault_loop(int io)
             failed++;
             if (!io)
                 check_nomem(&calls[i], "alloc", k, rc);
+            else if (io == 3)
+                check_read_error(&calls[i], k, rc);
         }
         if (garbled_by_forget)
             SKIP_PART("%s: %ld out-of-memory messages garbled by src/forget/change.c (the "
                       "status is right)", calls[i].name, garbled_by_forget);
         garbled_by_forget = 0;
         total_failed += failed;
+        printf("  %-15s %-6s %5ld injection points, %5ld failed\n", calls[i].name, loop_name[io],
+               k, failed);
         CHECK(k < 20000);
         CHECK_EQ_INT(rc, LETHE_OK); /* the last run met no fault */
     }
@@ -473,6 +491,7 @@ static void fault_loop(int io)
 static void test_alloc_loop(void) { fault_loop(0); }
 static void test_enospc_loop(void) { fault_loop(1); }
 static void test_eio_loop(void) { fault_loop(2); }
+static void test_read_loop(void) { fault_loop(3); }
 
 /* ------------------------------------------------------------ arguments */
 
@@ -1644,6 +1663,7 @@ int main(int argc, char **argv)
     RUN(test_sqlite_alloc_loop);
     RUN(test_enospc_loop);
     RUN(test_eio_loop);
+    RUN(test_read_loop);
     lethe_free_string(receipt);
     run_cmd("rm -rf '%s'%s", root, "");
     return test_summary();

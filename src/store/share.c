@@ -132,30 +132,35 @@ out:
     return LETHE_OK;
 }
 
-/* A free view, or a new one (NULL: out of memory or the catalog cannot
- * be opened, the message in this thread's buffer). */
-static lethe_store *view_get(struct store_share *sh)
+/* A free view, or a new one into *out; on failure (out of memory, or the
+ * catalog cannot be opened) the status, the message in this thread's
+ * buffer. */
+static int view_get(struct store_share *sh, lethe_store **out)
 {
     lethe_store *v = NULL;
+    *out = NULL;
     pthread_mutex_lock(&sh->mu);
     while (!sh->nfree && sh->nviews >= MAX_VIEWS)
         pthread_cond_wait(&sh->cv, &sh->mu);
     if (sh->nfree) {
-        v = sh->free[--sh->nfree];
+        *out = sh->free[--sh->nfree];
         pthread_mutex_unlock(&sh->mu);
-        return v;
+        return LETHE_OK;
     }
     sh->nviews++;
     pthread_mutex_unlock(&sh->mu);
     char why[1024];
-    if (view_open(sh, 0, &v, why, sizeof(why)) == LETHE_OK)
-        return v;
+    int rc = view_open(sh, 0, &v, why, sizeof(why));
+    if (rc == LETHE_OK) {
+        *out = v;
+        return LETHE_OK;
+    }
     share_note_error(sh->owner, why);
     pthread_mutex_lock(&sh->mu);
     sh->nviews--;
     pthread_cond_signal(&sh->cv);
     pthread_mutex_unlock(&sh->mu);
-    return NULL;
+    return rc;
 }
 
 static void view_put(struct store_share *sh, lethe_store *v)
@@ -260,9 +265,12 @@ static int search_on(lethe_store *v, const float *queries, int nq,
 }
 
 /* The view to run a shared call on: s itself when it is one already. */
-static lethe_store *view_for(lethe_store *s)
+static int view_for(lethe_store *s, lethe_store **v)
 {
-    return share_is_owner(s) ? view_get(s->share) : s;
+    if (share_is_owner(s))
+        return view_get(s->share, v);
+    *v = s;
+    return LETHE_OK;
 }
 
 static void view_done(lethe_store *s, lethe_store *v)
@@ -274,12 +282,13 @@ static void view_done(lethe_store *s, lethe_store *v)
 int share_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count)
 {
-    lethe_store *v = view_for(s);
+    lethe_store *v;
     *matches = NULL;
     *count = 0;
-    if (!v)
-        return LETHE_ERR_NOMEM;
-    int rc = search_on(v, queries, nq, opt, matches, count);
+    int rc = view_for(s, &v);
+    if (rc)
+        return rc;
+    rc = search_on(v, queries, nq, opt, matches, count);
     view_done(s, v);
     return rc;
 }
@@ -287,22 +296,24 @@ int share_search(lethe_store *s, const float *queries, int nq, const lethe_searc
 int share_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count)
 {
-    lethe_store *v = view_get(s->share);
+    lethe_store *v;
     *matches = NULL;
     *count = 0;
-    if (!v)
-        return LETHE_ERR_NOMEM;
-    int rc = lethe_search_image(v, e, img, opt, matches, count);
+    int rc = view_get(s->share, &v);
+    if (rc)
+        return rc;
+    rc = lethe_search_image(v, e, img, opt, matches, count);
     view_done(s, v);
     return rc;
 }
 
 int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_key_info *info)
 {
-    lethe_store *v = view_get(s->share);
-    if (!v)
-        return LETHE_ERR_NOMEM;
-    int rc = lethe_key_authenticate(v, key, len, info);
+    lethe_store *v;
+    int rc = view_get(s->share, &v);
+    if (rc)
+        return rc;
+    rc = lethe_key_authenticate(v, key, len, info);
     view_done(s, v);
     return rc;
 }
@@ -310,13 +321,14 @@ int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_ke
 int share_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
 {
     struct store_share *sh = s->share;
-    lethe_store *v = sh->gc ? sh->log : view_get(sh);
+    lethe_store *v = sh->log;
     *entries = *first_bad = 0;
-    if (!v)
-        return LETHE_ERR_NOMEM;
+    int rc = sh->gc ? LETHE_OK : view_get(sh, &v);
+    if (rc)
+        return rc;
     if (sh->gc)
         gc_pause(sh->gc);
-    int rc = lethe_log_verify(v, entries, first_bad);
+    rc = lethe_log_verify(v, entries, first_bad);
     if (sh->gc)
         gc_resume(sh->gc);
     else
