@@ -16,6 +16,10 @@
  *   - with the k-th allocation failing (lethe_malloc's; with
  *     LETHE_FAULTS_SQLITE_MALLOC=1 SQLite's too, in the same countdown:
  *     about ten times the runs);
+ *   - with SQLite's k-th read failing (SQLITE_IOERR_READ, a sector that
+ *     cannot be read; not under the sanitizers, for time): every error
+ *     after a statement's step must reach the caller, never a change
+ *     that SQLite rolled back reported as done;
  * for k = 0, 1, 2, ... until a run meets no fault. The state before is the
  * store as copied; the state after is what a fault-free run leaves. After
  * each run, faults off, the store is reopened as its next user would, twice:
@@ -399,8 +403,8 @@ static const char *finding_label = "";
 static char run_kinds[16][64];
 static int nrun_kinds;
 
-static const char *fault_names[] = {"none", "ENOSPC", "EIO", "alloc"};
-enum { F_NONE, F_ENOSPC, F_EIO, F_ALLOC };
+static const char *fault_names[] = {"none", "ENOSPC", "EIO", "alloc", "read"};
+enum { F_NONE, F_ENOSPC, F_EIO, F_ALLOC, F_READ };
 
 /* One finding of one run: printed (and counted) once per call, fault and
  * kind of wrong; later runs only add to its count. */
@@ -759,6 +763,7 @@ static void arm(int fault, long k)
     lethe_alloc_fail_after(fault == F_ALLOC ? k : -1);
     lethe_io_fail_after(fault == F_ENOSPC || fault == F_EIO ? k : -1,
                         fault == F_ENOSPC ? ENOSPC : EIO);
+    faultvfs_read_fail_after(fault == F_READ ? k : -1);
     faultvfs_reset_calls();
 }
 
@@ -837,10 +842,12 @@ static int run_once(const op *o, int fault, long k, const state *before, outcome
     out->io_points = lethe_io_count();
     out->sqlite_points = faultvfs_calls();
     out->alloc_points = lethe_alloc_count();
-    out->failed_op = lethe_io_failed_op();
+    out->failed_op = fault == F_READ ? "sqlite xRead" : lethe_io_failed_op();
+    long reads = faultvfs_reads();
     arm(F_NONE, -1);
     alarm(0);
     out->hit = fault == F_ALLOC ? out->alloc_points > k
+             : fault == F_READ  ? reads > k
              : fault != F_NONE  ? out->io_points > k
                                 : 0;
     out->stats = r.stats;
@@ -1050,15 +1057,16 @@ static void exercise(const op *o)
     long enospc = sweep(o, F_ENOSPC, &before, &after);
     long eio = san ? 0 : sweep(o, F_EIO, &before, &after);
     long alloc = sweep(o, F_ALLOC, &before, &after);
+    long reads = san ? 0 : sweep(o, F_READ, &before, &after);
     CHECK(enospc > 0);
     CHECK(alloc > 0);
     if (!san)
         CHECK(eio > 0);
-    total_points += enospc + eio + alloc;
-    printf("%-18s %4ld ENOSPC, %4ld EIO, %5ld alloc points (fault-free: %ld writes, %ld of "
-           "them SQLite's; %ld allocations); %d findings; %.1f s\n",
-           o->name, enospc, eio, alloc, fault_free_io, fault_free_sqlite, fault_free_alloc,
-           nfound - first_finding, now_s() - t0);
+    total_points += enospc + eio + alloc + reads;
+    printf("%-18s %4ld ENOSPC, %4ld EIO, %5ld alloc, %4ld read points (fault-free: %ld writes, "
+           "%ld of them SQLite's; %ld allocations); %d findings; %.1f s\n",
+           o->name, enospc, eio, alloc, reads, fault_free_io, fault_free_sqlite,
+           fault_free_alloc, nfound - first_finding, now_s() - t0);
 }
 
 /* ---------------------------------------------------------------- fixture */

@@ -167,8 +167,13 @@ int change_commit(change *c)
     uint64_t gen = 0;
     assert(c->open);
     assert(s->locked);
-    assert(!sqlite3_get_autocommit(s->db));
-    int rc = commit_catalog(c, &gen);
+    /* SQLite rolls a transaction back by itself after some errors (a page
+     * it could not read, say); a caller that missed the error must not
+     * "commit" nothing and report an erasure done */
+    int rc = sqlite3_get_autocommit(s->db)
+                 ? store_fail(s, LETHE_ERR_IO, "the change was rolled back after an I/O error; "
+                                               "nothing was changed")
+                 : commit_catalog(c, &gen);
     c->open = 0;
     if (rc != LETHE_OK) {
         store_rollback(s);

@@ -350,7 +350,7 @@ static int count_selection(lethe_store *s, int by_face, lethe_forget_result *r)
 
 /* The photos touched, as JSON: hash, status, faces, first URL and path
  * (opened with each photo's key: it is shown to the operator only). */
-static char *matched_json(lethe_store *s, int by_face)
+static int matched_json(lethe_store *s, int by_face, char **out)
 {
     sqlite3_stmt *st;
     strbuf b;
@@ -358,19 +358,17 @@ static char *matched_json(lethe_store *s, int by_face)
                                 "sf JOIN faces f ON f.id = sf.id GROUP BY f.photo ORDER BY 2"
                               : "SELECT id, NULL, (SELECT COUNT(*) FROM faces WHERE photo = "
                                 "sp.id) FROM temp.sel_photos sp ORDER BY id";
+    int rc = store_prepare(s, sql, &st), step = SQLITE_DONE;
+    *out = NULL;
+    if (rc)
+        return rc;
     sb_init(&b);
     sb_puts(&b, "[");
-    if (store_prepare(s, sql, &st) != LETHE_OK) {
-        sb_free(&b);
-        return NULL;
-    }
-    for (int i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
+    for (int i = 0; rc == LETHE_OK && (step = sqlite3_step(st)) == SQLITE_ROW; i++) {
         photo_rows r;
         char hex[65];
-        if (rows_read(s, sqlite3_column_int64(st, 0), &r) != LETHE_OK) {
-            b.failed = 1;
+        if ((rc = rows_read(s, sqlite3_column_int64(st, 0), &r)) != LETHE_OK)
             break;
-        }
         sodium_bin2hex(hex, sizeof(hex), r.ph.sha, 32);
         sb_printf(&b, "%s{\"photo\":\"%s\",\"status\":", i ? "," : "", hex);
         sb_json_str(&b, r.status);
@@ -383,9 +381,19 @@ static char *matched_json(lethe_store *s, int by_face)
         sb_putc(&b, '}');
         rows_free(&r);
     }
+    if (rc == LETHE_OK && step != SQLITE_DONE)
+        rc = store_sqlfail(s, "reading the selection");
     sqlite3_finalize(st);
     sb_puts(&b, "]");
-    return sb_finish(&b);
+    char *text = sb_finish(&b);
+    if (rc == LETHE_OK && !text)
+        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+    if (rc != LETHE_OK) {
+        lethe_free(text);
+        return rc;
+    }
+    *out = text;
+    return LETHE_OK;
 }
 
 /* ---------------------------------------------------------------- receipt */
@@ -604,9 +612,9 @@ static int forget_select(lethe_store *s, const lethe_selector *q, const sel *x,
         snprintf(why, sizeof(why), "%s", s->err);
         return store_fail(s, rc, "counting the selection: %s", why);
     }
-    if (matched && !(*matched = matched_json(s, by_face))) {
+    if (matched && (rc = matched_json(s, by_face, matched))) {
         snprintf(why, sizeof(why), "%s", s->err);
-        return store_fail(s, LETHE_ERR_NOMEM, "listing the selection: %s", why);
+        return store_fail(s, rc, "listing the selection: %s", why);
     }
     return LETHE_OK;
 }

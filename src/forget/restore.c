@@ -503,7 +503,7 @@ static int restore_change(restore_job *j)
     if (rc == LETHE_OK) {
         int64_t n = store_count(t, "SELECT COUNT(*) FROM photos");
         j->res->photos = n > 0 ? (uint64_t)n : 0;
-        rc = restore_log_entry(j);
+        rc = n < 0 ? store_status(t) : restore_log_entry(j);
     }
     /* photos dropped unread could not be folded out: recompute */
     if (rc == LETHE_OK && (rc = dg_full(t, t->dig)) == LETHE_OK) {
