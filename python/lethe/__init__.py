@@ -36,7 +36,7 @@ from .errors import (ERRORS, ArgumentError, BusyError, ConfirmError, DeniedError
 from .image import Image
 from .results import (Analysis, Face, ForgetResult, FullDigest, IngestIssue, IngestStats,
                       LogHead, LookupPhoto, LookupResult, Match, MatchedPhoto, PolicyDecision,
-                      Provenance, ProvenanceRecord, arg, text)
+                      Provenance, ProvenanceRecord, VerifyResult, arg, text)
 from .store import Ingest, Store, descriptor_array
 
 LANDMARKS = _native.LANDMARKS
@@ -103,7 +103,7 @@ __all__ = [
     "LetheError", "LogHead", "LookupPhoto", "LookupResult", "Match", "MatchedPhoto",
     "ModelError", "NoFaceError", "NotFoundError", "OutOfMemoryError", "PolicyDecision",
     "PolicyError", "Provenance", "ProvenanceRecord", "Store", "StoreError", "TooLargeError",
-    "UnsupportedError", "descriptor_distance", "descriptor_threshold", "error_class",
+    "UnsupportedError", "VerifyResult", "descriptor_distance", "descriptor_threshold", "error_class",
     "forget_face_threshold", "library_path", "parse_descriptor", "strerror",
     "verify_receipt", "version",
 ]

@@ -183,6 +183,18 @@ class lethe_match(Structure):
     ]
 
 
+class lethe_verify_result(Structure):
+    _fields_ = [
+        ("distance", c_float),
+        ("match", c_int),
+        ("threshold", c_float),
+        ("face", c_int64),
+        ("photo", c_char * 65),
+        ("templates", c_int),
+        ("photos", c_int),
+    ]
+
+
 class lethe_search_options(Structure):
     _fields_ = [
         ("purpose", c_char_p),
@@ -231,7 +243,7 @@ class lethe_forget_result(Structure):
 STRUCTS = [lethe_image, lethe_image_options, lethe_engine_options, lethe_face,
            lethe_analysis, lethe_store_options, lethe_provenance, lethe_ingest_stats,
            lethe_ingest_options, lethe_match, lethe_search_options, lethe_selector,
-           lethe_forget_result]
+           lethe_forget_result, lethe_verify_result]
 
 # --- functions ---------------------------------------------------------------
 
@@ -297,7 +309,12 @@ PROTOTYPES = {
                              _P(_P(lethe_match)), _P(c_size_t)]),
     "lethe_search_image": (c_int, [_store_p, _engine_p, _image_p, _P(lethe_search_options),
                                    _P(_P(lethe_match)), _P(c_size_t)]),
+    "lethe_search_fused": (c_int, [_store_p, _floats, c_int, _P(lethe_search_options),
+                                   _P(_P(lethe_match)), _P(c_size_t)]),
     "lethe_matches_free": (None, [_P(lethe_match), c_size_t]),
+    "lethe_tier_name": (c_char_p, [c_int]),
+    "lethe_verify": (c_int, [_store_p, _floats, c_int, c_char_p, _P(lethe_search_options),
+                             _P(lethe_verify_result)]),
     "lethe_lookup": (c_int, [_store_p, c_int, c_char_p, c_char_p, c_char_p, _out_str]),
     "lethe_log_export": (c_int, [_store_p, c_char_p, _out_str]),
     "lethe_log_head": (c_int, [_store_p, _P(c_uint64), c_char_p]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import List, Optional, Tuple
 
 from . import _native as N
+from ._native import lib
 
 
 def text(b):
@@ -165,15 +166,34 @@ class Match:
     fmr: float = 1.0       #: false-match rate at this distance (calibration table)
     strangers: float = 0.0  #: other people expected this close in this store
     gallery: int = 0       #: templates in the store when it searched
-    tier: str = "none"     #: strong, moderate, weak or none (the manual)
+    tier: str = "none"     #: strong, moderate, weak, none or uncalibrated (the manual)
 
     @classmethod
     def _from_c(cls, m):
-        names = ("strong", "moderate", "weak", "none")
+        name = lib.lethe_tier_name(m.tier)
         return cls(distance=m.distance, query=m.query, face=m.face, photo=text(m.photo),
                    box=tuple(m.box), provenance_count=m.provenance_count,
                    provenance=Provenance._from_c(m.prov), fmr=m.fmr, strangers=m.strangers,
-                   gallery=m.gallery, tier=names[m.tier] if 0 <= m.tier < 4 else "?")
+                   gallery=m.gallery, tier=name.decode() if name else "?")
+
+
+@dataclass
+class VerifyResult:
+    """A 1:1 verification (lethe_verify_result): is the face the person of
+    the photos selected? Compared with every template of those photos."""
+
+    match: bool           #: distance <= threshold
+    distance: float       #: to the nearest template of the selection
+    threshold: float      #: the threshold applied
+    face: int             #: the nearest template's face id
+    photo: str            #: its photo's SHA-256, hex
+    templates: int        #: templates compared
+    photos: int           #: photos selected
+
+    @classmethod
+    def _from_c(cls, r):
+        return cls(match=bool(r.match), distance=r.distance, threshold=r.threshold,
+                   face=r.face, photo=text(r.photo), templates=r.templates, photos=r.photos)
 
 
 @dataclass

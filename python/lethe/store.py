@@ -10,8 +10,8 @@ from ._native import lib
 from .errors import make_error
 from .image import Image
 from .results import (ForgetResult, FullDigest, IngestIssue, IngestStats, LogHead,
-                      LookupResult, Match, PolicyDecision, Provenance, arg, path_arg,
-                      take_string, text)
+                      LookupResult, Match, PolicyDecision, Provenance, VerifyResult, arg,
+                      path_arg, take_string, text)
 
 _LOOKUP_KINDS = {"uploader": N.LOOKUP_UPLOADER, "url": N.LOOKUP_URL,
                  "photo_id": N.LOOKUP_PHOTO_ID, "file": N.LOOKUP_FILE}
@@ -128,12 +128,13 @@ class Store:
 
     # --- search -------------------------------------------------------------
 
-    def _search_options(self, purpose, actor, top_k, threshold, threads):
+    def _search_options(self, purpose, actor, top_k, threshold, threads, fpir=None):
         opt = N.lethe_search_options()
         lib.lethe_search_options_init(ctypes.byref(opt))
         keep = (arg(purpose), arg(actor))
         opt.purpose, opt.actor = keep
-        for name, value in (("top_k", top_k), ("threshold", threshold), ("threads", threads)):
+        for name, value in (("top_k", top_k), ("threshold", threshold), ("threads", threads),
+                            ("fpir", fpir)):
             if value is not None:
                 setattr(opt, name, value)
         return opt, keep
@@ -146,20 +147,52 @@ class Store:
             lib.lethe_matches_free(matches, count.value)
 
     def search(self, descriptors, *, purpose, actor=None, top_k=None, threshold=None,
-               threads=None):
+               threads=None, fpir=None, fuse=False):
         """Exact 1:N search (lethe_search) for one descriptor (128 numbers)
         or several (a sequence of them): for each, the top_k nearest
         templates at most threshold away, nearest first, as one list of
         Match (Match.query says which query each answers). purpose is
         required by the library (ArgumentError without one); the search is
-        logged with it and actor before results are returned."""
+        logged with it and actor before results are returned.
+
+        fpir: instead of a threshold, the chance (0 < fpir < 1) that a
+        search for someone the store does not hold returns any face; the
+        threshold is chosen from the calibration table and the store's
+        size. Each Match carries its evidence (fmr, strangers, gallery,
+        tier).
+
+        fuse=True: the descriptors are several photos of one person, ranked
+        once by their mean (lethe_search_fused): one list, one log entry;
+        its matches are tier "uncalibrated" (fmr and strangers NaN), and
+        fpir is refused."""
         queries, nq = descriptors_array(descriptors)
-        opt, keep = self._search_options(purpose, actor, top_k, threshold, threads)
+        opt, keep = self._search_options(purpose, actor, top_k, threshold, threads, fpir)
         matches = ctypes.POINTER(N.lethe_match)()
         count = ctypes.c_size_t(0)
-        rc = lib.lethe_search(self._c(), queries, nq, ctypes.byref(opt), ctypes.byref(matches),
-                              ctypes.byref(count))
+        fn = lib.lethe_search_fused if fuse else lib.lethe_search
+        rc = fn(self._c(), queries, nq, ctypes.byref(opt), ctypes.byref(matches),
+                ctypes.byref(count))
         return self._matches(rc, matches, count)
+
+    def verify(self, descriptor, *, purpose, uploader=None, url=None, photo_id=None, file=None,
+               actor=None, threshold=None):
+        """1:1 verification (lethe_verify): is descriptor the person of the
+        photos held for this account, link, photo id (the source's, or the
+        SHA-256 hex) or file (its bytes hashed)? Exactly one of them.
+        Logged with purpose and a keyed hash of the value. NotFoundError
+        when the store holds no template of those photos."""
+        given = [(k, v) for k, v in (("uploader", uploader), ("url", url),
+                                      ("photo_id", photo_id), ("file", file)) if v is not None]
+        if len(given) != 1:
+            raise TypeError("verify takes exactly one of uploader, url, photo_id, file")
+        kind, value = given[0]
+        value = path_arg(value) if kind == "file" else arg(value)
+        opt, keep = self._search_options(purpose, actor, None, threshold, None)
+        result = N.lethe_verify_result()
+        self._check(lib.lethe_verify(self._c(), descriptor_array(descriptor),
+                                     _LOOKUP_KINDS[kind], value, ctypes.byref(opt),
+                                     ctypes.byref(result)))
+        return VerifyResult._from_c(result)
 
     def search_image(self, image, engine, *, purpose, actor=None, top_k=None, threshold=None,
                      threads=None):

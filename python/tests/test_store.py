@@ -5,6 +5,7 @@ the digest, and errors as exceptions of the right class with the
 library's message."""
 
 import json
+import math
 import os
 
 import pytest
@@ -423,3 +424,60 @@ def test_ingest_dropped_without_end_is_committed_when_collected(store, people):
     with store.ingest() as again:  # the lock was released
         again.add_descriptor(people[6][1], prov(6, 1))
     assert again.stats.added == 1
+
+
+# --- 1:1 verification, evidence, several photos of one person ------------------
+
+def test_verify_same_and_other_person(filled, people):
+    same = filled.verify(people[3][0], uploader="person3", purpose="is this person3?",
+                         actor="pytest")
+    assert isinstance(same, lethe.VerifyResult)
+    assert same.match and same.distance == pytest.approx(0, abs=1e-6)
+    assert same.templates == 10 and same.photos == 10 and len(same.photo) == 64
+    assert same.threshold == pytest.approx(lethe.descriptor_threshold())
+    other = filled.verify(people[3][0], photo_id="photo-4-2", purpose="is this photo-4-2?")
+    assert not other.match and other.distance > other.threshold
+    assert other.templates == 1 and other.photos == 1
+
+
+def test_verify_is_logged_and_refuses(filled, people):
+    before = filled.log_head().seq
+    filled.verify(people[0][0], url="https://photos.example/0/1", purpose="check")
+    assert filled.log_head().seq == before + 1
+    with pytest.raises(lethe.NotFoundError):
+        filled.verify(people[0][0], uploader="nobody", purpose="check")
+    with pytest.raises(lethe.ArgumentError) as e:
+        filled.verify(people[0][0], uploader="person0", purpose="")
+    assert "purpose" in str(e.value)
+    with pytest.raises(TypeError):
+        filled.verify(people[0][0], uploader="person0", url="x", purpose="check")
+    with pytest.raises(ValueError):
+        filled.verify(people[0][0][:5], uploader="person0", purpose="check")
+
+
+def test_search_evidence_and_fpir(filled, people):
+    matches = filled.search(people[6][0], purpose="evidence", top_k=3)
+    m = matches[0]
+    assert m.gallery == 80
+    assert 0 < m.fmr < 1e-3  # a distance near 0: few strangers that close
+    assert m.strangers == pytest.approx(m.gallery * m.fmr, rel=1e-6)
+    assert m.tier == "strong"
+    # with fpir the threshold comes from the table: the person's own rows
+    # (within ~0.1 of each other) come back, nobody else (about 1.9 away)
+    found = filled.search(people[6][0], purpose="fpir", top_k=20, fpir=0.01)
+    assert found and all(x.provenance.uploader == "person6" for x in found)
+    with pytest.raises(lethe.ArgumentError):
+        filled.search(people[6][0], purpose="fpir", fpir=1.5)
+
+
+def test_search_fused(filled, people):
+    before = filled.log_head().seq
+    probes = [people[5][1], people[5][2]]
+    matches = filled.search(probes, purpose="two photos of one person", top_k=10, fuse=True)
+    assert len(matches) == 10
+    assert all(m.provenance.uploader == "person5" and m.query == 0 for m in matches)
+    assert all(m.tier == "uncalibrated" and math.isnan(m.fmr) for m in matches)
+    assert filled.log_head().seq == before + 1  # one search, one entry
+    with pytest.raises(lethe.ArgumentError) as e:
+        filled.search(probes, purpose="x", fuse=True, fpir=0.01)
+    assert "fpir" in str(e.value)
