@@ -722,10 +722,43 @@ static void put_forget(FILE *f, const lethe_forget_result *x, int dry, int optou
             matched ? matched : "[]");
 }
 
-/* The selector and flags of a forget request: 0, or -1 with the 400. */
-static int forget_request(reply *r, const sj_object *o, lethe_selector *sel, unsigned *flags)
+/* A forget request's "face" (one descriptor of the person, into face)
+ * and "face_threshold": 1 given, 0 not, -1 with the 400. */
+static int forget_face(reply *r, const sj_object *o, lethe_selector *sel, float *face)
 {
-    int dry, confirm, optout, undated;
+    const sj_member *f = sj_get(o, "face"), *t = sj_get(o, "face_threshold");
+    char msg[256], num[64];
+    if (t && (t->type != SJ_NUMBER || !f)) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "\"face_threshold\" is a number, and goes with \"face\"");
+        return -1;
+    }
+    if (!f)
+        return 0;
+    if (lethe_descriptor_parse(f->raw, f->raw_len, face, msg, sizeof(msg)) != LETHE_OK) {
+        reply_error(r, 400, "bad_request", NULL, "\"face\": %s", msg);
+        return -1;
+    }
+    sel->faces = face;
+    sel->n_faces = 1;
+    if (t) {
+        char *end;
+        snprintf(num, sizeof(num), "%.*s", (int)(t->raw_len < 63 ? t->raw_len : 63), t->raw);
+        sel->face_threshold = strtof(num, &end);
+        if (*end || !isfinite(sel->face_threshold) || sel->face_threshold <= 0) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "\"face_threshold\" is a distance above 0, not %s", num);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* The selector and flags of a forget request: 0, or -1 with the 400. */
+static int forget_request(reply *r, const sj_object *o, lethe_selector *sel, float *face,
+                          unsigned *flags)
+{
+    int dry, confirm, optout, undated, by_face;
     if (json_text(r, o, "photo_id", 0, &sel->photo_id) < 0 ||
         json_text(r, o, "url", 0, &sel->url) < 0 ||
         json_text(r, o, "uploader", 0, &sel->uploader) < 0 ||
@@ -733,14 +766,15 @@ static int forget_request(reply *r, const sj_object *o, lethe_selector *sel, uns
         json_text(r, o, "jurisdiction", 0, &sel->jurisdiction) < 0 ||
         json_text(r, o, "collected_before", 0, &sel->collected_before) < 0 ||
         json_bool(r, o, "include_undated", &undated) < 0 || json_bool(r, o, "dry_run", &dry) < 0 ||
-        json_bool(r, o, "confirm", &confirm) < 0 || json_bool(r, o, "optout", &optout) < 0)
+        json_bool(r, o, "confirm", &confirm) < 0 || json_bool(r, o, "optout", &optout) < 0 ||
+        (by_face = forget_face(r, o, sel, face)) < 0)
         return -1;
     sel->include_undated = undated;
     if (!sel->photo_id && !sel->url && !sel->uploader && !sel->source && !sel->jurisdiction &&
-        !sel->collected_before) {
+        !sel->collected_before && !by_face) {
         reply_error(r, 400, "bad_request", NULL,
                     "give at least one selector: photo_id, url, "
-                    "uploader, source, jurisdiction, collected_before");
+                    "uploader, source, jurisdiction, collected_before, face");
         return -1;
     }
     *flags = (dry ? LETHE_FORGET_DRY_RUN : 0) | (confirm ? LETHE_FORGET_CONFIRMED : 0) |
@@ -760,16 +794,19 @@ static void h_forget(request *req, reply *r)
                                           "dry_run",
                                           "confirm",
                                           "optout",
+                                          "face",
+                                          "face_threshold",
                                           NULL};
     sj_object o;
     lethe_selector sel;
+    float face[LETHE_DESCRIPTOR_DIM];
     lethe_forget_result x;
     unsigned flags = 0;
     char *receipt = NULL, *matched = NULL, msg[512];
     jsbuf b;
     memset(&sel, 0, sizeof(sel));
     memset(&x, 0, sizeof(x));
-    if (read_json(req, r, &o, allowed) < 0 || forget_request(r, &o, &sel, &flags) < 0)
+    if (read_json(req, r, &o, allowed) < 0 || forget_request(r, &o, &sel, face, &flags) < 0)
         goto out;
     server_lock(req->sv);
     int rc = lethe_forget(req->sv->store, &sel, flags, req->actor, &x, &receipt, &matched);

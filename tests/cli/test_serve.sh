@@ -307,6 +307,24 @@ if [ "$INGEST_OK" = 200 ]; then
     is "verify without a purpose" 400 'purpose_required'
     "$LETHE" log --store "$S" --json >"$tmp/lg"
     same "one verification logged (the refused ones not)" "$(grep -c '"kind":"verify"' "$tmp/lg")" 1
+    # forget by face: the person's descriptor, a dry run then the erasure
+    "$LETHE" embed --json --precision fp32 "$SAMPLES/sample2.jpg" >"$tmp/emb" 2>/dev/null
+    face=$(sed -n 's/.*"embedding":\(\[[^]]*\]\).*/\1/p' "$tmp/emb" | head -n 1)
+    json_post "${KEY[erasure]}" /v1/forget "{\"face\":${face:-[]},\"dry_run\":true}"
+    is "forget by face, dry run" 200 '"dry_run":true,"erased":false,"photos":0,"provenance":0,"faces":1,"templates":1'
+    contains "the dry run names bob-q's photo" "$tmp/body" '"matched":\[{"photo":"[0-9a-f]\{64\}","status":"analysed","distance":0\.0'
+    json_post "${KEY[erasure]}" /v1/forget "{\"face\":${face:-[]},\"face_threshold\":0.9}"
+    is "forget by face above the match threshold needs confirmation" 409 'confirmation_required'
+    json_post "${KEY[erasure]}" /v1/forget '{"face":[1,2,3]}'
+    is "forget by a face of 3 numbers" 400 'expected 128 numbers, found 3'
+    json_post "${KEY[erasure]}" /v1/forget '{"face_threshold":0.3}'
+    is "face_threshold without a face" 400 'goes with'
+    f0=$("$LETHE" lookup --store "$S" --uploader bob-q --json | sed -n 's/.*"faces":\([0-9]*\).*/\1/p')
+    json_post "${KEY[erasure]}" /v1/forget "{\"face\":${face:-[]}}"
+    is "forget by face" 200 '"erased":true,"photos":0,"provenance":0,"faces":1,"templates":1'
+    f1=$("$LETHE" lookup --store "$S" --uploader bob-q --json | sed -n 's/.*"faces":\([0-9]*\).*/\1/p')
+    same "the photo stays with one face fewer" "$f1" "$((${f0:-0} - 1))"
+    contains "the receipt says by face" "$tmp/body" '"receipt":{.*"faces":1'
 fi
 # detect, backup, opt-out removal, the datasheet's formats
 if [ "$INGEST_OK" = 200 ]; then
