@@ -434,8 +434,8 @@ typedef struct lethe_store lethe_store;
 /*
  * LETHE_STORE_SHARED: one handle for many threads (a server).
  *
- * What may run at once: lethe_search, lethe_search_image and
- * lethe_key_authenticate may be called from any number of threads at the
+ * What may run at once: lethe_search, lethe_search_image, lethe_search_fused
+ * (and _images_fused) and lethe_key_authenticate may be called from any number of threads at the
  * same time, and at the same time as one other call on the handle. All
  * the other calls (ingest, forget, lookup, the log, keys, policy, ...)
  * still run one at a time: the caller orders them among themselves (a
@@ -786,8 +786,9 @@ LETHE_API void lethe_matches_free(lethe_match *matches, size_t count);
  * a mean descriptor's distances to strangers are distributed differently,
  * so a fused match carries no false-match rate: fmr and strangers are NAN
  * and tier is LETHE_TIER_UNCALIBRATED (gallery is filled). opt->fpir must
- * be 0 (LETHE_ERR_ARG otherwise) for the same reason. Not on a handle
- * opened with LETHE_STORE_SHARED (LETHE_ERR_ARG).
+ * be 0 (LETHE_ERR_ARG otherwise) for the same reason. On a handle opened
+ * with LETHE_STORE_SHARED it runs as lethe_search does there (a view, the
+ * entry group-committed), from any thread.
  *
  * lethe_search_fused: nprobes (1 to LETHE_FUSE_MAX) descriptors, one after
  * another. lethe_search_images_fused: the largest face of each image (as

@@ -357,6 +357,47 @@ static void test_fused_images(void)
         lethe_image_free(img[i]);
 }
 
+/* Through a shared handle (as lethe serve opens it): the same ranking, on
+ * a view, its one entry committed by the group commit before it returns. */
+static void test_fused_shared(void)
+{
+    lethe_store *s = make_store(), *sh = NULL;
+    lethe_search_options o;
+    lethe_match *m = NULL, *ms = NULL;
+    size_t nm = 0, ns = 0;
+    int before = 0, after = 0;
+    if (!s)
+        return;
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s", lethe_store_path(s));
+    lethe_search_options_init(&o);
+    o.purpose = "test: fused, shared";
+    o.actor = "tester";
+    o.top_k = 3;
+    CHECK_EQ_INT(lethe_search_fused(s, &probes[0][0], 2, &o, &m, &nm), LETHE_OK);
+    lethe_store_close(s);
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_SHARED, &sh), LETHE_OK);
+    if (!sh) {
+        lethe_matches_free(m, nm);
+        return;
+    }
+    lethe_free_string(log_lines(sh, &before));
+    CHECK_EQ_INT(lethe_search_fused(sh, &probes[0][0], 2, &o, &ms, &ns), LETHE_OK);
+    CHECK_EQ_INT(ns, nm);
+    for (size_t i = 0; i < ns && i < nm; i++) {
+        CHECK(!strcmp(id_of(&ms[i]), id_of(&m[i])));
+        CHECK(ms[i].distance == m[i].distance && ms[i].tier == LETHE_TIER_UNCALIBRATED);
+    }
+    lethe_matches_free(ms, ns);
+    lethe_free_string(log_lines(sh, &after));
+    CHECK_EQ_INT(after, before + 1);
+    /* its refusals hold there too */
+    o.fpir = 0.01;
+    CHECK_EQ_INT(lethe_search_fused(sh, &probes[0][0], 2, &o, &ms, &ns), LETHE_ERR_ARG);
+    lethe_matches_free(m, nm);
+    lethe_store_close(sh);
+}
+
 int main(int argc, char **argv)
 {
     test_select(argc, argv);
@@ -370,6 +411,7 @@ int main(int argc, char **argv)
     RUN(test_fused_log_and_hits);
     RUN(test_fused_evidence);
     RUN(test_fused_images);
+    RUN(test_fused_shared);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd) != 0)

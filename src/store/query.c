@@ -298,7 +298,7 @@ int lethe_search(lethe_store *s, const float *queries, int nq, const lethe_searc
 {
     if (s->share) /* from any thread: on a view, logged by the group commit */
         return share_search(s, queries, nq, opt, matches, count);
-    return search_run(s, queries, nq, opt, matches, count, NULL);
+    return search_run(s, queries, nq, opt, matches, count, NULL, NULL, 0);
 }
 
 /* A fused search's probes (lethe_search_fused): the log's query hash is
@@ -313,9 +313,11 @@ static int search_core(lethe_store *s, const float *queries, int nq,
                        search_entry *lg, const search_fuse *fu);
 
 int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
-               lethe_match **matches, size_t *count, search_entry *lg)
+               lethe_match **matches, size_t *count, search_entry *lg, const float *probes,
+               int nprobes)
 {
-    return search_core(s, queries, nq, opt, matches, count, lg, NULL);
+    search_fuse fu = {probes, nprobes};
+    return search_core(s, queries, nq, opt, matches, count, lg, probes ? &fu : NULL);
 }
 
 /* Query q's log entry (got matches at m), or on a view its lg[q]. A fused
@@ -444,9 +446,6 @@ int lethe_search_fused(lethe_store *s, const float *probes, int nprobes,
     double sum[IDX_DIM] = {0};
     *matches = NULL;
     *count = 0;
-    if (s->share)
-        return store_fail(s, LETHE_ERR_ARG, "a fused search is not available on a shared "
-                                            "handle yet");
     if (nprobes < 1 || nprobes > LETHE_FUSE_MAX || !probes)
         return store_fail(s, LETHE_ERR_ARG, "a fused search takes 1 to %d probes, not %d",
                           LETHE_FUSE_MAX, nprobes);
@@ -465,8 +464,9 @@ int lethe_search_fused(lethe_store *s, const float *probes, int nprobes,
      * mean is what was measured (include/lethe.h). */
     for (int i = 0; i < IDX_DIM; i++)
         mean[i] = (float)(sum[i] / nprobes);
-    search_fuse fu = {probes, nprobes};
-    return search_core(s, mean, 1, opt, matches, count, NULL, &fu);
+    if (s->share) /* from any thread: on a view, logged by the group commit */
+        return share_search_fused(s, mean, probes, nprobes, opt, matches, count);
+    return search_run(s, mean, 1, opt, matches, count, NULL, probes, nprobes);
 }
 
 int lethe_search_images_fused(lethe_store *s, lethe_engine *e, const lethe_image *const *images,

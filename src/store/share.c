@@ -240,8 +240,9 @@ void share_close(lethe_store *s)
 /* A search on view v: read under the index lock, then log through the
  * group commit; the results are returned only once their entries are
  * durable. */
-static int search_on(lethe_store *v, const float *queries, int nq,
-                     const lethe_search_options *opt, lethe_match **matches, size_t *count)
+static int search_on(lethe_store *v, const float *queries, int nq, const float *probes,
+                     int nprobes, const lethe_search_options *opt, lethe_match **matches,
+                     size_t *count)
 {
     struct store_share *sh = v->share;
     char msg[1100];
@@ -251,7 +252,7 @@ static int search_on(lethe_store *v, const float *queries, int nq,
     if (!lg)
         return store_fail(v, LETHE_ERR_NOMEM, "out of memory");
     pthread_rwlock_rdlock(&sh->index_rw);
-    int rc = search_run(v, queries, nq, opt, matches, count, lg);
+    int rc = search_run(v, queries, nq, opt, matches, count, lg, probes, nprobes);
     pthread_rwlock_unlock(&sh->index_rw);
     if (rc == LETHE_OK && nq > 0 &&
         (rc = gc_log(sh->gc, opt->actor, opt->purpose, lg, nq, msg, sizeof(msg))) != LETHE_OK) {
@@ -288,7 +289,21 @@ int share_search(lethe_store *s, const float *queries, int nq, const lethe_searc
     int rc = view_for(s, &v);
     if (rc)
         return rc;
-    rc = search_on(v, queries, nq, opt, matches, count);
+    rc = search_on(v, queries, nq, NULL, 0, opt, matches, count);
+    view_done(s, v);
+    return rc;
+}
+
+int share_search_fused(lethe_store *s, const float *mean, const float *probes, int nprobes,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count)
+{
+    lethe_store *v;
+    *matches = NULL;
+    *count = 0;
+    int rc = view_for(s, &v);
+    if (rc)
+        return rc;
+    rc = search_on(v, mean, 1, probes, nprobes, opt, matches, count);
     view_done(s, v);
     return rc;
 }

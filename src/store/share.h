@@ -40,9 +40,12 @@ typedef struct search_entry {
 
 /* lethe_search's work (query.c). With lg NULL: reads and logs in one
  * transaction on s (an ordinary handle). With lg (nq entries): reads in a
- * read transaction and fills lg[q] instead of logging (a view). */
+ * read transaction and fills lg[q] instead of logging (a view). With
+ * probes (nprobes of them): queries is their mean, one query, and the
+ * entry is the fused search's (a hash over every probe). */
 int search_run(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
-               lethe_match **matches, size_t *count, search_entry *lg);
+               lethe_match **matches, size_t *count, search_entry *lg, const float *probes,
+               int nprobes);
 
 /* After a successful open with LETHE_STORE_SHARED: the views' keyring, the
  * lock, the group commit. On failure s->share stays NULL. */
@@ -60,6 +63,9 @@ const char *share_errmsg(const lethe_store *s);
 /* The shared entry points: run on a view of owner s. */
 int share_search(lethe_store *s, const float *queries, int nq, const lethe_search_options *opt,
                  lethe_match **matches, size_t *count);
+/* A fused search: mean of the nprobes probes, ranked once, one entry. */
+int share_search_fused(lethe_store *s, const float *mean, const float *probes, int nprobes,
+                       const lethe_search_options *opt, lethe_match **matches, size_t *count);
 int share_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count);
 int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_key_info *info);
