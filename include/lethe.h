@@ -434,9 +434,10 @@ typedef struct lethe_store lethe_store;
 /*
  * LETHE_STORE_SHARED: one handle for many threads (a server).
  *
- * What may run at once: lethe_search, lethe_search_image, lethe_search_fused
- * (and _images_fused) and lethe_key_authenticate may be called from any number of threads at the
- * same time, and at the same time as one other call on the handle. All
+ * What may run at once: lethe_search, lethe_search_image, lethe_search_fused,
+ * lethe_search_images_fused and lethe_key_authenticate may be called from
+ * any number of threads at the same time, and at the same time as one
+ * other call on the handle. All
  * the other calls (ingest, forget, lookup, the log, keys, policy, ...)
  * still run one at a time: the caller orders them among themselves (a
  * mutex), as on any handle. lethe_store_close runs alone.
