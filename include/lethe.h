@@ -874,6 +874,10 @@ enum lethe_lookup_kind {
  */
 LETHE_API int lethe_lookup(lethe_store *store, int kind, const char *value,
                            const char *actor, const char *format, char **out);
+/* The same for the exact photo file given as bytes[0..len) (a server's
+ * upload): hashed with SHA-256, never decoded; "lookup" is "file". */
+LETHE_API int lethe_lookup_bytes(lethe_store *store, const void *bytes, size_t len,
+                                 const char *actor, const char *format, char **out);
 
 /*
  * 1:1 verification: is this face the person of those stored photos? The
@@ -1020,6 +1024,13 @@ LETHE_API int lethe_receipt_verify(const char *receipt, size_t len, const char *
  * (current or rotated out) and recorded in its log. LETHE_OK, or
  * LETHE_ERR_FORMAT with lethe_store_errmsg saying what failed. */
 LETHE_API int lethe_receipt_check(lethe_store *store, const char *receipt, size_t len);
+/* A receipt this store issued, by its hash (64 lowercase hex digits, as in
+ * lethe_forget_result.receipt_hash and the log): *receipt (lethe_free_string)
+ * is its JSON, byte for byte. LETHE_ERR_NOT_FOUND when the store holds none
+ * (a restore from the keyring alone carries receipts' hashes, not their
+ * text). Reading is not logged: a receipt names what it erased only by
+ * keyed hashes. */
+LETHE_API int lethe_receipt_get(lethe_store *store, const char *hash_hex, char **receipt);
 /* The store's current public signing key, hex. */
 LETHE_API int lethe_store_public_key(lethe_store *store, char hex[65]);
 /* The standing opt-outs, as JSON (no personal data: what kinds of selector

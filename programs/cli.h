@@ -34,6 +34,21 @@ void json_put_string(FILE *f, const char *s);
 void cli_put_text(FILE *f, const char *s);
 void cli_text_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * The JSON objects written both by the CLI's --json and by lethe serve, so
+ * that each has one shape everywhere (cli_text.c). No newline after them.
+ *
+ * json_put_forget: an erasure, opt-out ("optout") or model retirement
+ * ("retire"); matched (a JSON array, NULL: the member is left out) lists
+ * the photos touched. json_put_model: a model of lethe_model_list.
+ * json_put_policy_check: one decision of lethe_policy_check.
+ */
+void json_put_forget(FILE *f, const char *kind, int dry_run, int erased,
+                     const lethe_forget_result *x, const char *receipt, const char *matched);
+void json_put_model(FILE *f, const lethe_model_info *x);
+void json_put_policy_check(FILE *f, const char *jurisdiction, const char *consent, int allowed,
+                           const char *rule);
+
 /* Options every face command shares. */
 typedef struct face_opts {
     lethe_engine_options engine;

@@ -141,3 +141,59 @@ void json_put_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+/* ------------------------------------------------------------------ */
+/* The JSON objects that the CLI's --json and lethe serve both write:  */
+/* one shape per object.                                               */
+/* ------------------------------------------------------------------ */
+
+void json_put_forget(FILE *f, const char *kind, int dry_run, int erased,
+                     const lethe_forget_result *x, const char *receipt, const char *matched)
+{
+    fprintf(f,
+            "{\"kind\":\"%s\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
+            "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,\"undated_kept\":%llu,"
+            "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"needs_confirmation\":",
+            kind, dry_run ? "true" : "false", erased ? "true" : "false",
+            (unsigned long long)x->photos, (unsigned long long)x->provenance,
+            (unsigned long long)x->faces, (unsigned long long)x->templates,
+            (unsigned long long)x->undated_kept, x->digest_before, x->digest_after);
+    if (x->wide)
+        json_put_string(f, x->wide);
+    else
+        fputs("null", f);
+    if (receipt && x->receipt_hash[0])
+        fprintf(f, ",\"receipt_hash\":\"%s\"", x->receipt_hash);
+    else
+        fputs(",\"receipt_hash\":null", f);
+    fprintf(f, ",\"receipt\":%s", receipt ? receipt : "null");
+    if (matched)
+        fprintf(f, ",\"matched\":%s", matched);
+    fputc('}', f);
+}
+
+void json_put_model(FILE *f, const lethe_model_info *x)
+{
+    const char *state = x->retired_at[0] ? "retired" : x->shipped ? "current" : "other";
+    /* model fields are [A-Za-z0-9-_.+] (lethe_model_parse): no escaping */
+    fprintf(f,
+            "{\"id\":%lld,\"name\":\"%s\",\"version\":\"%s\",\"weights\":\"%s\","
+            "\"precision\":\"%s\",\"first_used\":\"%s\",\"retired_at\":%s%s%s,"
+            "\"templates\":%llu,\"faces\":%llu,\"state\":\"%s\"}",
+            (long long)x->id, x->model.name, x->model.version, x->model.weights,
+            x->model.precision, x->first_used, x->retired_at[0] ? "\"" : "",
+            x->retired_at[0] ? x->retired_at : "null", x->retired_at[0] ? "\"" : "",
+            (unsigned long long)x->templates, (unsigned long long)x->faces, state);
+}
+
+void json_put_policy_check(FILE *f, const char *jurisdiction, const char *consent, int allowed,
+                           const char *rule)
+{
+    fputs("{\"jurisdiction\":", f);
+    json_put_string(f, jurisdiction);
+    fputs(",\"consent\":", f);
+    json_put_string(f, consent);
+    fprintf(f, ",\"allowed\":%s,\"rule\":", allowed ? "true" : "false");
+    json_put_string(f, rule ? rule : "");
+    fputc('}', f);
+}

@@ -143,17 +143,9 @@ static void print_result(const fargs *a, int optout, const lethe_forget_result *
                        u = r->undated_kept;
     int dry = a->dry || !receipt;
     if (a->c.json) {
-        printf("{\"kind\":\"%s\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
-               "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,\"undated_kept\":%llu,"
-               "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"needs_confirmation\":",
-               optout ? "optout" : "forget", a->dry ? "true" : "false", dry ? "false" : "true", p,
-               v, f, t, u, r->digest_before, r->digest_after);
-        if (r->wide)
-            json_put_string(stdout, r->wide);
-        else
-            fputs("null", stdout);
-        printf(",\"receipt\":%s,\"matched\":%s}\n", receipt ? receipt : "null",
-               matched ? matched : "[]");
+        json_put_forget(stdout, optout ? "optout" : "forget", a->dry, !dry, r, receipt,
+                        matched ? matched : "[]");
+        putchar('\n');
         return;
     }
     printf("%s %llu photos, %llu provenance records, %llu faces, %llu templates%s\n",
@@ -402,20 +394,43 @@ static void print_verdict(int json, int rc, const char *store, const char *msg)
     }
 }
 
+/* lethe receipt show HASH: an issued receipt, read back from the store. */
+static int receipt_show(cli_common *c, const char *hash)
+{
+    char *text = NULL;
+    lethe_store *s = cli_open_store(c, LETHE_STORE_READONLY);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    int rc = lethe_receipt_get(s, hash, &text);
+    if (rc != LETHE_OK)
+        cli_error("receipt: %s", lethe_store_errmsg(s));
+    else
+        printf("%s%s", text, text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
+    lethe_free_string(text);
+    lethe_store_close(s);
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
 int cmd_receipt(int argc, char **argv)
 {
     cli_common c;
-    const char *file = NULL, *store = NULL;
-    int verify = 0;
+    const char *arg = NULL, *store = NULL, *sub = NULL;
     cli_common_init(&c);
     if (cli_wants_help(argc, argv) || argc < 2) {
-        printf("usage: lethe receipt verify FILE [--store DIR] [--json]\n\n"
-               "Check an erasure or opt-out receipt. Without --store: its Ed25519 signature\n"
-               "over every byte, with the key the receipt names; that proves it unaltered,\n"
-               "not who issued it (anyone can make a key). With --store: also that the\n"
-               "store issued it: signed by one of its keys (current or rotated out) and\n"
-               "recorded in its audit log. A receipt forged with a stolen key fails that.\n"
-               "Exit 0 when valid, 1 when not.\n");
+        printf("usage: lethe receipt verify FILE [--store DIR] [--json]\n"
+               "       lethe receipt show HASH [--store DIR]\n\n"
+               "verify: check an erasure or opt-out receipt. Without --store: its Ed25519\n"
+               "signature over every byte, with the key the receipt names; that proves it\n"
+               "unaltered, not who issued it (anyone can make a key). With --store: also\n"
+               "that the store issued it: signed by one of its keys (current or rotated\n"
+               "out) and recorded in its audit log. A receipt forged with a stolen key\n"
+               "fails that. Exit 0 when valid, 1 when not.\n\n"
+               "show: print the receipt the store issued with this hash (BLAKE2b-256, 64\n"
+               "hex digits: the \"receipt_hash\" of forget's answer, the log's entry),\n"
+               "byte for byte (it is JSON). Exit 1 when the store holds none.\n\n"
+               "  --store DIR    the store (default for show: $LETHE_STORE, else\n"
+               "                 ./lethe-store)\n"
+               "  --json         verify's verdict as JSON\n");
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     for (int i = 1; i < argc; i++) {
@@ -427,20 +442,26 @@ int cmd_receipt(int argc, char **argv)
             c.json = 1;
         else if (bad)
             return CLI_EXIT_USAGE;
-        else if (!verify && !strcmp(argv[i], "verify"))
-            verify = 1;
-        else if (verify && !file && argv[i][0] != '-')
-            file = argv[i];
+        else if (!sub && (!strcmp(argv[i], "verify") || !strcmp(argv[i], "show")))
+            sub = argv[i];
+        else if (sub && !arg && argv[i][0] != '-')
+            arg = argv[i];
         else
             return cli_unknown_option("receipt", argv[i]);
     }
-    if (!verify || !file) {
-        cli_error("receipt: usage: lethe receipt verify FILE [--store DIR]");
+    if (!sub || !arg) {
+        cli_error("receipt: usage: lethe receipt verify FILE [--store DIR] | "
+                  "lethe receipt show HASH [--store DIR]");
         return CLI_EXIT_USAGE;
+    }
+    if (!strcmp(sub, "show")) {
+        if (store)
+            c.store = store;
+        return receipt_show(&c, arg);
     }
     char *text;
     size_t len;
-    if (read_receipt(file, &text, &len) != CLI_EXIT_OK)
+    if (read_receipt(arg, &text, &len) != CLI_EXIT_OK)
         return CLI_EXIT_FAILED;
     char msg[512] = "";
     int rc = lethe_receipt_verify(text, len, NULL, msg, sizeof(msg));

@@ -44,24 +44,19 @@ static int model_list(const cli_common *c)
         lethe_store_close(s);
         return cli_status(rc);
     }
-    /* model fields are [A-Za-z0-9-_.+] (lethe_model_parse): no escaping */
     for (size_t i = 0; i < n; i++) {
         const lethe_model_info *x = &m[i];
         const char *state = x->retired_at[0] ? "retired" : x->shipped ? "current" : "other";
-        if (c->json)
-            printf("{\"id\":%lld,\"name\":\"%s\",\"version\":\"%s\",\"weights\":\"%s\","
-                   "\"precision\":\"%s\",\"first_used\":\"%s\",\"retired_at\":%s%s%s,"
-                   "\"templates\":%llu,\"faces\":%llu,\"state\":\"%s\"}\n",
-                   (long long)x->id, x->model.name, x->model.version, x->model.weights,
-                   x->model.precision, x->first_used, x->retired_at[0] ? "\"" : "",
-                   x->retired_at[0] ? x->retired_at : "null", x->retired_at[0] ? "\"" : "",
-                   (unsigned long long)x->templates, (unsigned long long)x->faces, state);
-        else
+        if (c->json) {
+            json_put_model(stdout, x);
+            putchar('\n');
+        } else {
             printf("%lld  %s@%s  %s  weights %.16s  %llu templates, %llu faces  %s%s%s\n",
                    (long long)x->id, x->model.name, x->model.version, x->model.precision,
                    x->model.weights[0] ? x->model.weights : "(not given)",
                    (unsigned long long)x->templates, (unsigned long long)x->faces, state,
                    x->retired_at[0] ? " at " : "", x->retired_at);
+        }
     }
     if (!c->json && n == 0)
         printf("no model has added a template to this store yet\n");
@@ -98,13 +93,8 @@ static int model_retire(const cli_common *c, const char *which, int dry, int yes
             status = CLI_EXIT_FAILED;
         int done = receipt != NULL;
         if (c->json) {
-            printf("{\"kind\":\"retire\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
-                   "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,"
-                   "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"receipt\":%s}\n",
-                   dry ? "true" : "false", done ? "true" : "false",
-                   (unsigned long long)r.photos, (unsigned long long)r.provenance,
-                   (unsigned long long)r.faces, (unsigned long long)r.templates,
-                   r.digest_before, r.digest_after, receipt ? receipt : "null");
+            json_put_forget(stdout, "retire", dry, done, &r, receipt, NULL);
+            putchar('\n');
         } else {
             printf("%s %llu templates (%llu descriptor rows whole, with %llu provenance "
                    "records)%s\n", done ? "erased" : "would erase",

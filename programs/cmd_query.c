@@ -970,13 +970,8 @@ static int policy_check(lethe_store *s, int json, const char *jurisdiction,
         return cli_status(-r); /* minus the status: a bad argument is usage */
     }
     if (json) {
-        printf("{\"jurisdiction\":");
-        json_put_string(stdout, jurisdiction);
-        printf(",\"consent\":");
-        json_put_string(stdout, consent);
-        printf(",\"allowed\":%s,\"rule\":", r ? "true" : "false");
-        json_put_string(stdout, rule ? rule : "");
-        printf("}\n");
+        json_put_policy_check(stdout, jurisdiction, consent, r, rule);
+        putchar('\n');
     } else {
         printf("%s (rule: %s)\n", r ? "allowed" : "refused", rule ? rule : "?");
     }

@@ -31,7 +31,7 @@ static const struct {
     {"model", cmd_model, "the models of the templates: list, retire (erase one model's)"},
     {"retemplate", cmd_retemplate, "describe photos again with the current model"},
     {"optout", cmd_optout, "erase and keep out of future ingests"},
-    {"receipt", cmd_receipt, "verify an erasure receipt"},
+    {"receipt", cmd_receipt, "verify an erasure receipt, or show one by its hash"},
     {"backup", cmd_backup, "back the store up"},
     {"restore", cmd_restore, "restore a backup without resurrecting the erased"},
     {"keyring", cmd_keyring, "check, mirror or rotate the keyring"},

@@ -128,6 +128,10 @@ typedef struct form {
     size_t photo_len;
     char *photo_owned;
     char photo_name[256];                 /* the file name a multipart photo came with */
+    int max_photos;                       /* photo parts taken (0: one; at most
+                                             LETHE_FUSE_MAX) */
+    int nphotos;                          /* photo parts read */
+    size_t photo_ends[LETHE_FUSE_MAX];    /* where each part ends in photo */
     char error[256];                      /* why the form is refused */
     int error_status;
 } form;
@@ -138,6 +142,8 @@ typedef struct form {
 int form_read(request *req, form *f, int raw);
 void form_free(form *f);
 const char *form_get(const form *f, const char *name);
+/* The i-th photo part (0 <= i < f->nphotos), its length in *len. */
+const void *form_photo(const form *f, int i, size_t *len);
 
 /* A query-string argument, or NULL. */
 const char *query_arg(request *req, const char *name);
@@ -174,7 +180,8 @@ enum body_kind { BODY_NONE, BODY_JSON, BODY_PHOTO, BODY_JSON_OR_PHOTO, BODY_UPLO
 typedef struct route {
     const char *method;
     const char *path;     /* exact, or ending in "{id}": one segment of 1 to 18
-                             digits (route_id gives it) */
+                             digits (route_id gives it), or in "{hash}": 64
+                             lowercase hex digits (route_param gives it) */
     unsigned roles;       /* keys holding any of these may call it */
     int body;             /* enum body_kind */
     handler_fn fn;
@@ -186,6 +193,30 @@ extern const route serve_routes[];
 int route_matches(const route *rt, const char *path);
 /* The {id} of a request on such a route (0 when none). */
 long long route_id(const request *req);
+/* The last segment of the request's path (a route's {hash}). */
+const char *route_param(const request *req);
+
+/* What the handlers share (serve_api.c). read_json: the body as one JSON
+ * object whose members are all among allowed (NULL-terminated); json_text
+ * and json_bool: a member (NULL / 0 when absent and not required);
+ * query_only: a GET's query arguments, only those f names; each 0, or -1
+ * with the 400 in r. store_message: the store's message after a failed
+ * call (copy it under the lock). reply_document: a library document (JSON,
+ * lethe_free_string) as the 200. */
+struct sj_object;
+int read_json(request *req, reply *r, struct sj_object *o, const char *const *allowed);
+int json_text(reply *r, const struct sj_object *o, const char *name, int required,
+              const char **out);
+int json_bool(reply *r, const struct sj_object *o, const char *name, int *out);
+int query_only(request *req, reply *r, form *f);
+void store_message(request *req, char *msg, size_t n);
+void reply_document(reply *r, char *doc);
+
+/* Receipts by hash, models, the policy's decisions (serve_records.c). */
+void h_receipt_get(request *req, reply *r);
+void h_models(request *req, reply *r);
+void h_model_retire(request *req, reply *r);
+void h_policy_check(request *req, reply *r);
 
 /* The CompreFace-compatible API under /api/v1/ (serve_compreface.c). Is
  * path one of its? Its route for (method, path), or NULL with the 404 or

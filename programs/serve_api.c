@@ -19,7 +19,7 @@
 
 /* The body as one JSON object whose members are all among allowed (NULL-
  * terminated): 0, or -1 with the 400 in r. */
-static int read_json(request *req, reply *r, sj_object *o, const char *const *allowed)
+int read_json(request *req, reply *r, sj_object *o, const char *const *allowed)
 {
     char msg[256];
     int rc = sj_parse(req->body ? req->body : "", req->body_len, o, msg, sizeof(msg));
@@ -48,7 +48,7 @@ static int read_json(request *req, reply *r, sj_object *o, const char *const *al
 
 /* A string member: 0 with *out (NULL when absent and not required), or -1
  * with the 400 in r. */
-static int json_text(reply *r, const sj_object *o, const char *name, int required, const char **out)
+int json_text(reply *r, const sj_object *o, const char *name, int required, const char **out)
 {
     const sj_member *m = sj_get(o, name);
     char why[128];
@@ -72,7 +72,7 @@ static int json_text(reply *r, const sj_object *o, const char *name, int require
 }
 
 /* A boolean member (false when absent): 0, or -1 with the 400 in r. */
-static int json_bool(reply *r, const sj_object *o, const char *name, int *out)
+int json_bool(reply *r, const sj_object *o, const char *name, int *out)
 {
     const sj_member *m = sj_get(o, name);
     *out = 0;
@@ -114,13 +114,13 @@ static void put_roles(FILE *f, unsigned roles)
 }
 
 /* The store's message after a failed call (copied under the lock). */
-static void store_message(request *req, char *msg, size_t n)
+void store_message(request *req, char *msg, size_t n)
 {
     snprintf(msg, n, "%s", lethe_store_errmsg(req->sv->store));
 }
 
 /* A library document (JSON text, lethe_free_string) as the reply. */
-static void reply_document(reply *r, char *doc)
+void reply_document(reply *r, char *doc)
 {
     size_t n = doc ? strlen(doc) : 0;
     char *copy = doc ? malloc(n + 2) : NULL;
@@ -135,7 +135,7 @@ static void reply_document(reply *r, char *doc)
 }
 
 /* GET endpoints take only these query arguments: 0, or -1 with the 400. */
-static int query_only(request *req, reply *r, form *f)
+int query_only(request *req, reply *r, form *f)
 {
     if (form_read(req, f, 1) < 0) {
         reply_error(r, f->error_status, "bad_request", NULL, "%s", f->error);
@@ -173,7 +173,8 @@ static void h_status(request *req, reply *r)
 
 typedef struct search_req {
     lethe_search_options so;
-    float q[LETHE_DESCRIPTOR_DIM];
+    float q[LETHE_FUSE_MAX * LETHE_DESCRIPTOR_DIM]; /* the probes, one after another */
+    int nprobes;                        /* 1, or several photos of one person (fused) */
     char purpose[SERVE_FIELD_MAX + 1];
     int verify;                         /* /v1/verify: against stored photos */
     int against_kind;                   /* LETHE_LOOKUP_* */
@@ -255,10 +256,63 @@ static int search_options(reply *r, search_req *s, const char *purpose, const ch
     return 0;
 }
 
+/* "descriptors": [[128 numbers], ...], 1 to LETHE_FUSE_MAX descriptors of
+ * one person, into s->q: 0, or -1 with the 400 in r. */
+static int probes_parse(reply *r, const sj_member *m, search_req *s)
+{
+    const char *p = m->raw, *end = m->raw + m->raw_len;
+    char msg[256];
+    s->nprobes = 0;
+    if (m->type != SJ_ARRAY) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "\"descriptors\" is an array of descriptors (arrays of 128 numbers)");
+        return -1;
+    }
+    for (p++;; p++) { /* past '[' or ',' */
+        while (p < end && strchr(" \t\r\n", *p))
+            p++;
+        if (p < end && *p == ']' && s->nprobes == 0)
+            break;
+        const char *close = p < end && *p == '[' ? memchr(p, ']', (size_t)(end - p)) : NULL;
+        if (!close) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "\"descriptors\"[%d] is not an array of 128 numbers", s->nprobes);
+            return -1;
+        }
+        if (s->nprobes == LETHE_FUSE_MAX) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "\"descriptors\": at most %d of one person", LETHE_FUSE_MAX);
+            return -1;
+        }
+        if (lethe_descriptor_parse(p, (size_t)(close + 1 - p),
+                                   s->q + (size_t)s->nprobes * LETHE_DESCRIPTOR_DIM, msg,
+                                   sizeof(msg)) != LETHE_OK) {
+            reply_error(r, 400, "bad_request", NULL, "\"descriptors\"[%d]: %s", s->nprobes,
+                        msg);
+            return -1;
+        }
+        s->nprobes++;
+        for (p = close + 1; p < end && strchr(" \t\r\n", *p); p++)
+            ;
+        if (p < end && *p == ']')
+            break;
+        if (p >= end || *p != ',') {
+            reply_error(r, 400, "bad_request", NULL, "\"descriptors\" is malformed after "
+                                                     "descriptor %d", s->nprobes - 1);
+            return -1;
+        }
+    }
+    if (s->nprobes == 0) {
+        reply_error(r, 400, "bad_request", NULL, "\"descriptors\" is empty");
+        return -1;
+    }
+    return 0;
+}
+
 /* A search whose query is a descriptor in JSON. */
 static int search_from_json(request *req, reply *r, search_req *s)
 {
-    static const char *const allowed[] = {"purpose", "descriptor", "embedding",
+    static const char *const allowed[] = {"purpose", "descriptor", "embedding", "descriptors",
                                           "top_k",   "threshold",  NULL};
     static const char *const allowed_verify[] = {"purpose",   "descriptor", "embedding",
                                                  "threshold", "uploader",   "url",
@@ -286,18 +340,26 @@ static int search_from_json(request *req, reply *r, search_req *s)
         snprintf(thr, sizeof(thr), "%.*s", (int)(t->raw_len < 63 ? t->raw_len : 63), t->raw);
     if (search_options(r, s, purpose, k ? top : NULL, t ? thr : NULL) < 0)
         goto out;
-    if (!d == !e) {
+    const sj_member *many = sj_get(&o, "descriptors");
+    if ((d != NULL) + (e != NULL) + (many != NULL) != 1) {
         reply_error(r, 400, "bad_request", NULL,
-                    d ? "give \"descriptor\" or \"embedding\", not "
-                        "both"
-                      : "give the query as \"descriptor\": [128 numbers] (or send a photo)");
+                    d || e || many ? "give one of \"descriptor\", \"embedding\", "
+                                     "\"descriptors\""
+                                   : "give the query as \"descriptor\": [128 numbers] (or "
+                                     "\"descriptors\": several of one person, or send a photo)");
         goto out;
     }
-    if (!d)
-        d = e;
-    if (lethe_descriptor_parse(d->raw, d->raw_len, s->q, msg, sizeof(msg)) != LETHE_OK) {
-        reply_error(r, 400, "bad_request", NULL, "\"%s\": %s", d->name, msg);
-        goto out;
+    if (many) {
+        if (probes_parse(r, many, s) < 0)
+            goto out;
+    } else {
+        if (!d)
+            d = e;
+        if (lethe_descriptor_parse(d->raw, d->raw_len, s->q, msg, sizeof(msg)) != LETHE_OK) {
+            reply_error(r, 400, "bad_request", NULL, "\"%s\": %s", d->name, msg);
+            goto out;
+        }
+        s->nprobes = 1;
     }
     rc = 0;
 out:
@@ -305,13 +367,18 @@ out:
     return rc;
 }
 
-/* The largest face of a photo, described (outside the store's lock). */
-static int describe_photo(request *req, reply *r, const void *photo, size_t len, float *q)
+/* The largest face of a photo, described (outside the store's lock);
+ * which (>= 0) names the photo among several in a message. */
+static int describe_photo(request *req, reply *r, const void *photo, size_t len, int which,
+                          float *q)
 {
     lethe_analysis an;
-    char msg[512];
+    char msg[512], name[32] = "";
+    if (which >= 0)
+        snprintf(name, sizeof(name), "photo %d: ", which);
     if (!photo || !len) {
-        reply_error(r, 400, "bad_request", NULL, "no photo in the request");
+        reply_error(r, 400, "bad_request", NULL, "%s", which >= 0 ? "a photo part is empty"
+                                                                  : "no photo in the request");
         return -1;
     }
     if (!req->sv->engine) {
@@ -322,7 +389,9 @@ static int describe_photo(request *req, reply *r, const void *photo, size_t len,
     int rc = lethe_engine_analyze_bytes(req->sv->engine, photo, len, NULL, LETHE_LARGEST_FACE, &an,
                                         msg, sizeof(msg));
     if (rc != LETHE_OK) {
-        reply_lethe(r, rc == LETHE_ERR_FORMAT ? LETHE_ERR_ARG : rc, msg);
+        char full[560];
+        snprintf(full, sizeof(full), "%s%s", name, msg);
+        reply_lethe(r, rc == LETHE_ERR_FORMAT ? LETHE_ERR_ARG : rc, full);
         return -1;
     }
     memcpy(q, an.faces[0].descriptor, sizeof(float) * LETHE_DESCRIPTOR_DIM);
@@ -330,16 +399,19 @@ static int describe_photo(request *req, reply *r, const void *photo, size_t len,
     return 0;
 }
 
-/* A search whose query is the largest face of a photo. */
+/* A search whose query is the largest face of a photo, or of several
+ * photos of one person (multipart "photo" parts: a fused search). */
 static int search_from_photo(request *req, reply *r, search_req *s)
 {
-    form f = {.names = {"purpose", "top_k", "threshold"}, .nnames = 3, .photo_field = "photo"};
+    form f = {.names = {"purpose", "top_k", "threshold"}, .nnames = 3, .photo_field = "photo",
+              .max_photos = LETHE_FUSE_MAX};
     static const char *const verify_names[] = {"purpose", "threshold", "uploader", "url",
                                                "photo_id"};
     int rc = -1;
     if (s->verify) { /* no top_k; the stored photos to verify against */
         memcpy(f.names, verify_names, sizeof(verify_names));
         f.nnames = 5;
+        f.max_photos = 1;
     }
     if (form_read(req, &f, content_type_is_photo(req)) < 0)
         reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
@@ -347,8 +419,16 @@ static int search_from_photo(request *req, reply *r, search_req *s)
                             form_get(&f, "threshold")) == 0 &&
              (!s->verify || against_pick(r, s, (const char *const[3]){form_get(&f, "uploader"),
                                                    form_get(&f, "url"),
-                                                   form_get(&f, "photo_id")}) == 0))
-        rc = describe_photo(req, r, f.photo, f.photo_len, s->q);
+                                                   form_get(&f, "photo_id")}) == 0)) {
+        rc = 0;
+        s->nprobes = f.nphotos > 1 ? f.nphotos : 1;
+        for (int i = 0; rc == 0 && i < s->nprobes; i++) {
+            size_t len = 0;
+            const void *photo = f.nphotos ? form_photo(&f, i, &len) : NULL;
+            rc = describe_photo(req, r, photo, len, f.nphotos > 1 ? i : -1,
+                                s->q + (size_t)i * LETHE_DESCRIPTOR_DIM);
+        }
+    }
     form_free(&f);
     return rc;
 }
@@ -374,7 +454,9 @@ static void h_search(request *req, reply *r)
         goto out;
     /* no store_mu: the handle is shared (LETHE_STORE_SHARED), searches run
      * in parallel with each other and with the one writer */
-    int rc = lethe_search(req->sv->store, s->q, 1, &s->so, &m, &n);
+    int rc = s->nprobes > 1
+                 ? lethe_search_fused(req->sv->store, s->q, s->nprobes, &s->so, &m, &n)
+                 : lethe_search(req->sv->store, s->q, 1, &s->so, &m, &n);
     if (rc != LETHE_OK)
         store_message(req, msg, sizeof(msg));
     if (rc != LETHE_OK) {
@@ -447,6 +529,31 @@ out:
 
 /* ------------------------------------------------------------- lookup */
 
+/* A lookup by the exact photo file (raw, or a multipart "photo"): hashed,
+ * never decoded. */
+static void lookup_file(request *req, reply *r)
+{
+    form f = {.nnames = 0, .photo_field = "photo"};
+    char *out = NULL, msg[512];
+    if (form_read(req, &f, content_type_is_photo(req)) < 0) {
+        reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
+    } else if (!f.photo_len) {
+        reply_error(r, 400, "bad_request", NULL, "no photo file in the request");
+    } else {
+        server_lock(req->sv);
+        int rc = lethe_lookup_bytes(req->sv->store, f.photo, f.photo_len, req->actor, "json",
+                                    &out);
+        if (rc != LETHE_OK)
+            store_message(req, msg, sizeof(msg));
+        server_unlock(req->sv);
+        if (rc != LETHE_OK)
+            reply_lethe(r, rc, msg);
+        else
+            reply_document(r, out);
+    }
+    form_free(&f);
+}
+
 static void h_lookup(request *req, reply *r)
 {
     static const char *const allowed[] = {"uploader", "url", "photo_id", NULL};
@@ -455,6 +562,10 @@ static void h_lookup(request *req, reply *r)
     const char *v[3];
     char *out = NULL, msg[512];
     int given = 0, which = 0;
+    if (!content_type_is(req, "application/json")) {
+        lookup_file(req, r);
+        return;
+    }
     if (read_json(req, r, &o, allowed) < 0)
         goto out;
     for (int i = 0; i < 3; i++) {
@@ -466,7 +577,8 @@ static void h_lookup(request *req, reply *r)
     if (given != 1) {
         reply_error(r, 400, "bad_request", NULL,
                     "give exactly one of \"uploader\", \"url\", "
-                    "\"photo_id\" (the source's id, or the photo's SHA-256)");
+                    "\"photo_id\" (the source's id, or the photo's SHA-256), or send the "
+                    "photo file itself");
         goto out;
     }
     server_lock(req->sv);
@@ -702,25 +814,6 @@ static void h_policy_put(request *req, reply *r)
 
 /* ------------------------------------------------------------- forget */
 
-static void put_forget(FILE *f, const lethe_forget_result *x, int dry, int optout,
-                       const char *receipt, const char *matched)
-{
-    fprintf(f,
-            "{\"kind\":\"%s\",\"dry_run\":%s,\"erased\":%s,\"photos\":%llu,"
-            "\"provenance\":%llu,\"faces\":%llu,\"templates\":%llu,\"undated_kept\":%llu,"
-            "\"digest_before\":\"%s\",\"digest_after\":\"%s\",\"needs_confirmation\":",
-            optout ? "optout" : "forget", dry ? "true" : "false",
-            receipt && !dry ? "true" : "false", (unsigned long long)x->photos,
-            (unsigned long long)x->provenance, (unsigned long long)x->faces,
-            (unsigned long long)x->templates, (unsigned long long)x->undated_kept, x->digest_before,
-            x->digest_after);
-    if (x->wide)
-        json_put_string(f, x->wide);
-    else
-        fputs("null", f);
-    fprintf(f, ",\"receipt\":%s,\"matched\":%s}", receipt ? receipt : "null",
-            matched ? matched : "[]");
-}
 
 /* A forget request's "face" (one descriptor of the person, into face)
  * and "face_threshold": 1 given, 0 not, -1 with the 400. */
@@ -782,6 +875,85 @@ static int forget_request(reply *r, const sj_object *o, lethe_selector *sel, flo
     return 0;
 }
 
+/* The erasure (or dry run) of what sel selects, and its answer. */
+static void forget_run(request *req, reply *r, const lethe_selector *sel, unsigned flags)
+{
+    lethe_forget_result x;
+    char *receipt = NULL, *matched = NULL, msg[512];
+    jsbuf b;
+    memset(&x, 0, sizeof(x));
+    server_lock(req->sv);
+    int rc = lethe_forget(req->sv->store, sel, flags, req->actor, &x, &receipt, &matched);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM) {
+        reply_lethe(r, rc, msg);
+        goto out;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        goto out;
+    }
+    /* refused for want of confirmation: the dry run goes inside the error */
+    if (rc == LETHE_ERR_CONFIRM)
+        fputs("\"dry_run\":", b.f);
+    int dry = (flags & LETHE_FORGET_DRY_RUN) || rc != LETHE_OK;
+    json_put_forget(b.f, flags & LETHE_FORGET_OPTOUT ? "optout" : "forget", dry,
+                    receipt && !dry, &x, receipt, matched ? matched : "[]");
+    if (rc == LETHE_OK)
+        fputc('\n', b.f);
+    char *json = jb_close(&b);
+    if (rc == LETHE_ERR_CONFIRM) {
+        reply_error(r, 409, "confirmation_required", json,
+                    "not erased: %s; look at the dry run (\"dry_run\" here), then send the "
+                    "request again with \"confirm\": true",
+                    x.wide ? x.wide : "confirmation needed");
+        free(json);
+    } else {
+        reply_json(r, 200, json);
+    }
+out:
+    lethe_free_string(receipt);
+    lethe_free_string(matched);
+}
+
+/* A form's boolean field: 1, 0 (absent), or -1 with the 400. */
+static int form_bool(reply *r, const form *f, const char *name)
+{
+    const char *v = form_get(f, name);
+    if (!v || !strcmp(v, "false") || !strcmp(v, "0"))
+        return 0;
+    if (!strcmp(v, "true") || !strcmp(v, "1"))
+        return 1;
+    reply_error(r, 400, "bad_request", NULL, "'%s' is true or false", name);
+    return -1;
+}
+
+/* Forget the exact photo file (raw with the flags in the query, or a
+ * multipart "photo" with them as fields): hashed, never decoded. */
+static void forget_file(request *req, reply *r)
+{
+    form f = {.names = {"dry_run", "confirm", "optout"}, .nnames = 3, .photo_field = "photo"};
+    lethe_selector sel;
+    int dry, confirm, optout;
+    memset(&sel, 0, sizeof(sel));
+    if (form_read(req, &f, content_type_is_photo(req)) < 0)
+        reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
+    else if (!f.photo_len)
+        reply_error(r, 400, "bad_request", NULL, "no photo file in the request");
+    else if ((dry = form_bool(r, &f, "dry_run")) >= 0 &&
+             (confirm = form_bool(r, &f, "confirm")) >= 0 &&
+             (optout = form_bool(r, &f, "optout")) >= 0) {
+        sel.image_bytes = f.photo;
+        sel.image_len = f.photo_len;
+        forget_run(req, r, &sel,
+                   (dry ? LETHE_FORGET_DRY_RUN : 0) | (confirm ? LETHE_FORGET_CONFIRMED : 0) |
+                       (optout ? LETHE_FORGET_OPTOUT : 0));
+    }
+    form_free(&f);
+}
+
 static void h_forget(request *req, reply *r)
 {
     static const char *const allowed[] = {"photo_id",
@@ -800,47 +972,14 @@ static void h_forget(request *req, reply *r)
     sj_object o;
     lethe_selector sel;
     float face[LETHE_DESCRIPTOR_DIM];
-    lethe_forget_result x;
     unsigned flags = 0;
-    char *receipt = NULL, *matched = NULL, msg[512];
-    jsbuf b;
+    if (!content_type_is(req, "application/json")) {
+        forget_file(req, r);
+        return;
+    }
     memset(&sel, 0, sizeof(sel));
-    memset(&x, 0, sizeof(x));
-    if (read_json(req, r, &o, allowed) < 0 || forget_request(r, &o, &sel, face, &flags) < 0)
-        goto out;
-    server_lock(req->sv);
-    int rc = lethe_forget(req->sv->store, &sel, flags, req->actor, &x, &receipt, &matched);
-    if (rc != LETHE_OK)
-        store_message(req, msg, sizeof(msg));
-    server_unlock(req->sv);
-    if (rc != LETHE_OK && rc != LETHE_ERR_CONFIRM) {
-        reply_lethe(r, rc, msg);
-        goto out;
-    }
-    if (jb_open(&b) < 0) {
-        reply_json(r, 503, NULL);
-        goto out;
-    }
-    /* refused for want of confirmation: the dry run goes inside the error */
-    if (rc == LETHE_ERR_CONFIRM)
-        fputs("\"dry_run\":", b.f);
-    put_forget(b.f, &x, (flags & LETHE_FORGET_DRY_RUN) || rc != LETHE_OK,
-               (flags & LETHE_FORGET_OPTOUT) != 0, receipt, matched);
-    if (rc == LETHE_OK)
-        fputc('\n', b.f);
-    char *json = jb_close(&b);
-    if (rc == LETHE_ERR_CONFIRM) {
-        reply_error(r, 409, "confirmation_required", json,
-                    "not erased: %s; look at the dry run (\"dry_run\" here), then send the "
-                    "request again with \"confirm\": true",
-                    x.wide ? x.wide : "confirmation needed");
-        free(json);
-    } else {
-        reply_json(r, 200, json);
-    }
-out:
-    lethe_free_string(receipt);
-    lethe_free_string(matched);
+    if (read_json(req, r, &o, allowed) == 0 && forget_request(r, &o, &sel, face, &flags) == 0)
+        forget_run(req, r, &sel, flags);
     sj_free(&o);
 }
 
@@ -1171,16 +1310,20 @@ const route serve_routes[] = {
     {"GET", "/v1/status", ALL, BODY_NONE, h_status},
     {"POST", "/v1/search", ADMIN | SEARCH, BODY_JSON_OR_PHOTO, h_search},
     {"POST", "/v1/verify", ADMIN | SEARCH, BODY_JSON_OR_PHOTO, h_verify},
-    {"POST", "/v1/lookup", ADMIN | SEARCH | ERASURE, BODY_JSON, h_lookup},
+    {"POST", "/v1/lookup", ADMIN | SEARCH | ERASURE, BODY_JSON_OR_PHOTO, h_lookup},
     {"GET", "/v1/log", ADMIN | AUDIT, BODY_NONE, h_log},
     {"GET", "/v1/log/verify", ADMIN | AUDIT, BODY_NONE, h_log_verify},
     {"GET", "/v1/datasheet", ADMIN | AUDIT, BODY_NONE, h_datasheet},
     {"GET", "/v1/digest", ADMIN | AUDIT | ERASURE, BODY_NONE, h_digest},
     {"GET", "/v1/policy", ADMIN | AUDIT | INGEST, BODY_NONE, h_policy_get},
+    {"GET", "/v1/policy/check", ADMIN | AUDIT | INGEST, BODY_NONE, h_policy_check},
     {"PUT", "/v1/policy", ADMIN, BODY_JSON, h_policy_put},
-    {"POST", "/v1/forget", ADMIN | ERASURE, BODY_JSON, h_forget},
+    {"POST", "/v1/forget", ADMIN | ERASURE, BODY_JSON_OR_PHOTO, h_forget},
     {"GET", "/v1/optouts", ADMIN | ERASURE | AUDIT, BODY_NONE, h_optouts},
     {"POST", "/v1/receipts/verify", ALL, BODY_JSON, h_receipt_verify},
+    {"GET", "/v1/receipts/{hash}", ADMIN | ERASURE | AUDIT, BODY_NONE, h_receipt_get},
+    {"GET", "/v1/models", ADMIN | AUDIT, BODY_NONE, h_models},
+    {"POST", "/v1/models/retire", ADMIN, BODY_JSON, h_model_retire},
     {"POST", "/v1/ingest", ADMIN | INGEST, BODY_PHOTO, h_ingest},
     {"POST", "/v1/ingest/manifest", ADMIN | INGEST, BODY_UPLOAD, h_ingest_manifest},
     {"POST", "/v1/detect", ADMIN | INGEST | SEARCH, BODY_PHOTO, h_detect},

@@ -96,6 +96,18 @@ static enum MHD_Result form_piece(void *cls, enum MHD_ValueKind kind, const char
     (void)kind, (void)type, (void)enc, (void)off;
     if (f->photo_field && !strcmp(key, f->photo_field)) {
         char why[128];
+        /* a part begins: parts of the same name were concatenated once,
+         * a garbled photo; now each is counted, and one too many refused */
+        if (off == 0 || f->nphotos == 0) {
+            int most = f->max_photos > 0 ? f->max_photos : 1;
+            char num[16];
+            snprintf(num, sizeof(num), "%d", most);
+            if (f->nphotos >= most)
+                return form_fail(f, 400, most == 1 ? "only one '%s' part is taken here%s"
+                                                   : "more '%s' parts than this takes (%s)",
+                                 f->photo_field, most == 1 ? "" : num), MHD_NO;
+            f->nphotos++;
+        }
         if (filename && !f->photo_name[0] && strlen(filename) < sizeof(f->photo_name) &&
             text_ok(filename, why, sizeof(why)))
             snprintf(f->photo_name, sizeof(f->photo_name), "%s", filename);
@@ -105,6 +117,7 @@ static enum MHD_Result form_piece(void *cls, enum MHD_ValueKind kind, const char
                              r == -1 ? "the photo is larger than the server takes%s%s"
                                      : "out of memory%s%s", "", ""), MHD_NO;
         f->photo = f->photo_owned;
+        f->photo_ends[f->nphotos - 1] = f->photo_len;
         return MHD_YES;
     }
     if ((i = field_index(f, key)) < 0)
@@ -141,6 +154,8 @@ static int read_query(request *req, form *f)
     }
     f->photo = req->body;
     f->photo_len = req->body_len;
+    f->nphotos = req->body_len > 0;
+    f->photo_ends[0] = req->body_len;
     return 0;
 }
 
@@ -184,6 +199,13 @@ void form_free(form *f)
     free(f->photo_owned);
     f->photo_owned = NULL;
     f->photo = NULL;
+}
+
+const void *form_photo(const form *f, int i, size_t *len)
+{
+    size_t start = i > 0 ? f->photo_ends[i - 1] : 0;
+    *len = f->photo_ends[i] - start;
+    return (const char *)f->photo + start;
 }
 
 const char *form_get(const form *f, const char *name)

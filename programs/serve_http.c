@@ -301,18 +301,28 @@ static const char *allow_text_of(unsigned mask)
 int route_matches(const route *rt, const char *path)
 {
     const char *param = strstr(rt->path, "{id}");
-    if (!param)
+    const char *hash = param ? NULL : strstr(rt->path, "{hash}");
+    if (!param && !hash)
         return !strcmp(rt->path, path);
-    size_t n = (size_t)(param - rt->path), d = strspn(path + n, "0123456789");
-    /* one segment of digits and nothing after it: "..", "%2e" or a second
-     * segment never reach a handler */
-    return !strncmp(rt->path, path, n) && d >= 1 && d <= 18 && !path[n + d];
+    size_t n = (size_t)((param ? param : hash) - rt->path);
+    if (strncmp(rt->path, path, n))
+        return 0;
+    /* one segment of digits (or 64 lowercase hex digits) and nothing after
+     * it: "..", "%2e" or a second segment never reach a handler */
+    size_t d = strspn(path + n, param ? "0123456789" : "0123456789abcdef");
+    return (param ? d >= 1 && d <= 18 : d == 64) && !path[n + d];
 }
 
 long long route_id(const request *req)
 {
     const char *slash = strrchr(req->path, '/');
     return slash ? strtoll(slash + 1, NULL, 10) : 0;
+}
+
+const char *route_param(const request *req)
+{
+    const char *slash = strrchr(req->path, '/');
+    return slash ? slash + 1 : "";
 }
 
 /* The route of (method, path): 0, or -1 with the 404 or 405 in r. */

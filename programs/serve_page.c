@@ -397,8 +397,9 @@ static void pg_receipt(request *req, reply *r)
 static void pg_verify(request *req, reply *r)
 {
     /* the file and the pasted text are both "receipt": a pasted text keeps
-     * its line breaks (CR LF from a textarea), which a text field refuses */
-    form f = {.nnames = 0, .photo_field = "receipt"};
+     * its line breaks (CR LF from a textarea), which a text field refuses;
+     * the browser sends both parts, one empty, read as one text */
+    form f = {.nnames = 0, .photo_field = "receipt", .max_photos = 2};
     char msg[512] = "";
     int issued = 0;
     jsbuf b;

@@ -870,6 +870,71 @@ static void test_photos_from_memory(void)
     lethe_free(bytes);
 }
 
+/* The exact file, by its bytes (what a server receives): a photo the
+ * policy refuses is catalogued, never decoded, and found, erased and
+ * receipted by those bytes; the receipt reads back by its hash. */
+static void test_exact_bytes_and_receipt_get(void)
+{
+    static const char photo[] = "\x89PNG\r\n\x1a\nnot decoded: the policy refuses it";
+    char dir[300], *json = NULL, *receipt = NULL, *again = NULL;
+    lethe_store *s = NULL;
+    lethe_ingest *g = NULL;
+    lethe_ingest_options io;
+    lethe_ingest_stats st;
+    lethe_engine_options eo;
+    lethe_engine *e = NULL;
+    lethe_engine_options_init(&eo);
+    eo.threads = 1;
+    /* a photo ingest needs an engine, even for a photo it will not analyse */
+    if (lethe_engine_open(&e, &eo) != LETHE_OK) {
+        lethe_engine_close(e);
+        SKIP("models absent (set LETHE_MODELS)");
+    }
+    new_dir(dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    lethe_ingest_options_init(&io);
+    io.actor = "test";
+    io.engine = e;
+    lethe_provenance p = {.uploader = "u-bytes", .consent = "none", .jurisdiction = "GB"};
+    CHECK_EQ_INT(lethe_ingest_begin(s, &io, &g), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_photo_bytes(g, photo, sizeof(photo) - 1, "b.png", &p, 1), LETHE_OK);
+    CHECK_EQ_INT(lethe_ingest_end(g, &st), LETHE_OK);
+    CHECK_EQ_INT(st.added, 1);
+    CHECK_EQ_INT(st.refused, 1);
+    CHECK_EQ_INT(lethe_lookup_bytes(s, photo, sizeof(photo) - 1, "test", "json", &json), LETHE_OK);
+    CHECK(json && strstr(json, "{\"lookup\":\"file\",\"photos\":[{") && strstr(json, "u-bytes"));
+    lethe_free_string(json);
+    /* one byte fewer is another file */
+    CHECK_EQ_INT(lethe_lookup_bytes(s, photo, sizeof(photo) - 2, "test", "text", &json), LETHE_OK);
+    CHECK(json && !strncmp(json, "0 photos held for the file given", 32));
+    lethe_free_string(json);
+    CHECK_EQ_INT(lethe_lookup_bytes(s, photo, 0, "test", "json", &json), LETHE_ERR_ARG);
+    CHECK(json == NULL);
+    lethe_selector sel = {.image_bytes = photo, .image_len = sizeof(photo) - 1};
+    lethe_forget_result r;
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", &r, &receipt, NULL), LETHE_OK);
+    CHECK_EQ_INT(r.photos, 1);
+    CHECK_EQ_INT(lethe_lookup_bytes(s, photo, sizeof(photo) - 1, "test", "json", &json), LETHE_OK);
+    CHECK(json && strstr(json, "\"photos\":[]"));
+    lethe_free_string(json);
+    CHECK_EQ_INT(lethe_receipt_get(s, r.receipt_hash, &again), LETHE_OK);
+    CHECK(again && receipt && !strcmp(again, receipt));
+    lethe_free_string(again);
+    again = NULL;
+    char other[65];
+    snprintf(other, sizeof(other), "%s", r.receipt_hash);
+    other[0] = other[0] == '0' ? '1' : '0';
+    CHECK_EQ_INT(lethe_receipt_get(s, other, &again), LETHE_ERR_NOT_FOUND);
+    CHECK(again == NULL && strstr(lethe_store_errmsg(s), "holds no receipt"));
+    other[0] = 'A';
+    CHECK_EQ_INT(lethe_receipt_get(s, other, &again), LETHE_ERR_ARG);
+    CHECK_EQ_INT(lethe_receipt_get(s, NULL, &again), LETHE_ERR_ARG);
+    CHECK(again == NULL);
+    lethe_free_string(receipt);
+    lethe_store_close(s);
+    lethe_engine_close(e);
+}
+
 int main(void)
 {
     if (fx_root_make("lethe-test-forget"))
@@ -888,6 +953,7 @@ int main(void)
     RUN(test_restore_optouts_from_mirror);
     RUN(test_api_rest);
     RUN(test_photos_from_memory);
+    RUN(test_exact_bytes_and_receipt_get);
     RUN(test_long_lived_handle_after_erasure);
     fx_root_remove();
     return test_summary();

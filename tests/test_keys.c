@@ -433,8 +433,13 @@ static void test_restore(void)
     char *info = NULL;
     CHECK_EQ_INT(lethe_backup(s, bk, "tester", &info), LETHE_OK);
     lethe_free_string(info);
-    /* after the backup: the admin key leaks and is revoked */
+    /* after the backup: the admin key leaks and is revoked; the search key
+     * uses 40 of its day's requests (the usage table is made on first use,
+     * so the backup has none) */
     CHECK_EQ_INT(lethe_key_revoke(s, 2, "tester"), LETHE_OK);
+    uint32_t used = 0;
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20000, 40, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 40);
     lethe_store_close(s);
     /* restored over the live store: the revocation stands, key 1 works */
     lethe_restore_options o;
@@ -447,6 +452,9 @@ static void test_restore(void)
     CHECK_EQ_INT(lethe_key_authenticate(s, gone_key, strlen(gone_key), NULL), LETHE_ERR_DENIED);
     CHECK(strstr(lethe_store_errmsg(s), "revoked") != NULL);
     CHECK_EQ_INT(lethe_key_authenticate(s, keep_key, strlen(keep_key), NULL), LETHE_OK);
+    /* a restore does not give a key its day's quota back */
+    CHECK_EQ_INT(lethe_key_usage_add(s, 1, 20000, 0, &used), LETHE_OK);
+    CHECK_EQ_INT(used, 40);
     uint64_t entries = 0, bad = 0;
     CHECK_EQ_INT(lethe_log_verify(s, &entries, &bad), LETHE_OK);
     lethe_store_close(s);

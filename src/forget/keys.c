@@ -242,3 +242,36 @@ int lethe_receipt_check(lethe_store *s, const char *text, size_t len)
                           "it: it was not issued by this store (forged with a stolen key?)");
     return LETHE_OK;
 }
+
+/* An issued receipt, read back by its hash: the requester who lost it, an
+ * auditor following a log entry. */
+int lethe_receipt_get(lethe_store *s, const char *hash_hex, char **receipt)
+{
+    sqlite3_stmt *st;
+    size_t n = hash_hex ? strlen(hash_hex) : 0;
+    int rc;
+    *receipt = NULL;
+    if (n != 64 || strspn(hash_hex, "0123456789abcdef") != 64)
+        return store_fail(s, LETHE_ERR_ARG,
+                          "a receipt's hash is 64 lowercase hexadecimal digits (BLAKE2b-256)");
+    if ((rc = store_exec(s, "BEGIN")))
+        return rc;
+    if ((rc = store_prepare(s, "SELECT json FROM receipts WHERE hash = ?", &st)) == 0) {
+        sqlite3_bind_text(st, 1, hash_hex, 64, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW && !(*receipt = lethe_strdup((const char *)sqlite3_column_text(st, 0))))
+            rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
+        else if (step == SQLITE_DONE)
+            rc = store_fail(s, LETHE_ERR_NOT_FOUND, "this store holds no receipt with hash %s",
+                            hash_hex);
+        else if (step != SQLITE_ROW)
+            rc = store_sqlfail(s, "reading the receipt");
+        sqlite3_finalize(st);
+    }
+    store_end_read(s);
+    if (rc) {
+        lethe_free(*receipt);
+        *receipt = NULL;
+    }
+    return rc;
+}

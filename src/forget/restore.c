@@ -186,7 +186,8 @@ typedef struct restore_job {
 
 /*
  * Replace the copy's table name with the live store's (the rows where, if
- * given). The tables made on first use (requests, search_hits) may be in
+ * given). The tables made on first use (requests, search_hits,
+ * api_key_usage) may be in
  * the live store and not yet in the backup: the live store's definition is
  * replayed first. Absent from the live store, there is nothing to carry.
  */
@@ -267,10 +268,13 @@ static int carry_live(restore_job *j)
                          "DELETE FROM main.meta WHERE key IN ('log_head', 'keyring_mirror', "
                          "'request_auto'); INSERT INTO main.meta SELECT * FROM live.meta WHERE "
                          "key IN ('log_head', 'keyring_mirror', 'request_auto')");
-    /* requests filed or decided since, and the search counts of the photos
-     * both hold (same row, same bytes) */
+    /* requests filed or decided since, the API keys' daily use (a restore
+     * must not give a key its quota back), and the search counts of the
+     * photos both hold (same row, same bytes) */
     if (rc == LETHE_OK)
         rc = carry_table(t, "requests", NULL);
+    if (rc == LETHE_OK)
+        rc = carry_table(t, "api_key_usage", NULL);
     if (rc == LETHE_OK)
         rc = carry_table(t, "search_hits", "WHERE photo IN (SELECT m.id FROM main.photos m "
                                            "JOIN live.photos l ON l.id = m.id AND l.sha_h = "

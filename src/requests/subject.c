@@ -80,45 +80,17 @@ static int fill_photo(lethe_store *s, int64_t id, lethe_subject_photo *p)
     return rc ? rc : hits_read(s, id, &p->purposes, &p->npurposes);
 }
 
-/* The statement selecting the photos, and what the log records. */
+/* The statement selecting the photos (as lethe_lookup's), and what the
+ * log records. */
 static int subject_stmt(lethe_store *s, int kind, const char *value, const void *bytes,
                         size_t len, sqlite3_stmt **st, char qhex[65])
 {
-    static const char *where[] = {
-        "id IN (SELECT photo FROM provenance WHERE uploader_h = ?1)",
-        "id IN (SELECT photo FROM provenance WHERE url_h = ?1)",
-        "id IN (SELECT photo FROM provenance WHERE photo_id_h = ?1) OR sha_h = ?2",
-        "sha_h = ?2",
-    };
-    static const char *tags[] = {"uploader", "url", "photo_id", NULL};
-    uint8_t sha[32], h[32];
-    size_t n = 0;
-    char sql[200];
-    int have_sha = 0;
-    if (kind == LETHE_LOOKUP_FILE) {
-        crypto_hash_sha256(sha, bytes, len);
-        have_sha = 1;
-    } else if (kind == LETHE_LOOKUP_PHOTO_ID && strlen(value) == 64) {
-        have_sha = sodium_hex2bin(sha, 32, value, 64, NULL, &n, NULL) == 0 && n == 32;
-    }
-    snprintf(sql, sizeof(sql), "SELECT id FROM photos WHERE %s ORDER BY id", where[kind]);
-    int rc = store_prepare(s, sql, st);
-    if (rc)
-        return rc;
-    if (tags[kind]) {
-        store_hash(s, tags[kind], value, strlen(value), h);
-        sqlite3_bind_blob(*st, 1, h, 32, SQLITE_TRANSIENT);
-    }
-    if (have_sha) {
-        store_hash(s, "sha256", sha, 32, h);
-        sqlite3_bind_blob(*st, 2, h, 32, SQLITE_TRANSIENT);
-    }
-    /* as lethe_lookup: a keyed hash of the value, never the value */
-    store_hash(s, "lookup", have_sha ? (const void *)sha : value, have_sha ? 32 : strlen(value),
-               h);
-    sodium_bin2hex(qhex, 65, h, 32);
-    sodium_memzero(sha, sizeof(sha));
-    return LETHE_OK;
+    uint8_t h[32];
+    int rc = store_lookup_stmt(s, kind, kind == LETHE_LOOKUP_FILE ? "the file given" : value,
+                               kind == LETHE_LOOKUP_FILE ? bytes : NULL, len, st, h);
+    if (rc == LETHE_OK)
+        sodium_bin2hex(qhex, 65, h, 32);
+    return rc;
 }
 
 static int check_subject(lethe_store *s, int kind, const char *value, const void *bytes,

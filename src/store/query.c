@@ -580,9 +580,11 @@ static void put_photo_text(strbuf *b, const photo_rows *r)
     }
 }
 
-/* The SQL and bindings of a lookup; *have_sha when the value is a hash. */
-int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
-                      uint8_t qhash[32])
+/* The SQL and bindings of a lookup, and in qhash the keyed hash the log
+ * records. LETHE_LOOKUP_FILE hashes bytes[0..len) when bytes is not NULL,
+ * else the file named by value. */
+int store_lookup_stmt(lethe_store *s, int kind, const char *value, const void *bytes,
+                      size_t len, sqlite3_stmt **st, uint8_t qhash[32])
 {
     static const char *where[] = {
         "id IN (SELECT photo FROM provenance WHERE uploader_h = ?1)",
@@ -592,18 +594,21 @@ int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt 
     };
     static const char *tags[] = {"uploader", "url", "photo_id", NULL};
     uint8_t sha[32], h[32];
-    size_t len = 0;
+    size_t n = 0;
     char sql[256], msg[512];
     int have_sha = 0, rc;
-    if (kind == LETHE_LOOKUP_FILE) {
-        uint8_t *bytes = NULL;
-        if ((rc = lethe_read_file(value, 256u << 20, &bytes, &len, msg, sizeof(msg))))
-            return store_fail(s, rc, "%s", msg);
+    if (kind == LETHE_LOOKUP_FILE && bytes) {
         crypto_hash_sha256(sha, bytes, len);
-        lethe_free(bytes);
+        have_sha = 1;
+    } else if (kind == LETHE_LOOKUP_FILE) {
+        uint8_t *file = NULL;
+        if ((rc = lethe_read_file(value, 256u << 20, &file, &n, msg, sizeof(msg))))
+            return store_fail(s, rc, "%s", msg);
+        crypto_hash_sha256(sha, file, n);
+        lethe_free(file);
         have_sha = 1;
     } else if (kind == LETHE_LOOKUP_PHOTO_ID && strlen(value) == 64) {
-        have_sha = sodium_hex2bin(sha, 32, value, 64, NULL, &len, NULL) == 0 && len == 32;
+        have_sha = sodium_hex2bin(sha, 32, value, 64, NULL, &n, NULL) == 0 && n == 32;
     }
     snprintf(sql, sizeof(sql), "SELECT id FROM photos WHERE %s ORDER BY id", where[kind]);
     if ((rc = store_prepare(s, sql, st)))
@@ -626,11 +631,13 @@ int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt 
     /* what the log records: a keyed hash of the value looked up */
     store_hash(s, "lookup", have_sha ? (const void *)sha : value, have_sha ? 32 : strlen(value),
                qhash);
+    sodium_memzero(sha, sizeof(sha));
     return LETHE_OK;
 }
 
-int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
-                 const char *format, char **out)
+/* lethe_lookup and lethe_lookup_bytes: bytes is NULL but for the latter. */
+static int lookup_run(lethe_store *s, int kind, const char *value, const void *bytes,
+                      size_t len, const char *actor, const char *format, char **out)
 {
     static const char *kinds[] = {"uploader", "url", "photo-id", "file"};
     sqlite3_stmt *ph = NULL;
@@ -642,6 +649,8 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
     *out = NULL;
     if (kind < 0 || kind > LETHE_LOOKUP_FILE || !value || !*value)
         return store_fail(s, LETHE_ERR_ARG, "lookup needs a value");
+    if (bytes && !len)
+        return store_fail(s, LETHE_ERR_ARG, "a lookup by file needs the file's bytes (none given)");
     if (!format || !strcmp(format, "json"))
         text = 0;
     else if (!strcmp(format, "text"))
@@ -649,7 +658,7 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
     else
         return store_fail(s, LETHE_ERR_ARG, "unknown lookup format \"%s\" (json, text)", format);
     if ((rc = store_check_text(s, "the actor", actor, 1)) ||
-        (rc = store_lookup_stmt(s, kind, value, &ph, qh)))
+        (rc = store_lookup_stmt(s, kind, value, bytes, len, &ph, qh)))
         return rc;
     if ((rc = store_begin(s))) {
         sqlite3_finalize(ph);
@@ -705,4 +714,20 @@ int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
         *out = NULL;
     }
     return rc;
+}
+
+int lethe_lookup(lethe_store *s, int kind, const char *value, const char *actor,
+                 const char *format, char **out)
+{
+    return lookup_run(s, kind, value, NULL, 0, actor, format, out);
+}
+
+int lethe_lookup_bytes(lethe_store *s, const void *bytes, size_t len, const char *actor,
+                       const char *format, char **out)
+{
+    if (!bytes || !len) {
+        *out = NULL;
+        return store_fail(s, LETHE_ERR_ARG, "a lookup by file needs the file's bytes (none given)");
+    }
+    return lookup_run(s, LETHE_LOOKUP_FILE, "the file given", bytes, len, actor, format, out);
 }

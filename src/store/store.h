@@ -180,10 +180,11 @@ int store_write_file(lethe_store *s, const char *name, const char *data, size_t 
 int store_check_text(lethe_store *s, const char *what, const char *text, int may_be_empty);
 
 /* The photos a lookup selects (kind LETHE_LOOKUP_*, value as given, not
- * empty): a statement whose rows are their ids, and the keyed hash the log
- * records for the value (query.c). */
-int store_lookup_stmt(lethe_store *s, int kind, const char *value, sqlite3_stmt **st,
-                      uint8_t qhash[32]);
+ * empty; for LETHE_LOOKUP_FILE the file's bytes[0..len) when bytes is not
+ * NULL, else the file named by value): a statement whose rows are their
+ * ids, and the keyed hash the log records for the value (query.c). */
+int store_lookup_stmt(lethe_store *s, int kind, const char *value, const void *bytes,
+                      size_t len, sqlite3_stmt **st, uint8_t qhash[32]);
 
 /* ------------------------------------------------------------------ log */
 

@@ -113,7 +113,7 @@ int lethe_verify(lethe_store *s, const float *q, int kind, const char *value,
     if (r)
         memset(r, 0, sizeof(*r));
     if ((rc = verify_check(s, q, kind, value, &o)) ||
-        (rc = store_lookup_stmt(s, kind, value, &sel, vh)))
+        (rc = store_lookup_stmt(s, kind, value, NULL, 0, &sel, vh)))
         return rc;
     res.threshold = o.threshold > 0 && isfinite(o.threshold) ? o.threshold
                                                               : lethe_descriptor_threshold();
