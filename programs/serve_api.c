@@ -930,12 +930,54 @@ static int form_bool(reply *r, const form *f, const char *name)
     return -1;
 }
 
-/* Forget the exact photo file (raw with the flags in the query, or a
- * multipart "photo" with them as fields): hashed, never decoded. */
+/* The selector of a forget by photo: the exact file (by "file", the
+ * default: hashed, never decoded), or the person whose largest face it
+ * shows (by "face": described, as a selfie on the page; "face_threshold"
+ * as for a descriptor). 0, or -1 with the reply. */
+static int forget_photo_selector(request *req, reply *r, const form *f, lethe_selector *sel,
+                                 float *face)
+{
+    const char *by = form_get(f, "by"), *t = form_get(f, "face_threshold");
+    int by_face = by && !strcmp(by, "face");
+    if (by && !by_face && strcmp(by, "file")) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "'by' is file (the exact photo, hashed) or face (the person it shows)");
+        return -1;
+    }
+    if (t && !by_face) {
+        reply_error(r, 400, "bad_request", NULL, "'face_threshold' goes with by=face");
+        return -1;
+    }
+    if (!by_face) {
+        sel->image_bytes = f->photo;
+        sel->image_len = f->photo_len;
+        return 0;
+    }
+    if (t) {
+        char *end;
+        sel->face_threshold = strtof(t, &end);
+        if (!*t || *end || !(sel->face_threshold > 0 && sel->face_threshold < 2)) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "'face_threshold' is a distance above 0, not %s", t);
+            return -1;
+        }
+    }
+    if (describe_photo(req, r, f->photo, f->photo_len, -1, face) < 0)
+        return -1;
+    sel->faces = face;
+    sel->n_faces = 1;
+    return 0;
+}
+
+/* Forget by a photo (raw with the rest in the query, or a multipart
+ * "photo" with the rest as fields): the exact file, or its person. */
 static void forget_file(request *req, reply *r)
 {
-    form f = {.names = {"dry_run", "confirm", "optout"}, .nnames = 3, .photo_field = "photo"};
+    form f = {.names = {"dry_run", "confirm", "optout", "by", "face_threshold"},
+              .nnames = 5,
+              .photo_field = "photo"};
     lethe_selector sel;
+    float face[LETHE_DESCRIPTOR_DIM];
     int dry, confirm, optout;
     memset(&sel, 0, sizeof(sel));
     if (form_read(req, &f, content_type_is_photo(req)) < 0)
@@ -944,13 +986,11 @@ static void forget_file(request *req, reply *r)
         reply_error(r, 400, "bad_request", NULL, "no photo file in the request");
     else if ((dry = form_bool(r, &f, "dry_run")) >= 0 &&
              (confirm = form_bool(r, &f, "confirm")) >= 0 &&
-             (optout = form_bool(r, &f, "optout")) >= 0) {
-        sel.image_bytes = f.photo;
-        sel.image_len = f.photo_len;
+             (optout = form_bool(r, &f, "optout")) >= 0 &&
+             forget_photo_selector(req, r, &f, &sel, face) == 0)
         forget_run(req, r, &sel,
                    (dry ? LETHE_FORGET_DRY_RUN : 0) | (confirm ? LETHE_FORGET_CONFIRMED : 0) |
                        (optout ? LETHE_FORGET_OPTOUT : 0));
-    }
     form_free(&f);
 }
 

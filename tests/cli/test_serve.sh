@@ -457,6 +457,20 @@ if [ "$INGEST_OK" = 200 ]; then
     is "fused search: the photo that is none is named" 400 'photo 1: '
     req "${KEY[search]}" POST /v1/verify -F "photo=@$SAMPLES/sample2.jpg" -F "photo=@$SAMPLES/sample3.jpg" -F purpose=door -F uploader=bob-q
     is "verify takes one photo" 400 "only one 'photo' part"
+    # forget by the person a photo shows (a selfie), not by its bytes
+    req "${KEY[erasure]}" POST "/v1/forget?by=face&dry_run=true" -H 'Content-Type: image/jpeg' --data-binary @"$SAMPLES/sample1.jpg"
+    is "forget by the face a photo shows, dry run" 200 '"dry_run":true,"erased":false,"photos":0,"provenance":0,"faces":1,"templates":1'
+    contains "the dry run names the matrix's photo of that face" "$tmp/body" '"matched":\[{"photo":"8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51"'
+    req "${KEY[erasure]}" POST /v1/forget -F "photo=@$SAMPLES/sample1.jpg" -F by=face -F face_threshold=0.9 -F dry_run=true
+    is "by face with a threshold above the match threshold, dry run" 200 '"dry_run":true'
+    req "${KEY[erasure]}" POST /v1/forget -F "photo=@$SAMPLES/sample1.jpg" -F by=face -F face_threshold=0.9
+    is "and for real it needs confirmation" 409 'confirmation_required'
+    req "${KEY[erasure]}" POST /v1/forget -F "photo=@$tmp/exact.jpg" -F by=face
+    is "by face, a photo that is none" 400 'corrupt PNG'
+    req "${KEY[erasure]}" POST /v1/forget -F "photo=@$SAMPLES/sample1.jpg" -F by=name
+    is "by an unknown kind" 400 "'by' is file"
+    req "${KEY[erasure]}" POST /v1/forget -F "photo=@$SAMPLES/sample1.jpg" -F face_threshold=0.3
+    is "face_threshold without by=face" 400 'goes with by=face'
 fi
 
 # --- 5. rate limit and quota -------------------------------------------------
