@@ -6,8 +6,10 @@
  * (lethe_key_usage_add), so a restart does not renew a quota: read for
  * every key at start, and written by a thread once a second (and at the
  * stop) with what was admitted since; a crash loses at most that second.
- * It never waits for the store: when another request holds it, the counts
- * wait for the next second.
+ * Each write returns the catalog's count, which holds what other servers
+ * on the same store admitted: they share a key's quota, each at most a
+ * second behind the others. It never waits for the store: when another
+ * request holds it, the counts wait for the next second.
  */
 #include <math.h>
 #include <pthread.h>
@@ -24,6 +26,8 @@ typedef struct usage {
     int64_t day;       /* the UTC day of used */
     uint32_t used;     /* requests that day */
     uint32_t pending;  /* of them, not yet written to the catalog */
+    int quota;         /* the key has a daily quota */
+    double seen;       /* when it last asked */
 } usage;
 
 struct limiter {
@@ -89,6 +93,8 @@ int limiter_admit(limiter *l, const lethe_key_info *k, double now, long *retry_a
         *retry_after = 1;
         return 1; /* out of memory: refuse rather than not count */
     }
+    u->quota = k->daily_quota != 0;
+    u->seen = now;
     int64_t day = (int64_t)floor(now / 86400.0);
     if (day != u->day) {
         u->day = day;
@@ -136,22 +142,35 @@ static void limiter_flush(limiter *l, int wait)
     if (wait)
         server_lock(l->sv);
     pthread_mutex_lock(&l->mu);
+    double now = serve_now();
+    /* what was admitted here, and (adding 0) the counts of the keys asked
+     * for in the last minute: other servers on the store may have used
+     * their quota */
     if (l->n && (p = malloc(l->n * sizeof(*p))))
         for (size_t i = 0; i < l->n; i++)
-            if (l->u[i].pending) {
+            if (l->u[i].pending || (l->u[i].quota && now - l->u[i].seen < 60)) {
                 p[np++] = (pending_count){l->u[i].id, l->u[i].day, l->u[i].pending};
                 l->u[i].pending = 0;
             }
     pthread_mutex_unlock(&l->mu);
-    for (size_t i = 0; i < np; i++)
-        if (lethe_key_usage_add(l->sv->store, p[i].id, p[i].day, p[i].n, NULL) != LETHE_OK) {
-            /* kept for the next time (the store is busy or the disk full) */
-            pthread_mutex_lock(&l->mu);
-            for (size_t k = 0; k < l->n; k++)
-                if (l->u[k].id == p[i].id && l->u[k].day == p[i].day)
-                    l->u[k].pending += p[i].n;
-            pthread_mutex_unlock(&l->mu);
+    for (size_t i = 0; i < np; i++) {
+        uint32_t total = 0;
+        int rc = lethe_key_usage_add(l->sv->store, p[i].id, p[i].day, p[i].n, &total);
+        pthread_mutex_lock(&l->mu);
+        for (size_t k = 0; k < l->n; k++) {
+            usage *u = &l->u[k];
+            if (u->id != p[i].id || u->day != p[i].day)
+                continue;
+            if (rc != LETHE_OK) /* kept for the next time (the store busy, the disk full) */
+                u->pending += p[i].n;
+            else if (total + u->pending > u->used)
+                /* the catalog's count holds what other servers on this
+                 * store admitted: a key's quota is shared, a second
+                 * behind at most */
+                u->used = total + u->pending;
         }
+        pthread_mutex_unlock(&l->mu);
+    }
     server_unlock(l->sv);
     free(p);
 }

@@ -10,7 +10,8 @@
 #   5. malformed manifest uploads;
 #   6. a manifest upload whose client disconnects halfway: what was
 #      committed stays, the log and the digest verify;
-#   7. a daily quota used up, the server restarted: still 429;
+#   7. a daily quota used up, the server restarted: still 429; two servers
+#      on one store share a key's quota;
 #   and SIGTERM during a manifest ingest (6): it stops, commits, says so.
 #   (and the 1 MB header, bodies over the limit, malformed JSON and
 #   multipart: tests/cli/test_serve.sh, section 6)
@@ -36,6 +37,8 @@ for role in admin ingest search; do
 done
 "$LETHE" key add "daily" --roles search --quota 2 --store "$S" >"$tmp/out" 2>&1
 QUOTA=$(grep '^lk_' "$tmp/out")
+"$LETHE" key add "shared" --roles search --quota 10 --store "$S" >"$tmp/out" 2>&1
+SHARED=$(grep '^lk_' "$tmp/out")
 FACES=(--no-faces)
 HAVE_FACES=0
 if [ -f "$SAMPLES/sample1.jpg" ] && [ -f "$MODELS/face_recognition_model.bin" ]; then
@@ -280,7 +283,26 @@ if start_server again --store "$S" --no-faces; then
     same "after a restart the quota is still used up" "$code" 429
     contains "with Retry-After" "$tmp/headers" 'Retry-After: [1-9]'
     same "another key is served" "$(status)" 200
-    server_stops_cleanly again
+    # two servers on one store share a key's quota: each learns the
+    # other's count when it writes its own (a second behind at most)
+    A_BASE=$BASE A_PID=$SPID
+    if start_server second --store "$S" --no-faces; then
+        B_BASE=$BASE B_PID=$SPID
+        for i in 1 2 3 4 5 6; do
+            curl -s -o /dev/null -H "x-api-key: $SHARED" "$A_BASE/v1/status"
+            curl -s -o /dev/null -H "x-api-key: $SHARED" "$B_BASE/v1/status"
+        done
+        sleep 2.5 # both write their counts: 12 of 10 in the catalog
+        a=$(curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $SHARED" "$A_BASE/v1/status")
+        b=$(curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $SHARED" "$B_BASE/v1/status")
+        same "a quota of 10 used 6 + 6 on two servers: the first refuses" "$a" 429
+        same "and so does the second" "$b" 429
+        server_stops_cleanly second "$B_PID"
+    else
+        bad "a second server starts on the store" "$(head -c 300 "$tmp/second.err")"
+    fi
+    BASE=$A_BASE SPID=$A_PID
+    server_stops_cleanly again "$A_PID"
 else
     bad "the server starts again" "$(head -c 300 "$tmp/again.err")"
 fi
