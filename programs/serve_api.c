@@ -529,27 +529,34 @@ out:
 
 /* ------------------------------------------------------------- lookup */
 
+/* lethe_lookup's document (of bytes[0..len) for a file) as the reply. */
+static void lookup_reply(request *req, reply *r, int kind, const char *value, const void *bytes,
+                         size_t len)
+{
+    char *out = NULL, msg[512];
+    server_lock(req->sv);
+    int rc = bytes ? lethe_lookup_bytes(req->sv->store, bytes, len, req->actor, "json", &out)
+                   : lethe_lookup(req->sv->store, kind, value, req->actor, "json", &out);
+    if (rc != LETHE_OK)
+        store_message(req, msg, sizeof(msg));
+    server_unlock(req->sv);
+    if (rc != LETHE_OK)
+        reply_lethe(r, rc, msg);
+    else
+        reply_document(r, out);
+}
+
 /* A lookup by the exact photo file (raw, or a multipart "photo"): hashed,
  * never decoded. */
 static void lookup_file(request *req, reply *r)
 {
     form f = {.nnames = 0, .photo_field = "photo"};
-    char *out = NULL, msg[512];
     if (form_read(req, &f, content_type_is_photo(req)) < 0) {
         reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
     } else if (!f.photo_len) {
         reply_error(r, 400, "bad_request", NULL, "no photo file in the request");
     } else {
-        server_lock(req->sv);
-        int rc = lethe_lookup_bytes(req->sv->store, f.photo, f.photo_len, req->actor, "json",
-                                    &out);
-        if (rc != LETHE_OK)
-            store_message(req, msg, sizeof(msg));
-        server_unlock(req->sv);
-        if (rc != LETHE_OK)
-            reply_lethe(r, rc, msg);
-        else
-            reply_document(r, out);
+        lookup_reply(req, r, LETHE_LOOKUP_FILE, NULL, f.photo, f.photo_len);
     }
     form_free(&f);
 }
@@ -560,7 +567,6 @@ static void h_lookup(request *req, reply *r)
     static const int kinds[] = {LETHE_LOOKUP_UPLOADER, LETHE_LOOKUP_URL, LETHE_LOOKUP_PHOTO_ID};
     sj_object o;
     const char *v[3];
-    char *out = NULL, msg[512];
     int given = 0, which = 0;
     if (!content_type_is(req, "application/json")) {
         lookup_file(req, r);
@@ -581,15 +587,7 @@ static void h_lookup(request *req, reply *r)
                     "photo file itself");
         goto out;
     }
-    server_lock(req->sv);
-    int rc = lethe_lookup(req->sv->store, kinds[which], v[which], req->actor, "json", &out);
-    if (rc != LETHE_OK)
-        store_message(req, msg, sizeof(msg));
-    server_unlock(req->sv);
-    if (rc != LETHE_OK)
-        reply_lethe(r, rc, msg);
-    else
-        reply_document(r, out);
+    lookup_reply(req, r, kinds[which], v[which], NULL, 0);
 out:
     sj_free(&o);
 }
