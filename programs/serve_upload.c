@@ -1,6 +1,7 @@
 /*
  * serve_upload.c: POST /v1/ingest/manifest, a manifest with its photos (or
- * raw descriptors with their sidecar) in one multipart upload, ingested as
+ * descriptors: JSON Lines with "embedding", or raw float32 with their
+ * sidecar) in one multipart upload, ingested as
  * `lethe ingest --manifest` does, with the progress streamed back. The
  * answer is chunked JSON Lines: a line every `progress` rows, a line for
  * each input that failed, {"working"} when nothing else was sent for a few
@@ -184,10 +185,12 @@ static int upload_read(request *req, job *j)
     j->sidecar = the_part(u, "sidecar");
     if (u->error[0])
         return -1;
-    if (!j->manifest == !(j->descriptors && j->sidecar) || (j->manifest && (j->descriptors ||
-                                                                          j->sidecar)))
-        upload_fail(u, 400, "send a 'manifest' file with its 'photo' files, or a 'descriptors' "
-                            "file (float32) with its 'sidecar' manifest%s", "");
+    /* a photo manifest; raw float32 descriptors with their sidecar; or
+     * descriptors as JSON Lines with "embedding" (and provenance) alone */
+    if (!j->manifest == !j->descriptors || (j->sidecar && !j->descriptors))
+        upload_fail(u, 400, "send a 'manifest' file with its 'photo' files, a 'descriptors' "
+                            "file of JSON Lines (\"embedding\" and provenance), or a "
+                            "'descriptors' file of float32 with its 'sidecar' manifest%s", "");
     return u->error[0] ? -1 : 0;
 }
 
@@ -309,9 +312,13 @@ static lethe_manifest *open_manifest(job *j, char *msg, size_t n)
     int rc = j->manifest
                  ? lethe_manifest_open_mem(j->manifest->data, j->manifest->len, j->manifest->name,
                                            NULL, 0, &m, msg, n)
-                 : lethe_manifest_open_raw_mem(j->descriptors->data, j->descriptors->len,
+             : j->sidecar
+                 ? lethe_manifest_open_raw_mem(j->descriptors->data, j->descriptors->len,
                                                j->sidecar->data, j->sidecar->len,
-                                               j->sidecar->name, 0, &m, msg, n);
+                                               j->sidecar->name, 0, &m, msg, n)
+                 : lethe_manifest_open_mem(j->descriptors->data, j->descriptors->len,
+                                           j->descriptors->name, NULL,
+                                           LETHE_MANIFEST_DESCRIPTORS, &m, msg, n);
     if (rc != LETHE_OK) {
         lethe_manifest_close(m);
         return NULL;

@@ -204,6 +204,26 @@ upis "raw descriptors with a sidecar" 200 '"done":{"complete":true,.*"added":3'
 printf 'uploader\nraw1\n' >"$tmp/side1.csv"
 up -F "descriptors=@$tmp/d.f32" -F "sidecar=@$tmp/side1.csv"
 upis "a sidecar with fewer records than descriptors" 200 '"done":{"complete":false,"stopped":null,"error":"'
+# descriptors as JSON Lines (no sidecar): "embedding" and provenance a line
+"$PY" - "$tmp/d.jsonl" <<'EOF'
+import json, random, sys
+random.seed(6)
+with open(sys.argv[1], "w") as f:
+    for i in range(3):
+        f.write(json.dumps({"embedding": [random.uniform(-0.2, 0.2) for _ in range(128)],
+                            "uploader": "jl%d" % i, "consent": "explicit",
+                            "jurisdiction": "US"}) + "\n")
+    f.write('{"embedding": [1, 2, 3], "uploader": "short"}\n')
+EOF
+up -F "descriptors=@$tmp/d.jsonl"
+upis "descriptors as JSON Lines" 200 '"done":{"complete":true,.*"added":3'
+grep -q 'line 4: .*expected 128 numbers, found 3' "$tmp/body" && ok "and the short descriptor is a row error on line 4" ||
+    bad "and the short descriptor is a row error on line 4" "$(head -c 400 "$tmp/body")"
+expect "the CLI finds a JSON Lines descriptor ingested over HTTP" 0 "$LETHE" lookup --store "$S" --uploader jl2
+up -F "sidecar=@$tmp/side.csv"
+upis "a sidecar without descriptors" 400 "send a 'manifest' file"
+up -F "manifest=@$tmp/m.csv" -F "descriptors=@$tmp/d.jsonl"
+upis "a manifest and descriptors" 400 "send a 'manifest' file"
 
 # --- 6. a client that disconnects halfway -----------------------------------------
 if [ "$HAVE_FACES" = 1 ]; then
