@@ -66,7 +66,7 @@ static const calib_knot knots[] = {
 
 const calib_table calib_lfw = {
     .name = "lfw-a-m-1",
-    .model = "dlib_face_recognition_resnet_model_v1 (face-api.js 1.7.15 weights), similarity alignment, mirror averaged, default precision",
+    .model = "dlib_face_recognition_resnet_model_v1 (face-api.js 1.7.15 weights), similarity alignment, mirror averaged, fp32 detector (the default before the int8 one; --precision fp32)",
     .source = "LFW (deep-funneled), people A-M, labelled face of every photo; validated on N-Z",
     .photos = 9377,
     .no_face = 9,
