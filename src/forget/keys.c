@@ -259,7 +259,8 @@ int lethe_receipt_get(lethe_store *s, const char *hash_hex, char **receipt)
     if ((rc = store_prepare(s, "SELECT json FROM receipts WHERE hash = ?", &st)) == 0) {
         sqlite3_bind_text(st, 1, hash_hex, 64, SQLITE_STATIC);
         int step = sqlite3_step(st);
-        if (step == SQLITE_ROW && !(*receipt = lethe_strdup((const char *)sqlite3_column_text(st, 0))))
+        const char *json = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        if (step == SQLITE_ROW && !(*receipt = json ? lethe_strdup(json) : NULL))
             rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory");
         else if (step == SQLITE_DONE)
             rc = store_fail(s, LETHE_ERR_NOT_FOUND, "this store holds no receipt with hash %s",
