@@ -108,9 +108,12 @@ $(BUILD)/tests/scan: tests/scan.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $<
 
-$(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c programs/serve_json.c $(BUILD)/liblethe.a
+# The replayer holds every target: the "http" one (tests/fuzz/http.c) is
+# lethe serve itself, so it links the program's objects but its main.
+FUZZ_PROG_OBJ := $(filter-out $(BUILD)/programs/lethe.o,$(CLI_OBJ))
+$(BUILD)/tests/fuzz_replay: tests/fuzz/replay.c tests/fuzz/targets.c tests/fuzz/http.c $(FUZZ_PROG_OBJ) $(BUILD)/liblethe.a
 	@mkdir -p $(@D)
-	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c programs/serve_json.c $(BUILD)/liblethe.a $(LIBS)
+	$(CC) $(STD) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/targets.c tests/fuzz/http.c $(FUZZ_PROG_OBJ) $(BUILD)/liblethe.a $(LIBS) $(CLI_LIBS)
 
 $(BUILD)/bench/%: bench/%.c bench/bench_rng.h bench/lfw_embed.h $(BUILD)/liblethe.a
 	@mkdir -p $(@D)

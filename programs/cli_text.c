@@ -118,6 +118,17 @@ void cli_text_error(const char *fmt, ...)
         free(text);
 }
 
+/* A message for people, on stderr, after "lethe: ". */
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("lethe: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 void json_put_string(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -2,7 +2,6 @@
  * lethe.c: the lethe command-line program: dispatches subcommands and prints
  * help. Each subcommand lives in its own cmd_*.c file.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,16 +38,6 @@ static const struct {
     {"request", cmd_request, "requests from the people in the photos: list, approve, deny"},
     {"serve", cmd_serve, "serve the store over HTTP to the holders of API keys"},
 };
-
-void cli_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("lethe: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 static void usage(FILE *f)
 {

@@ -94,6 +94,8 @@ static enum MHD_Result form_piece(void *cls, enum MHD_ValueKind kind, const char
     form *f = cls;
     int i, r;
     (void)kind, (void)type, (void)enc, (void)off;
+    if (!key) /* libmicrohttpd passes a part without a name so */
+        return form_fail(f, 400, "a multipart part has no name%s%s", "", ""), MHD_NO;
     if (f->photo_field && !strcmp(key, f->photo_field)) {
         char why[128];
         /* a part begins: parts of the same name were concatenated once,

@@ -82,6 +82,8 @@ static enum MHD_Result upload_piece(void *cls, enum MHD_ValueKind kind, const ch
     char why[128];
     size_t f;
     (void)kind, (void)type, (void)enc;
+    if (!key) /* libmicrohttpd passes a part without a name so */
+        return upload_fail(u, 400, "a multipart part has no name%s", "");
     for (f = 0; f < 4 && strcmp(key, fields[f]); f++)
         ;
     if (f == 4)

@@ -439,15 +439,21 @@ static char *sign_receipt(lethe_store *s, const char *kind, const char *sel_memb
                           const lethe_forget_result *r)
 {
     strbuf b;
-    char now[32], pkhex[65], sighex[129], idhex[2 * KR_STORE_ID + 1];
-    uint8_t sig[64], pk[32], sk[64];
+    char now[32], pkhex[65], sighex[129], idhex[2 * KR_STORE_ID + 1], nonce_hex[33];
+    uint8_t sig[64], pk[32], sk[64], nonce[16];
     store_now(now);
+    /* Two erasures of the same selector with the same outcome in the same
+     * second (an erasure of nothing, repeated) would otherwise sign the
+     * same bytes: one receipt, one hash, for two entries of the log. */
+    randombytes_buf(nonce, sizeof(nonce));
+    sodium_bin2hex(nonce_hex, sizeof(nonce_hex), nonce, sizeof(nonce));
     kr_signing_key(s->kr, pk, sk);
     sodium_bin2hex(pkhex, sizeof(pkhex), pk, 32);
     sodium_bin2hex(idhex, sizeof(idhex), s->store_id, KR_STORE_ID);
     sb_init(&b);
     sb_printf(&b, "{\"lethe_receipt\":1,\"kind\":\"%s\",\"store_id\":\"%s\",\"store_key\":\"%s\","
-                  "\"time\":\"%s\",\"selector\":{", kind, idhex, pkhex, now);
+                  "\"time\":\"%s\",\"nonce\":\"%s\",\"selector\":{", kind, idhex, pkhex, now,
+              nonce_hex);
     sb_puts(&b, sel_members);
     sb_printf(&b, "},\"erased\":{\"photos\":%llu,\"provenance\":%llu,\"faces\":%llu,"
                   "\"templates\":%llu},\"digest_before\":\"%s\",\"digest_after\":\"%s\"",

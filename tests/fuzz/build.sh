@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     image | weights | manifest_csv | manifest_jsonl | policy | datasheet | receipt | index | \
-        manifest_raw | queries | keyring | backup_json | log_head | request_json)
+        manifest_raw | queries | keyring | backup_json | log_head | request_json | http)
         TARGETS="$TARGETS $1"
         shift
         ;;
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
-TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet receipt index manifest_raw queries keyring backup_json log_head request_json}
+TARGETS=${TARGETS:-image weights manifest_csv manifest_jsonl policy datasheet receipt index manifest_raw queries keyring backup_json log_head request_json http}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "build.sh: $CC not found; libFuzzer needs clang (apt-get install clang)" >&2
@@ -72,42 +72,66 @@ CFLAGS=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc
 LIBS=(-ljpeg -lpng -lwebp -lsodium -lz -lm -lpthread)
 
 mkdir -p "$OUT/obj"
-rm -f "$OUT/liblethe-fuzz.a"
-objs=()
-for src_dir_or_file in $SRC_DIRS $SRC_FILES $PLAIN_DIRS; do
-    case "$src_dir_or_file" in
-    *.c) srcs=("$src_dir_or_file") ;;
-    *) srcs=("$src_dir_or_file"/*.c) ;;
-    esac
-    flags=("${CFLAGS[@]}" -fsanitize=fuzzer-no-link)
-    case " $PLAIN_DIRS " in
-    *" $src_dir_or_file "*) flags=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc) ;;
-    esac
-    for src in "${srcs[@]}"; do
-        [ -e "$src" ] || continue
-        obj="$OUT/obj/${src//\//_}"
-        obj="${obj%.c}.o"
-        # Instrumented for coverage, but main() comes from libFuzzer.
-        # SIMD kernels need their instruction sets (as in the Makefile);
-        # they run only where the CPU has them.
-        isa=()
-        case "$src" in
-        *_avx2.c) isa=(-mavx2 -mfma -mf16c) ;;
-        *_avx512.c) isa=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni
-                         -mfma -mf16c) ;;
+
+# compile LIST...: every file or folder's .c files into $OUT/obj (kept
+# while newer than their sources), their objects appended to objs
+compile() {
+    local src_dir_or_file src obj flags srcs isa
+    for src_dir_or_file in "$@"; do
+        case "$src_dir_or_file" in
+        *.c) srcs=("$src_dir_or_file") ;;
+        *) srcs=("$src_dir_or_file"/*.c) ;;
         esac
-        if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
-            [ -n "$(find include src -name '*.h' -newer "$obj" | head -n 1)" ]; then
-            echo "  CC $src"
-            "$CC" "${flags[@]}" "${isa[@]}" -c "$src" -o "$obj"
-        fi
-        objs+=("$obj")
+        flags=("${CFLAGS[@]}" -fsanitize=fuzzer-no-link)
+        case " $PLAIN_DIRS " in
+        *" $src_dir_or_file "*) flags=(-std=c11 -pthread -D_GNU_SOURCE -g -O1 -Iinclude -Isrc) ;;
+        esac
+        for src in "${srcs[@]}"; do
+            [ -e "$src" ] || continue
+            obj="$OUT/obj/${src//\//_}"
+            obj="${obj%.c}.o"
+            case " ${objs[*]} " in *" $obj "*) continue ;; esac
+            # Instrumented for coverage, but main() comes from libFuzzer.
+            # SIMD kernels need their instruction sets (as in the Makefile);
+            # they run only where the CPU has them.
+            isa=()
+            case "$src" in
+            *_avx2.c) isa=(-mavx2 -mfma -mf16c) ;;
+            *_avx512.c) isa=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni
+                             -mfma -mf16c) ;;
+            esac
+            if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
+                [ -n "$(find include src programs -name '*.h' -newer "$obj" | head -n 1)" ]; then
+                echo "  CC $src"
+                "$CC" "${flags[@]}" "${isa[@]}" -c "$src" -o "$obj"
+            fi
+            objs+=("$obj")
+        done
     done
-done
+}
+objs=()
+compile $SRC_DIRS $SRC_FILES $PLAIN_DIRS
+rm -f "$OUT/liblethe-fuzz.a"
 ar rcs "$OUT/liblethe-fuzz.a" "${objs[@]}"
+# The http target is lethe serve itself: the whole library (the face
+# models' code plain, as no face engine is loaded) and the program's files
+# but its main.
+if [[ " $TARGETS " == *" http "* ]]; then
+    PLAIN_DIRS="$PLAIN_DIRS src/face"
+    compile src/access src/forget src/requests src/store src/report src/face \
+        $(ls programs/*.c | grep -v '^programs/lethe\.c$')
+    rm -f "$OUT/liblethe-fuzz-all.a"
+    ar rcs "$OUT/liblethe-fuzz-all.a" "${objs[@]}"
+fi
 
 for t in $TARGETS; do
     echo "  LINK $OUT/fuzz_$t"
+    if [ "$t" = http ]; then
+        "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer -DLETHE_LIBFUZZER -DLETHE_FUZZ_TARGET="$t" \
+            tests/fuzz/replay.c tests/fuzz/http.c "$OUT/liblethe-fuzz-all.a" "${LIBS[@]}" \
+            -lsqlite3 -lmicrohttpd -o "$OUT/fuzz_$t"
+        continue
+    fi
     "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer -DLETHE_LIBFUZZER -DLETHE_FUZZ_TARGET="$t" \
         tests/fuzz/replay.c tests/fuzz/targets.c "$OUT/liblethe-fuzz.a" "${LIBS[@]}" \
         -o "$OUT/fuzz_$t"

@@ -21,6 +21,7 @@
  *   request_json  the body reader of `lethe serve` (programs/serve_json.c):
  *                 what parses has valid members and parses again, written
  *                 out from its members, to the same members
+ *   http     lethe serve's whole request path on raw bytes (http.c)
  */
 #include <fcntl.h>
 #include <math.h>
@@ -57,6 +58,7 @@ int lethe_fuzz_index(const uint8_t *data, size_t size);
 int lethe_fuzz_manifest_raw(const uint8_t *data, size_t size);
 int lethe_fuzz_queries(const uint8_t *data, size_t size);
 int lethe_fuzz_request_json(const uint8_t *data, size_t size);
+int lethe_fuzz_http(const uint8_t *data, size_t size); /* http.c */
 lethe_fuzz_fn lethe_fuzz_find(const char *name);
 const char *lethe_fuzz_names(void);
 
@@ -1100,6 +1102,7 @@ static const struct {
     {"backup_json", lethe_fuzz_backup_json},
     {"log_head", lethe_fuzz_log_head},
     {"request_json", lethe_fuzz_request_json},
+    {"http", lethe_fuzz_http},
 };
 
 /* The target called name, or NULL. */
@@ -1115,5 +1118,5 @@ lethe_fuzz_fn lethe_fuzz_find(const char *name)
 const char *lethe_fuzz_names(void)
 {
     return "image, weights, manifest_csv, manifest_jsonl, policy, datasheet, receipt, index, "
-           "manifest_raw, queries, keyring, backup_json, log_head, request_json";
+           "manifest_raw, queries, keyring, backup_json, log_head, request_json, http";
 }
