@@ -935,6 +935,28 @@ static void test_exact_bytes_and_receipt_get(void)
     lethe_engine_close(e);
 }
 
+/* The same erasure of nothing, twice in one second (found by the http fuzz
+ * target): two receipts, two hashes, both issued by the store. Once they
+ * were the same bytes, and the second erasure failed storing its receipt. */
+static void test_repeated_erasure_of_nothing(void)
+{
+    char dir[300], *r1 = NULL, *r2 = NULL;
+    lethe_store *s = NULL;
+    lethe_forget_result x1, x2;
+    lethe_selector sel = {.uploader = "nobody-at-all"};
+    new_dir(dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_CREATE, &s), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", &x1, &r1, NULL), LETHE_OK);
+    CHECK_EQ_INT(lethe_forget(s, &sel, 0, "test", &x2, &r2, NULL), LETHE_OK);
+    CHECK(r1 && r2 && strcmp(r1, r2) != 0);
+    CHECK(strcmp(x1.receipt_hash, x2.receipt_hash) != 0);
+    CHECK_EQ_INT(lethe_receipt_check(s, r1, r1 ? strlen(r1) : 0), LETHE_OK);
+    CHECK_EQ_INT(lethe_receipt_check(s, r2, r2 ? strlen(r2) : 0), LETHE_OK);
+    lethe_free_string(r1);
+    lethe_free_string(r2);
+    lethe_store_close(s);
+}
+
 int main(void)
 {
     if (fx_root_make("lethe-test-forget"))
@@ -954,6 +976,7 @@ int main(void)
     RUN(test_api_rest);
     RUN(test_photos_from_memory);
     RUN(test_exact_bytes_and_receipt_get);
+    RUN(test_repeated_erasure_of_nothing);
     RUN(test_long_lived_handle_after_erasure);
     fx_root_remove();
     return test_summary();
