@@ -38,6 +38,8 @@ from .results import (Analysis, Face, ForgetResult, FullDigest, IngestIssue, Ing
                       LogHead, LookupPhoto, LookupResult, Match, MatchedPhoto, PolicyDecision,
                       Provenance, ProvenanceRecord, VerifyResult, arg, text)
 from .store import Ingest, Store, descriptor_array
+from .admin import restore, roles_mask
+from .results import KeyInfo, ModelInfo, PurposeCount, RequestInfo, RestoreResult, SubjectPhoto
 
 LANDMARKS = _native.LANDMARKS
 DESCRIPTOR_DIM = _native.DESCRIPTOR_DIM
@@ -106,4 +108,6 @@ __all__ = [
     "UnsupportedError", "VerifyResult", "descriptor_distance", "descriptor_threshold", "error_class",
     "forget_face_threshold", "library_path", "parse_descriptor", "strerror",
     "verify_receipt", "version",
+    "KeyInfo", "ModelInfo", "PurposeCount", "RequestInfo", "RestoreResult", "SubjectPhoto",
+    "restore", "roles_mask",
 ]

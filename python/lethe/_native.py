@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float,
-                    c_int, c_int64, c_size_t, c_uint, c_uint8, c_uint64, c_void_p)
+                    c_int, c_int64, c_size_t, c_uint, c_uint8, c_uint32, c_uint64, c_void_p)
 
 # --- constants (lethe.h) ------------------------------------------------
 
@@ -40,6 +40,19 @@ LOOKUP_UPLOADER, LOOKUP_URL, LOOKUP_PHOTO_ID, LOOKUP_FILE = 0, 1, 2, 3
 FORGET_DRY_RUN = 1
 FORGET_OPTOUT = 2
 FORGET_CONFIRMED = 4
+
+REQUEST_BY_UPLOADER, REQUEST_BY_URL, REQUEST_BY_PHOTO_ID, REQUEST_BY_FILE, REQUEST_BY_FACE = \
+    0, 1, 2, 3, 4
+REQUEST_KINDS = 5
+REQUEST_ERASE, REQUEST_OPTOUT = 0, 1
+REQUEST_ID_SIZE = 48
+
+ROLE_ADMIN, ROLE_INGEST, ROLE_SEARCH, ROLE_AUDIT, ROLE_ERASURE = 0x01, 0x02, 0x04, 0x08, 0x10
+ROLES_ALL = 0x1f
+KEY_SIZE = 80
+KEY_NAME_MAX = 128
+ROLES_TEXT = 40
+KEY_PURPOSE_MAX = 1024
 
 # --- opaque handles -------------------------------------------------------
 
@@ -239,11 +252,132 @@ class lethe_forget_result(Structure):
     ]
 
 
+class lethe_model_id(Structure):
+    _fields_ = [
+        ("name", c_char * 64),
+        ("version", c_char * 32),
+        ("weights", c_char * 65),
+        ("precision", c_char * 16),
+    ]
+
+
+class lethe_model_info(Structure):
+    _fields_ = [
+        ("id", c_int64),
+        ("model", lethe_model_id),
+        ("first_used", c_char * 32),
+        ("retired_at", c_char * 32),
+        ("templates", c_uint64),
+        ("faces", c_uint64),
+        ("shipped", c_int),
+    ]
+
+
+class lethe_restore_options(Structure):
+    _fields_ = [
+        ("actor", c_char_p),
+        ("keyring_mirror", c_char_p),
+        ("discard_newer", c_int),
+        ("wait_seconds", c_double),
+        ("on_wait", lethe_wait_fn),
+        ("ctx", c_void_p),
+    ]
+
+
+class lethe_restore_result(Structure):
+    _fields_ = [
+        ("photos", c_uint64),
+        ("dropped_erased", c_uint64),
+        ("dropped_newer", c_uint64),
+        ("templates_dropped", c_uint64),
+        ("receipts_carried", c_uint64),
+        ("digest", c_char * 65),
+    ]
+
+
+class lethe_purpose_count(Structure):
+    _fields_ = [
+        ("purpose", c_char_p),
+        ("searches", c_uint64),
+        ("last", c_char * 32),
+    ]
+
+
+class lethe_subject_photo(Structure):
+    _fields_ = [
+        ("photo", c_char * 65),
+        ("kind", c_char * 16),
+        ("status", c_char * 16),
+        ("added_at", c_char * 32),
+        ("faces", c_int),
+        ("templates", c_int),
+        ("nprov", c_int),
+        ("prov", POINTER(lethe_provenance)),
+        ("npurposes", c_int),
+        ("purposes", POINTER(lethe_purpose_count)),
+    ]
+
+
+class lethe_request_spec(Structure):
+    _fields_ = [
+        ("action", c_int),
+        ("by", c_int),
+        ("value", c_char_p),
+        ("bytes", c_void_p),
+        ("len", c_size_t),
+        ("face", POINTER(c_float)),
+        ("engine", POINTER(lethe_engine)),
+    ]
+
+
+class lethe_request_info(Structure):
+    _fields_ = [
+        ("number", c_int64),
+        ("action", c_int),
+        ("by", c_int),
+        ("status", c_char * 16),
+        ("filed_at", c_char * 32),
+        ("decided_at", c_char * 32),
+        ("decided_by", c_char * 64),
+        ("note", c_char * 256),
+        ("photos", c_uint64),
+        ("faces", c_uint64),
+        ("templates", c_uint64),
+        ("receipt_hash", c_char * 65),
+        ("selector", c_char_p),
+    ]
+
+
+class lethe_key_info(Structure):
+    _fields_ = [
+        ("id", c_int64),
+        ("name", c_char * (KEY_NAME_MAX + 1)),
+        ("roles", c_uint),
+        ("rate_per_minute", c_uint32),
+        ("daily_quota", c_uint32),
+        ("created_at", c_char * 32),
+        ("revoked_at", c_char * 32),
+    ]
+
+
+class lethe_key_options(Structure):
+    _fields_ = [
+        ("name", c_char_p),
+        ("roles", c_uint),
+        ("rate_per_minute", c_uint32),
+        ("daily_quota", c_uint32),
+        ("actor", c_char_p),
+    ]
+
+
 # The structures above, by their C names (the layout test walks this).
 STRUCTS = [lethe_image, lethe_image_options, lethe_engine_options, lethe_face,
            lethe_analysis, lethe_store_options, lethe_provenance, lethe_ingest_stats,
            lethe_ingest_options, lethe_match, lethe_search_options, lethe_selector,
-           lethe_forget_result, lethe_verify_result]
+           lethe_forget_result, lethe_verify_result, lethe_model_id, lethe_model_info,
+           lethe_restore_options, lethe_restore_result, lethe_purpose_count,
+           lethe_subject_photo, lethe_request_spec, lethe_request_info, lethe_key_info,
+           lethe_key_options]
 
 # --- functions ---------------------------------------------------------------
 
@@ -337,6 +471,53 @@ PROTOTYPES = {
     "lethe_optout_remove": (c_int, [_store_p, c_int64, c_char_p]),
     "lethe_backup": (c_int, [_store_p, c_char_p, c_char_p, _out_str]),
     "lethe_free_string": (None, [c_void_p]),
+    "lethe_lookup_bytes": (c_int, [_store_p, c_void_p, c_size_t, c_char_p, c_char_p, _out_str]),
+    "lethe_receipt_get": (c_int, [_store_p, c_char_p, _out_str]),
+    # models
+    "lethe_model_shipped": (None, [_P(lethe_model_id)]),
+    "lethe_model_parse": (c_int, [c_char_p, _P(lethe_model_id), c_char_p, c_size_t]),
+    "lethe_model_list": (c_int, [_store_p, _P(_P(lethe_model_info)), _P(c_size_t)]),
+    "lethe_free_models": (None, [_P(lethe_model_info)]),
+    "lethe_model_find": (c_int, [_store_p, c_char_p, _P(lethe_model_info)]),
+    "lethe_model_retire": (c_int, [_store_p, c_char_p, c_uint, c_char_p,
+                                   _P(lethe_forget_result), _out_str]),
+    # the keyring, restore
+    "lethe_keyring_mirror": (c_int, [_store_p, c_char_p, c_char_p]),
+    "lethe_keyring_rotate": (c_int, [_store_p, c_char_p, c_char_p]),
+    "lethe_keyring_check": (c_int, [_store_p, _out_str]),
+    "lethe_restore_options_init": (None, [_P(lethe_restore_options)]),
+    "lethe_restore": (c_int, [c_char_p, c_char_p, _P(lethe_restore_options),
+                              _P(lethe_restore_result), c_char_p, c_size_t]),
+    # data-subject requests
+    "lethe_subject_lookup": (c_int, [_store_p, c_int, c_char_p, c_void_p, c_size_t, c_char_p,
+                                     _P(_P(lethe_subject_photo)), _P(c_size_t)]),
+    "lethe_subject_photos_free": (None, [_P(lethe_subject_photo), c_size_t]),
+    "lethe_request_by_name": (c_char_p, [c_int]),
+    "lethe_request_by_parse": (c_int, [c_char_p, _P(c_int), c_char_p, c_size_t]),
+    "lethe_request_file": (c_int, [_store_p, _P(lethe_request_spec), c_char_p, c_char_p,
+                                   _P(lethe_request_info)]),
+    "lethe_request_status": (c_int, [_store_p, c_char_p, _P(lethe_request_info), _out_str]),
+    "lethe_request_list": (c_int, [_store_p, c_int, _P(_P(lethe_request_info)),
+                                   _P(c_size_t)]),
+    "lethe_requests_free": (None, [_P(lethe_request_info), c_size_t]),
+    "lethe_request_approve": (c_int, [_store_p, c_int64, c_uint, c_char_p,
+                                      _P(lethe_request_info)]),
+    "lethe_request_deny": (c_int, [_store_p, c_int64, c_char_p, c_char_p]),
+    "lethe_request_auto_set": (c_int, [_store_p, c_int, c_int, c_char_p]),
+    "lethe_request_auto_get": (c_int, [_store_p, _P(c_uint)]),
+    # API keys
+    "lethe_roles_parse": (c_int, [c_char_p, _P(c_uint), c_char_p, c_size_t]),
+    "lethe_roles_format": (None, [c_uint, c_char_p]),
+    "lethe_key_options_init": (None, [_P(lethe_key_options)]),
+    "lethe_key_add": (c_int, [_store_p, _P(lethe_key_options), _P(lethe_key_info), c_char_p]),
+    "lethe_key_add_with_purpose": (c_int, [_store_p, _P(lethe_key_options), c_char_p,
+                                           _P(lethe_key_info), c_char_p]),
+    "lethe_key_list": (c_int, [_store_p, _P(_P(lethe_key_info)), _P(c_size_t)]),
+    "lethe_keys_free": (None, [_P(lethe_key_info)]),
+    "lethe_key_revoke": (c_int, [_store_p, c_int64, c_char_p]),
+    "lethe_key_authenticate": (c_int, [_store_p, c_char_p, c_size_t, _P(lethe_key_info)]),
+    "lethe_key_purpose": (c_int, [_store_p, c_int64, c_char_p]),
+    "lethe_key_usage_add": (c_int, [_store_p, c_int64, c_int64, c_uint32, _P(c_uint32)]),
 }
 
 

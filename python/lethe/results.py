@@ -292,3 +292,140 @@ class FullDigest:
 
     digest: str
     matches: bool
+
+
+@dataclass
+class KeyInfo:
+    """An API key as the store lists it (lethe_key_info): never the key."""
+
+    id: int
+    name: str
+    roles: List[str]             #: of admin, ingest, search, audit, erasure
+    rate_per_minute: int         #: 0: no limit
+    daily_quota: int             #: 0: no limit
+    created_at: str
+    revoked_at: Optional[str]    #: None while valid
+
+    @classmethod
+    def _from_c(cls, k):
+        buf = N.ctypes.create_string_buffer(N.ROLES_TEXT)
+        lib.lethe_roles_format(k.roles, buf)
+        roles = text(buf.value)
+        return cls(id=k.id, name=text(k.name), roles=roles.split(",") if roles else [],
+                   rate_per_minute=k.rate_per_minute, daily_quota=k.daily_quota,
+                   created_at=text(k.created_at), revoked_at=text(k.revoked_at) or None)
+
+
+@dataclass
+class ModelInfo:
+    """A model that computed templates of the store (lethe_model_info)."""
+
+    id: int                      #: its number in this store
+    name: str
+    version: str
+    weights: str                 #: SHA-256 of its weights, hex ("" if not given)
+    precision: str               #: the descriptor's precision
+    first_used: str
+    retired_at: Optional[str]    #: None unless retired
+    templates: int               #: its templates held now
+    faces: int                   #: faces it analysed
+    shipped: bool                #: the model of this build
+
+    @property
+    def state(self):
+        """"retired", "current" (the shipped model) or "other", as the CLI says."""
+        return "retired" if self.retired_at else "current" if self.shipped else "other"
+
+    @classmethod
+    def _from_c(cls, m):
+        return cls(id=m.id, name=text(m.model.name), version=text(m.model.version),
+                   weights=text(m.model.weights), precision=text(m.model.precision),
+                   first_used=text(m.first_used), retired_at=text(m.retired_at) or None,
+                   templates=m.templates, faces=m.faces, shipped=bool(m.shipped))
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did (lethe_restore_result)."""
+
+    photos: int                  #: photos in the restored store
+    dropped_erased: int          #: in the backup, erased since: never brought back
+    dropped_newer: int           #: in the live store, not in the backup (discard_newer)
+    templates_dropped: int       #: templates the current policy refuses
+    receipts_carried: int        #: receipts issued after the backup (from the keyring)
+    digest: str
+
+    @classmethod
+    def _from_c(cls, r):
+        return cls(photos=r.photos, dropped_erased=r.dropped_erased,
+                   dropped_newer=r.dropped_newer, templates_dropped=r.templates_dropped,
+                   receipts_carried=r.receipts_carried, digest=text(r.digest))
+
+
+@dataclass
+class PurposeCount:
+    """How often searches for one stated purpose returned a photo."""
+
+    purpose: str
+    searches: int
+    last: str                    #: the latest of them, ISO 8601 UTC
+
+
+@dataclass
+class SubjectPhoto:
+    """A photo a subject lookup found: what a person may see of it
+    (lethe_subject_photo): its provenance (with the consent basis), whether
+    a template exists, and how often searches returned it, by purpose
+    (never who searched)."""
+
+    photo: str                   #: SHA-256 of its bytes, hex
+    kind: str                    #: "photo" or "descriptor"
+    status: str                  #: "analysed", "refused", "withdrawn"
+    added_at: str
+    faces: int
+    templates: int               #: 0: no template exists
+    provenance: List[Provenance] = field(default_factory=list)
+    purposes: List[PurposeCount] = field(default_factory=list)
+
+    @classmethod
+    def _from_c(cls, p):
+        return cls(photo=text(p.photo), kind=text(p.kind), status=text(p.status),
+                   added_at=text(p.added_at), faces=p.faces, templates=p.templates,
+                   provenance=[Provenance._from_c(p.prov[i]) for i in range(p.nprov)],
+                   purposes=[PurposeCount(purpose=text(p.purposes[i].purpose),
+                                          searches=p.purposes[i].searches,
+                                          last=text(p.purposes[i].last))
+                             for i in range(p.npurposes)])
+
+
+REQUEST_KINDS = ("uploader", "url", "photo-id", "file", "face")
+
+
+@dataclass
+class RequestInfo:
+    """A data-subject request (lethe_request_info)."""
+
+    number: int                  #: the operator's handle
+    action: str                  #: "erase" or "optout"
+    by: str                      #: uploader, url, photo-id, file, face
+    status: str                  #: "pending", "done" or "denied"
+    filed_at: str
+    decided_at: Optional[str]
+    decided_by: Optional[str]    #: "auto", or who decided ("key:5")
+    note: Optional[str]          #: why denied, or why not approved at once
+    photos: int                  #: erased (done)
+    faces: int
+    templates: int
+    receipt_hash: Optional[str]  #: the receipt's hash (done)
+    selector: Optional[str] = None  #: what it names (listing, pending only)
+    receipt: Optional[str] = None   #: the signed receipt (status, once done)
+
+    @classmethod
+    def _from_c(cls, q, receipt=None):
+        return cls(number=q.number, action="optout" if q.action == N.REQUEST_OPTOUT else "erase",
+                   by=REQUEST_KINDS[q.by] if 0 <= q.by < len(REQUEST_KINDS) else str(q.by),
+                   status=text(q.status), filed_at=text(q.filed_at),
+                   decided_at=text(q.decided_at) or None, decided_by=text(q.decided_by) or None,
+                   note=text(q.note) or None, photos=q.photos, faces=q.faces,
+                   templates=q.templates, receipt_hash=text(q.receipt_hash) or None,
+                   selector=text(q.selector), receipt=receipt)

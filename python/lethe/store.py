@@ -7,6 +7,7 @@ import weakref
 
 from . import _native as N
 from ._native import lib
+from .admin import StoreAdmin
 from .errors import make_error
 from .image import Image
 from .results import (ForgetResult, FullDigest, IngestIssue, IngestStats, LogHead,
@@ -40,7 +41,7 @@ def descriptors_array(descriptors):
     return (ctypes.c_float * len(flat))(*flat), len(items)
 
 
-class Store:
+class Store(StoreAdmin):
     """A store opened (lethe_store_open_with) in directory path.
 
     create makes the directory and catalog if absent; readonly never
@@ -221,25 +222,33 @@ class Store:
     def _lookup(self, selectors, actor, fmt):
         given = [(k, v) for k, v in selectors.items() if v is not None]
         if len(given) != 1:
-            raise TypeError("lookup takes exactly one of uploader, url, photo_id, file")
+            raise TypeError("lookup takes exactly one of uploader, url, photo_id, file, "
+                            "file_bytes")
         kind, value = given[0]
+        if kind == "file_bytes":
+            data = bytes(value)
+            return self._string_call(lib.lethe_lookup_bytes, data, len(data), arg(actor),
+                                     arg(fmt))
         value = path_arg(value) if kind == "file" else arg(value)
         return self._string_call(lib.lethe_lookup, _LOOKUP_KINDS[kind], value, arg(actor),
                                  arg(fmt))
 
-    def lookup(self, *, uploader=None, url=None, photo_id=None, file=None, actor=None):
+    def lookup(self, *, uploader=None, url=None, photo_id=None, file=None, file_bytes=None,
+               actor=None):
         """What does the store hold for this account, link, photo id (the
-        source's, or the SHA-256 hex) or file (its bytes hashed)? Exactly
-        one of them. Logged with a keyed hash of the value (lethe_lookup).
-        Returns a LookupResult."""
-        doc = self._lookup(dict(uploader=uploader, url=url, photo_id=photo_id, file=file),
-                           actor, "json")
+        source's, or the SHA-256 hex), file (its bytes hashed) or
+        file_bytes (the file's bytes, as a server receives them: hashed,
+        never decoded)? Exactly one of them. Logged with a keyed hash of the
+        value (lethe_lookup, lethe_lookup_bytes). Returns a LookupResult."""
+        doc = self._lookup(dict(uploader=uploader, url=url, photo_id=photo_id, file=file,
+                                file_bytes=file_bytes), actor, "json")
         return LookupResult._from_json(doc)
 
-    def lookup_text(self, *, uploader=None, url=None, photo_id=None, file=None, actor=None):
+    def lookup_text(self, *, uploader=None, url=None, photo_id=None, file=None,
+                    file_bytes=None, actor=None):
         """The same answer as lookup, as the library's text for people."""
-        return self._lookup(dict(uploader=uploader, url=url, photo_id=photo_id, file=file),
-                            actor, "text")
+        return self._lookup(dict(uploader=uploader, url=url, photo_id=photo_id, file=file,
+                                 file_bytes=file_bytes), actor, "text")
 
     # --- forgetting ---------------------------------------------------------
 
