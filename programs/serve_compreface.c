@@ -408,9 +408,14 @@ static enum MHD_Result multipart_piece(void *cls, enum MHD_ValueKind kind, const
                                        const char *data, uint64_t off, size_t size)
 {
     cf_photos *p = cls;
-    (void)kind, (void)filename, (void)type, (void)enc, (void)off;
+    (void)kind, (void)filename, (void)type, (void)enc;
+    if (!key) /* a part without a name */
+        return MHD_NO;
     for (int i = 0; i < p->n; i++)
         if (!strcmp(key, p->names[i])) {
+            if (off == 0 && p->len[i] > 0) /* a second part of that name: refused, not
+                                              glued to the first */
+                return MHD_NO;
             char *t = realloc(p->data[i], p->len[i] + size + 1);
             if (!t)
                 return MHD_NO;
