@@ -53,6 +53,7 @@ typedef struct server {
     FILE *access_log;            /* one JSON line a request (stderr) */
     const char *backup_dir;      /* where POST /v1/backup writes (--backup-dir), or NULL */
     size_t max_upload;           /* bytes of a manifest upload (--max-upload) */
+    atomic_int uploading;        /* a manifest upload is being received or ingested */
     pthread_mutex_t log_mu;
 } server;
 

@@ -36,6 +36,7 @@ typedef struct conn_state {
     int too_large;           /* the body went over limit: 413 at the end */
     uint64_t discarded;
     int status;              /* the status sent, for the access log */
+    int holds_upload;        /* this request holds the server's one manifest upload */
 } conn_state;
 
 double serve_now(void)
@@ -410,6 +411,17 @@ static int check_body(server *sv, conn_state *cs, reply *r)
                     cs->req.content_type);
         return -1;
     }
+    /* one manifest upload at a time: each is held in memory (up to twice
+     * --max-upload while it is read) and ingested under the store's lock,
+     * so a second would only wait, holding as much again */
+    if (kind == BODY_UPLOAD && atomic_exchange(&sv->uploading, 1)) {
+        reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", NULL,
+                    "another manifest upload is being received or ingested; try again when "
+                    "it is done");
+        r->retry_after = 10;
+        return -1;
+    }
+    cs->holds_upload = kind == BODY_UPLOAD;
     return 0;
 }
 
@@ -551,6 +563,8 @@ void serve_completed_cb(void *cls, struct MHD_Connection *conn, void **state,
     serve_conn_request(sv, conn, 0);
     if (!cs || *state == &escaped_path)
         return;
+    if (cs->holds_upload)
+        atomic_store(&sv->uploading, 0);
     free(cs->req.body);
     free(cs);
     *state = NULL;

@@ -224,6 +224,21 @@ up -F "sidecar=@$tmp/side.csv"
 upis "a sidecar without descriptors" 400 "send a 'manifest' file"
 up -F "manifest=@$tmp/m.csv" -F "descriptors=@$tmp/d.jsonl"
 upis "a manifest and descriptors" 400 "send a 'manifest' file"
+# one manifest upload at a time (each is held in memory while read): a
+# second while the first is still arriving is told to come back
+head -c 600000 /dev/urandom >"$tmp/slow.bin"
+curl -s -o "$tmp/slow.out" -w '%{http_code}' -H "x-api-key: $I" --limit-rate 200k \
+    -F "descriptors=@$tmp/d.jsonl" -F "photo=@$tmp/slow.bin;filename=pad.jpg" \
+    "$BASE/v1/ingest/manifest" >"$tmp/slow.code" &
+slow=$!
+sleep 1
+code=$(curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' -H "x-api-key: $I" -F "descriptors=@$tmp/d.jsonl" "$BASE/v1/ingest/manifest")
+upis "a second upload during the first" 503 '"code":"busy".*another manifest upload'
+contains "with Retry-After" "$tmp/headers" 'Retry-After: 10'
+wait "$slow"
+same "the first upload is answered" "$(cat "$tmp/slow.code")" 200
+up -F "descriptors=@$tmp/d.jsonl"
+upis "an upload after it is taken" 200 '"done":{"complete":true'
 
 # --- 6. a client that disconnects halfway -----------------------------------------
 if [ "$HAVE_FACES" = 1 ]; then
