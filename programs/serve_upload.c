@@ -7,11 +7,12 @@
  * each input that failed, {"working"} when nothing else was sent for a few
  * seconds, and a summary line last.
  *
- * The ingest runs on a thread of its own, under the server's store lock,
- * and commits every `progress` rows (lethe_ingest_options.batch_photos):
- * a client that disconnects stops it at the next row, and what was offered
- * before is committed (lethe_ingest_end), so nothing already committed is
- * lost and nothing is half-written. On SIGTERM the same happens: the
+ * The ingest runs on a thread of its own, in rounds of `progress` rows:
+ * each round is an ingest of its own, begun and committed under the
+ * server's store lock, which other requests get between rounds. A client
+ * that disconnects stops it at the next row, and what was offered before
+ * is committed (lethe_ingest_end), so nothing already committed is lost
+ * and nothing is half-written. On SIGTERM the same happens: the
  * ingest stops at the next row, commits what it has, and says so.
  */
 #include <microhttpd.h>
@@ -275,35 +276,77 @@ static int offer_row(job *j, lethe_ingest *ing, const lethe_manifest_row *row)
     return lethe_ingest_photo_bytes(ing, p->data, p->len, row->file, &row->prov, row->line);
 }
 
-/* Every row of the manifest; *rows counts them, *why says why it stopped
- * early ("" when it did not). */
-static int ingest_rows(job *j, lethe_ingest *ing, lethe_manifest *m, uint64_t *rows,
+/* The next rows of the manifest, up to j->every of them; *rows counts
+ * them, *more says whether any are left, *why why it stopped early ("" when
+ * it did not). */
+static int ingest_rows(job *j, lethe_ingest *ing, lethe_manifest *m, uint64_t *rows, int *more,
                        const char **why)
 {
     lethe_manifest_row row;
-    lethe_ingest_stats st;
     char msg[512];
-    int rc = LETHE_OK, more;
-    jsbuf b;
-    *why = "";
-    while (rc == LETHE_OK && (more = lethe_manifest_next(m, &row, msg, sizeof(msg))) != 0) {
+    int rc = LETHE_OK;
+    for (uint64_t k = 0; rc == LETHE_OK && k < (uint64_t)j->every; k++) {
         if (atomic_load(&j->cancel) || atomic_load(&j->sv->stopping)) {
             *why = atomic_load(&j->cancel) ? "the client disconnected" : "the server is stopping";
             break;
         }
-        if (more == -2) {
+        if ((*more = lethe_manifest_next(m, &row, msg, sizeof(msg))) == 0)
+            break;
+        if (*more == -2) {
             rc = lethe_ingest_fail(ing, "manifest", 0, msg);
             *why = "the manifest could not be read";
             break;
         }
-        rc = more < 0 ? lethe_ingest_fail(ing, "manifest", 0, msg) : offer_row(j, ing, &row);
-        if (++*rows % (uint64_t)j->every || jb_open(&b) < 0)
-            continue;
-        lethe_ingest_progress(ing, &st);
-        fprintf(b.f, "{\"progress\":{\"rows\":%llu,", (unsigned long long)*rows);
-        put_stats(b.f, &st);
-        fputs("}}\n", b.f);
-        emit_json(j, &b);
+        rc = *more < 0 ? lethe_ingest_fail(ing, "manifest", 0, msg) : offer_row(j, ing, &row);
+        ++*rows;
+    }
+    return rc;
+}
+
+static void stats_add(lethe_ingest_stats *t, const lethe_ingest_stats *r)
+{
+    t->seen += r->seen, t->added += r->added, t->duplicates += r->duplicates;
+    t->provenance += r->provenance, t->faces += r->faces, t->templates += r->templates;
+    t->refused += r->refused, t->withdrawn += r->withdrawn, t->no_face += r->no_face;
+    t->errors += r->errors, t->bytes += r->bytes, t->opted_out += r->opted_out;
+    t->opted_out_faces += r->opted_out_faces, t->uncommitted += r->uncommitted;
+}
+
+/*
+ * The manifest in rounds of j->every rows, each an ingest of its own,
+ * begun and committed under the server's store lock, which is let go
+ * between rounds: lookups, verifications and other writes get their turn
+ * (a forget with an opt-out in between holds for the rounds after it), and
+ * the client hears of each commit. Totals in *st; msg says why it failed.
+ */
+static int ingest_rounds(job *j, lethe_manifest *m, const lethe_ingest_options *io,
+                         lethe_ingest_stats *st, uint64_t *rows, const char **why, char *msg,
+                         size_t msg_len)
+{
+    int rc = LETHE_OK, more = 1;
+    jsbuf b;
+    *why = "";
+    while (rc == LETHE_OK && more && !**why) {
+        lethe_ingest *ing = NULL;
+        lethe_ingest_stats r;
+        memset(&r, 0, sizeof(r));
+        server_lock(j->sv);
+        if ((rc = lethe_ingest_begin(j->sv->store, io, &ing)) == LETHE_OK) {
+            rc = ingest_rows(j, ing, m, rows, &more, why);
+            int rc2 = lethe_ingest_end(ing, &r);
+            if (rc == LETHE_OK)
+                rc = rc2;
+        }
+        if (rc != LETHE_OK)
+            snprintf(msg, msg_len, "%s", lethe_store_errmsg(j->sv->store));
+        server_unlock(j->sv);
+        stats_add(st, &r);
+        if (rc == LETHE_OK && more && !**why && jb_open(&b) == 0) {
+            fprintf(b.f, "{\"progress\":{\"rows\":%llu,", (unsigned long long)*rows);
+            put_stats(b.f, st);
+            fputs("}}\n", b.f);
+            emit_json(j, &b);
+        }
     }
     return rc;
 }
@@ -332,7 +375,6 @@ static void *ingest_thread(void *arg)
 {
     job *j = arg;
     lethe_ingest_options io;
-    lethe_ingest *ing = NULL;
     lethe_ingest_stats st;
     uint64_t rows = 0, unused = 0;
     const char *why = "";
@@ -347,18 +389,10 @@ static void *ingest_thread(void *arg)
     io.batch_photos = (int)j->every; /* a progress line follows a commit */
     io.on_error = on_error;
     io.ctx = j;
-    server_lock(j->sv);
     if (!m)
         rc = LETHE_ERR_FORMAT;
-    else if ((rc = lethe_ingest_begin(j->sv->store, &io, &ing)) == LETHE_OK) {
-        rc = ingest_rows(j, ing, m, &rows, &why);
-        int rc2 = lethe_ingest_end(ing, &st);
-        if (rc == LETHE_OK)
-            rc = rc2;
-    }
-    if (m && rc != LETHE_OK)
-        snprintf(msg, sizeof(msg), "%s", lethe_store_errmsg(j->sv->store));
-    server_unlock(j->sv);
+    else
+        rc = ingest_rounds(j, m, &io, &st, &rows, &why, msg, sizeof(msg));
     lethe_manifest_close(m);
     for (size_t i = 0; i < j->up.n; i++)
         unused += !strcmp(j->up.parts[i].field, "photo") && !j->up.parts[i].used;

@@ -276,6 +276,22 @@ if [ "$HAVE_FACES" = 1 ]; then
     contains "the whole upload again completes" "$tmp/full" '"done":{"complete":true'
     same "it adds the rest and nothing twice" "$(grep -o '"done".*' "$tmp/full" | grep -o '"added":[0-9]*' | cut -d: -f2)" $((24 - ${committed:-0}))
     same "one progress line every 5 rows" "$(grep -c '^{"progress"' "$tmp/full")" 4
+    # other requests get the store between the ingest's rounds: a lookup
+    # during a long manifest ingest answers before the ingest is done
+    for k in 1 2 3 4; do for i in 1 2 3 4 5 6; do
+        { cat "$SAMPLES/sample$i.jpg"; printf 'L%02d' "$k"; } >"$tmp/many/p$k-$i.jpg"
+    done; done
+    curl -s -N -H "x-api-key: $I" -F "manifest=@$tmp/many/m.csv" "${args[@]}" \
+        "$BASE/v1/ingest/manifest?progress=2" >"$tmp/long.out" 2>/dev/null &
+    lpid=$!
+    for _ in $(seq $((SERVE_WAIT * 20))); do grep -q '^{"progress"' "$tmp/long.out" && break; sleep 0.1; done
+    code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H "x-api-key: ${KEY[search]}" \
+        -H 'Content-Type: application/json' --data-binary '{"uploader":"up11"}' "$BASE/v1/lookup")
+    done_then=$(grep -c '"done"' "$tmp/long.out")
+    wait "$lpid"
+    same "a lookup during a manifest ingest is answered" "$code" 200
+    same "before the ingest is done" "$done_then" 0
+    contains "and the ingest completes" "$tmp/long.out" '"done":{"complete":true'
     # SIGTERM during a manifest ingest: it stops at its next row, commits,
     # sends its last line, and the server exits 0
     MAIN_PORT=$PORT MAIN_PID=$SPID MAIN_BASE=$BASE
