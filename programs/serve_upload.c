@@ -177,7 +177,8 @@ static int upload_read(request *req, job *j)
         return -1;
     /* sorted by field and name: a row's photo is found by bsearch, and two
      * photos of one name are seen side by side */
-    qsort(u->parts, u->n, sizeof(*u->parts), by_name);
+    if (u->n > 1) /* no parts: parts is NULL, which qsort may not be given */
+        qsort(u->parts, u->n, sizeof(*u->parts), by_name);
     for (size_t i = 1; i < u->n; i++)
         if (!by_name(&u->parts[i - 1], &u->parts[i])) {
             upload_fail(u, 400, "two files named '%s' in the upload", u->parts[i].name);
