@@ -1102,7 +1102,9 @@ static const struct {
     {"backup_json", lethe_fuzz_backup_json},
     {"log_head", lethe_fuzz_log_head},
     {"request_json", lethe_fuzz_request_json},
+#ifndef LETHE_LIBFUZZER /* the replayer has them all; fuzz_http is linked on its own */
     {"http", lethe_fuzz_http},
+#endif
 };
 
 /* The target called name, or NULL. */
