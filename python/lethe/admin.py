@@ -13,7 +13,8 @@ from . import _native as N
 from ._native import lib
 from .errors import make_error
 from .results import (REQUEST_KINDS, ForgetResult, KeyInfo, ModelInfo, RequestInfo,
-                      RestoreResult, SubjectPhoto, arg, path_arg, take_string, text)
+                      RestoreResult, SubjectPhoto, arg, bytes_arg, path_arg, take_string,
+                      text)
 
 _MSG_LEN = 1024
 _LOOKUP_KINDS = {"uploader": N.LOOKUP_UPLOADER, "url": N.LOOKUP_URL,
@@ -166,10 +167,7 @@ class StoreAdmin:
         spec.value = keep[0]
         data = file_bytes if file_bytes is not None else selfie
         if data is not None:
-            data = bytes(data)
-            keep.append(data)
-            spec.bytes = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p)
-            spec.len = len(data)
+            spec.bytes, spec.len = bytes_arg(data, keep)
         if face is not None:
             vec = descriptor_array(face)
             keep.append(vec)

@@ -32,6 +32,14 @@ def path_arg(p):
     return None if p is None else os.fsencode(p)
 
 
+def bytes_arg(data, keep):
+    """bytes as a (const void *, length) pair for a structure's fields; the
+    copy is appended to keep, which must outlive the call."""
+    data = bytes(data)
+    keep.append(data)
+    return N.ctypes.cast(N.ctypes.c_char_p(data), N.ctypes.c_void_p), len(data)
+
+
 def known(cls, d):
     """The keys of a JSON object that are fields of dataclass cls (a newer
     library may add keys; they are left out rather than refused)."""

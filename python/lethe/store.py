@@ -12,7 +12,7 @@ from .errors import make_error
 from .image import Image
 from .results import (ForgetResult, FullDigest, IngestIssue, IngestStats, LogHead,
                       LookupResult, Match, PolicyDecision, Provenance, VerifyResult, arg,
-                      path_arg, take_string, text)
+                      bytes_arg, path_arg, take_string, text)
 
 _LOOKUP_KINDS = {"uploader": N.LOOKUP_UPLOADER, "url": N.LOOKUP_URL,
                  "photo_id": N.LOOKUP_PHOTO_ID, "file": N.LOOKUP_FILE}
@@ -279,10 +279,7 @@ class Store(StoreAdmin):
          sel.collected_before, sel.image) = keep
         sel.include_undated = 1 if include_undated else 0
         if image_bytes is not None:
-            data = bytes(image_bytes)
-            keep.append(data)
-            sel.image_bytes = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p)
-            sel.image_len = len(data)
+            sel.image_bytes, sel.image_len = bytes_arg(image_bytes, keep)
         if faces is not None:
             vecs, n = descriptors_array(faces)
             keep.append(vecs)
