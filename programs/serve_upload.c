@@ -277,6 +277,13 @@ static int offer_row(job *j, lethe_ingest *ing, const lethe_manifest_row *row)
     return lethe_ingest_photo_bytes(ing, p->data, p->len, row->file, &row->prov, row->line);
 }
 
+/* The part a bad row is read from, to name it in the row's error: the
+ * photo manifest, the JSON Lines descriptors, or the sidecar of raw ones. */
+static const char *rows_part(const job *j)
+{
+    return j->manifest ? "manifest" : j->sidecar ? "sidecar" : "descriptors";
+}
+
 /* The next rows of the manifest, up to j->every of them; *rows counts
  * them, *more says whether any are left, *why why it stopped early ("" when
  * it did not). */
@@ -294,11 +301,11 @@ static int ingest_rows(job *j, lethe_ingest *ing, lethe_manifest *m, uint64_t *r
         if ((*more = lethe_manifest_next(m, &row, msg, sizeof(msg))) == 0)
             break;
         if (*more == -2) {
-            rc = lethe_ingest_fail(ing, "manifest", 0, msg);
+            rc = lethe_ingest_fail(ing, rows_part(j), 0, msg);
             *why = "the manifest could not be read";
             break;
         }
-        rc = *more < 0 ? lethe_ingest_fail(ing, "manifest", 0, msg) : offer_row(j, ing, &row);
+        rc = *more < 0 ? lethe_ingest_fail(ing, rows_part(j), 0, msg) : offer_row(j, ing, &row);
         ++*rows;
     }
     return rc;

@@ -217,8 +217,9 @@ with open(sys.argv[1], "w") as f:
 EOF
 up -F "descriptors=@$tmp/d.jsonl"
 upis "descriptors as JSON Lines" 200 '"done":{"complete":true,.*"added":3'
-grep -q 'line 4: .*expected 128 numbers, found 3' "$tmp/body" && ok "and the short descriptor is a row error on line 4" ||
-    bad "and the short descriptor is a row error on line 4" "$(head -c 400 "$tmp/body")"
+grep -q '"input":"descriptors","line":0,"message":"line 4: .*expected 128 numbers, found 3' "$tmp/body" &&
+    ok "and the short descriptor is a row error of the descriptors part, on line 4" ||
+    bad "and the short descriptor is a row error of the descriptors part, on line 4" "$(head -c 400 "$tmp/body")"
 expect "the CLI finds a JSON Lines descriptor ingested over HTTP" 0 "$LETHE" lookup --store "$S" --uploader jl2
 up -F "sidecar=@$tmp/side.csv"
 upis "a sidecar without descriptors" 400 "send a 'manifest' file"
