@@ -42,12 +42,17 @@ void cli_text_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * ("retire"); matched (a JSON array, NULL: the member is left out) lists
  * the photos touched. json_put_model: a model of lethe_model_list.
  * json_put_policy_check: one decision of lethe_policy_check.
+ * json_put_request: a data-subject request (lethe_request_info).
+ * json_put_request_auto: the kinds approved at once, {"uploader": bool, ...}
+ * from lethe_request_auto_get's mask.
  */
 void json_put_forget(FILE *f, const char *kind, int dry_run, int erased,
                      const lethe_forget_result *x, const char *receipt, const char *matched);
 void json_put_model(FILE *f, const lethe_model_info *x);
 void json_put_policy_check(FILE *f, const char *jurisdiction, const char *consent, int allowed,
                            const char *rule);
+void json_put_request(FILE *f, const lethe_request_info *q);
+void json_put_request_auto(FILE *f, unsigned mask);
 
 /* Options every face command shares. */
 typedef struct face_opts {

@@ -208,3 +208,33 @@ void json_put_policy_check(FILE *f, const char *jurisdiction, const char *consen
     json_put_string(f, rule ? rule : "");
     fputc('}', f);
 }
+
+void json_put_request(FILE *f, const lethe_request_info *q)
+{
+    const char *by = lethe_request_by_name(q->by);
+    fprintf(f, "{\"number\":%lld,\"status\":\"%s\",\"action\":\"%s\",\"by\":\"%s\","
+               "\"filed_at\":\"%s\",\"decided_at\":",
+            (long long)q->number, q->status,
+            q->action == LETHE_REQUEST_OPTOUT ? "optout" : "erase", by ? by : "", q->filed_at);
+    q->decided_at[0] ? fprintf(f, "\"%s\"", q->decided_at) : fputs("null", f);
+    fputs(",\"decided_by\":", f);
+    json_put_string(f, q->decided_by);
+    fputs(",\"note\":", f);
+    json_put_string(f, q->note);
+    fprintf(f, ",\"erased\":{\"photos\":%llu,\"faces\":%llu,\"templates\":%llu},"
+               "\"receipt_hash\":",
+            (unsigned long long)q->photos, (unsigned long long)q->faces,
+            (unsigned long long)q->templates);
+    q->receipt_hash[0] ? fprintf(f, "\"%s\"", q->receipt_hash) : fputs("null", f);
+    fputs(",\"selector\":", f);
+    q->selector ? json_put_string(f, q->selector) : (void)fputs("null", f);
+    fputc('}', f);
+}
+
+void json_put_request_auto(FILE *f, unsigned mask)
+{
+    for (int k = 0; k < LETHE_REQUEST_KINDS; k++)
+        fprintf(f, "%s\"%s\":%s", k ? "," : "{", lethe_request_by_name(k),
+                mask & (1u << k) ? "true" : "false");
+    fputc('}', f);
+}

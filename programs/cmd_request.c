@@ -113,21 +113,7 @@ static void print_request(const lethe_request_info *r, int json)
         putchar('\n');
         return;
     }
-    printf("{\"number\":%lld,\"status\":\"%s\",\"action\":\"%s\",\"by\":\"%s\",\"filed_at\":\"%s\","
-           "\"decided_at\":", (long long)r->number, r->status, act, by ? by : "",
-           r->filed_at);
-    r->decided_at[0] ? printf("\"%s\"", r->decided_at) : printf("null");
-    printf(",\"decided_by\":");
-    json_put_string(stdout, r->decided_by);
-    printf(",\"note\":");
-    json_put_string(stdout, r->note);
-    printf(",\"erased\":{\"photos\":%llu,\"faces\":%llu,\"templates\":%llu},\"receipt_hash\":",
-           (unsigned long long)r->photos, (unsigned long long)r->faces,
-           (unsigned long long)r->templates);
-    r->receipt_hash[0] ? printf("\"%s\"", r->receipt_hash) : printf("null");
-    printf(",\"selector\":");
-    r->selector ? json_put_string(stdout, r->selector) : (void)printf("null");
-    putchar('}');
+    json_put_request(stdout, r);
 }
 
 static const char list_header[] =
@@ -205,13 +191,14 @@ static int req_auto(lethe_store *s, const req_cli *a)
         cli_text_error("request auto: %s", lethe_store_errmsg(s));
         return CLI_EXIT_FAILED;
     }
+    if (a->c.json) {
+        json_put_request_auto(stdout, mask);
+        putchar('\n');
+        return CLI_EXIT_OK;
+    }
     for (int k = 0; k < LETHE_REQUEST_KINDS; k++)
-        printf(a->c.json ? "%s\"%s\":%s" : "%s%-9s %s", a->c.json ? (k ? "," : "{") : "",
-               lethe_request_by_name(k),
-               a->c.json ? (mask & (1u << k) ? "true" : "false")
-                         : (mask & (1u << k) ? "approved at once\n" : "waits for approval\n"));
-    if (a->c.json)
-        printf("}\n");
+        printf("%-9s %s\n", lethe_request_by_name(k),
+               mask & (1u << k) ? "approved at once" : "waits for approval");
     return CLI_EXIT_OK;
 }
 

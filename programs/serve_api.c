@@ -1371,5 +1371,7 @@ const route serve_routes[] = {
     {"GET", "/v1/requests", ADMIN | ERASURE, BODY_NONE, h_requests_list},
     {"POST", "/v1/requests/approve", ADMIN | ERASURE, BODY_JSON, h_requests_approve},
     {"POST", "/v1/requests/deny", ADMIN | ERASURE, BODY_JSON, h_requests_deny},
+    {"GET", "/v1/requests/auto", ADMIN | ERASURE | AUDIT, BODY_NONE, h_requests_auto_get},
+    {"PUT", "/v1/requests/auto", ADMIN, BODY_JSON, h_requests_auto_put},
     {NULL, NULL, 0, 0, NULL},
 };

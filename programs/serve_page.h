@@ -32,6 +32,8 @@ extern const char *const page_headers[];
 void h_requests_list(request *req, reply *r);
 void h_requests_approve(request *req, reply *r);
 void h_requests_deny(request *req, reply *r);
+void h_requests_auto_get(request *req, reply *r);
+void h_requests_auto_put(request *req, reply *r);
 
 /* ------------------------------------------------ the HTML (serve_page_html.c) */
 

@@ -4,6 +4,8 @@
  *   GET  /v1/requests[?pending=true]  the requests, with what pending ones select
  *   POST /v1/requests/approve         {"number", "confirm"}: erase, receipt
  *   POST /v1/requests/deny            {"number", "reason"}
+ *   GET  /v1/requests/auto            the kinds approved at once
+ *   PUT  /v1/requests/auto            {"KIND": true|false, ...} (admin)
  * The key's id is the actor the log records, as for every endpoint.
  */
 #include <math.h>
@@ -14,27 +16,6 @@
 #include "cli.h"
 #include "serve_page.h"
 
-static void put_request(FILE *f, const lethe_request_info *q)
-{
-    const char *by = lethe_request_by_name(q->by);
-    fprintf(f, "{\"number\":%lld,\"status\":\"%s\",\"action\":\"%s\",\"by\":\"%s\","
-               "\"filed_at\":\"%s\",\"decided_at\":",
-            (long long)q->number, q->status,
-            q->action == LETHE_REQUEST_OPTOUT ? "optout" : "erase", by ? by : "", q->filed_at);
-    q->decided_at[0] ? fprintf(f, "\"%s\"", q->decided_at) : fputs("null", f);
-    fputs(",\"decided_by\":", f);
-    json_put_string(f, q->decided_by);
-    fputs(",\"note\":", f);
-    json_put_string(f, q->note);
-    fprintf(f, ",\"erased\":{\"photos\":%llu,\"faces\":%llu,\"templates\":%llu},"
-               "\"receipt_hash\":",
-            (unsigned long long)q->photos, (unsigned long long)q->faces,
-            (unsigned long long)q->templates);
-    q->receipt_hash[0] ? fprintf(f, "\"%s\"", q->receipt_hash) : fputs("null", f);
-    fputs(",\"selector\":", f);
-    q->selector ? json_put_string(f, q->selector) : (void)fputs("null", f);
-    fputc('}', f);
-}
 
 void h_requests_list(request *req, reply *r)
 {
@@ -70,7 +51,7 @@ void h_requests_list(request *req, reply *r)
     for (size_t i = 0; i < n; i++) {
         if (i)
             fputc(',', b.f);
-        put_request(b.f, &v[i]);
+        json_put_request(b.f, &v[i]);
     }
     fputs("]}\n", b.f);
     lethe_requests_free(v, n);
@@ -114,7 +95,7 @@ static void reply_request(reply *r, const lethe_request_info *q)
         reply_json(r, 503, NULL);
         return;
     }
-    put_request(b.f, q);
+    json_put_request(b.f, q);
     fputc('\n', b.f);
     reply_json(r, 200, jb_close(&b));
 }
@@ -172,5 +153,80 @@ void h_requests_deny(request *req, reply *r)
         }
     }
     lethe_requests_free(v, n);
+    sj_free(&o);
+}
+
+/* {"uploader": bool, "url": ..., ...}: the operator's rules, as `lethe
+ * request auto --json` shows them. Called with the server's lock held. */
+static void reply_auto(request *req, reply *r, int rc)
+{
+    unsigned mask = 0;
+    char msg[512];
+    jsbuf b;
+    if (rc == LETHE_OK)
+        rc = lethe_request_auto_get(req->sv->store, &mask);
+    if (rc != LETHE_OK) {
+        store_message(req, msg, sizeof(msg));
+        reply_lethe(r, rc, msg);
+        return;
+    }
+    if (jb_open(&b) < 0) {
+        reply_json(r, 503, NULL);
+        return;
+    }
+    json_put_request_auto(b.f, mask);
+    fputc('\n', b.f);
+    reply_json(r, 200, jb_close(&b));
+}
+
+void h_requests_auto_get(request *req, reply *r)
+{
+    form f = {.nnames = 0};
+    if (query_only(req, r, &f) == 0) {
+        server_lock(req->sv);
+        reply_auto(req, r, LETHE_OK);
+        server_unlock(req->sv);
+    }
+    form_free(&f);
+}
+
+/* Each kind named is set (and logged, "request-auto"); the others are
+ * left as they are. Every member is checked before any is set. */
+void h_requests_auto_put(request *req, reply *r)
+{
+    const char *kinds[LETHE_REQUEST_KINDS + 1] = {NULL};
+    int on[LETHE_REQUEST_KINDS], named = 0;
+    sj_object o;
+    for (int k = 0; k < LETHE_REQUEST_KINDS; k++)
+        kinds[k] = lethe_request_by_name(k);
+    if (read_json(req, r, &o, kinds) < 0)
+        goto out;
+    for (int k = 0; k < LETHE_REQUEST_KINDS; k++) {
+        on[k] = -1;
+        if (!sj_get(&o, kinds[k]))
+            continue;
+        if (sj_get(&o, kinds[k])->type == SJ_NULL) {
+            reply_error(r, 400, "bad_request", NULL, "\"%s\" must be true or false, not null",
+                        kinds[k]);
+            goto out;
+        }
+        if (json_bool(r, &o, kinds[k], &on[k]) < 0)
+            goto out;
+        named++;
+    }
+    if (!named) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "name at least one kind: {\"uploader\", \"url\", \"photo-id\", "
+                    "\"file\", \"face\"}, each true (approved at once) or false (waits)");
+        goto out;
+    }
+    server_lock(req->sv);
+    int rc = LETHE_OK;
+    for (int k = 0; rc == LETHE_OK && k < LETHE_REQUEST_KINDS; k++)
+        if (on[k] >= 0)
+            rc = lethe_request_auto_set(req->sv->store, k, on[k], req->actor);
+    reply_auto(req, r, rc);
+    server_unlock(req->sv);
+out:
     sj_free(&o);
 }

@@ -191,6 +191,39 @@ req POST /v1/requests/approve -H "x-api-key: $EK" -H 'Content-Type: application/
 is "approved once" 400 'done already'
 req POST /v1/requests/approve -H "x-api-key: $EK" -H 'Content-Type: application/json' -d '{"number":999}'
 is "no such request" 404
+# the operator's rules over HTTP: an erasure or audit key reads them, only
+# an admin key changes them, and the CLI shows the same object
+expect "key add admin" 0 "$LETHE" key add admin --roles admin --store "$S" --json
+AK=$(sed -n 's/.*"key":"\(lk_[^"]*\)".*/\1/p' "$tmp/out")
+KIND_ID=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$tmp/out")
+auto_put() { req PUT /v1/requests/auto -H "x-api-key: $1" -H 'Content-Type: application/json' -d "$2"; }
+req GET /v1/requests/auto -H "x-api-key: $EK"
+is "an erasure key reads the rules" 200 '^{"uploader":false,"url":false,"photo-id":false,"file":false,"face":false}$'
+auto_put "$EK" '{"url":true}'
+is "an erasure key may not change them" 403 '"code":"forbidden"'
+auto_put "$AK" '{}'
+is "a change names at least one kind" 400 'name at least one kind'
+auto_put "$AK" '{"selfie":true}'
+is "an unknown kind is refused" 400 'unknown member \\"selfie\\"'
+auto_put "$AK" '{"url":"yes"}'
+is "a rule is true or false" 400 '\\"url\\" must be true or false, not a string'
+auto_put "$AK" '{"url":true,"file":null}'
+is "null is no rule" 400 '\\"file\\" must be true or false, not null'
+req GET /v1/requests/auto -H "x-api-key: $EK"
+is "a refused change changed nothing" 200 '"url":false'
+auto_put "$AK" '{"url":true,"photo-id":true}'
+is "an admin key sets two kinds" 200 '^{"uploader":false,"url":true,"photo-id":true,"file":false,"face":false}$'
+cp "$tmp/body" "$tmp/auto.json"
+expect "the CLI's rules" 0 "$LETHE" request auto --json --store "$S"
+same "are the same object" "$(cat "$tmp/out")" "$(cat "$tmp/auto.json")"
+expect "log of the change" 0 "$LETHE" log --json --store "$S"
+same "each kind changed is logged with the admin key as actor" \
+    "$(grep -c "\"kind\":\"request-auto\",\"actor\":\"key:$KIND_ID\"" "$tmp/out")" 2
+req POST /request -F action=erase -F by=url -F value=https://pics.example/nobody
+is "a request of a kind the rule approves" 200 'Your request id is'
+contains "is done at once" "$tmp/body" 'done: erased'
+auto_put "$AK" '{"url":false,"photo-id":false}'
+is "and the rules set back" 200 '"url":false,"photo-id":false'
 req POST /status -F "id=$ID"
 is "the requester sees it done" 200 'done: erased'
 contains "with counts" "$tmp/body" '2 photos, 2 faces, 2 face templates'
@@ -218,7 +251,9 @@ expect "CLI: log verifies after the page's requests" 0 "$LETHE" log verify --sto
 # deny through the API, and the page shows the reason escaped
 req POST /request -F action=optout -F by=url -F value=https://nowhere.example/x
 D_ID=$(rid)
-req POST /v1/requests/deny -H "x-api-key: $EK" -H 'Content-Type: application/json' -d "{\"number\":$((NUM + 1)),\"reason\":\"<b>no such link</b>\"}"
+req GET "/v1/requests?pending=true" -H "x-api-key: $EK"
+D_NUM=$(grep -o '"number":[0-9]*' "$tmp/body" | head -n 1 | cut -d: -f2)
+req POST /v1/requests/deny -H "x-api-key: $EK" -H 'Content-Type: application/json' -d "{\"number\":$D_NUM,\"reason\":\"<b>no such link</b>\"}"
 is "an erasure key denies" 200 '"status":"denied"'
 req POST /status -F "id=$D_ID"
 is "the requester sees the denial" 200 '<td>denied</td>'

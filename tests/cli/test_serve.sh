@@ -155,6 +155,8 @@ DELETE /v1/optouts/999999  y n n n y 404
 GET  /v1/requests          y n n n y 200
 POST /v1/requests/approve  y n n n y 404
 POST /v1/requests/deny     y n n n y 404
+GET  /v1/requests/auto     y n n y y 200
+PUT  /v1/requests/auto     y n n n n 200
 "
 # call KEY METHOD PATH: a well-formed request to the endpoint
 call() {
@@ -163,6 +165,7 @@ call() {
     "POST /v1/search") json_post "$key" "$path" "{\"purpose\":\"matrix\",\"descriptor\":$DESC}" ;;
     "POST /v1/lookup") json_post "$key" "$path" '{"uploader":"matrix-nobody"}' ;;
     "POST /v1/requests/approve" | "POST /v1/requests/deny") json_post "$key" "$path" '{"number":999999}' ;;
+    "PUT /v1/requests/auto") req "$key" PUT "$path" -H 'Content-Type: application/json' --data-binary '{"face":false}' ;;
     "POST /v1/verify") json_post "$key" "$path" "{\"purpose\":\"matrix\",\"descriptor\":$DESC,\"uploader\":\"matrix-nobody\"}" ;;
     "PUT /v1/policy") req "$key" PUT "$path" -H 'Content-Type: application/json' --data-binary '{"key":"US-CA","allows":"explicit","dry_run":true}' ;;
     "POST /v1/forget") json_post "$key" "$path" '{"uploader":"matrix-nobody","dry_run":true}' ;;
