@@ -854,8 +854,15 @@ LETHE_API int lethe_calibration_tier(double strangers, int *tier);
 /* "strong", "moderate", "weak", "none", "uncalibrated"; "?" for another
  * value (static). */
 LETHE_API const char *lethe_tier_name(int tier);
-/* The number of templates a search compares against now. */
+/* The number of templates in the store's index now, of every model. */
 LETHE_API int lethe_store_templates(lethe_store *store, uint64_t *count);
+/* The number of templates a search of queries computed by model (NULL: the
+ * shipped model) compares against now: that model's templates only, the
+ * gallery its matches' evidence counts. Errors as lethe_search's: a
+ * retired model is LETHE_ERR_POLICY, a model of which the store holds no
+ * template while it holds others' LETHE_ERR_NOT_FOUND; an empty store 0. */
+LETHE_API int lethe_search_gallery(lethe_store *store, const struct lethe_model_id *model,
+                                   uint64_t *count);
 
 /* Lookup without a face: what does the store hold for this account, link,
  * id or file? */

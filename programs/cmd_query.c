@@ -637,12 +637,13 @@ static int query_begin(search_cli *a, int argc, char **argv, void (*help)(void),
     return rc;
 }
 
-/* The bounds of a search of s with options o (the store's size now). */
+/* The bounds of a search of s with options o (the templates of the
+ * queries' model the store holds now). */
 static int search_bounds_get(lethe_store *s, const lethe_search_options *o, search_bounds *b)
 {
     b->fpir = o->fpir;
     b->threshold = o->threshold;
-    if (lethe_store_templates(s, &b->gallery) != LETHE_OK)
+    if (lethe_search_gallery(s, o->model, &b->gallery) != LETHE_OK)
         return -1;
     float t;
     if (o->fpir > 0 && lethe_calibration_threshold(o->fpir, b->gallery, &t) == LETHE_OK &&

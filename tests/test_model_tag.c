@@ -135,6 +135,18 @@ static void test_two_models_never_mix(void)
     search_count(s, vecs[0], &unseen, &rc);
     CHECK_EQ_INT(rc, LETHE_ERR_NOT_FOUND);
     CHECK(strstr(lethe_store_errmsg(s), "unseen@1") != NULL);
+    /* the gallery a search compares against is its model's, not the index */
+    {
+        uint64_t g = 0;
+        CHECK_EQ_INT(lethe_store_templates(s, &g), LETHE_OK);
+        CHECK_EQ_INT(g, N);
+        CHECK_EQ_INT(lethe_search_gallery(s, NULL, &g), LETHE_OK);
+        CHECK_EQ_INT(g, N / 2);
+        CHECK_EQ_INT(lethe_search_gallery(s, &other, &g), LETHE_OK);
+        CHECK_EQ_INT(g, N - N / 2);
+        CHECK_EQ_INT(lethe_search_gallery(s, &unseen, &g), LETHE_ERR_NOT_FOUND);
+        CHECK_EQ_INT(g, 0);
+    }
     /* verify compares the same model only */
     lethe_search_options so;
     lethe_verify_result vr;

@@ -275,6 +275,16 @@ static int search_model(lethe_store *s, const lethe_model_id *m, int64_t *id, ui
     return rc;
 }
 
+int lethe_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count)
+{
+    int64_t id;
+    int rc;
+    *count = 0;
+    if ((rc = store_index_ready(s)))
+        return rc;
+    return search_model(s, model, &id, count);
+}
+
 /* The options checked (into o), the index ready, the queries' model and
  * its templates (the gallery), the threshold --fpir asks for. */
 static int search_setup(lethe_store *s, const float *queries, int nq,

@@ -60,6 +60,12 @@ q=$(head -n 1 "$tmp/other.jsonl")
 expect "search the other model" 0 "$LETHE" search --store "$S" --purpose t --json --top 100 \
     --model other-net@2.0 --descriptor "$q"
 same "search the other model: its templates only" "$(grep -o '"distance"' "$tmp/out" | wc -l)" "$nother"
+contains "and its gallery is that model's templates, not the store's" "$tmp/out" "\"gallery\":$nother,"
+nshipped=$("$LETHE" model list --store "$S" --json | sed -n 's/.*"name":"face-api-resnet34".*"templates":\([0-9]*\),.*/\1/p')
+expect "search the shipped model" 0 "$LETHE" search --store "$S" --purpose t --json --descriptor "$q"
+contains "its gallery is the shipped model's templates" "$tmp/out" "\"gallery\":$nshipped,"
+expect "search the shipped model, text" 0 "$LETHE" search --store "$S" --purpose t --descriptor "$q"
+contains "the header counts that model's faces" "$tmp/out" "store of $nshipped face"
 expect "search a model never seen" 1 "$LETHE" search --store "$S" --purpose t --model nope@1 --descriptor "$q"
 contains "never seen: says so" "$tmp/err" "no templates of model nope@1"
 
