@@ -28,7 +28,7 @@
 typedef struct serve_opts {
     cli_common c;
     const char *listen, *cert, *key, *models, *access_log, *backup_dir;
-    long threads, max_body_mb, timeout, max_conns, drain, page_rate, max_upload_mb;
+    long threads, max_body_mb, timeout, max_conns, drain, page_rate, page_requests, max_upload_mb;
     long header_timeout;
     int no_faces;
 } serve_opts;
@@ -39,7 +39,8 @@ static void serve_help(void)
            "                   [--threads N] [--max-body MB] [--timeout SECONDS]\n"
            "                   [--max-connections N] [--models DIR] [--no-faces]\n"
            "                   [--access-log FILE] [--backup-dir DIR] [--max-upload MB]\n"
-           "                   [--header-timeout SECONDS]\n\n"
+           "                   [--header-timeout SECONDS] [--drain SECONDS]\n"
+           "                   [--page-rate N] [--page-requests N]\n\n"
            "Serve the store over HTTP/1.1 as a JSON API (docs/serve.md lists the endpoints\n"
            "and which roles may call each). Every request needs an API key ('lethe key\n"
            "add'), sent as 'Authorization: Bearer KEY' or 'x-api-key: KEY': 401 without a\n"
@@ -72,7 +73,10 @@ static void serve_help(void)
            "  --access-log FILE    append the access log to FILE (default: stderr)\n"
            "  --page-rate N        the data-subject page at / (docs/page.md), the only routes\n"
            "                       taken without a key: N requests a minute per client\n"
-           "                       address (default 60; 0 turns the page off)\n%s",
+           "                       address (default 60; 0 turns the page off)\n"
+           "  --page-requests N    requests for erasure or opt-out the page files, N a day\n"
+           "                       per client network (IPv4 address, IPv6 /48; default\n"
+           "                       20): no one network fills the pending queue\n%s",
            cli_common_help);
 }
 
@@ -112,6 +116,8 @@ static int serve_number(serve_opts *o, int argc, char **argv, int *i)
         return opt_long("--header-timeout", v, 1, 3600, &o->header_timeout) < 0 ? -1 : 1;
     if ((v = cli_flag_value(argc, argv, i, "--page-rate", &bad)))
         return opt_long("--page-rate", v, 0, 100000, &o->page_rate) < 0 ? -1 : 1;
+    if ((v = cli_flag_value(argc, argv, i, "--page-requests", &bad)))
+        return opt_long("--page-requests", v, 1, 1000000, &o->page_requests) < 0 ? -1 : 1;
     return bad ? -1 : 0;
 }
 
@@ -338,6 +344,7 @@ static void serve_defaults(serve_opts *o)
     o->max_conns = 512;
     o->drain = 30;
     o->page_rate = 60;
+    o->page_requests = 20;
     o->max_upload_mb = 256;
     o->header_timeout = 10;
 }
@@ -370,7 +377,7 @@ int cmd_serve(int argc, char **argv)
     sv.header_seconds = (double)o.header_timeout;
     sv.request_seconds = (double)o.timeout;
     sv.access_log = o.access_log ? fopen(o.access_log, "a") : stderr;
-    if (!sv.access_log || !(sv.lim = limiter_new()) || page_configure(o.page_rate) < 0) {
+    if (!sv.access_log || !(sv.lim = limiter_new()) || page_configure(o.page_rate, o.page_requests) < 0) {
         cli_text_error("serve: %s: %s", o.access_log ? o.access_log : "limits", strerror(errno));
         limiter_free(sv.lim);
         return CLI_EXIT_FAILED;

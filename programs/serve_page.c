@@ -16,7 +16,10 @@
  *     with the page's own stylesheet, no referrer (a looked-up link in the
  *     URL goes nowhere) and no framing; every outside value is escaped;
  *   - a client address (IPv4, or IPv6 /64) may make --page-rate requests a
- *     minute (a bucket refilled continuously); over it, 429 and Retry-After.
+ *     minute (a bucket refilled continuously); over it, 429 and Retry-After;
+ *   - a client network (IPv4 address, or IPv6 /48) may file --page-requests
+ *     requests a day, so that no one network fills the bounded queue of
+ *     pending requests and locks the others out.
  */
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -36,38 +39,60 @@ const char *const page_headers[] = {
 
 /* ------------------------------------------------------------ the limiter */
 
-#define SLOTS 4096   /* client addresses remembered at once */
-#define PROBE 16     /* slots looked at for one address */
+#define PROBE 16 /* slots looked at for one address */
 
 typedef struct bucket {
-    uint8_t addr[16]; /* IPv4 mapped into IPv6, or an IPv6 /64 */
+    uint8_t addr[16]; /* IPv4 mapped into IPv6, or an IPv6 prefix */
     int used;
     double tokens, last;
 } bucket;
 
-static struct {
+/* A bucket of rate requests per period seconds for each client network,
+ * refilled continuously, in a table of slots. */
+typedef struct limiter_page {
     pthread_mutex_t mu;
     bucket *b;
-    double rate; /* requests a minute; 0: the page is off */
-} pg = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+    size_t slots;
+    double rate;   /* requests a period; 0: none are admitted (off) */
+    double period; /* seconds */
+    int v6_bytes;  /* an IPv6 client's network: its first v6_bytes bytes */
+} limiter_page;
 
-int page_configure(long per_minute)
+/* Every page request: --page-rate a minute per IPv4 address or IPv6 /64. */
+static limiter_page pg = {PTHREAD_MUTEX_INITIALIZER, NULL, 4096, 0, 60, 8};
+/* Filing a request: --page-requests a day per IPv4 address or IPv6 /48 (a
+ * site's whole allocation), so that one network cannot fill the queue of
+ * pending requests (LETHE_REQUEST_MAX_PENDING) and lock everyone out. The
+ * table is larger: a network that filed keeps its slot until its bucket
+ * has refilled, a day later. */
+static limiter_page pg_file = {PTHREAD_MUTEX_INITIALIZER, NULL, 65536, 0, 86400, 6};
+
+static int limiter_page_set(limiter_page *l, long rate)
 {
-    pg.rate = (double)per_minute;
-    if (per_minute > 0 && !pg.b && !(pg.b = calloc(SLOTS, sizeof(*pg.b))))
+    l->rate = (double)rate;
+    if (rate > 0 && !l->b && !(l->b = calloc(l->slots, sizeof(*l->b))))
         return -1;
     return 0;
+}
+
+int page_configure(long per_minute, long requests_per_day)
+{
+    return limiter_page_set(&pg, per_minute) < 0 ||
+                   limiter_page_set(&pg_file, per_minute > 0 ? requests_per_day : 0) < 0
+               ? -1
+               : 0;
 }
 
 void page_shutdown(void)
 {
     free(pg.b);
-    pg.b = NULL;
+    free(pg_file.b);
+    pg.b = pg_file.b = NULL;
 }
 
-/* The client's address as 16 bytes: IPv4 as ::ffff:a.b.c.d, IPv6 cut to
- * its /64 (one holder of a /64 has them all). */
-static void client_addr(request *req, uint8_t out[16])
+/* The client's network as 16 bytes: IPv4 as ::ffff:a.b.c.d, IPv6 cut to
+ * its first v6_bytes (one holder of a /64 has them all). */
+static void client_addr(request *req, int v6_bytes, uint8_t out[16])
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -80,49 +105,61 @@ static void client_addr(request *req, uint8_t out[16])
         memcpy(out + 12, &a->sin_addr, 4);
     } else if (ci->client_addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ci->client_addr;
-        memcpy(out, &a->sin6_addr, 8);
+        memcpy(out, &a->sin6_addr, (size_t)v6_bytes);
     }
 }
 
-/* Admit one request from addr at now: 0, or the seconds to wait. A full
- * table takes a slot whose bucket has refilled (a client gone quiet); when
- * there is none, the request waits (refused rather than not counted). */
-static long admit(const uint8_t addr[16], double now)
+/* Admit one request from the client of req at now: 0, or the seconds to
+ * wait. A full table takes a slot whose bucket has refilled (a client gone
+ * quiet); when there is none, the request waits (refused rather than not
+ * counted). */
+static long admit(limiter_page *l, request *req, double now)
 {
+    uint8_t addr[16];
     uint32_t h = 2166136261u;
+    client_addr(req, l->v6_bytes, addr);
     for (int i = 0; i < 16; i++)
         h = (h ^ addr[i]) * 16777619u;
     long wait = 0;
-    pthread_mutex_lock(&pg.mu);
+    double per_second = l->rate / l->period;
+    pthread_mutex_lock(&l->mu);
     bucket *b = NULL, *spare = NULL;
     for (int k = 0; k < PROBE && !b; k++) {
-        bucket *c = &pg.b[(h + (uint32_t)k) % SLOTS];
+        bucket *c = &l->b[(h + (uint32_t)k) % l->slots];
         if (c->used && !memcmp(c->addr, addr, 16))
             b = c;
-        else if (!spare && (!c->used || c->tokens + (now - c->last) * pg.rate / 60.0 >= pg.rate))
+        else if (!spare && (!c->used || c->tokens + (now - c->last) * per_second >= l->rate))
             spare = c;
     }
     if (!b && spare) {
         b = spare;
         memcpy(b->addr, addr, 16);
         b->used = 1;
-        b->tokens = pg.rate;
+        b->tokens = l->rate;
         b->last = now;
     }
     if (!b) {
-        wait = 60;
+        wait = (long)l->period; /* every slot refills within a period */
     } else {
-        b->tokens += (now - b->last) * pg.rate / 60.0;
-        if (b->tokens > pg.rate)
-            b->tokens = pg.rate;
+        b->tokens += (now - b->last) * per_second;
+        if (b->tokens > l->rate)
+            b->tokens = l->rate;
         b->last = now;
         if (b->tokens >= 1.0)
             b->tokens -= 1.0;
         else
-            wait = (long)((1.0 - b->tokens) * 60.0 / pg.rate) + 1;
+            wait = (long)((1.0 - b->tokens) / per_second) + 1;
     }
-    pthread_mutex_unlock(&pg.mu);
+    pthread_mutex_unlock(&l->mu);
     return wait;
+}
+
+/* "N seconds", "N minutes" or "N hours", for a person. */
+static void wait_text(long wait, char *out, size_t n)
+{
+    long v = wait >= 7200 ? (wait + 3599) / 3600 : wait >= 120 ? (wait + 59) / 60 : wait;
+    const char *unit = wait >= 7200 ? "hour" : wait >= 120 ? "minute" : "second";
+    snprintf(out, n, "%ld %s%s", v, unit, v == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------- replies */
@@ -316,6 +353,16 @@ static void pg_request(request *req, reply *r)
     jsbuf b;
     if (page_form(req, r, &f) < 0 || request_spec(req, r, &f, &q, face) < 0)
         goto out;
+    long wait = admit(&pg_file, req, serve_now());
+    if (wait > 0) {
+        char text[256], in[32];
+        wait_text(wait, in, sizeof(in));
+        snprintf(text, sizeof(text), "Your network has filed as many requests as it may for "
+                 "now: try again in %s. Requests filed already are kept.", in);
+        page_fail(r, 429, "Too many requests", text);
+        r->retry_after = wait;
+        goto out;
+    }
     server_lock(req->sv);
     int rc = lethe_request_file(req->sv->store, &q, "page", id, &info);
     if (rc != LETHE_OK)
@@ -465,13 +512,12 @@ int page_first_look(request *req, const route **rt, reply *r)
         }
     if (!known)
         return 0;
-    uint8_t addr[16];
-    client_addr(req, addr);
-    long wait = admit(addr, serve_now());
+    long wait = admit(&pg, req, serve_now());
     if (wait > 0) {
-        char text[160];
-        snprintf(text, sizeof(text), "Too many requests from your address: try again in %ld "
-                 "second%s.", wait, wait == 1 ? "" : "s");
+        char text[160], in[32];
+        wait_text(wait, in, sizeof(in));
+        snprintf(text, sizeof(text), "Too many requests from your address: try again in %s.",
+                 in);
         page_fail(r, 429, "Too many requests", text);
         r->retry_after = wait;
         return -1;

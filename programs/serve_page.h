@@ -14,7 +14,7 @@
 
 /* Set up the page: requests a minute admitted per client address (IPv4
  * address, IPv6 /64), 0 turning the page off. 0, or -1 (out of memory). */
-int page_configure(long per_minute);
+int page_configure(long per_minute, long requests_per_day);
 void page_shutdown(void);
 
 /*

@@ -102,7 +102,7 @@ if [ -n "$DATA" ] && [ -f "$MODELS/face_recognition_model.bin" ] && [ -f "$DATA/
 else
     skipt "photos" "no models or no shared photos (\$LETHE_TEST_DATA): the file lookup and the selfie are not tried"
 fi
-if ! start_server main --store "$S" "${FACES[@]}" --page-rate 100000; then
+if ! start_server main --store "$S" "${FACES[@]}" --page-rate 100000 --page-requests 1000; then
     bad "server starts" "$(cat "$tmp/main.out" "$tmp/main.err" | head -c 600)"
     cli_summary; exit 1
 fi
@@ -342,6 +342,28 @@ if start_server slow --store "$S" --no-faces --page-rate 3; then
 else
     bad "a server with --page-rate 3" "$(head -c 300 "$tmp/slow.err")"
 fi
+# requests filed a day per client network: one network cannot fill the
+# bounded queue of pending requests and lock everyone else out
+if start_server filer --store "$S" --no-faces --page-rate 1000 --page-requests 2; then
+    req POST /request -F action=erase -F by=uploader
+    is "a request the form refuses" 400 'Give the account'
+    for n in 1 2; do
+        req POST /request -F action=optout -F by=url -F "value=https://flood.example/$n"
+        is "request $n of 2 a day is filed (a refused form did not count)" 200 'Your request id is'
+    done
+    npend=$("$LETHE" request list --pending --json --store "$S" | grep -c '"status":"pending"')
+    req POST /request -F action=optout -F by=url -F "value=https://flood.example/3"
+    is "the third request of the day is refused" 429 'Your network has filed as many requests'
+    contains "and says when to come back, in hours" "$tmp/body" 'try again in 1[23] hours'
+    header "with Retry-After of about half a day" '^Retry-After: 4[0-3][0-9][0-9][0-9]'
+    same "and nothing was filed" "$("$LETHE" request list --pending --json --store "$S" | grep -c '"status":"pending"')" "$npend"
+    req GET "/lookup?by=url&value=https://flood.example/3"
+    is "looking up is still admitted" 200 '<strong>0 photos</strong>'
+else
+    bad "a server with --page-requests 2" "$(head -c 300 "$tmp/filer.err")"
+fi
+expect "--page-requests 0 is refused" 2 "$LETHE" serve --store "$S" --page-requests 0
+contains "naming the option" "$tmp/err" "page-requests"
 if start_server off --store "$S" --no-faces --page-rate 0; then
     req GET /
     is "--page-rate 0 turns the page off" 401

@@ -150,7 +150,7 @@ static int http_setup(void)
     H.sv.request_seconds = 2;
     snprintf(H.sv.engine_error, sizeof(H.sv.engine_error), "fuzzing: no face models");
     if (!(H.sv.access_log = fopen("/dev/null", "w")) || !(H.sv.lim = limiter_new()) ||
-        page_configure(1000000) < 0 || !(H.sv.watch = conn_watch_new(2)) ||
+        page_configure(1000000, 1000000) < 0 || !(H.sv.watch = conn_watch_new(2)) ||
         lethe_store_open(path, LETHE_STORE_SHARED, &H.sv.store) != LETHE_OK ||
         limiter_start(H.sv.lim, &H.sv) != LETHE_OK)
         return -1;
