@@ -443,6 +443,50 @@ static void test_messages_per_thread(void)
     lethe_store_close(ro);
 }
 
+/* Another handle (as `lethe log verify` in another process) verifies the
+ * log while the shared handle's group commits go on: every verification
+ * passes. (The anchor file log.head is rewritten after each commit; read
+ * after the verifier's snapshot began, it named entries the snapshot did
+ * not hold, and an intact log was reported cut short.) */
+static void test_log_verify_beside_commits(void)
+{
+    char dir[300];
+    lethe_store *s = open_shared(dir, sizeof(dir), 1), *v = NULL;
+    if (!s)
+        return;
+    CHECK_EQ_INT(ingest(s, 0, NFACES), LETHE_OK);
+    race *r = calloc(1, sizeof(*r));
+    searcher sr[2];
+    pthread_t t[2];
+    r->s = s;
+    for (int i = 0; i < NFORGET; i++)
+        atomic_store(&r->forgetting[i], 1); /* none of them is asked to be found */
+    atomic_store(&r->ingested, 0);
+    for (int i = 0; i < 2; i++) {
+        sr[i] = (searcher){r, i, 0};
+        pthread_create(&t[i], NULL, search_loop, &sr[i]);
+    }
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &v), LETHE_OK);
+    int failed = 0, runs = 0;
+    /* until 300 searches were committed beside it (and at least 20 runs) */
+    for (; v && runs < 100000 && (runs < 20 || atomic_load(&r->searches) < 300); runs++) {
+        uint64_t entries = 0, first_bad = 0;
+        if (lethe_log_verify(v, &entries, &first_bad) != LETHE_OK && failed++ == 0)
+            fprintf(stderr, "  verification %d of %llu entries: %s\n", runs,
+                    (unsigned long long)entries, lethe_store_errmsg(v));
+    }
+    atomic_store(&r->stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ_INT(failed, 0);
+    CHECK_EQ_INT(atomic_load(&r->failures), 0);
+    CHECK(sr[0].n + sr[1].n >= 300); /* the commits did run beside it */
+    fprintf(stderr, "  %d verifications beside %d searches\n", runs, sr[0].n + sr[1].n);
+    lethe_store_close(v);
+    lethe_store_close(s);
+    free(r);
+}
+
 int main(int argc, char **argv)
 {
     test_select(argc, argv);
@@ -462,6 +506,7 @@ int main(int argc, char **argv)
     RUN(test_group_commit_groups);
     RUN(test_group_commit_out_of_memory);
     RUN(test_messages_per_thread);
+    RUN(test_log_verify_beside_commits);
     faultvfs_reset_calls();
     fprintf(stderr, "SQLite write calls after: %ld\n", faultvfs_calls());
     char cmd[300];

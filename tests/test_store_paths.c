@@ -735,13 +735,32 @@ static void test_log_head_damaged(void)
     CHECK_EQ_INT(bad, n + 1);
     lethe_store_close(s);
     s = NULL;
-    /* an anchor naming entry 1 with a wrong hash: behind, and not the log's */
+    /* an anchor naming entry 1 with a wrong hash: behind, and not the log's
+     * (the anchor's entry is checked too, not only its place) */
     damaged("headbehind", NULL, dir, sizeof(dir));
     write_file(dir, "log.head",
                "1 0000000000000000000000000000000000000000000000000000000000000000\n");
     CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
     CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_ERR_FORMAT);
-    CHECK(strstr(lethe_store_errmsg(s), "log.head"));
+    CHECK(strstr(lethe_store_errmsg(s), "log.head does not match log entry 1"));
+    CHECK_EQ_INT(bad, 1);
+    lethe_store_close(s);
+    s = NULL;
+    /* an anchor naming entry 1 rightly, left behind (not rewritten after a
+     * commit): still behind after the verifier looked again, reported */
+    damaged("headlags", NULL, dir, sizeof(dir));
+    CHECK_EQ_INT(lethe_store_open(dir, LETHE_STORE_READONLY, &s), LETHE_OK);
+    char *log = NULL, head[100] = "";
+    CHECK_EQ_INT(lethe_log_export(s, "jsonl", &log), LETHE_OK);
+    const char *h = log ? strstr(log, "\"hash\":\"") : NULL;
+    CHECK(h != NULL);
+    if (h)
+        snprintf(head, sizeof(head), "1 %.64s\n", h + 8);
+    lethe_free_string(log);
+    write_file(dir, "log.head", head);
+    CHECK_EQ_INT(lethe_log_verify(s, &n, &bad), LETHE_ERR_FORMAT);
+    CHECK(strstr(lethe_store_errmsg(s), "log.head names entry 1 but the log goes on"));
+    CHECK(n > 1);
     CHECK_EQ_INT(bad, 2);
     lethe_store_close(s);
     s = NULL;

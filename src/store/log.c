@@ -10,7 +10,9 @@
  * transaction as the entry, and in the file log.head beside the catalog,
  * rewritten after each commit. Editing, deleting or reordering entries
  * breaks the chain; cutting entries off its end no longer matches the
- * heads. An operator who wants protection against someone able to rewrite
+ * heads. Verification runs beside other processes' commits: log.head is
+ * read before the snapshot of the entries (what it names was committed
+ * before it), and one that lags the snapshot is read again after it. An operator who wants protection against someone able to rewrite
  * the whole store copies `lethe log head` somewhere else from time to time.
  */
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "access/apikey.h"
 #include "store/head.h"
@@ -301,56 +304,137 @@ static int verify_chain(lethe_store *s, uint64_t *n, int64_t *last, char prev[65
     return rc;
 }
 
-/* The heads: the catalog's must name the last entry exactly, and so must
- * the file's (it is rewritten after every commit; one that lags was not
- * rewritten after a crash or on a full disk, and until it is, a cut at the
- * log's end would go unseen: that is reported). */
-static int verify_heads(lethe_store *s, int64_t last, const char *prev, uint64_t *first_bad)
+/* The anchor file log.head, read: rc LETHE_OK with seq and hash;
+ * LETHE_ERR_NOMEM; or another status with why in msg (gone, not a
+ * regular file, damaged). */
+typedef struct file_head {
+    int rc;
+    int64_t seq;
+    char hash[65];
+    char msg[256];
+} file_head;
+
+static void read_file_head(lethe_store *s, file_head *h)
 {
-    char meta_head[128], file_head[128] = "", mhash[65], fhash[65];
-    int64_t mseq = 0, fseq = 0;
+    char *path = store_file(s, STORE_LOG_HEAD), text[128];
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    memset(h, 0, sizeof(*h));
+    /* not a regular file (a FIFO planted there) is refused, not waited on */
+    h->rc = path ? lethe_read_file(path, 4096, &bytes, &n, h->msg, sizeof(h->msg))
+                 : LETHE_ERR_NOMEM;
+    if (h->rc == LETHE_OK) {
+        snprintf(text, sizeof(text), "%.*s", (int)n, (const char *)bytes);
+        if (parse_head(text, &h->seq, h->hash) != 0) {
+            h->rc = LETHE_ERR_FORMAT;
+            snprintf(h->msg, sizeof(h->msg), "the log head is damaged");
+        }
+    } else if (h->rc != LETHE_ERR_NOMEM) {
+        size_t k = strlen(h->msg);
+        snprintf(h->msg + k, sizeof(h->msg) - k, " (the log's anchor is gone)");
+    }
+    lethe_free(bytes);
+    lethe_free(path);
+}
+
+/* The hash of entry seq, in the snapshot: 0, or -1 when there is none. */
+static int entry_hash_at(lethe_store *s, int64_t seq, char hash[65])
+{
+    sqlite3_stmt *st;
+    int found = -1;
+    if (store_prepare(s, "SELECT hash FROM log WHERE seq = ?", &st) != LETHE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, seq);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+        snprintf(hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = 0;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/*
+ * The heads. The catalog's, written in the entry's transaction, must name
+ * the snapshot's last entry exactly. The file's (fh) was read before the
+ * snapshot began, and is rewritten after each commit and never goes back,
+ * so it names an entry the snapshot holds (beyond it: entries were cut off
+ * the log's end), with that entry's hash. When it names an earlier entry
+ * (*lags set), a commit was under way or the file was not rewritten after
+ * one; lethe_log_verify looks at it again after the snapshot.
+ */
+static int verify_heads(lethe_store *s, int64_t last, const char *prev, const file_head *fh,
+                        int *lags, uint64_t *first_bad)
+{
+    char meta_head[128], mhash[65], at[65];
+    int64_t mseq = 0;
     int rc = read_meta_head(s, meta_head, sizeof(meta_head));
+    *lags = 0;
     if (rc)
         return rc;
-    char *path = store_file(s, STORE_LOG_HEAD), emsg[256];
-    uint8_t *text = NULL;
-    size_t tlen = 0;
-    /* not a regular file (a FIFO planted there) is refused, not waited on */
-    int frc = path ? lethe_read_file(path, 4096, &text, &tlen, emsg, sizeof(emsg))
-                   : LETHE_ERR_NOMEM;
-    if (frc == LETHE_OK)
-        snprintf(file_head, sizeof(file_head), "%.*s", (int)tlen, (const char *)text);
-    lethe_free(text);
-    if (frc == LETHE_ERR_NOMEM) {
-        /* out of memory says nothing about the log */
-        rc = store_fail(s, LETHE_ERR_NOMEM, "out of memory reading %s", STORE_LOG_HEAD);
-    } else if (frc != LETHE_OK) {
-        rc = store_fail(s, LETHE_ERR_FORMAT, "%s (the log's anchor is gone)", emsg);
+    if (fh->rc == LETHE_ERR_NOMEM) /* out of memory says nothing about the log */
+        return store_fail(s, LETHE_ERR_NOMEM, "out of memory reading %s", STORE_LOG_HEAD);
+    if (fh->rc != LETHE_OK || parse_head(meta_head, &mseq, mhash) != 0) {
         *first_bad = (uint64_t)last + 1;
-    } else if (parse_head(meta_head, &mseq, mhash) != 0 ||
-               parse_head(file_head, &fseq, fhash) != 0) {
-        rc = store_fail(s, LETHE_ERR_FORMAT, "the log head is damaged");
-        *first_bad = (uint64_t)last + 1;
-    } else if (mseq > last || fseq > last) {
-        *first_bad = (uint64_t)last + 1;
-        rc = store_fail(s, LETHE_ERR_FORMAT, "log entries %lld to %lld are missing (the log "
-                        "was cut short)", (long long)last + 1,
-                        (long long)(mseq > fseq ? mseq : fseq));
-    } else if (mseq != last || strcmp(mhash, prev) != 0) {
-        *first_bad = (uint64_t)mseq;
-        rc = store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match the catalog's "
-                        "record of the head", (long long)mseq);
-    } else if (fseq != last || strcmp(fhash, prev) != 0) {
-        *first_bad = (uint64_t)(fseq < last ? fseq + 1 : fseq);
-        rc = store_fail(s, LETHE_ERR_FORMAT,
-                        fseq < last ? "%s names entry %lld but the log goes on to %lld: the "
-                                      "anchor was not rewritten after a commit (a crash or a "
-                                      "full disk); the next change or writable open rewrites it"
-                                    : "%s does not match log entry %lld",
-                        STORE_LOG_HEAD, (long long)fseq, (long long)last);
+        return store_fail(s, LETHE_ERR_FORMAT, "%s",
+                          fh->rc != LETHE_OK ? fh->msg : "the log head is damaged");
     }
-    lethe_free(path);
-    return rc;
+    if (mseq > last || fh->seq > last) {
+        *first_bad = (uint64_t)last + 1;
+        return store_fail(s, LETHE_ERR_FORMAT, "log entries %lld to %lld are missing (the log "
+                          "was cut short)", (long long)last + 1,
+                          (long long)(mseq > fh->seq ? mseq : fh->seq));
+    }
+    if (mseq != last || strcmp(mhash, prev) != 0) {
+        *first_bad = (uint64_t)mseq;
+        return store_fail(s, LETHE_ERR_FORMAT, "log entry %lld does not match the catalog's "
+                          "record of the head", (long long)mseq);
+    }
+    if (fh->seq == last ? strcmp(fh->hash, prev) != 0
+                        : entry_hash_at(s, fh->seq, at) != 0 || strcmp(fh->hash, at) != 0) {
+        *first_bad = (uint64_t)fh->seq;
+        return store_fail(s, LETHE_ERR_FORMAT, "%s does not match log entry %lld",
+                          STORE_LOG_HEAD, (long long)fh->seq);
+    }
+    *lags = fh->seq < last;
+    return LETHE_OK;
+}
+
+/* The file lagged the snapshot: read it again for up to a second (a writer
+ * rewrites it just after its commit). One that reaches the snapshot's last
+ * entry (with its hash) or goes beyond is current; one that stays behind
+ * was not rewritten after a commit (a crash or a full disk), and until it
+ * is, a cut at the log's end would go unseen: that is reported. */
+static int verify_lagging_head(lethe_store *s, int64_t last, const char *prev,
+                               uint64_t *first_bad)
+{
+    file_head fh;
+    for (int tries = 0;; tries++) {
+        read_file_head(s, &fh);
+        if (fh.rc == LETHE_ERR_NOMEM)
+            return store_fail(s, LETHE_ERR_NOMEM, "out of memory reading %s", STORE_LOG_HEAD);
+        if (fh.rc != LETHE_OK) {
+            *first_bad = (uint64_t)last + 1;
+            return store_fail(s, LETHE_ERR_FORMAT, "%s", fh.msg);
+        }
+        if (fh.seq > last)
+            return LETHE_OK;
+        if (fh.seq == last) {
+            if (strcmp(fh.hash, prev) == 0)
+                return LETHE_OK;
+            *first_bad = (uint64_t)last;
+            return store_fail(s, LETHE_ERR_FORMAT, "%s does not match log entry %lld",
+                              STORE_LOG_HEAD, (long long)last);
+        }
+        if (tries == 40)
+            break;
+        struct timespec ts = {0, 25 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    *first_bad = (uint64_t)fh.seq + 1;
+    return store_fail(s, LETHE_ERR_FORMAT, "%s names entry %lld but the log goes on to %lld: the "
+                      "anchor was not rewritten after a commit (a crash or a full disk); the "
+                      "next change or writable open rewrites it",
+                      STORE_LOG_HEAD, (long long)fh.seq, (long long)last);
 }
 
 /* The consent policy in force is the one the log last recorded. */
@@ -404,18 +488,24 @@ int lethe_log_verify(lethe_store *s, uint64_t *entries, uint64_t *first_bad)
     uint64_t n = 0;
     int rc;
     *first_bad = 0;
+    int lags = 0;
+    file_head fh;
     if (s->share && share_is_owner(s)) /* between group commits (share.c) */
         return share_log_verify(s, entries, first_bad);
+    /* the anchor first: what it names was committed before the snapshot */
+    read_file_head(s, &fh);
     if ((rc = store_exec(s, "BEGIN")))
         return rc;
     rc = verify_chain(s, &n, &last, prev, first_bad);
     if (rc == LETHE_OK)
-        rc = verify_heads(s, last, prev, first_bad);
+        rc = verify_heads(s, last, prev, &fh, &lags, first_bad);
     if (rc == LETHE_OK)
         rc = verify_policy(s, first_bad);
     if (rc == LETHE_OK)
         rc = apikey_verify_log(s, first_bad);
     store_end_read(s);
+    if (rc == LETHE_OK && lags)
+        rc = verify_lagging_head(s, last, prev, first_bad);
     *entries = n;
     return rc;
 }
