@@ -52,6 +52,39 @@ void json_put_model(FILE *f, const lethe_model_info *x);
 void json_put_policy_check(FILE *f, const char *jurisdiction, const char *consent, int allowed,
                            const char *rule);
 void json_put_request(FILE *f, const lethe_request_info *q);
+
+/* What bounds a search's results: the gallery (the templates of the
+ * queries' model the store holds, lethe_search_gallery), --fpir and the
+ * threshold that follows from it and --threshold (INFINITY: none).
+ * search_bounds_get: LETHE_OK, or the status with the store's message. */
+typedef struct search_bounds {
+    uint64_t gallery;
+    double fpir;
+    float threshold;
+} search_bounds;
+int search_bounds_get(lethe_store *s, const lethe_search_options *o, search_bounds *b);
+/* The same from a gallery already known (a match's). */
+void search_bounds_from(const lethe_search_options *o, uint64_t gallery, search_bounds *b);
+/* A match of lethe_search (fmr and strangers null when not calibrated),
+ * and one query's answer: {"query", "source", ["fused",] "gallery", "fpir",
+ * "threshold", "matches": [...]}; fused is the number of probes (0: not
+ * fused). The same from `lethe search --json` and POST /v1/search. */
+void json_put_match(FILE *f, const lethe_match *m);
+/* An ingest's summary: its counts, time, whether it ran to the end, the
+ * precision and kernels of the engine (left out without one: raw
+ * descriptors) and the inputs that failed, {"file", ["line",] "reason"}. */
+typedef struct ingest_error {
+    char *input, *reason;
+    size_t line;
+} ingest_error;
+void json_put_ingest(FILE *f, const lethe_ingest_stats *st, double seconds, int complete,
+                     const lethe_engine *engine, const ingest_error *errs, size_t nerr);
+/* lethe_log_verify's answer: {"intact", "entries", "first_bad", "error"}
+ * (first_bad and error null when intact). */
+void json_put_log_verify(FILE *f, int intact, uint64_t entries, uint64_t first_bad,
+                         const char *error);
+void json_put_search(FILE *f, int query, const char *source, int fused, const search_bounds *b,
+                     const lethe_match *m, size_t n);
 void json_put_request_auto(FILE *f, unsigned mask);
 
 /* Options every face command shares. */

@@ -4,6 +4,7 @@
  * can neither drive a terminal nor break a parser: as terminal text
  * (cli_put_text, cli_text_error) and as JSON strings (json_put_string).
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,4 +238,122 @@ void json_put_request_auto(FILE *f, unsigned mask)
         fprintf(f, "%s\"%s\":%s", k ? "," : "{", lethe_request_by_name(k),
                 mask & (1u << k) ? "true" : "false");
     fputc('}', f);
+}
+
+void json_put_match(FILE *f, const lethe_match *m)
+{
+    static const char *const names[] = {"path",   "photo_id", "url",          "uploader",
+                                        "source", "license",  "jurisdiction", "consent",
+                                        "collected_at"};
+    const char *vals[] = {m->prov.path,    m->prov.photo_id, m->prov.url,
+                          m->prov.uploader, m->prov.source,  m->prov.license,
+                          m->prov.jurisdiction, m->prov.consent, m->prov.collected_at};
+    fprintf(f, "{\"distance\":%.6f,\"same\":%s,", (double)m->distance,
+            m->distance <= lethe_descriptor_threshold() ? "true" : "false");
+    /* a fused probe's evidence is not calibrated: null, never a guess (nor
+     * "nan", which is no JSON) */
+    if (isnan(m->fmr) || isnan(m->strangers))
+        fputs("\"fmr\":null,\"strangers\":null,", f);
+    else
+        fprintf(f, "\"fmr\":%.4g,\"strangers\":%.4g,", m->fmr, m->strangers);
+    fprintf(f, "\"tier\":\"%s\",\"photo\":\"%s\",\"face\":%lld,", lethe_tier_name(m->tier),
+            m->photo, (long long)m->face);
+    if (isnan(m->box[0]))
+        fputs("\"box\":null", f);
+    else
+        fprintf(f, "\"box\":[%.1f,%.1f,%.1f,%.1f]", (double)m->box[0], (double)m->box[1],
+                (double)m->box[2], (double)m->box[3]);
+    for (int i = 0; i < 9; i++) {
+        fprintf(f, ",\"%s\":", names[i]);
+        json_put_string(f, vals[i] ? vals[i] : "");
+    }
+    fprintf(f, ",\"provenance_count\":%d}", m->provenance_count);
+}
+
+void json_put_ingest(FILE *f, const lethe_ingest_stats *st, double seconds, int complete,
+                     const lethe_engine *engine, const ingest_error *errs, size_t nerr)
+{
+    fprintf(f,
+            "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
+            "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
+            "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
+            "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
+            "\"complete\":%s",
+            (unsigned long long)st->seen, (unsigned long long)st->added,
+            (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
+            (unsigned long long)st->faces, (unsigned long long)st->templates,
+            (unsigned long long)st->refused, (unsigned long long)st->withdrawn,
+            (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
+            (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted,
+            seconds, seconds > 0 ? (double)st->seen / seconds : 0.0,
+            complete ? "true" : "false");
+    /* what the templates were computed with (no engine: raw descriptors) */
+    if (engine)
+        fprintf(f, ",\"precision\":\"%s\",\"kernels\":\"%s\"",
+                lethe_engine_precision(engine), lethe_engine_kernels(engine));
+    fputs(",\"errors\":[", f);
+    for (size_t i = 0; i < nerr; i++) {
+        fprintf(f, "%s{\"file\":", i ? "," : "");
+        json_put_string(f, errs[i].input ? errs[i].input : "");
+        if (errs[i].line)
+            fprintf(f, ",\"line\":%zu", errs[i].line);
+        fputs(",\"reason\":", f);
+        json_put_string(f, errs[i].reason ? errs[i].reason : "");
+        fputc('}', f);
+    }
+    fputs("]}", f);
+}
+
+void json_put_log_verify(FILE *f, int intact, uint64_t entries, uint64_t first_bad,
+                         const char *error)
+{
+    fprintf(f, "{\"intact\":%s,\"entries\":%llu,\"first_bad\":", intact ? "true" : "false",
+            (unsigned long long)entries);
+    if (intact) {
+        fputs("null,\"error\":null}", f);
+        return;
+    }
+    fprintf(f, "%llu,\"error\":", (unsigned long long)first_bad);
+    json_put_string(f, error ? error : "");
+    fputc('}', f);
+}
+
+void search_bounds_from(const lethe_search_options *o, uint64_t gallery, search_bounds *b)
+{
+    float t;
+    b->gallery = gallery;
+    b->fpir = o->fpir;
+    b->threshold = o->threshold;
+    if (o->fpir > 0 && lethe_calibration_threshold(o->fpir, gallery, &t) == LETHE_OK &&
+        t < b->threshold)
+        b->threshold = t;
+}
+
+int search_bounds_get(lethe_store *s, const lethe_search_options *o, search_bounds *b)
+{
+    uint64_t gallery = 0;
+    int rc = lethe_search_gallery(s, o->model, &gallery);
+    if (rc == LETHE_OK)
+        search_bounds_from(o, gallery, b);
+    return rc;
+}
+
+void json_put_search(FILE *f, int query, const char *source, int fused, const search_bounds *b,
+                     const lethe_match *m, size_t n)
+{
+    fprintf(f, "{\"query\":%d,\"source\":", query);
+    json_put_string(f, source);
+    if (fused)
+        fprintf(f, ",\"fused\":%d", fused);
+    fprintf(f, ",\"gallery\":%llu,\"fpir\":", (unsigned long long)b->gallery);
+    b->fpir > 0 ? fprintf(f, "%g", b->fpir) : fputs("null", f);
+    isfinite(b->threshold) ? fprintf(f, ",\"threshold\":%.6f", (double)b->threshold)
+                           : fputs(",\"threshold\":null", f);
+    fputs(",\"matches\":[", f);
+    for (size_t k = 0; k < n; k++) {
+        if (k)
+            fputc(',', f);
+        json_put_match(f, &m[k]);
+    }
+    fputs("]}", f);
 }

@@ -290,38 +290,50 @@ static const char common_help[] =
     "  --models DIR         model weights folder (default $LETHE_MODELS, then the\n"
     "                       folder fetched at build time)\n";
 
-/* Parse a face command's arguments; returns the first path index or -1/-2. */
+/*
+ * Parse a face command's arguments, options before or after the paths (as
+ * every other command takes them; after "--" everything is a path). The
+ * paths are moved to the end of argv, from *first on. Returns 0, -1 (help
+ * printed) or -2 (bad usage, said).
+ */
 static int parse_face_args(face_opts *o, int argc, char **argv, int allow_chip,
                            void (*help)(FILE *), int *first)
 {
-    int i;
-    for (i = 1; i < argc; i++) {
+    char **paths = malloc((size_t)argc * sizeof(*paths));
+    int n = 0, rc = 0;
+    if (!paths) {
+        cli_error("out of memory");
+        return -2;
+    }
+    for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) {
-            i++;
+            while (++i < argc)
+                paths[n++] = argv[i];
             break;
         }
-        if (a[0] != '-' || !a[1])
-            break;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (a[0] != '-' || !a[1]) {
+            paths[n++] = argv[i];
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help(stdout);
-            return -1;
-        }
-        if (allow_chip && !strcmp(a, "--chip")) {
+            rc = -1;
+        } else if (allow_chip && !strcmp(a, "--chip")) {
             o->chip = 1;
-            continue;
-        }
-        int r = face_opts_parse(o, argc, argv, &i);
-        if (r < 0)
-            return -2;
-        if (r == 0) {
-            cli_text_error("unknown option '%s' for %s (see 'lethe %s --help')", a, argv[0],
-                      argv[0]);
-            return -2;
+        } else {
+            int r = face_opts_parse(o, argc, argv, &i);
+            if (r == 0)
+                cli_text_error("unknown option '%s' for %s (see 'lethe %s --help')", a,
+                               argv[0], argv[0]);
+            rc = r <= 0 ? -2 : 0;
         }
     }
-    *first = i;
-    return 0;
+    /* the options' values are kept as pointers to their strings, not to
+     * argv's slots: the slots may be reused */
+    *first = argc - n;
+    if (n)
+        memcpy(argv + *first, paths, (size_t)n * sizeof(*paths));
+    free(paths);
+    return rc;
 }
 
 static void detect_help(FILE *f)

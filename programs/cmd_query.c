@@ -199,35 +199,6 @@ static void search_help(void)
         (double)lethe_descriptor_threshold(), cli_common_help);
 }
 
-static void print_match_json(const lethe_match *m)
-{
-    printf("{\"distance\":%.6f,\"same\":%s,", (double)m->distance,
-           m->distance <= lethe_descriptor_threshold() ? "true" : "false");
-    /* a fused probe's evidence is not calibrated: null, never a guess */
-    if (isnan(m->fmr) || isnan(m->strangers))
-        printf("\"fmr\":null,\"strangers\":null,");
-    else
-        printf("\"fmr\":%.4g,\"strangers\":%.4g,", m->fmr, m->strangers);
-    printf("\"tier\":\"%s\",\"photo\":\"%s\",\"face\":%lld,", lethe_tier_name(m->tier),
-           m->photo, (long long)m->face);
-    if (isnan(m->box[0]))
-        printf("\"box\":null");
-    else
-        printf("\"box\":[%.1f,%.1f,%.1f,%.1f]", (double)m->box[0], (double)m->box[1],
-               (double)m->box[2], (double)m->box[3]);
-    const char *names[] = {"path", "photo_id", "url", "uploader", "source", "license",
-                           "jurisdiction", "consent", "collected_at"};
-    const char *vals[] = {m->prov.path, m->prov.photo_id, m->prov.url, m->prov.uploader,
-                          m->prov.source, m->prov.license, m->prov.jurisdiction,
-                          m->prov.consent, m->prov.collected_at};
-    for (int i = 0; i < 9; i++) {
-        printf(",\"%s\":", names[i]);
-        json_put_string(stdout, vals[i] ? vals[i] : "");
-    }
-    printf(",\"provenance_count\":%d}", m->provenance_count);
-}
-
-
 /* A search's command line. */
 typedef struct search_cli {
     const char *cmd;               /* "search" or "verify" (for messages) */
@@ -523,27 +494,6 @@ static const char *esc(const char *s, char *buf, size_t n)
     return buf;
 }
 
-/* What bounds a search's results: the store's size, --fpir and the
- * threshold that follows from it and --threshold (INFINITY: none). */
-typedef struct search_bounds {
-    uint64_t gallery;
-    double fpir;
-    float threshold;
-} search_bounds;
-
-static void put_bounds_json(const search_bounds *b)
-{
-    printf(",\"gallery\":%llu,\"fpir\":", (unsigned long long)b->gallery);
-    if (b->fpir > 0)
-        printf("%g", b->fpir);
-    else
-        printf("null");
-    if (isfinite(b->threshold))
-        printf(",\"threshold\":%.6f", (double)b->threshold);
-    else
-        printf(",\"threshold\":null");
-}
-
 static void put_bounds_text(const search_bounds *b)
 {
     printf("  store of %llu face%s", (unsigned long long)b->gallery, b->gallery == 1 ? "" : "s");
@@ -583,18 +533,8 @@ static void search_print(const qlist *q, const lethe_match *m, size_t nm, int js
         while (at < nm && m[at].query == qi)
             at++;
         if (json) {
-            printf("{\"query\":%d,\"source\":", qi);
-            json_put_string(stdout, label);
-            if (fused)
-                printf(",\"fused\":%d", q->n);
-            put_bounds_json(b);
-            printf(",\"matches\":[");
-            for (size_t k = from; k < at; k++) {
-                if (k > from)
-                    putchar(',');
-                print_match_json(&m[k]);
-            }
-            printf("]}\n");
+            json_put_search(stdout, qi, label, fused ? q->n : 0, b, m + from, at - from);
+            putchar('\n');
             continue;
         }
         printf("%s%s: %zu match%s\n", qi ? "\n" : "", esc(label, e5, sizeof(e5)),
@@ -637,21 +577,6 @@ static int query_begin(search_cli *a, int argc, char **argv, void (*help)(void),
     return rc;
 }
 
-/* The bounds of a search of s with options o (the templates of the
- * queries' model the store holds now). */
-static int search_bounds_get(lethe_store *s, const lethe_search_options *o, search_bounds *b)
-{
-    b->fpir = o->fpir;
-    b->threshold = o->threshold;
-    if (lethe_search_gallery(s, o->model, &b->gallery) != LETHE_OK)
-        return -1;
-    float t;
-    if (o->fpir > 0 && lethe_calibration_threshold(o->fpir, b->gallery, &t) == LETHE_OK &&
-        t < b->threshold)
-        b->threshold = t;
-    return 0;
-}
-
 int cmd_search(int argc, char **argv)
 {
     search_cli a = {.cmd = "search"};
@@ -667,7 +592,7 @@ int cmd_search(int argc, char **argv)
     if (a.fuse && q.n > LETHE_FUSE_MAX) {
         cli_error("search: --fuse takes at most %d probes, not %d", LETHE_FUSE_MAX, q.n);
         status = CLI_EXIT_USAGE;
-    } else if (search_bounds_get(s, &a.so, &b) < 0 ||
+    } else if (search_bounds_get(s, &a.so, &b) != LETHE_OK ||
                (a.fuse ? lethe_search_fused(s, q.v, q.n, &a.so, &m, &nm)
                        : lethe_search(s, q.v, q.n, &a.so, &m, &nm)) != LETHE_OK) {
         cli_error("search: %s", lethe_store_errmsg(s));
@@ -853,15 +778,8 @@ int cmd_log(int argc, char **argv)
         uint64_t n = 0, bad = 0;
         int rc = lethe_log_verify(s, &n, &bad);
         if (c.json) {
-            printf("{\"intact\":%s,\"entries\":%llu,\"first_bad\":", rc ? "false" : "true",
-                   (unsigned long long)n);
-            if (rc) {
-                printf("%llu,\"error\":", (unsigned long long)bad);
-                json_put_string(stdout, lethe_store_errmsg(s));
-            } else {
-                printf("null");
-            }
-            printf("}\n");
+            json_put_log_verify(stdout, rc == LETHE_OK, n, bad, lethe_store_errmsg(s));
+            putchar('\n');
         } else if (rc) {
             printf("log NOT intact: ");
             cli_put_text(stdout, lethe_store_errmsg(s));

@@ -98,10 +98,7 @@ int cmd_init(int argc, char **argv)
 
 /* -------------------------------------------------------------- ingest */
 
-typedef struct err_item {
-    char *input, *msg;
-    size_t line;
-} err_item;
+typedef ingest_error err_item; /* cli.h */
 
 typedef struct ingest_cli {
     cli_common c;
@@ -146,9 +143,9 @@ static void on_error(void *ctx, const char *input, size_t line, const char *msg)
     }
     err_item *e = &g->errs[g->nerr];
     e->input = strdup(input);
-    e->msg = strdup(msg);
+    e->reason = strdup(msg);
     e->line = line;
-    if (e->input && e->msg)
+    if (e->input && e->reason)
         g->nerr++;
 }
 
@@ -618,34 +615,8 @@ static void ingest_summary(const ingest_cli *g, const lethe_engine *engine,
                            const lethe_ingest_stats *st, double secs, int fatal)
 {
     if (g->c.json) {
-        printf("{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
-               "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-               "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
-               "\"uncommitted\":%llu,\"seconds\":%.3f,\"photos_per_second\":%.2f,"
-               "\"complete\":%s",
-               (unsigned long long)st->seen, (unsigned long long)st->added,
-               (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
-               (unsigned long long)st->faces, (unsigned long long)st->templates,
-               (unsigned long long)st->refused, (unsigned long long)st->withdrawn,
-               (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
-               (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted,
-               secs, secs > 0 ? (double)st->seen / secs : 0.0, fatal ? "false" : "true");
-        /* What the templates were computed with (no engine: raw descriptors). */
-        if (engine)
-            printf(",\"precision\":\"%s\",\"kernels\":\"%s\",\"errors\":[",
-                   lethe_engine_precision(engine), lethe_engine_kernels(engine));
-        else
-            printf(",\"errors\":[");
-        for (size_t i = 0; i < g->nerr; i++) {
-            printf("%s{\"file\":", i ? "," : "");
-            json_put_string(stdout, g->errs[i].input);
-            if (g->errs[i].line)
-                printf(",\"line\":%zu", g->errs[i].line);
-            printf(",\"reason\":");
-            json_put_string(stdout, g->errs[i].msg);
-            printf("}");
-        }
-        printf("]}\n");
+        json_put_ingest(stdout, st, secs, !fatal, engine, g->errs, g->nerr);
+        putchar('\n');
         return;
     }
     printf("%llu seen, %llu added, %llu duplicates, %llu provenance records, %llu faces, "
@@ -696,7 +667,7 @@ int cmd_ingest(int argc, char **argv)
     ingest_summary(&g, engine, &st, since(&g.t0), fatal);
     for (size_t i = 0; i < g.nerr; i++) {
         free(g.errs[i].input);
-        free(g.errs[i].msg);
+        free(g.errs[i].reason);
     }
     free(g.errs);
     pl_free(&paths);

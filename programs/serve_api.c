@@ -178,6 +178,7 @@ typedef struct search_req {
     char purpose[SERVE_FIELD_MAX + 1];
     int verify;                         /* /v1/verify: against stored photos */
     int against_kind;                   /* LETHE_LOOKUP_* */
+    int from_photo;                     /* the query came as a photo */
     char against[SERVE_FIELD_MAX + 1];
 } search_req;
 
@@ -204,34 +205,10 @@ static int against_pick(reply *r, search_req *s, const char *const v[3])
     return 0;
 }
 
-static void put_match(FILE *f, const lethe_match *m)
-{
-    static const char *const names[] = {"path",         "photo_id", "url",
-                                        "uploader",     "source",   "license",
-                                        "jurisdiction", "consent",  "collected_at"};
-    const char *vals[] = {m->prov.path,         m->prov.photo_id, m->prov.url,
-                          m->prov.uploader,     m->prov.source,   m->prov.license,
-                          m->prov.jurisdiction, m->prov.consent,  m->prov.collected_at};
-    fprintf(f, "{\"distance\":%.6f,\"same\":%s,\"fmr\":%.4g,\"strangers\":%.4g,\"tier\":\"%s\","
-            "\"photo\":\"%s\",\"face\":%lld,", (double)m->distance,
-            m->distance <= lethe_descriptor_threshold() ? "true" : "false", m->fmr, m->strangers,
-            lethe_tier_name(m->tier), m->photo, (long long)m->face);
-    if (isnan(m->box[0]))
-        fputs("\"box\":null", f);
-    else
-        fprintf(f, "\"box\":[%.1f,%.1f,%.1f,%.1f]", (double)m->box[0], (double)m->box[1],
-                (double)m->box[2], (double)m->box[3]);
-    for (int i = 0; i < 9; i++) {
-        fprintf(f, ",\"%s\":", names[i]);
-        json_put_string(f, vals[i] ? vals[i] : "");
-    }
-    fprintf(f, ",\"provenance_count\":%d}", m->provenance_count);
-}
-
-/* purpose, top_k, threshold (as text, from a form or the query): 0, or
- * -1 with the 400 in r. */
+/* purpose, top_k, threshold, fpir (as text, from a form or the query):
+ * 0, or -1 with the 400 in r. */
 static int search_options(reply *r, search_req *s, const char *purpose, const char *top,
-                          const char *threshold)
+                          const char *threshold, const char *fpir)
 {
     long k = 10;
     if (!purpose || !*purpose) {
@@ -252,6 +229,17 @@ static int search_options(reply *r, search_req *s, const char *purpose, const ch
             return -1;
         }
         s->so.threshold = (float)t;
+    }
+    if (fpir) {
+        char *end;
+        double v = strtod(fpir, &end);
+        if (!*fpir || *end || !(v > 0 && v < 1)) {
+            reply_error(r, 400, "bad_request", NULL,
+                        "\"fpir\" must be a number between 0 and 1 (the chance that a search "
+                        "for someone the store does not hold returns anyone)");
+            return -1;
+        }
+        s->so.fpir = v;
     }
     return 0;
 }
@@ -313,13 +301,13 @@ static int probes_parse(reply *r, const sj_member *m, search_req *s)
 static int search_from_json(request *req, reply *r, search_req *s)
 {
     static const char *const allowed[] = {"purpose", "descriptor", "embedding", "descriptors",
-                                          "top_k",   "threshold",  NULL};
+                                          "top_k",   "threshold",  "fpir",      NULL};
     static const char *const allowed_verify[] = {"purpose",   "descriptor", "embedding",
                                                  "threshold", "uploader",   "url",
                                                  "photo_id",  NULL};
     sj_object o;
     const char *purpose, *v[3] = {NULL, NULL, NULL};
-    char top[32] = "", thr[64] = "", msg[256];
+    char top[32] = "", thr[64] = "", fp[64] = "", msg[256];
     int rc = -1;
     if (read_json(req, r, &o, s->verify ? allowed_verify : allowed) < 0 ||
         json_text(r, &o, "purpose", 0, &purpose) < 0)
@@ -330,15 +318,21 @@ static int search_from_json(request *req, reply *r, search_req *s)
         goto out;
     const sj_member *d = sj_get(&o, "descriptor"), *e = sj_get(&o, "embedding");
     const sj_member *k = sj_get(&o, "top_k"), *t = sj_get(&o, "threshold");
-    if ((k && k->type != SJ_NUMBER) || (t && t->type != SJ_NUMBER)) {
-        reply_error(r, 400, "bad_request", NULL, "\"top_k\" and \"threshold\" are numbers");
+    const sj_member *fpir = sj_get(&o, "fpir");
+    if ((k && k->type != SJ_NUMBER) || (t && t->type != SJ_NUMBER) ||
+        (fpir && fpir->type != SJ_NUMBER)) {
+        reply_error(r, 400, "bad_request", NULL,
+                    "\"top_k\", \"threshold\" and \"fpir\" are numbers");
         goto out;
     }
+    if (fpir)
+        snprintf(fp, sizeof(fp), "%.*s", (int)(fpir->raw_len < 63 ? fpir->raw_len : 63),
+                 fpir->raw);
     if (k)
         snprintf(top, sizeof(top), "%.*s", (int)(k->raw_len < 31 ? k->raw_len : 31), k->raw);
     if (t)
         snprintf(thr, sizeof(thr), "%.*s", (int)(t->raw_len < 63 ? t->raw_len : 63), t->raw);
-    if (search_options(r, s, purpose, k ? top : NULL, t ? thr : NULL) < 0)
+    if (search_options(r, s, purpose, k ? top : NULL, t ? thr : NULL, fpir ? fp : NULL) < 0)
         goto out;
     const sj_member *many = sj_get(&o, "descriptors");
     if ((d != NULL) + (e != NULL) + (many != NULL) != 1) {
@@ -403,8 +397,8 @@ static int describe_photo(request *req, reply *r, const void *photo, size_t len,
  * photos of one person (multipart "photo" parts: a fused search). */
 static int search_from_photo(request *req, reply *r, search_req *s)
 {
-    form f = {.names = {"purpose", "top_k", "threshold"}, .nnames = 3, .photo_field = "photo",
-              .max_photos = LETHE_FUSE_MAX};
+    form f = {.names = {"purpose", "top_k", "threshold", "fpir"}, .nnames = 4,
+              .photo_field = "photo", .max_photos = LETHE_FUSE_MAX};
     static const char *const verify_names[] = {"purpose", "threshold", "uploader", "url",
                                                "photo_id"};
     int rc = -1;
@@ -416,12 +410,13 @@ static int search_from_photo(request *req, reply *r, search_req *s)
     if (form_read(req, &f, content_type_is_photo(req)) < 0)
         reply_error(r, f.error_status, "bad_request", NULL, "%s", f.error);
     else if (search_options(r, s, form_get(&f, "purpose"), form_get(&f, "top_k"),
-                            form_get(&f, "threshold")) == 0 &&
+                            form_get(&f, "threshold"), form_get(&f, "fpir")) == 0 &&
              (!s->verify || against_pick(r, s, (const char *const[3]){form_get(&f, "uploader"),
                                                    form_get(&f, "url"),
                                                    form_get(&f, "photo_id")}) == 0)) {
         rc = 0;
         s->nprobes = f.nphotos > 1 ? f.nphotos : 1;
+        s->from_photo = 1;
         for (int i = 0; rc == 0 && i < s->nprobes; i++) {
             size_t len = 0;
             const void *photo = f.nphotos ? form_photo(&f, i, &len) : NULL;
@@ -457,6 +452,13 @@ static void h_search(request *req, reply *r)
     int rc = s->nprobes > 1
                  ? lethe_search_fused(req->sv->store, s->q, s->nprobes, &s->so, &m, &n)
                  : lethe_search(req->sv->store, s->q, 1, &s->so, &m, &n);
+    /* the answer's bounds, as `lethe search --json` gives them (the
+     * gallery the matches were ranked in, or the store's now when none) */
+    search_bounds bounds;
+    if (rc == LETHE_OK && n > 0)
+        search_bounds_from(&s->so, m[0].gallery, &bounds);
+    else if (rc == LETHE_OK)
+        rc = search_bounds_get(req->sv->store, &s->so, &bounds);
     if (rc != LETHE_OK)
         store_message(req, msg, sizeof(msg));
     if (rc != LETHE_OK) {
@@ -467,13 +469,11 @@ static void h_search(request *req, reply *r)
         reply_json(r, 503, NULL);
         goto out;
     }
-    fputs("{\"matches\":[", b.f);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            fputc(',', b.f);
-        put_match(b.f, &m[i]);
-    }
-    fputs("]}\n", b.f);
+    char source[64];
+    snprintf(source, sizeof(source), s->nprobes > 1 ? "%d probes of one person, fused"
+                                     : s->from_photo ? "photo" : "descriptor", s->nprobes);
+    json_put_search(b.f, 0, source, s->nprobes > 1 ? s->nprobes : 0, &bounds, m, n);
+    fputs("\n", b.f);
     reply_json(r, 200, jb_close(&b));
 out:
     lethe_matches_free(m, n);
@@ -656,15 +656,8 @@ static void h_log_verify(request *req, reply *r)
         reply_json(r, 503, NULL);
         return;
     }
-    fprintf(b.f, "{\"intact\":%s,\"entries\":%llu,\"first_bad\":", rc ? "false" : "true",
-            (unsigned long long)n);
-    if (rc) {
-        fprintf(b.f, "%llu,\"error\":", (unsigned long long)bad);
-        json_put_string(b.f, msg);
-    } else {
-        fputs("null,\"error\":null", b.f);
-    }
-    fputs("}\n", b.f);
+    json_put_log_verify(b.f, rc == LETHE_OK, n, bad, msg);
+    fputc('\n', b.f);
     reply_json(r, 200, jb_close(&b));
 }
 
@@ -1102,36 +1095,27 @@ static void h_receipt_verify(request *req, reply *r)
 
 typedef struct ingest_errors {
     char first[512];
+    char input[256];
+    size_t line;
     int n;
 } ingest_errors;
 
 static void on_ingest_error(void *ctx, const char *input, size_t line, const char *message)
 {
     ingest_errors *e = ctx;
-    (void)input, (void)line;
-    if (!e->n++)
+    if (!e->n++) {
         snprintf(e->first, sizeof(e->first), "%s", message);
+        snprintf(e->input, sizeof(e->input), "%s", input ? input : "");
+        e->line = line;
+    }
 }
 
-static void put_ingest(FILE *f, const lethe_ingest_stats *st, const ingest_errors *e)
+/* The photo's summary, as `lethe ingest --json` writes it. */
+static void put_ingest(FILE *f, const lethe_ingest_stats *st, double seconds,
+                       const lethe_engine *engine, ingest_errors *e)
 {
-    fprintf(f,
-            "{\"seen\":%llu,\"added\":%llu,\"duplicates\":%llu,\"provenance\":%llu,"
-            "\"faces\":%llu,\"templates\":%llu,\"refused\":%llu,\"withdrawn\":%llu,"
-            "\"no_face\":%llu,\"opted_out\":%llu,\"opted_out_faces\":%llu,"
-            "\"uncommitted\":%llu,\"errors\":[",
-            (unsigned long long)st->seen, (unsigned long long)st->added,
-            (unsigned long long)st->duplicates, (unsigned long long)st->provenance,
-            (unsigned long long)st->faces, (unsigned long long)st->templates,
-            (unsigned long long)st->refused, (unsigned long long)st->withdrawn,
-            (unsigned long long)st->no_face, (unsigned long long)st->opted_out,
-            (unsigned long long)st->opted_out_faces, (unsigned long long)st->uncommitted);
-    if (e->n) {
-        fputs("{\"reason\":", f);
-        json_put_string(f, e->first);
-        fputc('}', f);
-    }
-    fputs("]}", f);
+    ingest_error one = {e->input, e->first, e->line};
+    json_put_ingest(f, st, seconds, 1, engine, &one, e->n ? 1 : 0);
 }
 
 /* One photo into the store, under the lock. */
@@ -1176,7 +1160,7 @@ static void h_ingest(request *req, reply *r)
               .nnames = 9,
               .photo_field = "photo"};
     lethe_ingest_stats st;
-    ingest_errors e = {"", 0};
+    ingest_errors e = {"", "", 0, 0};
     char msg[512];
     jsbuf b;
     memset(&st, 0, sizeof(st));
@@ -1196,7 +1180,9 @@ static void h_ingest(request *req, reply *r)
             return;
         }
     }
+    double t0 = serve_now();
     int rc = ingest_one(req, &f, &st, &e, msg, sizeof(msg));
+    double seconds = serve_now() - t0;
     form_free(&f);
     if (rc != LETHE_OK) {
         reply_lethe(r, rc, msg);
@@ -1206,7 +1192,7 @@ static void h_ingest(request *req, reply *r)
         reply_json(r, 503, NULL);
         return;
     }
-    put_ingest(b.f, &st, &e);
+    put_ingest(b.f, &st, seconds, req->sv->engine, &e);
     if (!e.n)
         fputc('\n', b.f);
     char *json = jb_close(&b);
@@ -1224,9 +1210,11 @@ static void h_ingest(request *req, reply *r)
 
 /* ------------------------------------------------------------- detect */
 
-static void put_detected(FILE *f, const lethe_analysis *an)
+static void put_detected(FILE *f, const char *image, const lethe_analysis *an)
 {
-    fprintf(f, "{\"width\":%d,\"height\":%d,\"faces\":[", an->width, an->height);
+    fputs("{\"image\":", f);
+    json_put_string(f, image);
+    fprintf(f, ",\"width\":%d,\"height\":%d,\"faces\":[", an->width, an->height);
     for (int i = 0; i < an->count; i++) {
         const lethe_face *fc = &an->faces[i];
         fprintf(f, "%s{\"box\":[%.3f,%.3f,%.3f,%.3f],\"score\":%.6f,\"landmarks\":", i ? "," : "",
@@ -1270,7 +1258,9 @@ static void h_detect(request *req, reply *r)
     else if (jb_open(&b) < 0)
         reply_json(r, 503, NULL);
     else {
-        put_detected(b.f, &an);
+        /* named as `lethe detect --json` names it: the file name the part
+         * came with, else "photo" (a raw body has none) */
+        put_detected(b.f, f.photo_name[0] ? f.photo_name : "photo", &an);
         reply_json(r, 200, jb_close(&b));
     }
 out:

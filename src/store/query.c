@@ -275,7 +275,7 @@ static int search_model(lethe_store *s, const lethe_model_id *m, int64_t *id, ui
     return rc;
 }
 
-int lethe_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count)
+int store_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count)
 {
     int64_t id;
     int rc;
@@ -283,6 +283,13 @@ int lethe_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *
     if ((rc = store_index_ready(s)))
         return rc;
     return search_model(s, model, &id, count);
+}
+
+int lethe_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count)
+{
+    if (s->share) /* from any thread, on a view */
+        return share_search_gallery(s, model, count);
+    return store_search_gallery(s, model, count);
 }
 
 /* The options checked (into o), the index ready, the queries' model and

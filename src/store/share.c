@@ -308,6 +308,20 @@ int share_search_fused(lethe_store *s, const float *mean, const float *probes, i
     return rc;
 }
 
+int share_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count)
+{
+    lethe_store *v;
+    *count = 0;
+    int rc = view_for(s, &v);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&v->share->index_rw);
+    rc = store_search_gallery(v, model, count);
+    pthread_rwlock_unlock(&v->share->index_rw);
+    view_done(s, v);
+    return rc;
+}
+
 int share_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count)
 {

@@ -68,6 +68,10 @@ int share_search_fused(lethe_store *s, const float *mean, const float *probes, i
                        const lethe_search_options *opt, lethe_match **matches, size_t *count);
 int share_search_image(lethe_store *s, lethe_engine *e, const lethe_image *img,
                        const lethe_search_options *opt, lethe_match **matches, size_t *count);
+/* lethe_search_gallery on a view; store_search_gallery (query.c) is the
+ * call itself, on one connection. */
+int share_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count);
+int store_search_gallery(lethe_store *s, const lethe_model_id *model, uint64_t *count);
 int share_key_authenticate(lethe_store *s, const char *key, size_t len, lethe_key_info *info);
 /* lethe_log_verify between two group commits: a group that commits while
  * the log is read would make log.head and the catalog's head differ from

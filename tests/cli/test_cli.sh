@@ -85,6 +85,11 @@ if [ -f "$faces" ]; then
       for (const f of r.faces) { if (f.landmarks.length!==68||f.box.length!==4||f.embedding) process.exit(1);
         for (const [x,y] of f.landmarks) if (!(x>=f.box[0]-0.3*f.box[2]&&x<=f.box[0]+1.3*f.box[2]&&y>=f.box[1]-0.3*f.box[3]&&y<=f.box[1]+1.3*f.box[3])) process.exit(2); }' "$tmp/out" \
       && ok "68 landmarks inside each box, no embedding from detect" || bad "landmarks inside boxes" "$(head -c 300 "$tmp/out")"
+    cp "$tmp/out" "$tmp/detect_first.json"
+    expect "detect with its options after the path" 0 "$LETHE" detect "$faces" --json --threads 1
+    same "answers as with them before" "$(cat "$tmp/out")" "$(cat "$tmp/detect_first.json")"
+    expect "a path after -- that looks like an option" 1 "$LETHE" detect -- --json
+    contains "is taken as a path" "$tmp/err" "cannot open --json"
     expect "embed faces.jpg" 0 "$LETHE" embed --json "$faces"
     node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
       for (const f of r.faces) { if (f.embedding.length!==128) process.exit(1);

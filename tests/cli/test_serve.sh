@@ -224,7 +224,7 @@ json_post "${KEY[search]}" /v1/search "{\"purpose\":\"\",\"descriptor\":$DESC}"
 is "search with an empty purpose" 400 '"code":"purpose_required"'
 n0=$(log_entries)
 json_post "${KEY[search]}" /v1/search "{\"purpose\":\"finding a lost child q8\",\"descriptor\":$DESC,\"top_k\":3}"
-is "search by descriptor" 200 '^{"matches":\['
+is "search by descriptor" 200 '^{"query":0,"source":"descriptor","gallery":[0-9]*,"fpir":null,"threshold":null,"matches":\['
 same "the search is one log entry" "$(log_entries)" $((n0 + 1))
 "$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/last"
 contains "the log's actor is the key's id" "$tmp/last" '"kind":"search","actor":"key:3","purpose":"finding a lost child q8"'
@@ -440,7 +440,9 @@ is "retire without a model" 400 'model.. is required'
 DESC2=$(printf '%s' "$DESC" | sed 's/\([0-9]\)\([,\]]\)/\15\2/g')
 n0=$(log_entries)
 json_post "${KEY[search]}" /v1/search "{\"purpose\":\"fused q\",\"descriptors\":[$DESC,$DESC2],\"top_k\":2}"
-is "fused search by descriptors" 200 '^{"matches":\['
+is "fused search by descriptors" 200 '^{"query":0,"source":"2 probes of one person, fused","fused":2,"gallery":'
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["matches"] and all(m["fmr"] is None and m["tier"] == "uncalibrated" for m in d["matches"])' "$tmp/body" &&
+    ok "its answer is JSON, the uncalibrated evidence null (it was nan)" || bad "its answer is JSON, the uncalibrated evidence null (it was nan)" "$(head -c 300 "$tmp/body")"
 same "a fused search is one log entry" "$(log_entries)" $((n0 + 1))
 json_post "${KEY[search]}" /v1/search "{\"purpose\":\"x\",\"descriptors\":[]}"
 is "fused search of no descriptor" 400 'is empty'
@@ -474,6 +476,75 @@ if [ "$INGEST_OK" = 200 ]; then
     is "by an unknown kind" 400 "'by' is file"
     req "${KEY[erasure]}" POST /v1/forget -F "photo=@$SAMPLES/sample1.jpg" -F face_threshold=0.3
     is "face_threshold without by=face" 400 'goes with by=face'
+fi
+
+# --- one shape per object: what the CLI's --json and the server write for
+# the same call have the same members, recursively (values aside) -----------
+cat >"$tmp/shape.py" <<'EOF'
+import json, sys
+def shape(v):
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    return "number" if isinstance(v, (int, float)) else type(v).__name__
+a, b = (json.loads(open(f).read().splitlines()[0]) for f in sys.argv[1:3])
+if shape(a) != shape(b):
+    sys.exit("cli  %s\nhttp %s" % (json.dumps(shape(a))[:700], json.dumps(shape(b))[:700]))
+EOF
+shape_same() { # NAME CLI_FILE HTTP_FILE
+    if /usr/bin/python3 "$tmp/shape.py" "$2" "$3" 2>"$tmp/shape.err"; then ok "one shape: $1"
+    else bad "one shape: $1" "$(cat "$tmp/shape.err")"; fi
+}
+A=${KEY[admin]}
+"$LETHE" search --store "$S" --purpose shape --descriptor "$DESC" --top 2 --fpir 0.01 --json >"$tmp/c.json"
+json_post "$A" /v1/search "{\"purpose\":\"shape\",\"descriptor\":$DESC,\"top_k\":2,\"fpir\":0.01}"
+shape_same "search, with fpir" "$tmp/c.json" "$tmp/body"
+contains "the fpir's threshold is in the answer" "$tmp/body" '"fpir":0.01,"threshold":0\.[0-9]'
+"$LETHE" search --store "$S" --purpose shape --descriptor "$DESC" --descriptor "$DESC2" --fuse --top 2 --json >"$tmp/c.json"
+json_post "$A" /v1/search "{\"purpose\":\"shape\",\"descriptors\":[$DESC,$DESC2],\"top_k\":2}"
+shape_same "fused search" "$tmp/c.json" "$tmp/body"
+json_post "$A" /v1/search "{\"purpose\":\"shape\",\"descriptor\":$DESC,\"fpir\":1.5}"
+is "an fpir out of (0, 1)" 400 'fpir'
+json_post "$A" /v1/search "{\"purpose\":\"shape\",\"descriptors\":[$DESC,$DESC2],\"fpir\":0.1}"
+is "fpir with fused probes" 400 'not calibrated for fused probes'
+"$LETHE" lookup --store "$S" --uploader bob-q --json >"$tmp/c.json"
+json_post "$A" /v1/lookup '{"uploader":"bob-q"}'
+shape_same "lookup" "$tmp/c.json" "$tmp/body"
+for pair in "log verify|/v1/log/verify" "digest --full|/v1/digest?full=true" "policy show|/v1/policy" \
+            "policy check GB explicit|/v1/policy/check?jurisdiction=GB&consent=explicit" \
+            "optout --list|/v1/optouts" "request auto|/v1/requests/auto" \
+            "datasheet --format json|/v1/datasheet?format=json"; do
+    # shellcheck disable=SC2086
+    "$LETHE" ${pair%%|*} --store "$S" --json >"$tmp/c.json" 2>"$tmp/c.err" ||
+        "$LETHE" ${pair%%|*} --store "$S" >"$tmp/c.json" 2>"$tmp/c.err"
+    req "$A" GET "${pair#*|}"
+    shape_same "${pair%%|*}" "$tmp/c.json" "$tmp/body"
+done
+"$LETHE" forget --store "$S" --uploader bob-q --dry-run --json >"$tmp/c.json"
+json_post "$A" /v1/forget '{"uploader":"bob-q","dry_run":true}'
+shape_same "forget --dry-run" "$tmp/c.json" "$tmp/body"
+"$LETHE" log --store "$S" --json | tail -n 1 >"$tmp/c.json"
+req "$A" GET /v1/log
+/usr/bin/python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["entries"][-1]))' "$tmp/body" >"$tmp/h.json"
+shape_same "a log entry" "$tmp/c.json" "$tmp/h.json"
+if [ "$INGEST_OK" = 200 ]; then
+    cp "$SAMPLES/sample3.jpg" "$tmp/shape3.jpg"
+    "$LETHE" ingest --store "$S" --consent explicit --jurisdiction US "$tmp/shape3.jpg" --json >"$tmp/c.json"
+    req "$A" POST "/v1/ingest?uploader=shape&consent=explicit&jurisdiction=US" -H 'Content-Type: image/jpeg' --data-binary @"$SAMPLES/sample3.jpg"
+    shape_same "ingest of a photo" "$tmp/c.json" "$tmp/body"
+    "$LETHE" detect "$SAMPLES/sample3.jpg" --json >"$tmp/c.json"
+    req "$A" POST /v1/detect -F "photo=@$SAMPLES/sample3.jpg"
+    shape_same "detect" "$tmp/c.json" "$tmp/body"
+    contains "detect names the file it was sent" "$tmp/body" '^{"image":"sample3.jpg",'
+    "$LETHE" search --store "$S" --purpose shape "$tmp/shape3.jpg" --top 2 --json >"$tmp/c.json"
+    req "$A" POST "/v1/search?purpose=shape&top_k=2" -H 'Content-Type: image/jpeg' --data-binary @"$SAMPLES/sample3.jpg"
+    shape_same "search by photo" "$tmp/c.json" "$tmp/body"
+    contains "its source is the photo" "$tmp/body" '^{"query":0,"source":"photo",'
 fi
 
 # --- 5. rate limit and quota -------------------------------------------------
@@ -613,7 +684,7 @@ printf '%s' "${body:20}" >&5
 timeout 20 cat <&5 >"$tmp/inflight"
 exec 5>&-
 contains "the request in flight at SIGTERM was answered" "$tmp/inflight" '^HTTP/1.1 200'
-contains "with its results" "$tmp/inflight" '{"matches":\['
+contains "with its results" "$tmp/inflight" '"matches":\['
 for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$SPID" 2>/dev/null; then bad "SIGTERM stops the server" "still running after 10 s"; else
     wait "$SPID"
