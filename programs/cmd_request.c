@@ -26,7 +26,7 @@ static void request_help(void)
 {
     printf("usage: lethe request list [--pending] [--json]\n"
            "       lethe request approve N [--confirm] [--json]\n"
-           "       lethe request deny N [--reason TEXT]\n"
+           "       lethe request deny N|FIRST-LAST [--reason TEXT] [--json]\n"
            "       lethe request auto [KIND on|off]\n"
            "       lethe request file [--optout] --uploader U | --url URL | --photo-id ID |\n"
            "                          --image FILE [--json]\n"
@@ -37,12 +37,14 @@ static void request_help(void)
            "'list' shows them by number, with what a pending one selects; 'approve N'\n"
            "erases as 'lethe forget' does and keeps the signed receipt for the\n"
            "requester (--confirm for more than 1000 photos); 'deny N' refuses it (the\n"
-           "reason, at most 255 bytes, is shown to the requester); either way what it\n"
-           "selected is forgotten. 'auto KIND on' approves requests of KIND (uploader,\n"
-           "url, photo-id, file, face) as soon as they are filed; 'auto' alone shows\n"
-           "the rules (every kind waits by default). 'file' files a request as the\n"
-           "page does and prints its id (the requester's only handle on it); 'status\n"
-           "ID' shows it, and its receipt once done. Every change is logged.\n%s\n"
+           "reason, at most 255 bytes, is shown to the requester), and 'deny\n"
+           "FIRST-LAST' every one of those numbers still pending (a flood of\n"
+           "requests); either way what it selected is forgotten. 'auto KIND on'\n"
+           "approves requests of KIND (uploader, url, photo-id, file, face) as soon as\n"
+           "they are filed; 'auto' alone shows the rules (every kind waits by\n"
+           "default). 'file' files a request as the page does and prints its id (the\n"
+           "requester's only handle on it); 'status ID' shows it, and its receipt once\n"
+           "done. Every change is logged.\n%s\n"
            "Exit status: 0 done, 1 failed (no such request, decided already), 2 usage.\n",
            cli_common_help);
 }
@@ -141,10 +143,53 @@ static int req_list(lethe_store *s, const req_cli *a)
     return CLI_EXIT_OK;
 }
 
+/*
+ * deny FIRST-LAST: every request numbered FIRST to LAST that is still
+ * pending is denied (one by one, each logged), the decided ones are left
+ * as they are. For a flood of requests (docs/page.md, "Security").
+ */
+static int req_deny_range(lethe_store *s, const req_cli *a, int64_t first, int64_t last)
+{
+    lethe_request_info *v = NULL;
+    size_t n = 0;
+    uint64_t denied = 0;
+    int rc = lethe_request_list(s, 1, &v, &n);
+    for (size_t i = 0; rc == LETHE_OK && i < n; i++)
+        if (v[i].number >= first && v[i].number <= last &&
+            (rc = lethe_request_deny(s, v[i].number, a->c.actor, a->reason)) == LETHE_OK)
+            denied++;
+    lethe_requests_free(v, n);
+    if (rc != LETHE_OK) {
+        cli_text_error("request deny: %s (%llu denied before it)", lethe_store_errmsg(s),
+                       (unsigned long long)denied);
+        return cli_status(rc);
+    }
+    if (a->c.json)
+        printf("{\"first\":%lld,\"last\":%lld,\"denied\":%llu}\n", (long long)first,
+               (long long)last, (unsigned long long)denied);
+    else
+        printf("requests %lld to %lld: %llu pending denied\n", (long long)first,
+               (long long)last, (unsigned long long)denied);
+    return CLI_EXIT_OK;
+}
+
 static int req_decide(lethe_store *s, const req_cli *a, int approve)
 {
     lethe_request_info info;
-    int64_t n;
+    int64_t n, last;
+    const char *dash = a->args[0] ? strchr(a->args[0], '-') : NULL;
+    if (!approve && dash && dash != a->args[0]) {
+        char lo[32];
+        snprintf(lo, sizeof(lo), "%.*s", (int)(dash - a->args[0] < 31 ? dash - a->args[0] : 31),
+                 a->args[0]);
+        if (parse_number(a->action, lo, &n) < 0 || parse_number(a->action, dash + 1, &last) < 0)
+            return CLI_EXIT_USAGE;
+        if (last < n) {
+            cli_text_error("request deny: the range %s ends before it begins", a->args[0]);
+            return CLI_EXIT_USAGE;
+        }
+        return req_deny_range(s, a, n, last);
+    }
     if (parse_number(a->action, a->args[0], &n) < 0)
         return CLI_EXIT_USAGE;
     int rc = approve ? lethe_request_approve(s, n, a->confirm ? LETHE_FORGET_CONFIRMED : 0,

@@ -76,6 +76,23 @@ expect "request with an unknown action" 2 "$LETHE" request frobnicate --store "$
 expect "request list --json" 0 "$LETHE" request list --json --store "$S"
 same "two requests listed" "$(grep -c '^{"number"' "$tmp/out")" 2
 lacks "no selector once decided" "$tmp/out" "x.example"
+# a flood is denied by a range of numbers: the pending ones in it, no other
+for n in 3 4 5 6; do
+    expect "request file $n" 0 "$LETHE" request file --url "https://flood.example/$n" --store "$S"
+done
+expect "request approve 4" 0 "$LETHE" request approve 4 --store "$S"
+expect "request deny a range" 0 "$LETHE" request deny 3-5 --reason "flood" --store "$S"
+contains "says how many were pending in it" "$tmp/out" "requests 3 to 5: 2 pending denied"
+expect "request list after" 0 "$LETHE" request list --json --store "$S"
+contains "3 denied" "$tmp/out" '"number":3,"status":"denied"'
+contains "4 stays done" "$tmp/out" '"number":4,"status":"done"'
+contains "5 denied" "$tmp/out" '"number":5,"status":"denied"'
+contains "6 outside the range still pending" "$tmp/out" '"number":6,"status":"pending"'
+expect "request deny a range, json" 0 "$LETHE" request deny 6-100 --store "$S" --json
+same "one object" "$(cat "$tmp/out")" '{"first":6,"last":100,"denied":1}'
+expect "a range that ends before it begins" 2 "$LETHE" request deny 5-3 --store "$S"
+expect "a range that is no range" 2 "$LETHE" request deny 3-x --store "$S"
+expect "approve takes no range" 2 "$LETHE" request approve 3-5 --store "$S"
 expect "request --help" 0 "$LETHE" request --help
 expect "log verifies" 0 "$LETHE" log verify --store "$S"
 
